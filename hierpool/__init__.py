@@ -1,0 +1,23 @@
+"""hierpool: Bayesian models of grouped data, and what random-effects shrinkage does that ridge does not.
+
+>>> import hierpool as hp
+>>> gd = hp.prepare(df, y="y", group="member", predictors=["age"], family="bernoulli")  # doctest: +SKIP
+>>> dt = hp.fit(hp.random_intercepts(gd), random_seed=1)                                # doctest: +SKIP
+>>> hp.shrinkage(dt)                                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import datasets
+from .data import GroupedData, prepare
+from .io import load, save
+from .models import random_intercepts, regularized_hierarchical, ridge_fixed_effects
+from .priors import Prior
+from .sampling import HierpoolSamplingWarning, check_sampling, fit
+
+__all__ = [
+    "GroupedData", "HierpoolSamplingWarning", "Prior", "check_sampling", "datasets", "fit", "load",
+    "prepare", "random_intercepts", "regularized_hierarchical", "ridge_fixed_effects", "save",
+]

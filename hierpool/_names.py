@@ -1,0 +1,46 @@
+"""The naming contract shared by the model factories and the analysis layer.
+
+Every factory builds its model with these dims and variable names, and every analysis function reads a
+fit through them. Nothing else couples the two halves of the package (see ``DESIGN.md``).
+"""
+
+from __future__ import annotations
+
+# dims
+GROUP = "group"
+OBS = "obs_id"
+PREDICTOR = "predictor"
+SAMPLE_DIMS = ("chain", "draw")
+
+# posterior variables
+INTERCEPT = "intercept"
+BETA = "beta"
+GROUP_EFFECT = "group_effect"
+TAU = "tau"
+SIGMA = "sigma"
+
+# observed variable
+Y = "y"
+
+# constant_data variables
+GROUP_IDX = "group_idx"
+X = "X"  # predictor matrix on the user's scale (rows x predictor)
+X_CENTER = "x_center"
+X_SCALE = "x_scale"
+GROUP_N = "group_n"
+GROUP_RAW_MEAN = "group_raw_mean"
+GROUP_DENOM = "group_denominator"  # rows, trials or exposure summed per group
+TRIALS = "trials"
+EXPOSURE = "exposure"
+
+# DataTree attrs
+ATTR_VARIANT = "hierpool_variant"
+ATTR_FAMILY = "hierpool_family"
+ATTR_VERSION = "hierpool_version"
+ATTR_SETTINGS = "hierpool_settings"
+ATTR_DIAGNOSTICS = "hierpool_diagnostics"
+
+VARIANTS = ("random_intercepts", "ridge_fixed_effects", "regularized_hierarchical")
+FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
+PENALTIES = ("horseshoe", "laplace", "ridge")
+SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")

@@ -1,0 +1,144 @@
+"""Prior specifications: a small serializable description of a PyMC distribution.
+
+``Prior("HalfNormal", sigma=2.0)`` describes a prior; factories take a dict of them through ``priors=``
+(keys are parameter names such as ``"tau"``), keep them in the fit's attrs as JSON and rebuild them from
+there. A plain number in ``priors=`` fixes that parameter at the value (useful for exact checks and for
+reproducing analyses with a known variance). ``"tau_sq"`` and ``"sigma_sq"`` put the prior on the variance
+instead, e.g. the classic ``Prior("InverseGamma", alpha=0.001, beta=0.001)`` on tau^2.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import pymc as pm
+import pytensor.tensor as pt
+
+__all__ = ["Prior"]
+
+# Distributions allowed for a standard deviation (positive support).
+POSITIVE = {
+    "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma", "InverseGamma", "LogNormal",
+    "Weibull", "Uniform", "TruncatedNormal", "HalfFlat",
+}
+# Distributions allowed for a real-valued parameter (intercept, beta).
+REAL = {"Normal", "StudentT", "Cauchy", "Laplace", "Logistic", "Uniform", "Flat", "SkewNormal"}
+
+
+class Prior:
+    """A named PyMC distribution with numeric parameters.
+
+    Parameters
+    ----------
+    dist : str
+        Name of a PyMC distribution, e.g. ``"Normal"``, ``"HalfStudentT"``, ``"InverseGamma"``.
+    **params : float
+        Its parameters, by PyMC's names.
+
+    Examples
+    --------
+    >>> from hierpool import Prior
+    >>> p = Prior("HalfStudentT", nu=3, sigma=2.5)
+    >>> Prior.from_dict(p.to_dict()) == p
+    True
+    """
+
+    def __init__(self, dist: str, **params):
+        if not isinstance(dist, str) or not hasattr(pm, dist) or dist not in POSITIVE | REAL:
+            valid = ", ".join(sorted(POSITIVE | REAL))
+            raise ValueError(f"Prior dist={dist!r} is not supported; valid choices: {valid}.")
+        for k, v in params.items():
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(float(v)):
+                raise TypeError(f"Prior({dist!r}) parameter {k}={v!r} must be a finite number.")
+        self.dist = dist
+        self.params = {k: float(v) for k, v in params.items()}
+
+    def to_dict(self) -> dict:
+        return {"dist": self.dist, **self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Prior:
+        d = dict(d)
+        if "dist" not in d:
+            raise ValueError(f"a prior given as a dict needs the key 'dist'; got keys {sorted(d)}.")
+        return cls(d.pop("dist"), **d)
+
+    def build(self, name: str, **kwargs):
+        """Create the PyMC random variable ``name`` inside the current model context."""
+        try:
+            return getattr(pm, self.dist)(name, **self.params, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"prior for {name!r}: {self!r} has parameters PyMC does not accept: {err}") from err
+
+    def __eq__(self, other):
+        return isinstance(other, Prior) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+
+
+def as_prior(key: str, value) -> Prior | float:
+    """Normalize a user's entry of ``priors=``: a Prior, a dict with 'dist', or a number (fixed value)."""
+    if isinstance(value, Prior):
+        return value
+    if isinstance(value, dict):
+        return Prior.from_dict(value)
+    if isinstance(value, Real) and not isinstance(value, bool):
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"priors[{key!r}]={value!r} must be finite to fix the parameter.")
+        return v
+    raise TypeError(
+        f"priors[{key!r}] must be a hierpool.Prior, a dict like {{'dist': 'HalfNormal', 'sigma': 1}}, or a "
+        f"number that fixes the parameter; got {value!r}."
+    )
+
+
+def normalize_priors(priors: dict | None, allowed: dict[str, str], variant: str) -> dict:
+    """Check ``priors`` keys against ``allowed`` (key -> 'positive' | 'real') and normalize values."""
+    if priors is None:
+        return {}
+    if not isinstance(priors, dict):
+        raise TypeError(f"priors must be a dict of parameter name -> Prior; got {type(priors).__name__}.")
+    out = {}
+    for key, value in priors.items():
+        if key not in allowed:
+            valid = ", ".join(sorted(allowed))
+            raise ValueError(f"priors has unknown key {key!r} for {variant}; valid parameter names: {valid}.")
+        p = as_prior(key, value)
+        if isinstance(p, Prior):
+            want = POSITIVE if allowed[key] == "positive" else REAL
+            if p.dist not in want:
+                raise ValueError(
+                    f"priors[{key!r}]={p!r}: {key} needs a distribution with "
+                    f"{'positive' if allowed[key] == 'positive' else 'real'} support; valid: {', '.join(sorted(want))}."
+                )
+        elif allowed[key] == "positive" and p <= 0:
+            raise ValueError(f"priors[{key!r}]={value!r}: a fixed {key} must be > 0.")
+        out[key] = p
+    for base in ("tau", "sigma"):
+        if base in out and f"{base}_sq" in out:
+            raise ValueError(f"priors gives both {base!r} and {base + '_sq'!r}; give one of them.")
+    return out
+
+
+def serialize(priors: dict) -> dict:
+    return {k: (v.to_dict() if isinstance(v, Prior) else v) for k, v in priors.items()}
+
+
+def scale_parameter(name: str, priors: dict, default: Prior):
+    """Build a standard deviation ``name`` (e.g. tau): a fixed number, a prior on it, or on its square."""
+    if name in priors:
+        p = priors[name]
+        if isinstance(p, Prior):
+            return p.build(name)
+        return pm.Deterministic(name, pt.as_tensor_variable(float(p)))
+    if f"{name}_sq" in priors:
+        p = priors[f"{name}_sq"]
+        if isinstance(p, Prior):
+            var = p.build(f"{name}_sq")
+            return pm.Deterministic(name, pt.sqrt(var))
+        return pm.Deterministic(name, pt.as_tensor_variable(math.sqrt(float(p))))
+    return default.build(name)

@@ -1,0 +1,261 @@
+"""Fitting: :func:`fit` runs NUTS on a factory's model and returns a self-contained ``xr.DataTree``;
+:func:`check_sampling` reports divergences, R-hat and ESS problems."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import warnings
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from . import _names as N
+from ._predictive import design_from_constant, linear_predictor, log_likelihood
+from ._validate import one_of, positive_int
+from .models import model_info
+
+__all__ = ["fit", "check_sampling", "HierpoolSamplingWarning"]
+
+_INSTALL = {
+    "nutpie": "pip install 'hierpool[nutpie]'  (or: pip install nutpie)",
+    "numpyro": "pip install 'hierpool[numpyro]'  (or: pip install numpyro jax)",
+}
+
+#: Above this many values (chains x draws x rows) the pointwise log-likelihood is not stored by default.
+LOG_LIK_MAX_VALUES = 200_000_000
+
+
+class HierpoolSamplingWarning(UserWarning):
+    """Divergences, R-hat > 1.01 or low effective sample size in a fit."""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def resolve_sampler(sampler: str) -> str:
+    """'auto' picks nutpie when installed (fastest on CPU here), else PyMC's own NUTS."""
+    one_of("sampler", sampler, N.SAMPLERS)
+    if sampler == "auto":
+        return "nutpie" if importlib.util.find_spec("nutpie") else "pymc"
+    needed = {"nutpie": ["nutpie"], "numpyro": ["numpyro", "jax"]}.get(sampler, [])
+    for mod in needed:
+        if importlib.util.find_spec(mod) is None:
+            raise ImportError(f"sampler={sampler!r} needs the package {mod!r}; install it with: {_INSTALL[sampler]}")
+    return sampler
+
+
+def constant_data(gd) -> xr.Dataset:
+    """What the analysis needs without the original frame, as a Dataset with the contract's dims."""
+    coords = {N.GROUP: gd.groups.to_numpy(), N.OBS: np.arange(gd.n_obs)}
+    ds = xr.Dataset(
+        {
+            N.GROUP_IDX: ((N.OBS,), gd.group_idx),
+            N.GROUP_N: ((N.GROUP,), gd.group_n),
+            N.GROUP_RAW_MEAN: ((N.GROUP,), gd.group_raw_mean),
+            N.GROUP_DENOM: ((N.GROUP,), gd.group_denominator),
+        },
+        coords=coords,
+    )
+    if gd.n_predictors:
+        ds.coords[N.PREDICTOR] = np.asarray(gd.predictors, dtype=object)
+        ds[N.X] = ((N.OBS, N.PREDICTOR), gd.X)
+        ds[N.X_CENTER] = ((N.PREDICTOR,), gd.x_center)
+        ds[N.X_SCALE] = ((N.PREDICTOR,), gd.x_scale)
+    if gd.trials is not None:
+        ds[N.TRIALS] = ((N.OBS,), gd.trials)
+    if gd.exposure is not None:
+        ds[N.EXPOSURE] = ((N.OBS,), gd.exposure)
+    return ds
+
+
+def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArray, family: str) -> xr.DataArray:
+    """log p(y_i | parameters of each draw), dims (chain, draw, obs_id)."""
+    X, gidx, offset, trials = design_from_constant(const)
+    eta = linear_predictor(post, X, gidx, offset)
+    sigma = post[N.SIGMA] if family == "gaussian" else None
+    ll = log_likelihood(family, y, eta, sigma=sigma, trials=trials)
+    return ll.transpose(*N.SAMPLE_DIMS, N.OBS)
+
+
+def fit(
+    model: pm.Model,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: str = "auto",
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    *,
+    cores: int | None = None,
+    target_accept: float | None = None,
+    log_likelihood: bool | str = "auto",
+    **kwargs,
+) -> xr.DataTree:
+    """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        Built by :func:`random_intercepts`, :func:`ridge_fixed_effects` or :func:`regularized_hierarchical`.
+    draws, tune, chains : int
+        Posterior draws and tuning steps per chain, and the number of chains (4 by default; R-hat needs
+        several).
+    sampler : {"auto", "pymc", "nutpie", "numpyro"}
+        NUTS implementation. ``"auto"`` uses nutpie when it is installed and PyMC's NUTS otherwise.
+    random_seed : int, optional
+        Makes the fit reproducible.
+    progressbar : bool
+        Show sampling progress.
+    cores : int, optional
+        Chains run in parallel on this many processes; default ``min(chains, os.cpu_count())``.
+    target_accept : float, optional
+        NUTS target acceptance (raise to 0.95 or 0.99 after divergences).
+    log_likelihood : bool or "auto"
+        Store the pointwise log-likelihood of every row (needed by LOO). ``"auto"`` stores it unless it
+        would exceed 2e8 values.
+    **kwargs
+        Passed to :func:`pymc.sample`.
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior`` (intercept, beta, group_effect, tau, sigma as the variant has them),
+        ``sample_stats``, ``observed_data``, ``log_likelihood`` and ``constant_data`` (group_idx, group_n,
+        group_raw_mean, X, ...). ``attrs`` hold ``hierpool_variant``, ``hierpool_family``,
+        ``hierpool_version``, ``hierpool_settings`` (JSON) and ``hierpool_diagnostics`` (JSON).
+
+    Warns
+    -----
+    HierpoolSamplingWarning
+        On divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain.
+
+    Examples
+    --------
+    >>> import hierpool as hp
+    >>> df = hp.datasets.simulate_gaussian(n_groups=20, seed=1)
+    >>> dt = hp.fit(hp.random_intercepts(df, y="y", group="group"), draws=200, tune=200, random_seed=1,
+    ...             progressbar=False)  # doctest: +SKIP
+    """
+    info = model_info(model)
+    draws = positive_int("draws", draws, 1)
+    tune = positive_int("tune", tune, 0)
+    chains = positive_int("chains", chains, 1)
+    if log_likelihood not in (True, False, "auto"):
+        raise ValueError(f"log_likelihood={log_likelihood!r} is not valid; valid choices: True, False, 'auto'.")
+    engine = resolve_sampler(sampler)
+    if cores is None:
+        cores = max(1, min(chains, os.cpu_count() or 1))
+    if target_accept is not None:
+        kwargs["target_accept"] = target_accept
+    var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
+    with warnings.catch_warnings():
+        # PyMC's own convergence messages are replaced by hierpool's report below.
+        warnings.filterwarnings("ignore", message=".*(rhat|effective sample size).*", category=UserWarning)
+        dt = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            nuts_sampler=engine,
+            var_names=var_names,
+            model=model,
+            **kwargs,
+        )
+    return finalize(dt, info, engine=engine, log_likelihood=log_likelihood)
+
+
+def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto") -> xr.DataTree:
+    """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report."""
+    gd = info["data"]
+    post = dt["posterior"].to_dataset()
+    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in post]
+    post = post[keep]
+    const = constant_data(gd)
+    post = post.assign_coords({N.GROUP: const[N.GROUP].values})
+    if N.PREDICTOR in post.dims:
+        post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
+    y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
+    children = {"posterior": post, "constant_data": const, "observed_data": y.to_dataset()}
+    if "sample_stats" in dt.children:
+        stats = dt["sample_stats"].to_dataset()
+        for v in list(stats.data_vars):  # nutpie's divergence messages: object arrays with NaN
+            if stats[v].dtype == object:
+                stats[v] = stats[v].fillna("").astype(str)
+        children["sample_stats"] = stats
+    n_values = post.sizes["chain"] * post.sizes["draw"] * gd.n_obs
+    if log_likelihood is True or (log_likelihood == "auto" and n_values <= LOG_LIK_MAX_VALUES):
+        ll = pointwise_log_likelihood(post, const, y, gd.family)
+        children["log_likelihood"] = ll.rename(N.Y).to_dataset()
+    out = xr.DataTree.from_dict(children)
+    out.attrs = {
+        N.ATTR_VARIANT: info["variant"],
+        N.ATTR_FAMILY: info["family"],
+        N.ATTR_VERSION: _version(),
+        N.ATTR_SETTINGS: json.dumps(info["settings"]),
+        "hierpool_sampler": engine,
+    }
+    report = check_sampling(out, _stacklevel=4)
+    out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
+    return out
+
+
+def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01,
+                   ess_min_per_chain: float = 100.0, _stacklevel: int = 2) -> dict:
+    """Check divergences, R-hat and ESS of a fit; warn about every problem and return the numbers.
+
+    Returns a dict with ``divergences``, ``max_rhat`` (and the variable it belongs to), ``min_ess_bulk``,
+    ``min_ess_tail`` and a list ``problems`` of messages (empty when all is well). Parameters fixed at a
+    value are skipped. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01, ESS >= 100 per chain.
+    """
+    import arviz as az
+
+    post = dt["posterior"].to_dataset()
+    n_chains = post.sizes["chain"]
+    report: dict = {"divergences": 0, "draws": int(post.sizes["draw"]), "chains": int(n_chains), "problems": []}
+    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
+        report["divergences"] = int(dt["sample_stats"]["diverging"].sum())
+    varying = [v for v in post.data_vars if float(post[v].std()) > 0]
+    if varying and post.sizes["draw"] >= 4:
+        sub = post[varying]
+        rhat = az.rhat(sub)
+        ess_b = az.ess(sub, method="bulk")
+        ess_t = az.ess(sub, method="tail")
+        worst = {}
+        for name, ds, pick in (("rhat", rhat, max), ("ess_bulk", ess_b, min), ("ess_tail", ess_t, min)):
+            vals = {v: float(pick(np.nan_to_num(np.atleast_1d(ds[v].values), nan=np.inf if pick is min else 0)))
+                    for v in varying}
+            key = pick(vals, key=vals.get)
+            worst[name] = (key, vals[key])
+        report.update(max_rhat=worst["rhat"][1], max_rhat_var=worst["rhat"][0],
+                      min_ess_bulk=worst["ess_bulk"][1], min_ess_bulk_var=worst["ess_bulk"][0],
+                      min_ess_tail=worst["ess_tail"][1], min_ess_tail_var=worst["ess_tail"][0])
+        if n_chains > 1 and worst["rhat"][1] > rhat_max:
+            report["problems"].append(
+                f"R-hat up to {worst['rhat'][1]:.3f} (> {rhat_max}) for {worst['rhat'][0]!r}: chains disagree; "
+                "run longer (tune/draws) or reparameterize."
+            )
+        ess_floor = ess_min_per_chain * n_chains
+        for kind in ("ess_bulk", "ess_tail"):
+            if worst[kind][1] < ess_floor:
+                report["problems"].append(
+                    f"{kind.replace('_', ' ')} as low as {worst[kind][1]:.0f} (< {ess_floor:.0f} = "
+                    f"{ess_min_per_chain:.0f} per chain) for {worst[kind][0]!r}: increase draws."
+                )
+    if report["divergences"]:
+        total = n_chains * post.sizes["draw"]
+        report["problems"].append(
+            f"{report['divergences']} of {total} transitions diverged: the posterior may be biased; raise "
+            "target_accept (e.g. 0.95) or use a non-centered parameterization."
+        )
+    if warn:
+        for msg in report["problems"]:
+            warnings.warn(msg, HierpoolSamplingWarning, stacklevel=_stacklevel)
+    return report

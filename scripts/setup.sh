@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv with an installed Python >= 3.12 and install hierpool with the given extras (default: dev).
+# Usage: bash scripts/setup.sh [extras]      e.g. bash scripts/setup.sh nutpie,datasets
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-dev}"
+if ! command -v uv >/dev/null 2>&1; then
+  echo "installing uv (from PyPI) ..." >&2
+  python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+py=$(bash scripts/find-python.sh)
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)'; then
+  uv venv --quiet --allow-existing --python "$py" .venv
+fi
+uv pip install --quiet --python .venv/bin/python -e ".[${extras}]"
+echo "hierpool installed in $(pwd)/.venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())'), extras: ${extras})" >&2
