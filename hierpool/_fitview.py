@@ -1,0 +1,132 @@
+"""Read side of the contract: a checked view of a fit's DataTree for the analysis functions.
+
+Analysis code never imports the factories; it reads a fit through :func:`as_fit`, which checks the
+DataTree and gives named access to what the contract stores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import _names as N
+from .families import inverse_link
+
+
+@dataclass(frozen=True, eq=False)
+class FitView:
+    """A checked, read-only view of a hierpool fit."""
+
+    dt: xr.DataTree
+    variant: str
+    family: str
+    settings: dict
+
+    @cached_property
+    def post(self) -> xr.Dataset:
+        return self.dt["posterior"].to_dataset()
+
+    @cached_property
+    def const(self) -> xr.Dataset:
+        return self.dt["constant_data"].to_dataset()
+
+    @property
+    def y(self) -> xr.DataArray:
+        return self.dt["observed_data"][N.Y]
+
+    @property
+    def groups(self) -> pd.Index:
+        return pd.Index(self.post[N.GROUP].values, name=N.GROUP)
+
+    @property
+    def n_groups(self) -> int:
+        return self.post.sizes[N.GROUP]
+
+    @property
+    def group_n(self) -> xr.DataArray:
+        return self.const[N.GROUP_N]
+
+    @property
+    def raw_mean(self) -> xr.DataArray:
+        return self.const[N.GROUP_RAW_MEAN]
+
+    @property
+    def hierarchical(self) -> bool:
+        return N.TAU in self.post
+
+    @property
+    def lam(self) -> float | None:
+        return self.settings.get("lam")
+
+    @property
+    def predictors(self) -> list[str]:
+        return [] if N.PREDICTOR not in self.post.dims else [str(p) for p in self.post[N.PREDICTOR].values]
+
+    def intercept_at_center(self) -> xr.DataArray:
+        """Intercept at the predictors' means (the linear predictor of an average row), per draw."""
+        a = self.post[N.INTERCEPT]
+        if N.BETA in self.post and N.X_CENTER in self.const:
+            a = a + xr.dot(self.post[N.BETA], self.const[N.X_CENTER], dim=N.PREDICTOR)
+        return a
+
+    def group_mean_response(self) -> xr.DataArray:
+        """Each group's mean response at the average predictor values, natural scale, per draw."""
+        return inverse_link(self.family, self.intercept_at_center() + self.post[N.GROUP_EFFECT])
+
+    def overall_mean_response(self) -> xr.DataArray:
+        """The mean response of an average group (group effect 0) at the average predictors, per draw."""
+        return inverse_link(self.family, self.intercept_at_center())
+
+
+def as_fit(dt, arg: str = "dt") -> FitView:
+    """Check that ``dt`` is a fit that the analysis functions can read and return a :class:`FitView`."""
+    if not isinstance(dt, xr.DataTree):
+        raise TypeError(f"{arg} must be an xarray.DataTree returned by hp.fit or hp.load; got {type(dt).__name__}.")
+    if "posterior" not in dt.children:
+        raise ValueError(f"{arg} has no 'posterior' group; pass the DataTree returned by hp.fit.")
+    post = dt["posterior"]
+    if N.GROUP not in post.dims:
+        raise ValueError(
+            f"{arg}.posterior has no dim named 'group' (its dims: {sorted(post.dims)}). hierpool reads group "
+            "effects from a variable 'group_effect' with dims (chain, draw, group); rename yours, e.g. "
+            "dt['posterior'] = dt['posterior'].to_dataset().rename({'county': 'group', 'a_county': "
+            "'group_effect'})."
+        )
+    missing = [v for v in (N.INTERCEPT, N.GROUP_EFFECT) if v not in post]
+    if missing:
+        raise ValueError(
+            f"{arg}.posterior lacks {missing}; hierpool needs 'intercept' and 'group_effect' (dims chain, "
+            f"draw, group). Variables present: {sorted(post.data_vars)}."
+        )
+    for key in (N.ATTR_VARIANT, N.ATTR_FAMILY):
+        if key not in dt.attrs:
+            raise ValueError(
+                f"{arg}.attrs lacks {key!r}: this DataTree was not produced by hp.fit. Fits from other tools "
+                f"need dt.attrs['{N.ATTR_FAMILY}'] (one of {N.FAMILIES}), dt.attrs['{N.ATTR_VARIANT}'] and a "
+                "'constant_data' group with group_idx, group_n and group_raw_mean."
+            )
+    if "constant_data" not in dt.children or N.GROUP_N not in dt["constant_data"]:
+        raise ValueError(f"{arg} has no constant_data with 'group_n'; pass the DataTree returned by hp.fit.")
+    settings = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}"))
+    return FitView(dt=dt, variant=str(dt.attrs[N.ATTR_VARIANT]), family=str(dt.attrs[N.ATTR_FAMILY]),
+                   settings=settings)
+
+
+def table(ds_or_df) -> pd.DataFrame:
+    """Convert a per-group Dataset to the public tidy table (group as a column, default index)."""
+    df = ds_or_df.to_dataframe() if isinstance(ds_or_df, xr.Dataset) else ds_or_df
+    return df.reset_index()
+
+
+def sample_flat(da: xr.DataArray) -> xr.DataArray:
+    """Stack chain and draw into one ``sample`` dim (last)."""
+    return da.stack(sample=N.SAMPLE_DIMS).transpose(..., "sample")
+
+
+def rng_for(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
