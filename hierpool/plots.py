@@ -1,0 +1,1 @@
+"""Plots of shrinkage, ranks and the ridge path (being written)."""

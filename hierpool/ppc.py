@@ -1,0 +1,5 @@
+"""Posterior predictive checks (being written)."""
+
+
+def ppc(dt):
+    raise NotImplementedError
