@@ -141,16 +141,19 @@ def _hierarchical_effects(tau, centered: bool):
 
 
 def _likelihood(gd: GroupedData, eta, priors: dict):
+    # The response is a data container ("y_observed") so that a compiled model can be refitted to new
+    # responses of the same design without recompiling (simulation-based calibration uses this).
+    y_obs = pm.Data("y_observed", gd.y, dims=N.OBS)
     if gd.log_offset is not None:
         eta = eta + gd.log_offset
     if gd.family == "gaussian":
         sigma = scale_parameter(N.SIGMA, priors, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-        return pm.Normal(N.Y, mu=eta, sigma=sigma, observed=gd.y, dims=N.OBS)
+        return pm.Normal(N.Y, mu=eta, sigma=sigma, observed=y_obs, dims=N.OBS)
     if gd.family == "bernoulli":
-        return pm.Bernoulli(N.Y, logit_p=eta, observed=gd.y, dims=N.OBS)
+        return pm.Bernoulli(N.Y, logit_p=eta, observed=y_obs, dims=N.OBS)
     if gd.family == "binomial":
-        return pm.Binomial(N.Y, n=gd.trials, logit_p=eta, observed=gd.y, dims=N.OBS)
-    return pm.Poisson(N.Y, mu=pt.exp(eta), observed=gd.y, dims=N.OBS)
+        return pm.Binomial(N.Y, n=gd.trials, logit_p=eta, observed=y_obs, dims=N.OBS)
+    return pm.Poisson(N.Y, mu=pt.exp(eta), observed=y_obs, dims=N.OBS)
 
 
 def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict) -> pm.Model:
