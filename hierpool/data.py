@@ -150,8 +150,9 @@ def _check_finite(values: np.ndarray, arg: str, col: str, index: pd.Index) -> No
     bad = ~np.isfinite(values)
     if bad.any():
         rows = index[bad][:5].tolist()
+        label = f"{arg}={col!r}" if arg in ("y", "trials", "exposure") else f"{arg}: column {col!r}"
         raise ValueError(
-            f"{arg}={col!r} has {int(bad.sum())} NaN or infinite values (first rows: {rows}); hierpool "
+            f"{label} has {int(bad.sum())} NaN or infinite values (first rows: {rows}); hierpool "
             "drops nothing silently: remove or impute these rows before calling prepare()."
         )
 
@@ -216,7 +217,7 @@ def _build_terms(df: pd.DataFrame, predictors: list[str]) -> list[dict]:
         if s.isna().any():
             bad = s.isna().to_numpy()
             raise ValueError(
-                f"predictors: column {col!r} has {int(bad.sum())} missing values (first rows: "
+                f"predictors: column {col!r} has {int(bad.sum())} NaN or missing values (first rows: "
                 f"{df.index[bad][:5].tolist()}); remove or impute them before calling prepare()."
             )
         kind = _predictor_kind(s)

@@ -1,1 +1,214 @@
-"""Plots of shrinkage, ranks and the ridge path (being written)."""
+"""Plots of shrinkage, rank intervals and the ridge path (matplotlib; every function returns the Figure).
+
+Each function takes a fit's DataTree, or the table the matching analysis function returned (so a
+large fit is summarized once and plotted many times), and an optional ``ax``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .ranking import rank_groups
+from .shrinkage import ridge_path, shrinkage
+
+__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot"]
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _table(obj, fn, name: str, required: tuple[str, ...], **kwargs) -> pd.DataFrame:
+    if isinstance(obj, xr.DataTree):
+        return fn(obj, **kwargs)
+    if isinstance(obj, pd.DataFrame):
+        missing = [c for c in required if c not in obj.columns]
+        if missing:
+            raise ValueError(f"the table passed to {name} lacks columns {missing}; pass the DataTree of a fit "
+                             f"or the DataFrame returned by hp.{fn.__name__}.")
+        return obj
+    raise TypeError(f"{name} takes a fit's xarray.DataTree or the DataFrame of hp.{fn.__name__}; got "
+                    f"{type(obj).__name__}.")
+
+
+def _marker_sizes(n: np.ndarray) -> np.ndarray:
+    n = np.asarray(n, dtype=float)
+    return 12.0 + 60.0 * np.sqrt(n / max(n.max(), 1.0))
+
+
+def shrinkage_plot(dt_or_table, ax=None):
+    """Raw group means against pooled estimates, with arrows toward the overall mean; and rho against n.
+
+    Left panel: each group at (raw mean, estimate), point area growing with its number of rows; an arrow
+    runs from the no-pooling line ``estimate = raw mean`` (dotted diagonal) to the estimate, toward the
+    overall mean (dashed horizontal line). Small groups travel furthest. Right panel: the theoretical
+    weight ``rho_j`` on each group's own data against its size ``n_j`` (log axis), with, for gaussian
+    fits, the curve ``tau^2 / (tau^2 + sigma^2 / n)`` at the posterior medians of tau and sigma
+    (``tau^2 = 1/lam`` for a ridge fit).
+
+    Parameters
+    ----------
+    dt_or_table : xarray.DataTree or pandas.DataFrame
+        A fit, or the table returned by :func:`hierpool.shrinkage`.
+    ax : matplotlib Axes or sequence of two Axes, optional
+        Two Axes draw both panels; a single Axes only the left panel. Default: a new figure with two.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = hp.plots.shrinkage_plot(dt)         # doctest: +SKIP
+    >>> fig.savefig("shrinkage.png")              # doctest: +SKIP
+    """
+    tab = _table(dt_or_table, shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"))
+    plt = _pyplot()
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    else:
+        axes = list(np.atleast_1d(ax).ravel())
+        if len(axes) not in (1, 2):
+            raise ValueError(f"ax must be one Axes or a sequence of two; got {len(axes)}.")
+        fig = axes[0].figure
+    raw, est = tab["raw_mean"].to_numpy(float), tab["estimate"].to_numpy(float)
+    n = tab["n"].to_numpy(float)
+    overall = tab.attrs.get("overall")
+    a0 = axes[0]
+    lims = [np.nanmin(np.r_[raw, est]), np.nanmax(np.r_[raw, est])]
+    a0.plot(lims, lims, ls=":", color="0.5", lw=1, label="no pooling (estimate = raw mean)")
+    if overall is not None:
+        a0.axhline(overall, ls="--", color="C3", lw=1, label=f"overall mean {overall:.3g}")
+    a0.quiver(raw, raw, np.zeros_like(raw), est - raw, angles="xy", scale_units="xy", scale=1,
+              color="0.4", alpha=0.6, width=0.003)
+    a0.scatter(raw, est, s=_marker_sizes(n), color="C0", alpha=0.8, zorder=3, label="groups (size ~ n)")
+    a0.set_xlabel("raw group mean")
+    a0.set_ylabel("pooled estimate")
+    a0.set_title("Shrinkage toward the overall mean")
+    a0.legend(loc="best", fontsize="small")
+    if len(axes) == 2:
+        a1 = axes[1]
+        a1.scatter(n, tab["rho"].to_numpy(float), s=18, color="C0", alpha=0.7, label=r"$\rho_j$ (posterior mean)")
+        tau, sigma = tab.attrs.get("tau"), tab.attrs.get("sigma")
+        if tab.attrs.get("family") == "gaussian" and tau and sigma:
+            grid = np.geomspace(max(n.min(), 1.0) * 0.8, n.max() * 1.25, 200)
+            a1.plot(grid, tau**2 / (tau**2 + sigma**2 / grid), color="C1",
+                    label=rf"$\tau^2/(\tau^2+\sigma^2/n)$, $\tau$={tau:.3g}, $\sigma$={sigma:.3g}")
+        if n.max() > 2 * max(n.min(), 1.0):
+            a1.set_xscale("log")
+        a1.set_ylim(-0.02, 1.02)
+        a1.set_xlabel("rows in group (n)")
+        a1.set_ylabel(r"weight on the group's own data $\rho$")
+        a1.set_title("Theory: small groups borrow most")
+        a1.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def caterpillar(dt_or_table, top: int | None = None, ax=None, **rank_kwargs):
+    """Rank intervals per group: the posterior mean rank and its equal-tailed interval, best first.
+
+    Parameters
+    ----------
+    dt_or_table : xarray.DataTree or pandas.DataFrame
+        A fit, or the table returned by :func:`hierpool.rank_groups`.
+    top : int, optional
+        Show only the ``top`` groups with the best mean rank (default: all).
+    ax : matplotlib Axes, optional
+    **rank_kwargs
+        Passed to :func:`hierpool.rank_groups` when a DataTree is given (``ci_prob``, ``descending``...).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = hp.plots.caterpillar(dt, top=20)     # doctest: +SKIP
+    """
+    tab = _table(dt_or_table, rank_groups, "caterpillar", ("group", "rank_mean", "rank_low", "rank_high"),
+                 **rank_kwargs)
+    tab = tab.sort_values("rank_mean", kind="stable")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be a positive integer or None; got {top!r}.")
+        tab = tab.head(int(top))
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(tab) + 1)), layout="constrained")
+    else:
+        fig = ax.figure
+    ypos = np.arange(len(tab))
+    ax.hlines(ypos, tab["rank_low"], tab["rank_high"], color="C0", lw=2, alpha=0.7)
+    ax.plot(tab["rank_mean"], ypos, "o", color="C1", ms=4, label="mean rank")
+    ax.set_yticks(ypos, tab["group"].astype(str).tolist(), fontsize="small" if len(tab) > 30 else None)
+    ax.invert_yaxis()
+    ci = tab.attrs.get("ci_prob")
+    ax.set_xlabel("rank" + (f" ({ci:.0%} interval)" if ci else ""))
+    ax.set_title("Posterior ranks of the groups")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=None):
+    """Group estimates against the ridge penalty (log axis), with the implied penalty and its interval.
+
+    Parameters
+    ----------
+    dt_or_table : xarray.DataTree or pandas.DataFrame
+        A fit, or the table returned by :func:`hierpool.ridge_path`.
+    groups : sequence, optional
+        Group labels to draw. Default: ``n_groups`` groups spread evenly over the order of their
+        estimates at the smallest penalty (their raw means, roughly).
+    n_groups : int
+        How many groups the default picks.
+    lams : array-like, optional
+        Passed to :func:`hierpool.ridge_path` when a DataTree is given.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = hp.plots.ridge_path_plot(dt, n_groups=8)   # doctest: +SKIP
+    """
+    kw = {} if lams is None else {"lams": lams}
+    path = _table(dt_or_table, ridge_path, "ridge_path_plot", ("group", "lam", "estimate"), **kw)
+    if groups is None:
+        first = path[path["lam"] == path["lam"].min()].sort_values("estimate")
+        labels = first["group"].to_numpy()
+        pick = np.unique(np.linspace(0, len(labels) - 1, min(n_groups, len(labels))).round().astype(int))
+        groups = labels[pick]
+    else:
+        groups = list(groups)
+        unknown = [g for g in groups if g not in set(path["group"])]
+        if unknown:
+            raise ValueError(f"groups {unknown[:5]} are not groups of this fit.")
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    else:
+        fig = ax.figure
+    sub = path[path["group"].isin(groups)]
+    for g, d in sub.groupby("group", sort=False):
+        ax.plot(d["lam"], d["estimate"], lw=1.2, label=str(g))
+    at = path.attrs
+    if "implied_lam" in at:
+        ax.axvspan(at["implied_lam_low"], at["implied_lam_high"], color="C3", alpha=0.15,
+                   label=f"implied lam, {at.get('ci_prob', 0.9):.0%} interval")
+        ax.axvline(at["implied_lam"], color="C3", lw=1.5, label=f"implied lam = 1/tau^2 = {at['implied_lam']:.3g}")
+    elif "lam" in at:
+        ax.axvline(at["lam"], color="C3", lw=1.5, label=f"fit's lam = {at['lam']:.3g}")
+    if "overall" in at:
+        ax.axhline(at["overall"], ls="--", color="0.4", lw=1, label="overall mean")
+    ax.set_xscale("log")
+    ax.set_xlabel("ridge penalty lam (prior precision of a group effect)")
+    ax.set_ylabel("group estimate")
+    ax.set_title("Ridge path: from raw means (lam -> 0) to the overall mean (lam -> inf)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return fig

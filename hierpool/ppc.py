@@ -1,5 +1,382 @@
-"""Posterior predictive checks (being written)."""
+"""Posterior predictive checks: replicated data sets drawn from the fit, test statistics of the observed
+response against their replicated distribution, Bayesian p-values and a plot.
+
+For a statistic ``T`` the Bayesian p-value is ``P(T(y_rep) >= T(y))`` over the posterior predictive
+distribution, with ties counted half (``P(T_rep > T) + P(T_rep = T) / 2``), so that a discrete statistic
+that the model reproduces exactly gets 0.5 rather than 1. Values near 0 or 1 (flagged below 0.025 and
+above 0.975) say that the model does not reproduce this feature of the data.
+
+Group-level statistics use each group's mean on the scale of ``constant_data.group_raw_mean``: the row
+mean for gaussian and bernoulli, ``sum(y) / sum(trials)`` for binomial and ``sum(y) / sum(exposure)``
+for poisson with exposure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import sparse
+
+from . import _names as N
+from ._fitview import FitView, as_fit
+from ._predictive import design_from_constant, draw_response, linear_predictor
+from ._validate import positive_int, probability
+
+__all__ = ["ppc", "ppc_plot", "PPCResult", "STATISTICS"]
+
+#: Statistics available by name, with what each measures.
+STATISTICS = {
+    "mean": "overall mean of y",
+    "sd": "standard deviation of y",
+    "min": "smallest y",
+    "max": "largest y",
+    "median": "median of y",
+    "skewness": "sample skewness of y",
+    "kurtosis": "sample excess kurtosis of y (heavy tails)",
+    "prop_zero": "proportion of rows with y = 0 (bernoulli, binomial, poisson)",
+    "prop_one": "proportion of rows with y = 1 (bernoulli)",
+    "max_group_mean": "largest group mean",
+    "min_group_mean": "smallest group mean",
+    "sd_group_mean": "standard deviation of the group means (between-group spread)",
+}
+
+_DEFAULTS = {
+    "gaussian": ["mean", "sd", "min", "max", "max_group_mean", "min_group_mean", "sd_group_mean"],
+    "bernoulli": ["mean", "prop_zero", "prop_one", "max_group_mean", "min_group_mean", "sd_group_mean"],
+    "binomial": ["mean", "sd", "min", "max", "prop_zero", "max_group_mean", "min_group_mean",
+                 "sd_group_mean"],
+    "poisson": ["mean", "sd", "min", "max", "prop_zero", "max_group_mean", "min_group_mean",
+                "sd_group_mean"],
+}
+
+_KEY = {
+    "gaussian": ["sd", "max", "min", "sd_group_mean"],
+    "bernoulli": ["mean", "max_group_mean", "min_group_mean", "sd_group_mean"],
+    "binomial": ["sd", "max", "prop_zero", "sd_group_mean"],
+    "poisson": ["sd", "max", "prop_zero", "sd_group_mean"],
+}
 
 
-def ppc(dt):
-    raise NotImplementedError
+@dataclass(eq=False)
+class PPCResult:
+    """Result of :func:`ppc`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per statistic: ``statistic``, ``observed``, ``rep_mean``, ``rep_low``, ``rep_high``
+        (equal-tailed ``ci_prob`` interval of the replicated statistic), ``p_value``, ``flag``.
+    y_rep : xarray.DataArray
+        Replicated responses, dims ``(chain, draw, obs_id)``.
+    t_rep : xarray.Dataset
+        The replicated statistics, one variable per statistic, dims ``(chain, draw)``.
+    dt : xarray.DataTree
+        The fit with a ``posterior_predictive`` group holding ``y_rep`` (a copy when it was added), ready for
+        ``arviz.plot_ppc_dist(result.dt)`` and the other arviz-plots PPC functions.
+    figure : matplotlib.figure.Figure or None
+        The plot of :func:`ppc_plot` when ``plot=True``.
+    """
+
+    table: pd.DataFrame
+    y_rep: xr.DataArray
+    t_rep: xr.Dataset
+    dt: xr.DataTree
+    family: str
+    figure: object | None = None
+    ci_prob: float = 0.95
+    observed: dict = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[str]:
+        """Names of the statistics with p < 0.025 or p > 0.975."""
+        return self.table.loc[self.table["flag"], "statistic"].tolist()
+
+    def __repr__(self) -> str:
+        n_draws = self.y_rep.sizes["chain"] * self.y_rep.sizes["draw"]
+        head = f"PPCResult ({self.family}, {n_draws} replicated data sets; flagged: {self.flagged or 'none'})"
+        return head + "\n" + self.table.to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        n_draws = self.y_rep.sizes["chain"] * self.y_rep.sizes["draw"]
+        caption = (f"Posterior predictive checks ({self.family}, {n_draws} replicated data sets; "
+                   f"p_value = P(T(y_rep) &ge; T(y)), flag: p &lt; 0.025 or p &gt; 0.975)")
+        return f"<p>{caption}</p>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+# ------------------------------------------------------------------------------------------------------
+# statistics on arrays of shape (m, n_obs)
+class _Context:
+    def __init__(self, fv: FitView):
+        const = fv.const
+        gidx = const[N.GROUP_IDX].values.astype(np.int64)
+        n, J = gidx.shape[0], fv.n_groups
+        self.indicator = sparse.csr_matrix((np.ones(n), (np.arange(n), gidx)), shape=(n, J))
+        denom = const[N.GROUP_DENOM].values if N.GROUP_DENOM in const else np.bincount(gidx, minlength=J)
+        self.denom = np.asarray(denom, dtype=float)
+        self._cache: tuple | None = None
+
+    def group_means(self, y: np.ndarray) -> np.ndarray:
+        # several statistics use the group means of the same array: keep the last one (and a reference
+        # to its array, so an identity check cannot be fooled by a recycled id)
+        if self._cache is None or self._cache[0] is not y:
+            self._cache = (y, np.asarray(self.indicator.T.dot(y.T)).T / self.denom)
+        return self._cache[1]
+
+
+def _moment(y: np.ndarray, k: int) -> np.ndarray:
+    z = y - y.mean(axis=-1, keepdims=True)
+    sd = y.std(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (z**k).mean(axis=-1) / sd**k
+    return np.where(sd > 0, out, 0.0)
+
+
+_FUNCS: dict[str, Callable] = {
+    "mean": lambda y, c: y.mean(axis=-1),
+    "sd": lambda y, c: y.std(axis=-1, ddof=1),
+    "min": lambda y, c: y.min(axis=-1),
+    "max": lambda y, c: y.max(axis=-1),
+    "median": lambda y, c: np.median(y, axis=-1),
+    "skewness": lambda y, c: _moment(y, 3),
+    "kurtosis": lambda y, c: _moment(y, 4) - 3.0,
+    "prop_zero": lambda y, c: (y == 0).mean(axis=-1),
+    "prop_one": lambda y, c: (y == 1).mean(axis=-1),
+    "max_group_mean": lambda y, c: c.group_means(y).max(axis=-1),
+    "min_group_mean": lambda y, c: c.group_means(y).min(axis=-1),
+    "sd_group_mean": lambda y, c: c.group_means(y).std(axis=-1, ddof=1),
+}
+
+
+def _resolve_stats(stats, family: str) -> dict[str, Callable]:
+    if stats is None:
+        return {name: _FUNCS[name] for name in _DEFAULTS[family]}
+    if isinstance(stats, str):
+        stats = [stats]
+    if isinstance(stats, Mapping):
+        out = {}
+        for name, f in stats.items():
+            if not callable(f):
+                raise TypeError(f"stats[{name!r}] must be a function of y (array (draws, rows)) -> (draws,).")
+            out[str(name)] = (lambda g: (lambda y, c: np.asarray(g(y))))(f)
+        if not out:
+            raise ValueError("stats is empty; give statistic names or {name: function}.")
+        return out
+    if isinstance(stats, Sequence):
+        stats = list(stats)
+        if not stats:
+            raise ValueError(f"stats is empty; valid names: {', '.join(STATISTICS)}.")
+        for s in stats:
+            if s not in _FUNCS:
+                raise ValueError(f"stats: {s!r} is not a known statistic; valid names: {', '.join(STATISTICS)}.")
+        return {s: _FUNCS[s] for s in stats}
+    raise TypeError(f"stats must be None, a list of statistic names or a dict of functions; got {stats!r}.")
+
+
+def p_value(t_rep: np.ndarray, t_obs: float) -> float:
+    """P(T_rep >= T_obs) with ties counted half."""
+    t_rep = np.asarray(t_rep, dtype=float).reshape(-1)
+    return float(np.mean(t_rep > t_obs) + 0.5 * np.mean(t_rep == t_obs))
+
+
+# ------------------------------------------------------------------------------------------------------
+def _thin(post: xr.Dataset, n_draws: int) -> xr.Dataset:
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    if n_draws >= C * D:
+        return post
+    per_chain = max(1, -(-n_draws // C))
+    idx = np.unique(np.linspace(0, D - 1, per_chain).round().astype(int))
+    return post.isel(draw=idx)
+
+
+def posterior_predictive(fv: FitView, n_draws: int, rng: np.random.Generator) -> xr.DataArray:
+    """Replicated responses of the training rows from a thinned posterior: dims (chain, draw, obs_id)."""
+    post = _thin(fv.post, n_draws)
+    X, gidx, offset, trials = design_from_constant(fv.const)
+    eta = linear_predictor(post, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS)
+    sigma = post[N.SIGMA].values[..., None] if fv.family == "gaussian" else None
+    y = draw_response(fv.family, eta.values, rng, sigma=sigma, trials=None if trials is None else trials.values)
+    return xr.DataArray(y, dims=eta.dims, coords={d: eta[d].values for d in eta.dims}, name=N.Y)
+
+
+def ppc(
+    dt: xr.DataTree,
+    stats=None,
+    n_draws: int = 500,
+    random_seed: int | None = None,
+    plot: bool = True,
+    *,
+    ci_prob: float = 0.95,
+) -> PPCResult:
+    """Posterior predictive checks of a fit: statistics, Bayesian p-values and a plot.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit returned by :func:`hierpool.fit`. If it already holds ``posterior_predictive/y`` those draws
+        are used; otherwise ``n_draws`` replicated data sets are drawn from a thinned posterior and stored
+        in a ``posterior_predictive`` group of a copy of ``dt`` (``result.dt``); ``dt`` is not modified.
+    stats : list of str or dict, optional
+        Statistic names (see :data:`STATISTICS`: ``mean``, ``sd``, ``min``, ``max``, ``median``,
+        ``skewness``, ``kurtosis``, ``prop_zero``, ``prop_one``, ``max_group_mean``, ``min_group_mean``,
+        ``sd_group_mean``) or ``{name: function}`` with functions mapping an array of responses
+        ``(draws, rows)`` to ``(draws,)``. Default by family: mean, sd, min, max, the proportion of zeros
+        (counts) or zeros and ones (bernoulli), and the max, min and SD of the group means.
+    n_draws : int
+        Number of replicated data sets (posterior draws thinned evenly within each chain). Memory grows as
+        ``n_draws x rows``.
+    random_seed : int, optional
+    plot : bool
+        Draw the figure (``result.figure``) with :func:`ppc_plot`.
+    ci_prob : float
+        Probability of the interval ``rep_low``-``rep_high`` of each replicated statistic. The default
+        0.95 matches the flag: a statistic is flagged when its observed value lies outside the central 95%
+        of its replicated distribution (p < 0.025 or p > 0.975).
+
+    Returns
+    -------
+    PPCResult
+        ``.table`` (statistic, observed, rep_mean, rep_low, rep_high, p_value, flag), ``.y_rep``,
+        ``.t_rep``, ``.dt`` and ``.figure``.
+
+    Examples
+    --------
+    >>> res = hp.ppc(dt, random_seed=1)         # doctest: +SKIP
+    >>> res.table                                # doctest: +SKIP
+    >>> res.flagged                              # doctest: +SKIP
+    >>> import arviz as az; az.plot_ppc_dist(res.dt)   # arviz-plots works on res.dt  # doctest: +SKIP
+    """
+    fv = as_fit(dt)
+    n_draws = positive_int("n_draws", n_draws)
+    ci_prob = probability("ci_prob", ci_prob)
+    if not isinstance(plot, bool):
+        raise TypeError(f"plot must be True or False; got {plot!r}.")
+    funcs = _resolve_stats(stats, fv.family)
+    if "observed_data" not in dt.children or N.Y not in dt["observed_data"]:
+        raise ValueError("dt has no observed_data/y; pass the DataTree returned by hp.fit.")
+    y_obs = dt["observed_data"][N.Y].values.astype(float)
+
+    if "posterior_predictive" in dt.children and N.Y in dt["posterior_predictive"]:
+        y_rep = dt["posterior_predictive"][N.Y].transpose(*N.SAMPLE_DIMS, N.OBS)
+        out_dt = dt
+    else:
+        y_rep = posterior_predictive(fv, n_draws, np.random.default_rng(random_seed))
+        out_dt = dt.copy()
+        out_dt["posterior_predictive"] = xr.DataTree(y_rep.to_dataset())
+    if y_rep.sizes[N.OBS] != y_obs.shape[0]:
+        raise ValueError(
+            f"posterior_predictive/y has {y_rep.sizes[N.OBS]} rows but observed_data/y has {y_obs.shape[0]}."
+        )
+    C, D, n = y_rep.shape
+    flat = y_rep.values.reshape(C * D, n)
+    ctx = _Context(fv)
+    q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
+    rows, t_rep, observed = [], {}, {}
+    for name, f in funcs.items():
+        t_obs = float(np.asarray(f(y_obs[None, :], ctx)).reshape(-1)[0])
+        t = np.asarray(f(flat, ctx), dtype=float).reshape(C * D)
+        t_rep[name] = xr.DataArray(t.reshape(C, D), dims=N.SAMPLE_DIMS,
+                                   coords={"chain": y_rep["chain"].values, "draw": y_rep["draw"].values})
+        observed[name] = t_obs
+        p = p_value(t, t_obs)
+        lo, hi = np.quantile(t, q)
+        rows.append({"statistic": name, "observed": t_obs, "rep_mean": float(t.mean()), "rep_low": float(lo),
+                     "rep_high": float(hi), "p_value": p, "flag": bool(p < 0.025 or p > 0.975)})
+    table = pd.DataFrame(rows)
+    table.attrs["ci_prob"] = ci_prob
+    res = PPCResult(table=table, y_rep=y_rep, t_rep=xr.Dataset(t_rep), dt=out_dt, family=fv.family,
+                    ci_prob=ci_prob, observed=observed)
+    if plot:
+        res.figure = ppc_plot(res)
+    return res
+
+
+# ------------------------------------------------------------------------------------------------------
+def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int = 50, *, figsize=(11, 5.5)):
+    """Plot a :class:`PPCResult`: y against replicated data sets, and four statistics' T(y_rep) vs T(y).
+
+    The left panel overlays the distribution of the observed response (black) on ``n_lines`` replicated
+    data sets (blue): density histograms for gaussian, the proportion of rows at each value with the
+    replicated 90% range for counts and 0/1 data. The four panels on the right show histograms of the
+    replicated statistics with the observed value marked and the p-value in the title.
+
+    Parameters
+    ----------
+    result : PPCResult
+        From :func:`ppc`.
+    stats : list of str, optional
+        Up to four statistics of ``result.table`` to show; default: flagged ones first, then the family's
+        key statistics (gaussian: sd, max, min, sd_group_mean).
+    n_lines : int
+        Replicated data sets drawn in the left panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from hierpool.ppc import ppc_plot
+    >>> fig = ppc_plot(hp.ppc(dt, plot=False))   # doctest: +SKIP
+    >>> fig.savefig("ppc.png")                           # doctest: +SKIP
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(result, PPCResult):
+        raise TypeError(f"result must be a PPCResult from hp.ppc; got {type(result).__name__}.")
+    n_lines = positive_int("n_lines", n_lines)
+    available = result.table["statistic"].tolist()
+    if stats is None:
+        order = result.flagged + [s for s in _KEY[result.family] if s in available]
+        order += available
+        stats = list(dict.fromkeys(order))[:4]
+    else:
+        stats = list(stats)
+        bad = [s for s in stats if s not in available]
+        if bad:
+            raise ValueError(f"stats: {bad[0]!r} is not in result.table; available: {available}.")
+        stats = stats[:4]
+
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    grid = fig.add_gridspec(2, 3)
+    ax0 = fig.add_subplot(grid[:, 0])
+    y_obs = result.dt["observed_data"][N.Y].values.astype(float)
+    flat = result.y_rep.values.reshape(-1, y_obs.shape[0])
+    pick = np.linspace(0, flat.shape[0] - 1, min(n_lines, flat.shape[0])).round().astype(int)
+    if result.family == "gaussian":
+        lo = min(np.quantile(flat[pick], 0.001), y_obs.min())
+        hi = max(np.quantile(flat[pick], 0.999), y_obs.max())
+        bins = np.linspace(lo, hi, 40)
+        for k, i in enumerate(pick):
+            ax0.hist(flat[i], bins=bins, density=True, histtype="step", color="C0", alpha=0.25, lw=0.8,
+                     label="y_rep" if k == 0 else None)
+        ax0.hist(y_obs, bins=bins, density=True, histtype="step", color="k", lw=2, label="y")
+        ax0.set_ylabel("density")
+    else:
+        top = int(max(np.quantile(flat, 0.995), y_obs.max()))
+        values = np.arange(0, top + 1)
+        obs_p = np.array([(y_obs == v).mean() for v in values])
+        rep_p = np.stack([(flat[pick] == v).mean(axis=1) for v in values], axis=1)
+        lo, hi = np.quantile(rep_p, [0.05, 0.95], axis=0)
+        ax0.bar(values, obs_p, color="0.7", edgecolor="k", label="y")
+        ax0.errorbar(values, rep_p.mean(axis=0), yerr=[rep_p.mean(axis=0) - lo, hi - rep_p.mean(axis=0)],
+                     fmt="o", color="C0", ms=4, label="y_rep (mean, 90%)")
+        ax0.set_ylabel("proportion of rows")
+    ax0.set_xlabel("y")
+    ax0.set_title("observed vs replicated")
+    ax0.legend(frameon=False)
+    tab = result.table.set_index("statistic")
+    for k, name in enumerate(stats):
+        ax = fig.add_subplot(grid[k // 2, 1 + k % 2])
+        t = result.t_rep[name].values.reshape(-1)
+        ax.hist(t, bins=30, color="C0", alpha=0.6)
+        obs = tab.loc[name, "observed"]
+        ax.axvline(obs, color="C3" if tab.loc[name, "flag"] else "k", lw=2)
+        ax.set_title(f"{name}: p = {tab.loc[name, 'p_value']:.3f}", fontsize=10,
+                     color="C3" if tab.loc[name, "flag"] else "k")
+        ax.set_yticks([])
+    fig.suptitle("Posterior predictive checks")
+    return fig

@@ -1,5 +1,348 @@
-"""Predictions for rows of known and new groups (being written)."""
+"""Predictions for rows of known and of new groups, from a fit's DataTree alone.
+
+A row of a group seen in training uses that group's posterior ``group_effect``. A row of a group the fit
+has never seen ("new group") gets, for every posterior draw ``s``, an effect drawn from the population
+distribution ``Normal(0, tau_s)``; rows of one new group share that draw, so their joint predictive
+distribution carries the correlation a shared effect implies. The ridge variant has no ``tau``: its prior
+on a group effect is ``Normal(0, 1/sqrt(lam))`` with ``lam`` fixed by the user, which is what that model
+assumes about a group it has not seen, and :func:`predict` says so with a ``UserWarning``.
+
+Memory: the linear predictor is computed for blocks of rows of at most ``MAX_VALUES`` (draws x rows)
+values at a time; ``kind="draws"`` returns all draws of all rows and so holds draws x rows values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import _names as N
+from ._fitview import FitView, as_fit
+from ._predictive import draw_response
+from ._validate import one_of, probability
+from .data import design_matrix
+from .families import inverse_link
+
+__all__ = ["predict"]
+
+#: Largest number of (draw, row) values of the linear predictor held at once when summarizing.
+MAX_VALUES = 4_000_000
 
 
-def predict(dt, new_df, kind="mean"):
-    raise NotImplementedError
+# ------------------------------------------------------------------------------------------------------
+# the rows to predict: design, groups, trials/exposure
+@dataclass
+class NewRows:
+    """Rows of a new frame coded like the training data (internal)."""
+
+    X: np.ndarray  # (n, P) user's scale
+    labels: np.ndarray  # (n,) group label of each row (object)
+    known_idx: np.ndarray  # (n,) position of the row's group in the fit, -1 for a new group
+    new_code: np.ndarray  # (n,) code of the row's new group in 0..K-1, -1 for a known group
+    new_labels: list  # the K new group labels, in first-seen order
+    offset: np.ndarray | None  # log(exposure)
+    trials: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def is_new(self) -> np.ndarray:
+        return self.known_idx < 0
+
+
+def _data_spec(fv: FitView) -> dict:
+    spec = fv.settings.get("data")
+    if not spec or "group" not in spec:
+        raise ValueError(
+            "dt.attrs['hierpool_settings'] has no 'data' recipe (group, predictor terms): predictions need a "
+            "fit made by hp.fit from a hierpool model."
+        )
+    return spec
+
+
+def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> np.ndarray:
+    s = df[col]
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raise TypeError(f"{arg}: column {col!r} must be numeric; got dtype {s.dtype}.")
+    v = s.to_numpy(dtype=float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise ValueError(
+            f"{arg}: column {col!r} has {int(bad.sum())} NaN or infinite values (first rows: "
+            f"{df.index[bad][:5].tolist()})."
+        )
+    if integer and ((v < 1).any() or (np.mod(v, 1) != 0).any()):
+        raise ValueError(f"{arg}: column {col!r} (trials) must hold integers >= 1.")
+    if not integer and (v <= 0).any():
+        raise ValueError(f"{arg}: column {col!r} (exposure) must be positive; {int((v <= 0).sum())} rows are <= 0.")
+    return v
+
+
+def new_rows(fv: FitView, new_df, arg: str = "new_df") -> NewRows:
+    """Check ``new_df`` against the fit's data recipe and code it like the training data."""
+    if not isinstance(new_df, pd.DataFrame):
+        raise TypeError(f"{arg} must be a pandas DataFrame; got {type(new_df).__name__}.")
+    spec = _data_spec(fv)
+    group = spec["group"]
+    terms = spec.get("terms") or []
+    needed = [group] + [t["column"] for t in terms]
+    if isinstance(spec.get("trials"), str):
+        needed.append(spec["trials"])
+    if spec.get("exposure"):
+        needed.append(spec["exposure"])
+    missing = [c for c in needed if c not in new_df.columns]
+    if missing:
+        raise ValueError(
+            f"{arg} lacks column {missing[0]!r}; the fit needs columns {needed} (group, predictors"
+            f"{', trials' if isinstance(spec.get('trials'), str) else ''}"
+            f"{', exposure' if spec.get('exposure') else ''}). Columns of {arg}: {list(new_df.columns)[:20]}."
+        )
+    if len(new_df) == 0:
+        raise ValueError(f"{arg} has no rows.")
+    gs = new_df[group]
+    if gs.isna().any():
+        bad = gs.isna().to_numpy()
+        raise ValueError(
+            f"{arg}: group column {group!r} has {int(bad.sum())} missing labels (first rows: "
+            f"{new_df.index[bad][:5].tolist()}); every row needs a group (a label not in the fit is a new group)."
+        )
+    X = design_matrix(new_df, terms, context=arg)
+    labels = gs.to_numpy(dtype=object)
+    known = pd.Index(fv.groups.to_numpy(), dtype=object)
+    known_idx = known.get_indexer(pd.Index(labels, dtype=object))
+    if (known_idx == -1).any() and not known.is_unique:  # pragma: no cover - fits always have unique groups
+        raise ValueError("the fit's group labels are not unique.")
+    new_code = np.full(len(labels), -1, dtype=np.int64)
+    new_labels: list = []
+    is_new = known_idx < 0
+    if is_new.any():
+        codes, uniq = pd.factorize(pd.Index(labels[is_new], dtype=object), sort=False)
+        new_code[is_new] = codes
+        new_labels = list(uniq)
+    trials = offset = None
+    t = spec.get("trials")
+    if fv.family == "binomial":
+        if isinstance(t, str):
+            trials = _positive_column(new_df, t, arg, integer=True)
+        elif isinstance(t, Integral):
+            trials = np.full(len(new_df), float(t))
+        else:
+            raise ValueError("the fit is binomial but its settings do not record trials.")
+    e = spec.get("exposure")
+    if fv.family == "poisson" and e:
+        offset = np.log(_positive_column(new_df, e, arg, integer=False))
+    return NewRows(X=X, labels=labels, known_idx=known_idx.astype(np.int64), new_code=new_code,
+                   new_labels=new_labels, offset=offset, trials=trials)
+
+
+# ------------------------------------------------------------------------------------------------------
+# posterior draws as flat numpy arrays
+@dataclass
+class Draws:
+    """The posterior flattened to ``S = chains x draws`` samples (internal)."""
+
+    intercept: np.ndarray  # (S,)
+    beta: np.ndarray | None  # (S, P)
+    sigma: np.ndarray | None  # (S,)
+    group_effect: xr.DataArray  # (chain, draw, group), read a block of groups at a time
+    chain: np.ndarray
+    draw: np.ndarray
+
+    @property
+    def S(self) -> int:
+        return int(self.intercept.shape[0])
+
+    def effects(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior group effects of the groups at positions ``idx``: (S, len(idx))."""
+        ge = self.group_effect.isel({N.GROUP: idx}).values
+        return ge.reshape(self.S, len(idx))
+
+
+def flat_draws(fv: FitView) -> Draws:
+    post = fv.post
+    order = (*N.SAMPLE_DIMS,)
+    icpt = post[N.INTERCEPT].transpose(*order).values.reshape(-1)
+    beta = None
+    if N.BETA in post and N.PREDICTOR in post[N.BETA].dims and post.sizes.get(N.PREDICTOR, 0):
+        beta = post[N.BETA].transpose(*order, N.PREDICTOR).values.reshape(icpt.shape[0], -1)
+    sigma = post[N.SIGMA].transpose(*order).values.reshape(-1) if N.SIGMA in post else None
+    if fv.family == "gaussian" and sigma is None:
+        raise ValueError("a gaussian fit needs 'sigma' in its posterior to predict new observations.")
+    ge = post[N.GROUP_EFFECT].transpose(*order, N.GROUP)
+    return Draws(intercept=icpt, beta=beta, sigma=sigma, group_effect=ge,
+                 chain=post["chain"].values, draw=post["draw"].values)
+
+
+def new_group_sd(fv: FitView, *, warn: bool = True, stacklevel: int = 3) -> np.ndarray:
+    """Per-draw SD of the effect of a group the fit has not seen: tau, or 1/sqrt(lam) for the ridge."""
+    post = fv.post
+    if N.TAU in post:
+        return post[N.TAU].transpose(*N.SAMPLE_DIMS).values.reshape(-1)
+    S = post.sizes["chain"] * post.sizes["draw"]
+    if fv.lam is None:
+        raise ValueError(
+            f"the fit (variant {fv.variant!r}) has neither 'tau' in its posterior nor a ridge 'lam' in its "
+            "settings, so nothing says how the effect of a new group is distributed."
+        )
+    sd = 1.0 / np.sqrt(float(fv.lam))
+    if warn:
+        warnings.warn(
+            f"rows of groups not in the fit: the {fv.variant} model has no tau, so a new group's effect is "
+            f"drawn from its fixed ridge prior Normal(0, sd = 1/sqrt(lam) = {sd:.4g}) (lam = {fv.lam:g}); "
+            "that is what a ridge with a chosen lam assumes about an unseen group, and it is not learned from "
+            "the spread of the groups. Use random_intercepts to let the data set this spread.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    return np.full(S, sd)
+
+
+def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
+              include_group_effect: bool = True) -> np.ndarray:
+    """Linear predictor (S, rows selected by ``sel``: a slice or an index array) including the offset.
+
+    ``new_u`` holds per-draw effects of the new groups (S, K) indexed by ``rows.new_code``.
+    """
+    kidx = rows.known_idx[sel]
+    eta = np.repeat(d.intercept[:, None], kidx.shape[0], axis=1)
+    if d.beta is not None and rows.X.shape[1]:
+        eta = eta + d.beta @ rows.X[sel].T
+    if include_group_effect:
+        known = kidx >= 0
+        if known.any():
+            uniq, inv = np.unique(kidx[known], return_inverse=True)
+            eta[:, known] += d.effects(uniq)[:, inv]
+        if (~known).any():
+            eta[:, ~known] += new_u[:, rows.new_code[sel][~known]]
+    if rows.offset is not None:
+        eta = eta + rows.offset[sel]
+    return eta
+
+
+def expected_response(family: str, eta: np.ndarray, trials: np.ndarray | None) -> np.ndarray:
+    """E[y | eta] on the response's scale: mean, probability, expected successes, expected count."""
+    mu = inverse_link(family, eta)
+    if family == "binomial":
+        mu = mu * trials
+    return mu
+
+
+def _blocks(n: int, S: int, max_values: int) -> list[slice]:
+    size = max(1, max_values // max(S, 1))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+# ------------------------------------------------------------------------------------------------------
+def predict(
+    dt: xr.DataTree,
+    new_df: pd.DataFrame,
+    kind: str = "mean",
+    ci_prob: float = 0.9,
+    random_seed: int | None = None,
+    include_group_effect: bool = True,
+) -> pd.DataFrame | xr.DataArray:
+    """Predict the response for rows of known and of new groups.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit returned by :func:`hierpool.fit` (any variant, any family).
+    new_df : pandas.DataFrame
+        Rows to predict. Must hold the group column and the predictor columns used in the fit (categorical
+        predictors are coded exactly as in training; a level never seen in training is an error), the
+        trials column of a binomial fit (unless training used one constant number of trials) and the
+        exposure column of a poisson fit with exposure. The response column is not needed.
+    kind : {"mean", "draws"}
+        ``"mean"``: a table, one row per row of ``new_df``. ``"draws"``: the posterior predictive draws.
+    ci_prob : float
+        Probability of the equal-tailed intervals, in (0, 1).
+    random_seed : int, optional
+        Seeds the draws of new-group effects and of new observations.
+    include_group_effect : bool
+        With False every row is predicted with a group effect of 0 (a typical group, on the linear
+        predictor scale), known group or not, and no new-group warning is raised.
+
+    Returns
+    -------
+    pandas.DataFrame or xarray.DataArray
+        ``kind="mean"``: indexed like ``new_df``, with columns ``group``, ``new_group`` (bool: the label
+        is not in the fit), ``estimate`` (posterior mean of E[y]: the mean for gaussian, the probability
+        for bernoulli, the expected number of successes ``trials x p`` for binomial, the expected count
+        ``rate x exposure`` for poisson), ``std_error`` (its posterior SD), ``conf_low``/``conf_high``
+        (its equal-tailed ``ci_prob`` interval) and ``pred_low``/``pred_high`` (the interval of a new
+        observation drawn from the likelihood). ``kind="draws"``: DataArray ``y`` with dims
+        ``(chain, draw, obs_id)``, ``obs_id`` i being the i-th row of ``new_df``, and coords ``group``
+        and ``new_group`` along ``obs_id``.
+
+    Warns
+    -----
+    UserWarning
+        For a ridge fit with rows of new groups: their effect is drawn from the fixed prior
+        ``Normal(0, 1/sqrt(lam))``.
+
+    Notes
+    -----
+    For a new group the effect is drawn, per posterior draw, from ``Normal(0, tau)``; all rows of that
+    group share the draw. So a new group's interval is wider than a known group's: for a gaussian model
+    its predictive SD is about ``sqrt(tau^2 + sigma^2)`` plus the uncertainty of the fixed part.
+
+    Examples
+    --------
+    >>> import hierpool as hp
+    >>> df = hp.datasets.simulate("gaussian", n_groups=20, seed=1)
+    >>> dt = hp.fit(hp.random_intercepts(df, y="y", group="group", predictors=["x1"]),
+    ...             draws=300, progressbar=False)                                    # doctest: +SKIP
+    >>> new = pd.DataFrame({"group": ["g0", "a new one"], "x1": [0.0, 1.0]})          # doctest: +SKIP
+    >>> hp.predict(dt, new)[["group", "new_group", "estimate", "pred_low", "pred_high"]]  # doctest: +SKIP
+    """
+    fv = as_fit(dt)
+    one_of("kind", kind, ("mean", "draws"))
+    ci_prob = probability("ci_prob", ci_prob)
+    if not isinstance(include_group_effect, bool):
+        raise TypeError(f"include_group_effect must be True or False; got {include_group_effect!r}.")
+    rows = new_rows(fv, new_df)
+    d = flat_draws(fv)
+    S = d.S
+    rng = np.random.default_rng(random_seed)
+    new_u = None
+    if include_group_effect and rows.new_labels:
+        sd = new_group_sd(fv, stacklevel=2)
+        new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
+    sigma = None if d.sigma is None else d.sigma[:, None]
+
+    if kind == "draws":
+        sl = slice(0, rows.n)
+        eta = eta_block(d, rows, sl, new_u, include_group_effect)
+        y = draw_response(fv.family, eta, rng, sigma=sigma, trials=rows.trials)
+        C, D = len(d.chain), len(d.draw)
+        return xr.DataArray(
+            y.reshape(C, D, rows.n),
+            dims=(*N.SAMPLE_DIMS, N.OBS),
+            coords={"chain": d.chain, "draw": d.draw, N.OBS: np.arange(rows.n),
+                    N.GROUP: (N.OBS, rows.labels), "new_group": (N.OBS, rows.is_new)},
+            name=N.Y,
+            attrs={"description": "posterior predictive draws of new observations for the rows of new_df"},
+        )
+
+    q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
+    out = {k: np.empty(rows.n) for k in ("estimate", "std_error", "conf_low", "conf_high", "pred_low",
+                                          "pred_high")}
+    for sl in _blocks(rows.n, S, MAX_VALUES):
+        eta = eta_block(d, rows, sl, new_u, include_group_effect)
+        trials = None if rows.trials is None else rows.trials[sl]
+        mu = expected_response(fv.family, eta, trials)
+        out["estimate"][sl] = mu.mean(axis=0)
+        out["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
+        out["conf_low"][sl], out["conf_high"][sl] = np.quantile(mu, q, axis=0)
+        y = draw_response(fv.family, eta, rng, sigma=sigma, trials=trials)
+        out["pred_low"][sl], out["pred_high"][sl] = np.quantile(y, q, axis=0)
+    table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **out}, index=new_df.index)
+    table.attrs["ci_prob"] = ci_prob
+    return table
