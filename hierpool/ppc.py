@@ -295,6 +295,15 @@ def ppc(
 
 
 # ------------------------------------------------------------------------------------------------------
+def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density of ``x`` on ``grid`` with Silverman's bandwidth."""
+    n = x.shape[0]
+    spread = min(x.std(), (np.quantile(x, 0.75) - np.quantile(x, 0.25)) / 1.34) or x.std() or 1.0
+    bw = 0.9 * spread * n ** (-0.2)
+    z = (grid[:, None] - x[None, :]) / bw
+    return np.exp(-0.5 * z**2).sum(axis=1) / (n * bw * np.sqrt(2 * np.pi))
+
+
 def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int = 50, *, figsize=(11, 5.5)):
     """Plot a :class:`PPCResult`: y against replicated data sets, and four statistics' T(y_rep) vs T(y).
 
@@ -341,19 +350,21 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
         stats = stats[:4]
 
     fig = plt.figure(figsize=figsize, layout="constrained")
-    grid = fig.add_gridspec(2, 3)
-    ax0 = fig.add_subplot(grid[:, 0])
+    gs = fig.add_gridspec(2, 3)
+    ax0 = fig.add_subplot(gs[:, 0])
     y_obs = result.dt["observed_data"][N.Y].values.astype(float)
     flat = result.y_rep.values.reshape(-1, y_obs.shape[0])
     pick = np.linspace(0, flat.shape[0] - 1, min(n_lines, flat.shape[0])).round().astype(int)
     if result.family == "gaussian":
+        if y_obs.shape[0] > 5000:  # the density of a subsample of rows is enough for a picture
+            keep = np.random.default_rng(0).choice(y_obs.shape[0], 5000, replace=False)
+            y_obs, flat = y_obs[keep], flat[:, keep]
         lo = min(np.quantile(flat[pick], 0.001), y_obs.min())
         hi = max(np.quantile(flat[pick], 0.999), y_obs.max())
-        bins = np.linspace(lo, hi, 40)
+        xs = np.linspace(lo, hi, 200)
         for k, i in enumerate(pick):
-            ax0.hist(flat[i], bins=bins, density=True, histtype="step", color="C0", alpha=0.25, lw=0.8,
-                     label="y_rep" if k == 0 else None)
-        ax0.hist(y_obs, bins=bins, density=True, histtype="step", color="k", lw=2, label="y")
+            ax0.plot(xs, _kde(flat[i], xs), color="C0", alpha=0.2, lw=0.8, label="y_rep" if k == 0 else None)
+        ax0.plot(xs, _kde(y_obs, xs), color="k", lw=2, label="y")
         ax0.set_ylabel("density")
     else:
         top = int(max(np.quantile(flat, 0.995), y_obs.max()))
@@ -370,7 +381,7 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
     ax0.legend(frameon=False)
     tab = result.table.set_index("statistic")
     for k, name in enumerate(stats):
-        ax = fig.add_subplot(grid[k // 2, 1 + k % 2])
+        ax = fig.add_subplot(gs[k // 2, 1 + k % 2])
         t = result.t_rep[name].values.reshape(-1)
         ax.hist(t, bins=30, color="C0", alpha=0.6)
         obs = tab.loc[name, "observed"]

@@ -313,7 +313,7 @@ def predict(
     rng = np.random.default_rng(random_seed)
     new_u = None
     if include_group_effect and rows.new_labels:
-        sd = new_group_sd(fv, stacklevel=2)
+        sd = new_group_sd(fv, stacklevel=3)
         new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
     sigma = None if d.sigma is None else d.sigma[:, None]
 

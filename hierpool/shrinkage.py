@@ -243,8 +243,9 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per unit: ``units``, ``estimate`` (posterior median: it maps through the monotone
-        formulas, so the median of ``C_sklearn`` is ``1 /`` the median of ``lam``), ``mean``,
+        One row per unit: ``units``, ``estimate`` (posterior median: the formulas are monotone, so
+        the medians map into each other, e.g. the median of ``C_sklearn`` is ``1 /`` the median of
+        ``lam``, up to interpolation between the two middle draws), ``mean``,
         ``conf_low``, ``conf_high``, ``formula``. ``attrs["ci_prob"]``.
 
     Raises
