@@ -42,6 +42,7 @@ import pytensor.tensor as pt
 from . import _names as N
 from ._validate import one_of, positive_finite, positive_int
 from .data import GroupedData, prepare
+from .collapse import count_patterns, gaussian_marginal_logp, gaussian_stats
 from .priors import Prior, normalize_priors, scale_parameter, serialize
 
 __all__ = ["random_intercepts", "ridge_fixed_effects", "regularized_hierarchical", "model_info"]
@@ -110,7 +111,10 @@ def _data_containers(gd: GroupedData):
 
 
 def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, beta_std=None):
-    """Build the centered intercept and the coefficients; return (intercept_c, fixed part of eta)."""
+    """Build the centered intercept and the coefficients; return (intercept_c, beta_std or None).
+
+    ``beta_std`` multiplies the standardized predictors ``(x - mean) / sd``; ``beta = beta_std / sd``.
+    """
     s = gd.y_scale
     icpt = priors.get("intercept", Prior("Normal", mu=gd.y_location, sigma=width * s))
     if isinstance(icpt, Prior):
@@ -119,8 +123,7 @@ def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, beta_std=No
         intercept_c = pm.Deterministic("intercept_centered", pt.as_tensor_variable(float(icpt)))
     if gd.n_predictors == 0:
         pm.Deterministic(N.INTERCEPT, intercept_c)
-        return intercept_c, intercept_c
-    Xc = (gd.X - gd.x_center) / gd.x_scale  # standardized design, constant
+        return intercept_c, None
     if beta_std is not None:  # the penalty of the regularized variant
         beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
     elif "beta" in priors:  # user's prior, on the user's scale
@@ -130,7 +133,7 @@ def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, beta_std=No
         beta_std = pm.Normal("beta_std", 0.0, width * s, dims=N.PREDICTOR)
         beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
     pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
-    return intercept_c, intercept_c + pt.dot(pt.as_tensor_variable(Xc), beta_std)
+    return intercept_c, beta_std
 
 
 def _hierarchical_effects(tau, centered: bool):
@@ -140,24 +143,69 @@ def _hierarchical_effects(tau, centered: bool):
     return pm.Deterministic(N.GROUP_EFFECT, z * tau, dims=N.GROUP)
 
 
-def _likelihood(gd: GroupedData, eta, priors: dict):
+def _resolve_collapse(gd: GroupedData, collapse) -> str | None:
+    """'gaussian' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
+    if collapse not in (True, False, "auto"):
+        raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False.")
+    if collapse is False:
+        return None
+    if gd.family == "gaussian":
+        return "gaussian"
+    if collapse is True:
+        return "counts"
+    key = np.column_stack([gd.group_idx, gd.X]) if gd.n_predictors else gd.group_idx[:, None]
+    cells = np.unique(key, axis=0).shape[0]
+    return "counts" if cells <= 0.8 * gd.n_obs else None
+
+
+def _sigma(gd: GroupedData, priors: dict):
+    return scale_parameter(N.SIGMA, priors, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
+
+
+def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None):
+    """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
+    model the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
+    Xs = (gd.X - gd.x_center) / gd.x_scale
+    if collapse == "gaussian":
+        st = gaussian_stats(gd)
+        data = {
+            "n": st.n, "n_obs": st.n_obs, "xbar": st.xbar, "sxx_w": st.sxx_w,
+            # response-dependent statistics are data containers: refit new responses without recompiling
+            "ybar": pm.Data("ybar", st.ybar, dims=N.GROUP),
+            "syy_w": pm.Data("syy_w", np.asarray(st.syy_w)),
+            "sxy_w": pm.Data("sxy_w", st.sxy_w, dims=N.PREDICTOR) if gd.n_predictors else st.sxy_w,
+        }
+        sigma = _sigma(gd, priors)
+        return pm.Potential("y_marginal", gaussian_marginal_logp(data, intercept_c, beta_std, group_effect, sigma))
+    if collapse == "counts":
+        cp = count_patterns(gd)
+        Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials
+        offset = None if cp.exposure is None else np.log(cp.exposure)
+        dims = "cell"
+        pm.Model.get_context().add_coord("cell", np.arange(cp.y.shape[0]))
+    else:
+        gidx, yv, trials, offset, dims = gd.group_idx, gd.y, gd.trials, gd.log_offset, N.OBS
     # The response is a data container ("y_observed") so that a compiled model can be refitted to new
     # responses of the same design without recompiling (simulation-based calibration uses this).
-    y_obs = pm.Data("y_observed", gd.y, dims=N.OBS)
-    if gd.log_offset is not None:
-        eta = eta + gd.log_offset
+    y_obs = pm.Data("y_observed", yv, dims=dims)
+    eta = intercept_c + group_effect[gidx]
+    if beta_std is not None:
+        eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
+    if offset is not None:
+        eta = eta + offset
     if gd.family == "gaussian":
-        sigma = scale_parameter(N.SIGMA, priors, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-        return pm.Normal(N.Y, mu=eta, sigma=sigma, observed=y_obs, dims=N.OBS)
-    if gd.family == "bernoulli":
-        return pm.Bernoulli(N.Y, logit_p=eta, observed=y_obs, dims=N.OBS)
-    if gd.family == "binomial":
-        return pm.Binomial(N.Y, n=gd.trials, logit_p=eta, observed=y_obs, dims=N.OBS)
-    return pm.Poisson(N.Y, mu=pt.exp(eta), observed=y_obs, dims=N.OBS)
+        return pm.Normal(N.Y, mu=eta, sigma=_sigma(gd, priors), observed=y_obs, dims=dims)
+    if gd.family == "bernoulli" and collapse is None:
+        return pm.Bernoulli(N.Y, logit_p=eta, observed=y_obs, dims=dims)
+    if gd.family in ("bernoulli", "binomial"):
+        return pm.Binomial(N.Y, n=trials, logit_p=eta, observed=y_obs, dims=dims)
+    return pm.Poisson(N.Y, mu=pt.exp(eta), observed=y_obs, dims=dims)
 
 
-def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict) -> pm.Model:
-    model.hierpool = {"variant": variant, "family": gd.family, "settings": settings, "data": gd}
+def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, collapse: str | None) -> pm.Model:
+    settings["collapse"] = collapse
+    model.hierpool = {"variant": variant, "family": gd.family, "settings": settings, "data": gd,
+                      "collapse": collapse}
     return model
 
 
@@ -178,6 +226,7 @@ def random_intercepts(
     exposure=None,
     priors: dict | None = None,
     centered: bool = False,
+    collapse: bool | str = "auto",
 ) -> pm.Model:
     """Hierarchical random intercepts: partial pooling with the shrinkage chosen by the data through tau.
 
@@ -197,6 +246,12 @@ def random_intercepts(
         that fix the parameter.
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
+    collapse : {"auto", True, False}
+        Use an exact collapsed likelihood (:mod:`hierpool.collapse`). gaussian: the group effects are
+        integrated out (the sampler sees intercept, beta, tau, sigma; ``hp.fit`` draws ``group_effect``
+        from its exact conditional afterwards), always with "auto". Counts: rows sharing a group and a
+        predictor pattern are pooled into one binomial/Poisson cell, with "auto" when that removes at
+        least 20% of the rows. The posterior is the same either way; ``False`` forces the row-level model.
 
     Defaults (``s = sd(y)`` gaussian, 1 otherwise; ``m`` = link(overall mean)): intercept at the predictor
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
@@ -219,14 +274,15 @@ def random_intercepts(
     _check_bool("centered", centered)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
+    how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd)
-        _, eta_fixed = _intercept_and_beta(gd, pri, width=2.5)
+        a, b = _intercept_and_beta(gd, pri, width=2.5)
         tau = scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-        u = _hierarchical_effects(tau, centered)
-        _likelihood(gd, eta_fixed + u[gd.group_idx], pri)
+        u = tau if how == "gaussian" else _hierarchical_effects(tau, centered)
+        _likelihood(gd, a, b, u, pri, how)
     settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
-    return _attach(model, "random_intercepts", gd, settings)
+    return _attach(model, "random_intercepts", gd, settings, how)
 
 
 def ridge_fixed_effects(
@@ -240,6 +296,7 @@ def ridge_fixed_effects(
     trials=None,
     exposure=None,
     priors: dict | None = None,
+    collapse: bool | str = "auto",
 ) -> pm.Model:
     """Fixed group effects on one-hot dummies with a ridge (L2) prior of precision ``lam``.
 
@@ -271,6 +328,9 @@ def ridge_fixed_effects(
         gaussian, log-odds or log-rate otherwise).
     priors : dict, optional
         Overrides for ``"intercept"``, ``"beta"``, ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+    collapse : {"auto", True, False}
+        Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian: group effects integrated
+        out given lam, and drawn from their conditional after sampling).
 
     Examples
     --------
@@ -286,14 +346,18 @@ def ridge_fixed_effects(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
     width = 100.0 if gd.family == "gaussian" else 10.0
+    how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd)
-        _, eta_fixed = _intercept_and_beta(gd, pri, width=width)
-        u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        _likelihood(gd, eta_fixed + u[gd.group_idx], pri)
+        a, b = _intercept_and_beta(gd, pri, width=width)
+        if how == "gaussian":
+            u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
+        else:
+            u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
+        _likelihood(gd, a, b, u, pri, how)
     settings = {"lam": lam, "priors": serialize(pri), "fixed_effect_prior_sd": width * gd.y_scale,
                 "data": gd.spec()}
-    return _attach(model, "ridge_fixed_effects", gd, settings)
+    return _attach(model, "ridge_fixed_effects", gd, settings, how)
 
 
 def regularized_hierarchical(
@@ -313,6 +377,7 @@ def regularized_hierarchical(
     tau_scale: float | None = None,
     priors: dict | None = None,
     centered: bool = False,
+    collapse: bool | str = "auto",
 ) -> pm.Model:
     """Random intercepts with a regularizing prior on the predictors and a shrinking prior on tau.
 
@@ -365,6 +430,7 @@ def regularized_hierarchical(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "tau", "tau_sq", "sigma", "sigma_sq")),
                            f"regularized_hierarchical (beta's prior is set by penalty={penalty!r})")
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
+    how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd)
         beta_std = None
@@ -380,14 +446,14 @@ def regularized_hierarchical(
                 lam_tilde = pt.sqrt(c2 * lam_local**2 / (c2 + g**2 * lam_local**2))
                 z = pm.Normal("hs_z", 0.0, 1.0, dims=N.PREDICTOR)
                 beta_std = z * g * lam_tilde
-        _, eta_fixed = _intercept_and_beta(gd, pri, width=2.5, beta_std=beta_std)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, beta_std=beta_std)
         tau = scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale))
-        u = _hierarchical_effects(tau, centered)
-        _likelihood(gd, eta_fixed + u[gd.group_idx], pri)
+        u = tau if how == "gaussian" else _hierarchical_effects(tau, centered)
+        _likelihood(gd, a, b, u, pri, how)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "centered": centered, "data": gd.spec(),
     }
-    return _attach(model, "regularized_hierarchical", gd, settings)
+    return _attach(model, "regularized_hierarchical", gd, settings, how)

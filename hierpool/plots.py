@@ -99,7 +99,12 @@ def shrinkage_plot(dt_or_table, ax=None):
             a1.plot(grid, tau**2 / (tau**2 + sigma**2 / grid), color="C1",
                     label=rf"$\tau^2/(\tau^2+\sigma^2/n)$, $\tau$={tau:.3g}, $\sigma$={sigma:.3g}")
         if n.max() > 2 * max(n.min(), 1.0):
+            from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
             a1.set_xscale("log")
+            a1.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            a1.xaxis.set_major_formatter(ScalarFormatter())
+            a1.xaxis.set_minor_formatter(NullFormatter())
         a1.set_ylim(-0.02, 1.02)
         a1.set_xlabel("rows in group (n)")
         a1.set_ylabel(r"weight on the group's own data $\rho$")
@@ -149,7 +154,7 @@ def caterpillar(dt_or_table, top: int | None = None, ax=None, **rank_kwargs):
     ci = tab.attrs.get("ci_prob")
     ax.set_xlabel("rank" + (f" ({ci:.0%} interval)" if ci else ""))
     ax.set_title("Posterior ranks of the groups")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -195,11 +200,12 @@ def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=
     else:
         fig = ax.figure
     sub = path[path["group"].isin(groups)]
-    for g, d in sub.groupby("group", sort=False):
-        ax.plot(d["lam"], d["estimate"], lw=1.2, label=str(g))
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(groups), 1)))
+    for (g, d), color in zip(sub.groupby("group", sort=False), colors, strict=False):
+        ax.plot(d["lam"], d["estimate"], lw=1.2, color=color, label=str(g))
     at = path.attrs
     if "implied_lam" in at:
-        ax.axvspan(at["implied_lam_low"], at["implied_lam_high"], color="C3", alpha=0.15,
+        ax.axvspan(at["implied_lam_low"], at["implied_lam_high"], color="C3", alpha=0.2,
                    label=f"implied lam, {at.get('ci_prob', 0.9):.0%} interval")
         ax.axvline(at["implied_lam"], color="C3", lw=1.5, label=f"implied lam = 1/tau^2 = {at['implied_lam']:.3g}")
     elif "lam" in at:
@@ -209,6 +215,6 @@ def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=
     ax.set_xscale("log")
     ax.set_xlabel("ridge penalty lam (prior precision of a group effect)")
     ax.set_ylabel("group estimate")
-    ax.set_title("Ridge path: from raw means (lam -> 0) to the overall mean (lam -> inf)")
+    ax.set_title("Ridge path: raw means (lam -> 0) to the overall mean (lam -> inf)", fontsize="medium")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     return fig

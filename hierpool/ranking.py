@@ -58,13 +58,16 @@ def _draw_chunks(view: FitView, by: str):
             yield c * n_draw + np.arange(sel["draw"].start, sel["draw"].stop), vals
 
 
-def _ranks(vals: np.ndarray, descending: bool) -> np.ndarray:
-    """Ranks 1..J within each row (draw); a stable sort breaks ties by group order."""
+def _ranks(vals: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks 1..J within each row (draw), and the row-wise sorting order (best first).
+
+    The inverse of a stable argsort: ties get distinct ranks in group order.
+    """
     order = np.argsort(-vals if descending else vals, axis=1, kind="stable")
     ranks = np.empty(vals.shape, dtype=np.int32)
     rows = np.arange(vals.shape[0])[:, None]
     ranks[rows, order] = np.arange(1, vals.shape[1] + 1, dtype=np.int32)[None, :]
-    return ranks
+    return ranks, order
 
 
 def _thin_index(n_samples: int, max_draws: int) -> np.ndarray:
@@ -87,13 +90,14 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     kept = None if keep is None else np.empty((keep.size, J), dtype=np.int32)
     pos = 0
     for idx, vals in _draw_chunks(view, by):
-        r = _ranks(vals, descending)
+        r, order = _ranks(vals, descending)
         rank_sum += r.sum(axis=0, dtype=np.float64)
         rank_sq += np.square(r, dtype=np.float64).sum(axis=0)
         in_top += (r <= top_k).sum(axis=0)
         best += (r == 1).sum(axis=0)
         value_sum += vals.sum(axis=0)
-        sorted_sum += np.sort(vals, axis=1).sum(axis=0)
+        best_first = np.take_along_axis(vals, order, axis=1).sum(axis=0)
+        sorted_sum += best_first[::-1] if descending else best_first
         if kept is not None:
             take = np.isin(idx, keep)
             n_take = int(take.sum())

@@ -14,6 +14,7 @@ import xarray as xr
 
 from . import _names as N
 from ._predictive import design_from_constant, linear_predictor, log_likelihood
+from .collapse import draw_gaussian_group_effects, gaussian_stats
 from ._validate import one_of, positive_int
 from .models import model_info
 
@@ -95,6 +96,7 @@ def fit(
     cores: int | None = None,
     target_accept: float | None = None,
     log_likelihood: bool | str = "auto",
+    max_group_effect_values: float = 2.5e8,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -119,6 +121,11 @@ def fit(
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood of every row (needed by LOO). ``"auto"`` stores it unless it
         would exceed 2e8 values.
+    max_group_effect_values : float
+        Collapsed gaussian models only: the group effects are drawn after sampling, one per posterior
+        draw; when chains x draws x groups would exceed this (2.5e8 float64 values = 2 GB), the stored
+        posterior is thinned to fit (``attrs["hierpool_thin"]``). Convergence diagnostics are computed on
+        all draws before thinning.
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -169,23 +176,58 @@ def fit(
             model=model,
             **kwargs,
         )
-    return finalize(dt, info, engine=engine, log_likelihood=log_likelihood)
+    return finalize(dt, info, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
+                    max_group_effect_values=max_group_effect_values)
 
 
-def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto") -> xr.DataTree:
-    """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report."""
+def _collapsed_group_effects(post: xr.Dataset, gd, info: dict, random_seed) -> xr.DataArray:
+    """Exact conditional draws of the integrated-out gaussian group effects, one per posterior draw."""
+    st = gaussian_stats(gd)
+    a = post[N.INTERCEPT]
+    b = None
+    if gd.n_predictors:
+        a = a + xr.dot(post[N.BETA], xr.DataArray(gd.x_center, dims=N.PREDICTOR), dim=N.PREDICTOR)
+        b = (post[N.BETA] * xr.DataArray(gd.x_scale, dims=N.PREDICTOR)).transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values
+    tau = post[N.TAU].values if N.TAU in post else np.full(a.shape, 1.0 / np.sqrt(info["settings"]["lam"]))
+    rng = np.random.default_rng(np.random.SeedSequence([0 if random_seed is None else int(random_seed), 1])
+                                if random_seed is not None else None)
+    u = draw_gaussian_group_effects(st, a.transpose(*N.SAMPLE_DIMS).values, b, tau, post[N.SIGMA].values, rng)
+    return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
+
+
+def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto", random_seed=None,
+             max_group_effect_values: float = 2.5e8) -> xr.DataTree:
+    """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
+
+    For a collapsed gaussian model the sampling report covers the sampled parameters; then, if
+    chains x draws x groups exceeds ``max_group_effect_values``, the posterior is thinned (every k-th
+    draw, recorded in ``attrs["hierpool_thin"]``) before ``group_effect`` is drawn, so that the stored
+    posterior stays within memory.
+    """
     gd = info["data"]
     post = dt["posterior"].to_dataset()
     keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in post]
     post = post[keep]
     const = constant_data(gd)
+    thin = 1
+    report = None
+    if info.get("collapse") == "gaussian":
+        report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
+            {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
+            _stacklevel=4)
+        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups
+        thin = max(1, int(np.ceil(total / max_group_effect_values)))
+        if thin > 1:
+            post = post.isel(draw=slice(None, None, thin))
+            report["thinned_for_group_effects"] = thin
+        post[N.GROUP_EFFECT] = _collapsed_group_effects(post, gd, info, random_seed)
     post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
     y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
     children = {"posterior": post, "constant_data": const, "observed_data": y.to_dataset()}
     if "sample_stats" in dt.children:
-        stats = dt["sample_stats"].to_dataset()
+        stats = dt["sample_stats"].to_dataset().isel(draw=slice(None, None, thin))
         for v in list(stats.data_vars):  # nutpie's divergence messages: object arrays with NaN
             if stats[v].dtype == object:
                 stats[v] = stats[v].fillna("").astype(str)
@@ -201,8 +243,10 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto")
         N.ATTR_VERSION: _version(),
         N.ATTR_SETTINGS: json.dumps(info["settings"]),
         "hierpool_sampler": engine,
+        "hierpool_thin": thin,
     }
-    report = check_sampling(out, _stacklevel=4)
+    if report is None:
+        report = check_sampling(out, _stacklevel=4)
     out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
     return out
 

@@ -28,11 +28,14 @@ def synthetic_fit(
     group_idx: np.ndarray | None = None,
     trials: np.ndarray | None = None,
     labels: list[str] | None = None,
+    X: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
 ) -> xr.DataTree:
     """A fit-shaped DataTree from arrays: ``group_effect`` has shape (chains, draws, groups).
 
     Without ``y``, every group gets ``j + 1`` rows with y = j (so raw means are 0, 1, 2, ...).
     ``tau=None`` (or a ridge ``variant``) leaves tau out of the posterior; give ``lam`` for a ridge fit.
+    Predictors: ``X`` (rows x predictors, user's scale) with ``beta`` (chains, draws, predictors).
     """
     ge = np.asarray(group_effect, dtype=float)
     C, D, J = ge.shape
@@ -65,6 +68,15 @@ def synthetic_fit(
     )
     if trials is not None:
         const[N.TRIALS] = ((N.OBS,), np.asarray(trials, dtype=float))
+    if X is not None:
+        X = np.asarray(X, dtype=float)
+        names = np.asarray([f"x{k + 1}" for k in range(X.shape[1])], dtype=object)
+        const = const.assign_coords({N.PREDICTOR: names})
+        const[N.X] = ((N.OBS, N.PREDICTOR), X)
+        const[N.X_CENTER] = ((N.PREDICTOR,), X.mean(axis=0))
+        const[N.X_SCALE] = ((N.PREDICTOR,), X.std(axis=0))
+        posterior = posterior.assign_coords({N.PREDICTOR: names})
+        posterior[N.BETA] = ((*sd, N.PREDICTOR), np.asarray(beta, dtype=float))
     obs = xr.Dataset({N.Y: ((N.OBS,), y)}, coords={N.OBS: np.arange(y.size)})
     dt = xr.DataTree.from_dict({"posterior": posterior, "constant_data": const, "observed_data": obs})
     settings = {"priors": {}}

@@ -35,12 +35,12 @@ def family_frame(family: str, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     return df, kw
 
 
-def build(variant: str, data):
+def build(variant: str, data, **kw):
     if variant == "random_intercepts":
-        return hp.random_intercepts(data)
+        return hp.random_intercepts(data, **kw)
     if variant == "ridge_fixed_effects":
-        return hp.ridge_fixed_effects(data, lam=4.0)
-    return hp.regularized_hierarchical(data, penalty="horseshoe")
+        return hp.ridge_fixed_effects(data, lam=4.0, **kw)
+    return hp.regularized_hierarchical(data, penalty="horseshoe", **kw)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def build(variant: str, data):
 def test_contract_dims_and_names(variant, family):
     df, kw = family_frame(family)
     gd = hp.prepare(df, **kw)
-    model = build(variant, gd)
+    model = build(variant, gd, collapse=False)  # the row-level model; collapsed ones are checked below
     assert set(model.coords) >= {N.GROUP, N.OBS, N.PREDICTOR}
     assert list(model.coords[N.GROUP]) == list(pd.unique(df["group"]))  # first-seen order
     assert list(model.coords[N.PREDICTOR]) == ["x1", "period[b]", "period[c]"]
@@ -65,6 +65,19 @@ def test_contract_dims_and_names(variant, family):
     assert model.hierpool["variant"] == variant and model.hierpool["family"] == family
     # the model's log density is finite at the initial point
     assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+@pytest.mark.parametrize("variant", N.VARIANTS)
+def test_gaussian_models_collapse_by_default(variant):
+    df, kw = family_frame("gaussian")
+    model = build(variant, hp.prepare(df, **kw))
+    assert model.hierpool["collapse"] == "gaussian"
+    assert N.GROUP_EFFECT not in model.named_vars  # integrated out; hp.fit draws it afterwards
+    assert {N.INTERCEPT, N.BETA, N.SIGMA} <= set(model.named_vars)
+    assert (N.TAU in model.named_vars) == (variant != "ridge_fixed_effects")
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    with pytest.raises(ValueError, match="collapse='yes' is not valid"):
+        build(variant, hp.prepare(df, **kw), collapse="yes")
 
 
 def test_factories_accept_a_dataframe(sim_gaussian):
@@ -84,7 +97,7 @@ def test_no_predictors_has_no_beta(sim_gaussian):
 
 def test_ridge_prior_is_precision():
     df, kw = family_frame("gaussian")
-    m = hp.ridge_fixed_effects(df, lam=4.0, **kw)
+    m = hp.ridge_fixed_effects(df, lam=4.0, collapse=False, **kw)
     u = m[N.GROUP_EFFECT]
     # Normal(0, sd = 1/sqrt(4) = 0.5): the log density at 0.5 equals the standard normal's at 1 minus log 0.5
     logp = pm.logp(u, np.full(12, 0.5)).eval()

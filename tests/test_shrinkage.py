@@ -238,6 +238,29 @@ def test_ridge_fit_uses_its_lam():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_with_predictors_by_hand():
+    """Estimates sit at the average predictors; the gaussian path uses residuals of the plug-in fixed part."""
+    rng = np.random.default_rng(11)
+    C, D, J = 2, 60, 4
+    gidx = np.repeat(np.arange(J), [1, 2, 3, 4])
+    X = rng.normal(size=(gidx.size, 2)) + np.array([1.0, -2.0])
+    y = rng.normal(size=gidx.size)
+    ge = rng.normal(size=(C, D, J))
+    a = rng.normal(0.2, 0.1, size=(C, D))
+    beta = rng.normal([0.5, -0.3], 0.05, size=(C, D, 2))
+    sigma = np.abs(rng.normal(1.0, 0.1, size=(C, D)))
+    dt = synthetic_fit(ge, a, tau=0.7, sigma=sigma, y=y, group_idx=gidx, X=X, beta=beta)
+    iac = a + beta @ X.mean(0)
+    tab = hp.shrinkage(dt)
+    np.testing.assert_allclose(tab["estimate"], (iac[..., None] + ge).reshape(-1, J).mean(0))
+    assert tab.attrs["overall"] == pytest.approx(iac.mean())
+    lam = 2.0
+    a_hat, b_hat, s_hat = a.mean(), beta.reshape(-1, 2).mean(0), sigma.mean()
+    r = np.bincount(gidx, weights=y - a_hat - X @ b_hat)
+    want = a_hat + X.mean(0) @ b_hat + r / (np.bincount(gidx) + s_hat**2 * lam)
+    np.testing.assert_allclose(hp.ridge_path(dt, lams=[lam])["estimate"], want, rtol=1e-12)
+
+
 def test_implied_ridge_quantiles_by_hand():
     dt, ge, a, tau, sigma = _gaussian_synthetic()
     tab = hp.implied_ridge(dt, ci_prob=0.5).set_index("units")
@@ -289,14 +312,15 @@ def test_ridge_path_penalized_mode_matches_scalar_optimizer(family):
     dt = synthetic_fit(np.zeros((1, 4, J)), a, family=family, tau=0.9, sigma=None, y=y, group_idx=gidx,
                        trials=trials)
     lams = [1e-3, 0.1, 1.0, 30.0]
-    path = hp.ridge_path(dt, lams=lams).pivot(index="group", columns="lam", values="estimate")
+    long = hp.ridge_path(dt, lams=lams)
+    path = long.pivot(index="group", columns="lam", values="estimate")
     m = 1.0 if trials is None else trials
     for j in range(J):
         sel = gidx == j
         for lam in lams:
             def obj(u, sel=sel, lam=lam):
                 eta = a + u
-                mm = m if np.isscalar(m) else m[sel]
+                mm = np.broadcast_to(m, y.shape)[sel]
                 nll = (np.exp(eta) * sel.sum() - y[sel].sum() * eta if family == "poisson"
                        else np.sum(mm * np.logaddexp(0, eta)) - y[sel].sum() * eta)
                 return nll + 0.5 * lam * u**2
@@ -304,8 +328,8 @@ def test_ridge_path_penalized_mode_matches_scalar_optimizer(family):
                                          options={"xatol": 1e-11}).x
             want = np.exp(a + u) if family == "poisson" else expit(a + u)
             assert path.loc[f"g{j}", lam] == pytest.approx(want, rel=1e-6, abs=1e-9)
-    assert path.attrs["overall"] == pytest.approx(np.exp(a) if family == "poisson" else expit(a))
-    assert path.attrs["implied_lam"] == pytest.approx(1 / 0.81)
+    assert long.attrs["overall"] == pytest.approx(np.exp(a) if family == "poisson" else expit(a))
+    assert long.attrs["implied_lam"] == pytest.approx(1 / 0.81)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .sbc import build_model, compile_model, make_design, quiet, refit, simulate_from_model
+from .sbc import SBC_PRIORS, build_pair, compile_model, make_design, quiet, refit, simulate_from_model
 
 __all__ = ["COVERAGE_SIZES", "coverage_design", "coverage_run", "coverage_summary"]
 
@@ -61,6 +61,8 @@ def coverage_run(
     chains: int = 2,
     seed: int = 0,
     estimate_tau: bool = False,
+    fit_tau: float | None = None,
+    collapse: bool | str = "auto",
     sizes=COVERAGE_SIZES,
 ) -> pd.DataFrame:
     """Simulate ``n_datasets`` datasets from random intercepts with fixed tau (and sigma) and record
@@ -81,6 +83,12 @@ def coverage_run(
     estimate_tau : bool
         Fit tau under a HalfNormal(1) prior instead of fixing it (a frequentist check at a fixed tau, not
         a calibration guarantee; sigma stays fixed).
+    fit_tau : float, optional
+        Fix tau in the fit at this value instead of the truth: a deliberately misspecified control whose
+        intervals must miss their nominal coverage.
+    collapse : {"auto", True, False}
+        Passed to the fit model's factory ("auto": the exact collapsed gaussian likelihood, group effects
+        drawn afterwards from their exact conditional).
     sizes : sequence of int
         Rows per group.
 
@@ -100,13 +108,15 @@ def coverage_run(
     fixed = {"tau": float(tau)}
     if family == "gaussian":
         fixed["sigma"] = float(sigma)
-    data_model = build_model("random_intercepts", family, design=design, priors=fixed)
-    fit_model = data_model
+    if estimate_tau and fit_tau is not None:
+        raise ValueError("give estimate_tau=True or fit_tau=, not both.")
+    fit_priors = dict(fixed)
     if estimate_tau:
-        from .sbc import SBC_PRIORS
-
-        fit_model = build_model("random_intercepts", family, design=design,
-                                priors={**fixed, "tau": SBC_PRIORS["tau"]})
+        fit_priors["tau"] = SBC_PRIORS["tau"]
+    elif fit_tau is not None:
+        fit_priors["tau"] = float(fit_tau)
+    fit_model, data_model = build_pair("random_intercepts", family, design=design, priors=fit_priors,
+                                       data_priors=fixed, collapse=collapse)
     truth, ys = simulate_from_model(data_model, n_datasets, seed)
     compiled = compile_model(fit_model)
     groups = list(fit_model.coords["group"])
@@ -115,7 +125,7 @@ def coverage_run(
     rows = []
     with quiet():
         for i in range(n_datasets):
-            post, div = refit(compiled, ys[i], draws=draws, tune=tune, chains=chains, seed=seed * 100_003 + i)
+            post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains, seed=seed * 100_003 + i)
             ge = post["group_effect"].stack(sample=("chain", "draw")).transpose("group", "sample").values
             true_u = truth["group_effect"].isel(sim=i).values
             for p in probs:
@@ -127,7 +137,7 @@ def coverage_run(
                                  "covered": bool(covered[j]), "divergences": div})
     out = pd.DataFrame(rows)
     out.attrs.update(family=family, tau=float(tau), sigma=float(sigma) if family == "gaussian" else None,
-                     estimate_tau=bool(estimate_tau), n_datasets=int(n_datasets))
+                     estimate_tau=bool(estimate_tau), fit_tau=fit_tau, n_datasets=int(n_datasets))
     return out
 
 

@@ -42,6 +42,7 @@ How this harness does it, and why:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import warnings
@@ -56,7 +57,7 @@ import hierpool as hp
 
 __all__ = [
     "FAMILIES", "VARIANTS", "SBC_SIZES", "SBC_PRIORS", "MISSPECIFICATIONS", "make_design", "sbc_settings",
-    "build_model", "simulate_from_model", "compile_model", "refit", "default_parameters", "sbc_ranks",
+    "build_model", "build_pair", "collapse_of", "simulate_from_model", "compile_model", "refit", "default_parameters", "sbc_ranks",
     "rank_uniformity", "misspecified_pair", "run_sbc", "plot_rank_histograms",
 ]
 
@@ -98,7 +99,8 @@ def quiet():
         logger.setLevel(level)
 
 
-def make_design(family: str, sizes=SBC_SIZES, *, trials: int = SBC_TRIALS, seed: int = 20260) -> pd.DataFrame:
+def make_design(family: str, sizes=SBC_SIZES, *, trials: int = SBC_TRIALS, predictor: str = "normal",
+                seed: int = 20260) -> pd.DataFrame:
     """A fixed design for SBC: groups ``g0, g1, ...`` of the given sizes, one standardized predictor ``x1``
     and a placeholder response ``y`` chosen so that hierpool's data-scaled defaults are neutral.
 
@@ -113,6 +115,9 @@ def make_design(family: str, sizes=SBC_SIZES, *, trials: int = SBC_TRIALS, seed:
         Rows per group.
     trials : int
         Trials per row (binomial).
+    predictor : {"normal", "binary"}
+        A continuous predictor (every row its own pattern), or a 0/1 predictor (standardized), so that rows
+        of a group repeat a predictor pattern and count families collapse to cells with ``collapse="auto"``.
     seed : int
         Seed of the predictor (and of the gaussian placeholder).
 
@@ -130,7 +135,11 @@ def make_design(family: str, sizes=SBC_SIZES, *, trials: int = SBC_TRIALS, seed:
     rng = np.random.default_rng(seed)
     gidx = np.repeat(np.arange(len(sizes)), sizes)
     n = gidx.size
-    x = rng.normal(size=n)
+    if predictor not in ("normal", "binary"):
+        raise ValueError(f"predictor={predictor!r} is not valid; valid choices: 'normal', 'binary'.")
+    x = rng.normal(size=n) if predictor == "normal" else (np.arange(n) % 2 == 0).astype(float)
+    if predictor == "binary":
+        rng.shuffle(x)
     x = (x - x.mean()) / x.std()
     if family == "gaussian":
         y = rng.normal(size=n)
@@ -180,15 +189,17 @@ def sbc_settings(variant: str, family: str) -> dict:
 
 
 def build_model(variant: str, family: str, *, design: pd.DataFrame | None = None, priors: dict | None = None,
-                **factory_kwargs) -> pm.Model:
+                collapse: bool | str = "auto", **factory_kwargs) -> pm.Model:
     """Build the SBC model of ``variant`` x ``family`` on ``design`` (default :func:`make_design`).
 
     ``priors`` entries replace those of :func:`sbc_settings` (e.g. ``{"tau": 0.5}`` fixes tau);
-    ``factory_kwargs`` replace the other settings.
+    ``collapse`` is passed to the factory ("auto" is what users get: the exact collapsed gaussian
+    likelihood, and pooled count cells where rows repeat a group and predictor pattern); ``factory_kwargs``
+    replace the other settings.
 
     Examples
     --------
-    >>> m = build_model("random_intercepts", "gaussian")
+    >>> m = build_model("random_intercepts", "gaussian", collapse=False)
     >>> "y_observed" in m.named_vars
     True
     """
@@ -197,26 +208,60 @@ def build_model(variant: str, family: str, *, design: pd.DataFrame | None = None
         design = make_design(family)
     settings["priors"] = {**settings["priors"], **(priors or {})}
     settings.update(factory_kwargs)
+    if collapse != "auto":  # also works with a hierpool whose factories have no collapse= argument
+        settings["collapse"] = collapse
     factory = {"random_intercepts": hp.random_intercepts, "ridge_fixed_effects": hp.ridge_fixed_effects,
                "regularized_hierarchical": hp.regularized_hierarchical}[variant]
     predictors = [c for c in design.columns if c.startswith("x")]
     extra = {"trials": "trials"} if family == "binomial" else {}
     gd = hp.prepare(design, y="y", group="group", predictors=predictors, family=family, **extra)
-    model = factory(gd, **settings)
-    if "y_observed" not in model.named_vars:
+    return factory(gd, **settings)
+
+
+def collapse_of(model: pm.Model) -> str | None:
+    """How the model's likelihood is collapsed: None (row level), "gaussian" or "counts"."""
+    return getattr(model, "hierpool", {}).get("collapse")
+
+
+def build_pair(variant: str, family: str, *, design: pd.DataFrame | None = None, priors: dict | None = None,
+               data_priors: dict | None = None, collapse: bool | str = "auto",
+               **factory_kwargs) -> tuple[pm.Model, pm.Model]:
+    """The (fit_model, data_model) pair of an SBC run.
+
+    The data model is always the row-level model (``collapse=False``): a collapsed gaussian model has its
+    likelihood as a potential on sufficient statistics and cannot simulate rows, and a count-collapsed
+    one simulates cells. It has the fit model's priors unless ``data_priors`` replaces some of them (a
+    deliberately misspecified pair).
+
+    Examples
+    --------
+    >>> fit_m, data_m = build_pair("random_intercepts", "gaussian")
+    >>> collapse_of(data_m) is None
+    True
+    """
+    if design is None:
+        design = make_design(family)
+    fit_model = build_model(variant, family, design=design, priors=priors, collapse=collapse, **factory_kwargs)
+    data_model = build_model(variant, family, design=design, priors={**(priors or {}), **(data_priors or {})},
+                             collapse=False, **factory_kwargs)
+    if "y_observed" not in data_model.named_vars:
         raise RuntimeError(
-            "the model has no data container 'y_observed'; SBC refits a compiled model to new responses "
-            "through it (see hierpool.models._likelihood)."
+            "the row-level model has no data container 'y_observed'; SBC refits a compiled model to new "
+            "responses through it (see hierpool.models._likelihood)."
         )
-    return model
+    return fit_model, data_model
 
 
 def simulate_from_model(model: pm.Model, n_sims: int, seed: int) -> tuple[xr.Dataset, np.ndarray]:
-    """Draw ``n_sims`` parameter sets and responses from the prior predictive of ``model``.
+    """Draw ``n_sims`` parameter sets and responses from the prior predictive of a row-level ``model``.
 
     Returns the parameters as a Dataset with leading dim ``sim`` and the responses as an array
     ``(n_sims, n_rows)``.
     """
+    if collapse_of(model) is not None:
+        raise ValueError(
+            f"the data model must be a row-level model (collapse=False); got collapse={collapse_of(model)!r}."
+        )
     with quiet():
         pp = pm.sample_prior_predictive(draws=n_sims, model=model, random_seed=seed)
     prior = pp["prior"].to_dataset().isel(chain=0).rename(draw="sim")
@@ -233,17 +278,36 @@ def compile_model(model: pm.Model):
         return nutpie.compile_pymc_model(model, var_names=keep)
 
 
-def refit(compiled, y: np.ndarray, *, draws: int, tune: int, chains: int, seed: int,
-          target_accept: float = 0.9) -> tuple[xr.Dataset, int]:
-    """Refit a compiled model to the response ``y``; return the posterior Dataset and the divergences."""
-    import nutpie
+def _data_for(model: pm.Model, y: np.ndarray) -> dict:
+    """The data containers that refit ``model`` to the row-level response ``y``."""
+    try:
+        from hierpool.collapse import data_for
+    except ImportError:  # a hierpool without collapsed likelihoods
+        return {"y_observed": np.asarray(y, dtype=float)}
+    return data_for(model, y)
 
+
+def refit(compiled, model: pm.Model, y: np.ndarray, *, draws: int, tune: int, chains: int, seed: int,
+          target_accept: float = 0.9) -> tuple[xr.Dataset, int]:
+    """Refit a compiled hierpool model to the row-level response ``y``.
+
+    Samples with nutpie (what ``hp.fit`` uses by default) and then passes the trace through
+    ``hierpool.sampling.finalize`` with the model's data set to ``y``, exactly as ``hp.fit`` does: for a
+    collapsed gaussian model that is where ``group_effect`` is drawn from its exact conditional, so SBC
+    checks that step too. Returns the contract's posterior Dataset and the number of divergences.
+    """
+    import nutpie
+    from hierpool.sampling import finalize
+
+    y = np.asarray(y, dtype=float)
     with quiet():
-        trace = nutpie.sample(compiled.with_data(y_observed=y), draws=draws, tune=tune, chains=chains,
+        trace = nutpie.sample(compiled.with_data(**_data_for(model, y)), draws=draws, tune=tune, chains=chains,
                               cores=chains, seed=seed, progress_bar=False, target_accept=target_accept)
-    post = trace["posterior"].to_dataset()
-    div = int(trace["sample_stats"]["diverging"].sum()) if "sample_stats" in trace.children else 0
-    return post, div
+        div = int(trace["sample_stats"]["diverging"].sum()) if "sample_stats" in trace.children else 0
+        info = dict(model.hierpool)
+        info["data"] = dataclasses.replace(info["data"], y=y)
+        dt = finalize(trace, info, engine="nutpie", log_likelihood=False, random_seed=seed)
+    return dt["posterior"].to_dataset(), div
 
 
 def default_parameters(model: pm.Model, groups=RANKED_GROUPS) -> list[str]:
@@ -306,9 +370,10 @@ def sbc_ranks(
     fit_model : pymc.Model
         The model refitted to every simulated response (built by a hierpool factory).
     data_model : pymc.Model, optional
-        The model whose prior predictive generates parameters and responses; default ``fit_model``
-        (a correct SBC). Give a different one to check that a misspecified fit is detected. It must have
-        the same design (rows, groups, predictors).
+        The row-level model (``collapse=False``) whose prior predictive generates parameters and
+        responses (see :func:`build_pair`); default ``fit_model`` itself when that is row-level. A model
+        with other priors checks that a misspecified fit is detected. Same design (rows, groups,
+        predictors) as ``fit_model``.
     n_sims : int
         Replications R.
     parameters : list of str, optional
@@ -334,12 +399,18 @@ def sbc_ranks(
 
     Examples
     --------
-    >>> model = build_model("random_intercepts", "gaussian")
-    >>> ranks = sbc_ranks(model, n_sims=3, seed=1)          # doctest: +SKIP
+    >>> fit_model, data_model = build_pair("random_intercepts", "gaussian")
+    >>> ranks = sbc_ranks(fit_model, data_model=data_model, n_sims=3, seed=1)   # doctest: +SKIP
     >>> ranks["rank"].between(0, 99).all()                 # doctest: +SKIP
     True
     """
-    data_model = fit_model if data_model is None else data_model
+    if data_model is None:
+        if collapse_of(fit_model) is not None:
+            raise ValueError(
+                f"fit_model has a collapsed likelihood ({collapse_of(fit_model)!r}); give data_model=, the "
+                "row-level twin that simulates rows (build_pair returns both)."
+            )
+        data_model = fit_model
     if len(data_model.coords["obs_id"]) != len(fit_model.coords["obs_id"]):
         raise ValueError("data_model and fit_model must share one design (same rows).")
     if parameters is None:
@@ -352,7 +423,7 @@ def sbc_ranks(
     rng = np.random.default_rng(seed + 7)
     rows = []
     for i in range(n_sims):
-        post, div = refit(compiled, ys[i], draws=draws, tune=tune, chains=chains, seed=seed * 100_003 + i,
+        post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains, seed=seed * 100_003 + i,
                           target_accept=target_accept)
         for label in parameters:
             true_value = float(_values(truth.isel(sim=i), label, ()))
@@ -438,7 +509,7 @@ def rank_uniformity(
 
 
 def misspecified_pair(kind: str, variant: str = "random_intercepts", family: str = "gaussian",
-                      design: pd.DataFrame | None = None) -> tuple[pm.Model, pm.Model]:
+                      design: pd.DataFrame | None = None, collapse: bool | str = "auto") -> tuple[pm.Model, pm.Model]:
     """A deliberately wrong (fit_model, data_model) pair that SBC must reject.
 
     - ``"shifted_intercept"``: data from intercept ~ Normal(3, 1), fitted under Normal(0, 1): the truth
@@ -456,25 +527,21 @@ def misspecified_pair(kind: str, variant: str = "random_intercepts", family: str
     """
     if kind not in MISSPECIFICATIONS:
         raise ValueError(f"kind={kind!r} is not valid; valid choices: {', '.join(MISSPECIFICATIONS)}.")
-    if design is None:
-        design = make_design(family)
     if kind == "shifted_intercept":
-        data_model = build_model(variant, family, design=design,
-                                 priors={"intercept": hp.Prior("Normal", mu=3.0, sigma=1.0)})
-        fit_model = build_model(variant, family, design=design)
-    else:
-        if variant != "random_intercepts":
-            raise ValueError("kind='tau_too_small' applies to variant='random_intercepts' only.")
-        data_model = build_model(variant, family, design=design)
-        fit_model = build_model(variant, family, design=design, priors={"tau": hp.Prior("HalfNormal", sigma=0.1)})
-    return fit_model, data_model
+        return build_pair(variant, family, design=design, collapse=collapse,
+                          data_priors={"intercept": hp.Prior("Normal", mu=3.0, sigma=1.0)})
+    if variant != "random_intercepts":
+        raise ValueError("kind='tau_too_small' applies to variant='random_intercepts' only.")
+    return build_pair(variant, family, design=design, collapse=collapse,
+                      priors={"tau": hp.Prior("HalfNormal", sigma=0.1)}, data_priors={"tau": SBC_PRIORS["tau"]})
 
 
 def run_sbc(variant: str, family: str, *, n_sims: int = 100, seed: int = 0, misspecified: str | None = None,
-            **kwargs) -> pd.DataFrame:
-    """Build the model of ``variant`` x ``family`` (or a misspecified pair) and return its ranks.
+            collapse: bool | str = "auto", design: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+    """Build the models of ``variant`` x ``family`` (or a misspecified pair) and return the SBC ranks.
 
-    ``kwargs`` go to :func:`sbc_ranks`. The result's ``attrs`` record variant, family and misspecification.
+    ``collapse`` goes to the fit model's factory ("auto" is the default users get); ``kwargs`` go to
+    :func:`sbc_ranks`. The result's ``attrs`` record variant, family, collapse and misspecification.
 
     Examples
     --------
@@ -483,12 +550,12 @@ def run_sbc(variant: str, family: str, *, n_sims: int = 100, seed: int = 0, miss
     True
     """
     if misspecified is None:
-        fit_model = build_model(variant, family)
-        ranks = sbc_ranks(fit_model, n_sims=n_sims, seed=seed, **kwargs)
+        fit_model, data_model = build_pair(variant, family, design=design, collapse=collapse)
     else:
-        fit_model, data_model = misspecified_pair(misspecified, variant, family)
-        ranks = sbc_ranks(fit_model, data_model=data_model, n_sims=n_sims, seed=seed, **kwargs)
-    ranks.attrs.update(variant=variant, family=family, misspecified=misspecified or "")
+        fit_model, data_model = misspecified_pair(misspecified, variant, family, design=design, collapse=collapse)
+    ranks = sbc_ranks(fit_model, data_model=data_model, n_sims=n_sims, seed=seed, **kwargs)
+    ranks.attrs.update(variant=variant, family=family, misspecified=misspecified or "",
+                       collapse=str(collapse_of(fit_model)))
     return ranks
 
 

@@ -1,0 +1,146 @@
+"""Exact collapsed likelihoods (issue 4): identities at fixed parameters, and the same posterior."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+from conftest import quiet_fit
+from scipy.stats import multivariate_normal
+
+import hierpool as hp
+from hierpool import _names as N
+from hierpool.collapse import (
+    conditional_group_effects,
+    count_patterns,
+    gaussian_marginal_logp,
+    gaussian_stats,
+)
+
+
+def _gaussian_gd(seed=0, n_groups=15, P=2):
+    df = hp.datasets.simulate("gaussian", n_groups=n_groups, group_sizes=(1, 6), n_predictors=P, seed=seed)
+    return hp.prepare(df, y="y", group="group", predictors=[f"x{k + 1}" for k in range(P)])
+
+
+@pytest.mark.parametrize("P", [0, 2])
+def test_gaussian_marginal_equals_dense_likelihood(P):
+    """The collapsed log-likelihood equals the sum of per-group multivariate normal densities (1e-8)."""
+    gd = _gaussian_gd(P=P)
+    st = gaussian_stats(gd)
+    stats = dict(n=st.n, ybar=st.ybar, xbar=st.xbar, syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs)
+    Xs = (gd.X - gd.x_center) / gd.x_scale
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        a, tau, sigma = rng.normal(), rng.uniform(0.2, 2), rng.uniform(0.3, 2)
+        b = rng.normal(size=P) if P else None
+        mean = a + (Xs @ b if P else np.zeros(gd.n_obs))
+        dense = 0.0
+        for j in range(gd.n_groups):
+            rows = gd.group_idx == j
+            n = rows.sum()
+            cov = sigma**2 * np.eye(n) + tau**2 * np.ones((n, n))
+            dense += multivariate_normal(mean[rows], cov).logpdf(gd.y[rows])
+        collapsed = gaussian_marginal_logp(stats, a, b, tau, sigma, lib=np)
+        np.testing.assert_allclose(collapsed, dense, rtol=0, atol=1e-8)
+
+
+def test_collapsed_model_logp_is_the_marginal():
+    """The model's compiled log density = prior terms + the marginal likelihood, at any point."""
+    gd = _gaussian_gd()
+    model = hp.random_intercepts(gd)
+    assert model.hierpool["collapse"] == "gaussian" and N.GROUP_EFFECT not in model.named_vars
+    pot = model.compile_fn(model.logp(vars=model.potentials))
+    st = gaussian_stats(gd)
+    stats = dict(n=st.n, ybar=st.ybar, xbar=st.xbar, syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs)
+    point = model.initial_point()
+    point.update({"intercept_centered": 0.3, "beta_std": np.array([0.2, -0.4]), "tau_log__": np.log(0.7),
+                  "sigma_log__": np.log(1.2)})
+    np.testing.assert_allclose(pot(point), gaussian_marginal_logp(stats, 0.3, np.array([0.2, -0.4]), 0.7, 1.2, lib=np),
+                               atol=1e-8)
+
+
+def test_conditional_group_effects_closed_form():
+    gd = _gaussian_gd(P=0)
+    st = gaussian_stats(gd)
+    mean, sd = conditional_group_effects(st, 0.1, None, 0.8, 1.1)
+    rho = 0.8**2 / (0.8**2 + 1.1**2 / gd.group_n)
+    np.testing.assert_allclose(mean, rho * (gd.group_raw_mean - 0.1), rtol=1e-12)
+    np.testing.assert_allclose(sd, np.sqrt(1 / (gd.group_n / 1.1**2 + 1 / 0.8**2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
+def test_count_collapse_differs_by_a_constant(family):
+    """Collapsed and row-level count models: log densities differ by a parameter-free constant (1e-8)."""
+    df = hp.datasets.simulate(family, n_groups=12, group_sizes=(2, 8), n_predictors=0, seed=3)
+    df["sex"] = np.where(np.arange(len(df)) % 3 == 0, "f", "m")
+    kw = dict(y="y", group="group", predictors=["sex"], family=family)
+    if family == "binomial":
+        kw["trials"] = "trials"
+    if family == "poisson":
+        df["exposure"] = 1.0 + (np.arange(len(df)) % 2)
+        kw["exposure"] = "exposure"
+    gd = hp.prepare(df, **kw)
+    full, coll = hp.random_intercepts(gd, collapse=False), hp.random_intercepts(gd, collapse=True)
+    assert coll.hierpool["collapse"] == "counts"
+    assert count_patterns(gd).y.shape[0] < gd.n_obs
+    lf, lc = full.compile_logp(), coll.compile_logp()
+    rng = np.random.default_rng(1)
+    diffs = []
+    for _ in range(6):
+        pt = full.initial_point()
+        pt = {k: rng.normal(size=np.shape(v)) * 0.7 for k, v in pt.items()}
+        diffs.append(lf(pt) - lc(pt))
+    np.testing.assert_allclose(diffs, diffs[0], rtol=0, atol=1e-8)
+
+
+def _compare_posteriors(d1, d2, names, z_max=4.5):
+    p1, p2 = d1["posterior"].to_dataset(), d2["posterior"].to_dataset()
+    for v in names:
+        m1, m2 = p1[v].mean(("chain", "draw")), p2[v].mean(("chain", "draw"))
+        e1 = az.mcse(p1[[v]], method="mean")[v]
+        e2 = az.mcse(p2[[v]], method="mean")[v]
+        z = np.abs((m1 - m2) / np.sqrt(e1**2 + e2**2)).values
+        assert np.all(z < z_max), (v, z.max())
+        s1, s2 = p1[v].std(("chain", "draw")).values, p2[v].std(("chain", "draw")).values
+        np.testing.assert_allclose(s1, s2, rtol=0.2, err_msg=v)  # sd to ~20% with ~1000-2000 ESS
+
+
+@pytest.mark.slow
+def test_collapsed_gaussian_posterior_equals_full():
+    gd = _gaussian_gd(seed=4, n_groups=30, P=2)
+    full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=11)
+    coll = quiet_fit(hp.random_intercepts(gd), draws=1000, tune=700, random_seed=12)
+    assert coll["posterior"][N.GROUP_EFFECT].dims == ("chain", "draw", N.GROUP)
+    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.SIGMA, N.GROUP_EFFECT])
+    # the stored per-row log-likelihood means the same thing in both
+    ll_f = float(full["log_likelihood"][N.Y].mean())
+    ll_c = float(coll["log_likelihood"][N.Y].mean())
+    assert abs(ll_f - ll_c) < 0.02
+
+
+@pytest.mark.slow
+def test_collapsed_ridge_posterior_equals_full():
+    gd = _gaussian_gd(seed=6, n_groups=25, P=1)
+    full = quiet_fit(hp.ridge_fixed_effects(gd, lam=2.0, collapse=False), draws=1000, tune=500, random_seed=1)
+    coll = quiet_fit(hp.ridge_fixed_effects(gd, lam=2.0), draws=1000, tune=500, random_seed=2)
+    assert N.TAU not in coll["posterior"]
+    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.SIGMA, N.GROUP_EFFECT])
+
+
+@pytest.mark.slow
+def test_collapsed_bernoulli_posterior_equals_full():
+    df = hp.datasets.simulate("bernoulli", n_groups=40, group_sizes=(3, 8), n_predictors=0, seed=8)
+    df["flag"] = np.arange(len(df)) % 2 == 0
+    gd = hp.prepare(df, y="y", group="group", predictors=["flag"], family="bernoulli")
+    full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=3)
+    coll = quiet_fit(hp.random_intercepts(gd, collapse=True), draws=1000, tune=700, random_seed=4)
+    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.GROUP_EFFECT])
+
+
+def test_thinning_keeps_group_effects_within_budget(sim_gaussian):
+    gd = hp.prepare(sim_gaussian, y="y", group="group")
+    dt = quiet_fit(hp.random_intercepts(gd), draws=100, tune=100, max_group_effect_values=60 * 4 * 25)
+    assert dt.attrs["hierpool_thin"] == 4
+    assert dt["posterior"].sizes["draw"] == 25
+    assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 25, 60)
