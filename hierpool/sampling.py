@@ -266,7 +266,9 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
     report: dict = {"divergences": 0, "draws": int(post.sizes["draw"]), "chains": int(n_chains), "problems": []}
     if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
         report["divergences"] = int(dt["sample_stats"]["diverging"].sum())
-    varying = [v for v in post.data_vars if float(post[v].std()) > 0]
+    # parameters fixed at a value (priors={"tau": 0.8}) have no sampling variability to diagnose
+    varying = [v for v in post.data_vars
+               if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
     if varying and post.sizes["draw"] >= 4:
         sub = post[varying]
         rhat = az.rhat(sub)
