@@ -297,8 +297,10 @@ def prepare(
 
     Parameters
     ----------
-    df : pandas.DataFrame
-        One row per observation.
+    df : pandas.DataFrame, dask DataFrame, or str / Path
+        One row per observation. A Dask DataFrame or a path (or glob) of Parquet/CSV files is reduced to
+        sufficient statistics with Dask (:func:`hierpool.scale.reduce`), returning a ``GroupedStats`` that
+        the factories fit exactly without keeping rows.
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
         poisson: non-negative integer counts.
@@ -316,7 +318,7 @@ def prepare(
 
     Returns
     -------
-    GroupedData
+    GroupedData (pandas input) or GroupedStats (Dask or path input)
 
     Examples
     --------
@@ -327,7 +329,14 @@ def prepare(
     (2, ['x'])
     """
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame; got {type(df).__name__}.")
+        from .scale import is_dask_or_path, reduce
+
+        if is_dask_or_path(df):
+            return reduce(df, y=y, group=group, predictors=predictors, family=family, trials=trials,
+                          exposure=exposure)
+        raise TypeError(
+            f"df must be a pandas DataFrame, a Dask DataFrame or a path to Parquet/CSV files; got {type(df).__name__}."
+        )
     one_of("family", family, N.FAMILIES)
     if len(df) == 0:
         raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")

@@ -44,6 +44,7 @@ from ._validate import one_of, positive_finite, positive_int
 from .data import GroupedData, prepare
 from .collapse import count_patterns, gaussian_marginal_logp, gaussian_stats
 from .priors import Prior, normalize_priors, scale_parameter, serialize
+from .scale import GroupedStats, is_dask_or_path
 
 __all__ = ["random_intercepts", "ridge_fixed_effects", "regularized_hierarchical", "model_info"]
 
@@ -63,7 +64,7 @@ def model_info(model: pm.Model) -> dict:
 
 def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
     given = {k: v for k, v in prepare_kwargs.items() if v is not None and not (k == "predictors" and not v)}
-    if isinstance(data, GroupedData):
+    if isinstance(data, (GroupedData, GroupedStats)):
         extra = [k for k in given if not (k == "family" and given[k] == data.family)]
         if extra:
             raise ValueError(
@@ -71,7 +72,7 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
                 "use prepare's keywords)."
             )
         return data
-    if isinstance(data, pd.DataFrame):
+    if isinstance(data, pd.DataFrame) or is_dask_or_path(data):
         if "y" not in given or "group" not in given:
             raise ValueError("with a DataFrame, give at least y= and group= (the keywords of hp.prepare).")
         return prepare(data, **{k: v for k, v in prepare_kwargs.items() if v is not None})
@@ -79,7 +80,8 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
 
 
 def _coords(gd: GroupedData) -> dict:
-    return {N.GROUP: gd.groups.tolist(), N.OBS: np.arange(gd.n_obs), N.PREDICTOR: list(gd.predictors)}
+    rows = np.arange(gd.n_obs) if isinstance(gd, GroupedData) else np.arange(0)  # GroupedStats keeps no rows
+    return {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors)}
 
 
 def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
@@ -96,14 +98,17 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
 
 def _data_containers(gd: GroupedData):
     """pm.Data for what the analysis needs without the original frame (ends up in constant_data)."""
-    pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
     pm.Data(N.GROUP_N, gd.group_n, dims=N.GROUP)
     pm.Data(N.GROUP_RAW_MEAN, gd.group_raw_mean, dims=N.GROUP)
     pm.Data(N.GROUP_DENOM, gd.group_denominator, dims=N.GROUP)
     if gd.n_predictors:
-        pm.Data(N.X, gd.X, dims=(N.OBS, N.PREDICTOR))
         pm.Data(N.X_CENTER, gd.x_center, dims=N.PREDICTOR)
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
+    if isinstance(gd, GroupedStats):
+        return
+    pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
+    if gd.n_predictors:
+        pm.Data(N.X, gd.X, dims=(N.OBS, N.PREDICTOR))
     if gd.trials is not None:
         pm.Data(N.TRIALS, gd.trials, dims=N.OBS)
     if gd.exposure is not None:
@@ -147,6 +152,11 @@ def _resolve_collapse(gd: GroupedData, collapse) -> str | None:
     """'gaussian' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
     if collapse not in (True, False, "auto"):
         raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False.")
+    if isinstance(gd, GroupedStats):
+        if collapse is False:
+            raise ValueError("collapse=False needs the rows; data reduced to sufficient statistics (GroupedStats) "
+                             "is always fitted with the exact collapsed likelihood.")
+        return "gaussian" if gd.family == "gaussian" else "counts"
     if collapse is False:
         return None
     if gd.family == "gaussian":
@@ -165,9 +175,9 @@ def _sigma(gd: GroupedData, priors: dict):
 def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None):
     """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
     model the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
-    Xs = (gd.X - gd.x_center) / gd.x_scale
+    stats_only = isinstance(gd, GroupedStats)
     if collapse == "gaussian":
-        st = gaussian_stats(gd)
+        st = gd.gaussian if stats_only else gaussian_stats(gd)
         data = {
             "n": st.n, "n_obs": st.n_obs, "xbar": st.xbar, "sxx_w": st.sxx_w,
             # response-dependent statistics are data containers: refit new responses without recompiling
@@ -178,12 +188,13 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         sigma = _sigma(gd, priors)
         return pm.Potential("y_marginal", gaussian_marginal_logp(data, intercept_c, beta_std, group_effect, sigma))
     if collapse == "counts":
-        cp = count_patterns(gd)
+        cp = gd.cells if stats_only else count_patterns(gd)
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials
         offset = None if cp.exposure is None else np.log(cp.exposure)
         dims = "cell"
         pm.Model.get_context().add_coord("cell", np.arange(cp.y.shape[0]))
     else:
+        Xs = (gd.X - gd.x_center) / gd.x_scale
         gidx, yv, trials, offset, dims = gd.group_idx, gd.y, gd.trials, gd.log_offset, N.OBS
     # The response is a data container ("y_observed") so that a compiled model can be refitted to new
     # responses of the same design without recompiling (simulation-based calibration uses this).

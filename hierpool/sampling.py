@@ -52,7 +52,21 @@ def resolve_sampler(sampler: str) -> str:
 
 
 def constant_data(gd) -> xr.Dataset:
-    """What the analysis needs without the original frame, as a Dataset with the contract's dims."""
+    """What the analysis needs without the original frame, as a Dataset with the contract's dims.
+
+    Data reduced to sufficient statistics (GroupedStats) has no rows: only the group-level variables.
+    """
+    if not hasattr(gd, "group_idx"):
+        ds = xr.Dataset(
+            {N.GROUP_N: ((N.GROUP,), gd.group_n), N.GROUP_RAW_MEAN: ((N.GROUP,), gd.group_raw_mean),
+             N.GROUP_DENOM: ((N.GROUP,), gd.group_denominator)},
+            coords={N.GROUP: gd.groups.to_numpy()},
+        )
+        if gd.n_predictors:
+            ds.coords[N.PREDICTOR] = np.asarray(gd.predictors, dtype=object)
+            ds[N.X_CENTER] = ((N.PREDICTOR,), gd.x_center)
+            ds[N.X_SCALE] = ((N.PREDICTOR,), gd.x_scale)
+        return ds
     coords = {N.GROUP: gd.groups.to_numpy(), N.OBS: np.arange(gd.n_obs)}
     ds = xr.Dataset(
         {
@@ -182,7 +196,7 @@ def fit(
 
 def _collapsed_group_effects(post: xr.Dataset, gd, info: dict, random_seed) -> xr.DataArray:
     """Exact conditional draws of the integrated-out gaussian group effects, one per posterior draw."""
-    st = gaussian_stats(gd)
+    st = gd.gaussian if getattr(gd, "gaussian", None) is not None else gaussian_stats(gd)
     a = post[N.INTERCEPT]
     b = None
     if gd.n_predictors:
@@ -224,8 +238,11 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
     post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
-    y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
-    children = {"posterior": post, "constant_data": const, "observed_data": y.to_dataset()}
+    children = {"posterior": post, "constant_data": const}
+    rows = hasattr(gd, "y")  # GroupedStats keeps no rows: no observed_data, no row log-likelihood
+    if rows:
+        y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
+        children["observed_data"] = y.to_dataset()
     if "sample_stats" in dt.children:
         stats = dt["sample_stats"].to_dataset().isel(draw=slice(None, None, thin))
         for v in list(stats.data_vars):  # nutpie's divergence messages: object arrays with NaN
@@ -233,7 +250,7 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
                 stats[v] = stats[v].fillna("").astype(str)
         children["sample_stats"] = stats
     n_values = post.sizes["chain"] * post.sizes["draw"] * gd.n_obs
-    if log_likelihood is True or (log_likelihood == "auto" and n_values <= LOG_LIK_MAX_VALUES):
+    if rows and (log_likelihood is True or (log_likelihood == "auto" and n_values <= LOG_LIK_MAX_VALUES)):
         ll = pointwise_log_likelihood(post, const, y, gd.family)
         children["log_likelihood"] = ll.rename(N.Y).to_dataset()
     out = xr.DataTree.from_dict(children)
