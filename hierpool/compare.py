@@ -36,7 +36,7 @@ same ``folds``, ``by`` and ``random_seed`` (the same units), with the same colum
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,13 +107,18 @@ def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
 
     loos, bad = {}, {}
     for name, dt in fits.items():
-        fv = as_fit(dt, arg=f"fits[{name!r}]")
+        as_fit(dt, arg=f"fits[{name!r}]")
+        if "observed_data" not in dt.children:
+            raise ValueError(
+                f"fits[{name!r}] keeps no rows (a fit of data reduced to sufficient statistics), so it has no "
+                "pointwise log-likelihood for LOO; compare models fitted to a pandas DataFrame, or use "
+                "hp.cross_validate on one."
+            )
         if "log_likelihood" not in dt.children or N.Y not in dt["log_likelihood"]:
             raise ValueError(
                 f"fits[{name!r}] has no log_likelihood group: refit with hp.fit(..., log_likelihood=True) "
                 "(it is skipped by default above 2e8 values), or compare with hp.cross_validate."
             )
-        del fv
     _same_data(fits)
     for name, dt in fits.items():
         with warnings.catch_warnings():
@@ -494,7 +499,8 @@ def cross_validate(
         its own.
     fit_kwargs : dict, optional
         Passed to :func:`hierpool.fit` (e.g. ``draws``, ``tune``, ``chains``); ``progressbar=False`` by
-        default.
+        default. Each fold compiles a new model: for small data ``{"sampler": "pymc", "cores": 1}``
+        compiles faster than nutpie, and compiling dominates the time of a small fit.
     n_nodes : int
         Gauss-Hermite nodes for integrating a held-out group's effect (by="group").
     **factory_kwargs

@@ -218,3 +218,10 @@ def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=
     ax.set_title("Ridge path: raw means (lam -> 0) to the overall mean (lam -> inf)", fontsize="medium")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     return fig
+
+
+def ppc_plot(result, stats=None, n_lines=50):
+    """Plot of a posterior predictive check (see :func:`hierpool.ppc.ppc_plot`)."""
+    from .ppc import ppc_plot as _ppc_plot
+
+    return _ppc_plot(result, stats=stats, n_lines=n_lines)

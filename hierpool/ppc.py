@@ -256,7 +256,11 @@ def ppc(
         raise TypeError(f"plot must be True or False; got {plot!r}.")
     funcs = _resolve_stats(stats, fv.family)
     if "observed_data" not in dt.children or N.Y not in dt["observed_data"]:
-        raise ValueError("dt has no observed_data/y; pass the DataTree returned by hp.fit.")
+        raise ValueError(
+            "dt has no observed_data/y: posterior predictive checks compare replicated rows with the observed "
+            "rows, and a fit of data reduced to sufficient statistics (hp.prepare on a Dask DataFrame or on "
+            "files) keeps no rows. Check the model on a fit of a pandas DataFrame (a sample of the rows)."
+        )
     y_obs = dt["observed_data"][N.Y].values.astype(float)
 
     if "posterior_predictive" in dt.children and N.Y in dt["posterior_predictive"]:
@@ -355,26 +359,31 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
     y_obs = result.dt["observed_data"][N.Y].values.astype(float)
     flat = result.y_rep.values.reshape(-1, y_obs.shape[0])
     pick = np.linspace(0, flat.shape[0] - 1, min(n_lines, flat.shape[0])).round().astype(int)
+    if y_obs.shape[0] > 5000:  # the distribution of a subsample of rows is enough for a picture
+        keep = np.random.default_rng(0).choice(y_obs.shape[0], 5000, replace=False)
+        y_obs, flat = y_obs[keep], flat[:, keep]
+    flat = flat[pick]
     if result.family == "gaussian":
-        if y_obs.shape[0] > 5000:  # the density of a subsample of rows is enough for a picture
-            keep = np.random.default_rng(0).choice(y_obs.shape[0], 5000, replace=False)
-            y_obs, flat = y_obs[keep], flat[:, keep]
-        lo = min(np.quantile(flat[pick], 0.001), y_obs.min())
-        hi = max(np.quantile(flat[pick], 0.999), y_obs.max())
+        lo = min(np.quantile(flat, 0.001), y_obs.min())
+        hi = max(np.quantile(flat, 0.999), y_obs.max())
         xs = np.linspace(lo, hi, 200)
-        for k, i in enumerate(pick):
-            ax0.plot(xs, _kde(flat[i], xs), color="C0", alpha=0.2, lw=0.8, label="y_rep" if k == 0 else None)
+        for k in range(flat.shape[0]):
+            ax0.plot(xs, _kde(flat[k], xs), color="C0", alpha=0.2, lw=0.8, label="y_rep" if k == 0 else None)
         ax0.plot(xs, _kde(y_obs, xs), color="k", lw=2, label="y")
         ax0.set_ylabel("density")
     else:
-        top = int(max(np.quantile(flat, 0.995), y_obs.max()))
-        values = np.arange(0, top + 1)
-        obs_p = np.array([(y_obs == v).mean() for v in values])
-        rep_p = np.stack([(flat[pick] == v).mean(axis=1) for v in values], axis=1)
+        top = float(max(np.quantile(flat, 0.995), y_obs.max()))
+        bottom = float(min(np.quantile(flat, 0.005), y_obs.min()))
+        step = 1.0 if top - bottom <= 40 else float(np.ceil((top - bottom + 1) / 30))  # bins of whole numbers
+        edges = np.arange(bottom - 0.5, top + 0.5 + step, step)
+        centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        obs_p = np.histogram(y_obs, edges)[0] / y_obs.shape[0]
+        rep_p = np.stack([np.histogram(r, edges)[0] for r in flat]) / flat.shape[1]
+        mid = rep_p.mean(axis=0)
         lo, hi = np.quantile(rep_p, [0.05, 0.95], axis=0)
-        ax0.bar(values, obs_p, color="0.7", edgecolor="k", label="y")
-        ax0.errorbar(values, rep_p.mean(axis=0), yerr=[rep_p.mean(axis=0) - lo, hi - rep_p.mean(axis=0)],
-                     fmt="o", color="C0", ms=4, label="y_rep (mean, 90%)")
+        ax0.bar(centers, obs_p, width=0.9 * width, color="0.7", edgecolor="k", label="y")
+        ax0.errorbar(centers, mid, yerr=[mid - lo, hi - mid], fmt="o", color="C0", ms=4,
+                     label="y_rep (mean, 90%)")
         ax0.set_ylabel("proportion of rows")
     ax0.set_xlabel("y")
     ax0.set_title("observed vs replicated")
@@ -383,7 +392,12 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
     for k, name in enumerate(stats):
         ax = fig.add_subplot(gs[k // 2, 1 + k % 2])
         t = result.t_rep[name].values.reshape(-1)
-        ax.hist(t, bins=30, color="C0", alpha=0.6)
+        values, counts = np.unique(t, return_counts=True)
+        if values.size <= 30:  # a discrete statistic (max of counts, proportions of few rows): one bar per value
+            step = np.min(np.diff(values)) if values.size > 1 else 1.0
+            ax.bar(values, counts, width=0.8 * step, color="C0", alpha=0.6)
+        else:
+            ax.hist(t, bins=30, color="C0", alpha=0.6)
         obs = tab.loc[name, "observed"]
         ax.axvline(obs, color="C3" if tab.loc[name, "flag"] else "k", lw=2)
         ax.set_title(f"{name}: p = {tab.loc[name, 'p_value']:.3f}", fontsize=10,

@@ -171,3 +171,26 @@ def test_misspecified_gaussian_is_flagged_and_well_specified_is_not():
     assert heavy["max"] < 0.025 or heavy["min"] > 0.975
     # gaussian data: none of these is flagged (the values sit well inside (0.1, 0.9) with these seeds)
     assert normal.between(0.05, 0.95).all(), normal.to_dict()
+
+
+def test_fit_without_rows_is_refused_with_a_reason():
+    dt = make_fit(chains=1, draws=10)
+    rowless = xr.DataTree.from_dict({"posterior": dt["posterior"].to_dataset(),
+                                     "constant_data": dt["constant_data"].to_dataset()})
+    rowless.attrs = dict(dt.attrs)
+    with pytest.raises(ValueError, match="keeps no rows"):
+        hp.ppc(rowless, plot=False)
+
+
+def test_result_dt_works_with_arviz_plot_ppc_dist():
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    dt = make_fit(chains=2, draws=40)
+    res = hp.ppc(dt, random_seed=1, plot=False)
+    pc = az.plot_ppc_dist(res.dt, num_samples=20)
+    # the plot reads posterior_predictive/y against observed_data/y: 20 replicated and one observed curve
+    assert list(pc.viz["plot"].data_vars) == ["y"]
+    assert pc.viz["predictive_dist"].sizes["sample"] == 20
+    assert "observed_dist" in pc.viz.children
+    plt.close("all")

@@ -183,18 +183,20 @@ def test_input_errors_name_the_column():
 
 # ------------------------------------------------------------------------------------------------------
 # on real fits (conftest's three variants of one gaussian data set)
+@pytest.mark.slow
 def test_predict_real_fit_known_group_by_hand(gaussian_fits, sim_gaussian):
     dt = gaussian_fits["random_intercepts"]
     post = dt["posterior"].to_dataset()
     rows = sim_gaussian.iloc[[0, 7, 30]][["group", "x1", "x2"]]
     out = hp.predict(dt, rows, random_seed=1)
-    for (_, row), est in zip(rows.iterrows(), out["estimate"]):
+    for (_, row), est in zip(rows.iterrows(), out["estimate"], strict=True):
         hand = (post["intercept"].mean() + row["x1"] * post["beta"].sel(predictor="x1").mean()
                 + row["x2"] * post["beta"].sel(predictor="x2").mean()
                 + post["group_effect"].sel(group=row["group"]).mean())
         assert est == pytest.approx(float(hand), abs=1e-10)
 
 
+@pytest.mark.slow
 def test_predict_real_fit_new_group_sd(gaussian_fits):
     dt = gaussian_fits["random_intercepts"]
     post = dt["posterior"].to_dataset()
