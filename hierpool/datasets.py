@@ -181,7 +181,7 @@ def simulate(
     df.attrs["truth"] = {
         "intercept": float(intercept), "beta": beta.tolist(), "tau": float(tau),
         "sigma": float(sigma) if family == "gaussian" else None,
-        "group_effect": dict(zip(labels.tolist(), u.tolist())),
+        "group_effect": dict(zip(labels.tolist(), u.tolist(), strict=True)),
     }
     return df
 
@@ -233,5 +233,5 @@ def simulate_episodes(n_members: int = 2000, seed: int | None = None, tau: float
         "member_id": ids[gidx], "episode": episode, "age": age, "los": los, "emergency": emergency,
         "n_prior_admits": n_prior, "readmitted": y, "true_member_effect": u[gidx],
     })
-    df.attrs["truth"] = {"coefficients": coef, "tau": tau, "member_effect": dict(zip(ids.tolist(), u.tolist()))}
+    df.attrs["truth"] = {"coefficients": coef, "tau": tau, "member_effect": dict(zip(ids.tolist(), u.tolist(), strict=True))}
     return df

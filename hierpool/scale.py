@@ -272,15 +272,12 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
         checks = pd.concat(checks, ignore_index=True)
         labels = _first_seen(frame, group)
         levels = _levels_frame(frame, predictors)
-        numeric = [c for c in predictors if levels[c].dtype.kind == "f" and not isinstance(frame[c].dtype, pd.CategoricalDtype)]
-        moments = frame[numeric].describe().compute() if numeric else None
         n_obs = int(frame.shape[0].compute())
     else:
         pdf = parts[0]
         checks = _validate_partition(pdf, y, group, family, trials, exposure)
         labels = pd.Index(pd.unique(pdf[group].to_numpy()), name=N.GROUP)
         levels = pdf[predictors]
-        numeric = [c for c in predictors if pd.api.types.is_numeric_dtype(pdf[c]) and not pd.api.types.is_bool_dtype(pdf[c])]
         n_obs = len(pdf)
     if int(checks["y_bad"].sum()):
         raise ValueError(f"y={y!r} has {int(checks['y_bad'].sum())} NaN or infinite values; hierpool drops "

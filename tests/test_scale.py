@@ -63,7 +63,7 @@ def test_dask_equals_pandas_counts(frame, family, y, extra):
     gs = hp.prepare(dd.from_pandas(frame, npartitions=5), **kw)
     cp = count_patterns(gd)
     assert gs.cells.y.shape == cp.y.shape
-    key = lambda g, X, v: sorted(zip(g.tolist(), map(tuple, np.round(X, 12).tolist()), v.tolist()))  # noqa: E731
+    key = lambda g, X, v: sorted(zip(g.tolist(), map(tuple, np.round(X, 12).tolist()), v.tolist(), strict=True))  # noqa: E731
     assert key(gs.cells.group_idx, gs.cells.Xs, gs.cells.y) == key(cp.group_idx, cp.Xs, cp.y)
     np.testing.assert_allclose(gs.group_raw_mean, gd.group_raw_mean, rtol=1e-12)
 
