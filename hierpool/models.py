@@ -41,8 +41,8 @@ import pytensor.tensor as pt
 
 from . import _names as N
 from ._validate import one_of, positive_finite, positive_int
-from .data import GroupedData, prepare
 from .collapse import count_patterns, gaussian_marginal_logp, gaussian_stats
+from .data import GroupedData, prepare
 from .priors import Prior, normalize_priors, scale_parameter, serialize
 from .scale import GroupedStats, is_dask_or_path
 

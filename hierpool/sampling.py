@@ -14,8 +14,8 @@ import xarray as xr
 
 from . import _names as N
 from ._predictive import design_from_constant, linear_predictor, log_likelihood
-from .collapse import draw_gaussian_group_effects, gaussian_stats
 from ._validate import one_of, positive_int
+from .collapse import draw_gaussian_group_effects, gaussian_stats
 from .models import model_info
 
 __all__ = ["fit", "check_sampling", "HierpoolSamplingWarning"]
