@@ -124,6 +124,9 @@ def fit(
         several).
     sampler : {"auto", "pymc", "nutpie", "numpyro"}
         NUTS implementation. ``"auto"`` uses nutpie when it is installed and PyMC's NUTS otherwise.
+        ``"numpyro"`` runs JAX in this process; PyMC's own multi-process sampler forks afterwards, which
+        JAX warns may deadlock: in one process, keep to nutpie after a numpyro fit (or pass
+        ``mp_ctx="spawn"`` from a script guarded by ``if __name__ == "__main__":``).
     random_seed : int, optional
         Makes the fit reproducible.
     progressbar : bool
