@@ -408,6 +408,10 @@ def regularized_hierarchical(
       slab_df/2 * slab_scale^2)`` with ``slab_scale = 2 s`` by default, and
       ``lambda~_k^2 = c^2 lambda_k^2 / (c^2 + g^2 lambda_k^2)``.
 
+    ``hp.fit`` samples a horseshoe model with ``target_accept=0.99`` unless told otherwise: the funnel
+    between the global and local scales diverges at the default 0.8 (on radon: 78 divergences at 0.8,
+    4 at 0.95, none at 0.99).
+
     tau gets a penalized-complexity prior (Simpson et al. 2017): ``tau ~ Exponential(rate)`` with
     ``P(tau > tau_scale) = 0.05``, i.e. ``rate = -log(0.05) / tau_scale``; default ``tau_scale = s / 2``.
     Its density is largest at tau = 0, so it shrinks the random-effects model toward complete pooling
@@ -467,4 +471,8 @@ def regularized_hierarchical(
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "centered": centered, "data": gd.spec(),
     }
-    return _attach(model, "regularized_hierarchical", gd, settings, how)
+    model = _attach(model, "regularized_hierarchical", gd, settings, how)
+    if penalty == "horseshoe" and P:
+        # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
+        model.hierpool["fit_defaults"] = {"target_accept": 0.99}
+    return model

@@ -134,7 +134,8 @@ def fit(
     cores : int, optional
         Chains run in parallel on this many processes; default ``min(chains, os.cpu_count())``.
     target_accept : float, optional
-        NUTS target acceptance (raise to 0.95 or 0.99 after divergences).
+        NUTS target acceptance (raise to 0.95 or 0.99 after divergences). Default: PyMC's (0.8), or the
+        model's own default (0.99 for a regularized horseshoe).
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood of every row (needed by LOO). ``"auto"`` stores it unless it
         would exceed 2e8 values.
@@ -175,6 +176,8 @@ def fit(
     engine = resolve_sampler(sampler)
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
+    if target_accept is None:
+        target_accept = info.get("fit_defaults", {}).get("target_accept")
     if target_accept is not None:
         kwargs["target_accept"] = target_accept
     var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
@@ -319,7 +322,8 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
         total = n_chains * post.sizes["draw"]
         report["problems"].append(
             f"{report['divergences']} of {total} transitions diverged: the posterior may be biased; raise "
-            "target_accept (e.g. 0.95) or use a non-centered parameterization."
+            "target_accept (e.g. hp.fit(..., target_accept=0.95 or 0.99)), or try centered=True for groups "
+            "with many rows each."
         )
     if warn:
         for msg in report["problems"]:
