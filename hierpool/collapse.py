@@ -141,7 +141,7 @@ class CountPatterns:
     Xs: np.ndarray  # (M, P) standardized predictors of each cell
     y: np.ndarray  # (M,) summed counts
     trials: np.ndarray | None  # (M,) summed trials (bernoulli, binomial)
-    exposure: np.ndarray | None  # (M,) summed exposure (poisson with exposure)
+    exposure: np.ndarray | None  # (M,) summed exposure (poisson: rows in the cell without exposure=)
     row_cell: np.ndarray  # (N,) the cell of each row
 
 
@@ -158,7 +158,9 @@ def count_patterns(gd: GroupedData, y: np.ndarray | None = None) -> CountPattern
         trials = np.bincount(inverse, minlength=M).astype(float)
     elif gd.family == "binomial":
         trials = np.bincount(inverse, weights=gd.trials, minlength=M)
-    exposure = None if gd.exposure is None else np.bincount(inverse, weights=gd.exposure, minlength=M)
+    exposure = None
+    if gd.family == "poisson":  # a cell of r rows with unit exposure has exposure r: Poisson(r * rate)
+        exposure = np.bincount(inverse, weights=gd.exposure, minlength=M).astype(float)
     Xs = ((gd.X - gd.x_center) / gd.x_scale)[first]
     return CountPatterns(group_idx=gd.group_idx[first], Xs=Xs, y=ysum, trials=trials, exposure=exposure,
                          row_cell=inverse)

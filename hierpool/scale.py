@@ -363,9 +363,10 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     group_n = np.bincount(gidx, weights=rows, minlength=J)
     ysum = np.bincount(gidx, weights=cells["y"].to_numpy(), minlength=J)
     trials_c = cells["trials"].to_numpy() if "trials" in cells else None
-    exposure_c = cells["exposure"].to_numpy() if "exposure" in cells else None
+    exposure_c = (cells["exposure"].to_numpy() if "exposure" in cells
+                  else rows.astype(float) if family == "poisson" else None)  # unit exposure per row
     denom = (np.bincount(gidx, weights=trials_c, minlength=J) if trials_c is not None and family == "binomial"
-             else np.bincount(gidx, weights=exposure_c, minlength=J) if exposure_c is not None else group_n)
+             else np.bincount(gidx, weights=exposure_c, minlength=J) if exposure is not None else group_n)
     cp = CountPatterns(group_idx=gidx.astype(np.int64), Xs=(Xc - mean_x) / scale if P else Xc,
                        y=cells["y"].to_numpy(dtype=float), trials=trials_c, exposure=exposure_c, row_cell=None)
     return GroupedStats(family=family, groups=labels, group_n=group_n.astype(np.int64), group_denominator=denom,
