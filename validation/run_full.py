@@ -10,9 +10,10 @@ the misspecified controls, and the coverage study. Writes to ``validation/result
 
 Usage::
 
-    python -m validation.run_full                  # everything (about 30-40 min on 2 shared cores)
+    python -m validation.run_full                  # everything (about 25 min on 2 busy shared cores)
     python -m validation.run_full --quick          # a smoke test of the script (minutes, not conclusive)
-    python -m validation.run_full --only gaussian  # runs whose name contains "gaussian"
+    python -m validation.run_full --only cells     # runs whose name contains "cells" (written to
+                                                   # validation/results/only-cells/)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .sbc import FAMILIES, VARIANTS, make_design, plot_rank_histograms, rank_uni
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def sbc_plan(n_sims: int = 300, n_sims_extra: int = 200) -> list[dict]:
+def sbc_plan(n_sims: int = 200, n_sims_extra: int = 150) -> list[dict]:
     """The SBC runs of the full validation, as keyword dicts for :func:`validation.sbc.run_sbc`.
 
     - the 12 variant x family runs with the default likelihood (``collapse="auto"``: exact collapsed
@@ -99,15 +100,17 @@ def _md(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A markdown table without the optional 'tabulate' dependency."""
     cols = list(df.columns)
 
-    def fmt(v):
+    verdicts = {"uniform", "within_tolerance"}
+
+    def fmt(col, v):
         if isinstance(v, (bool, np.bool_)):
-            return "yes" if v else "**NO**"
+            return "yes" if v else ("**NO**" if col in verdicts else "no")
         if isinstance(v, (float, np.floating)):
             return format(float(v), floatfmt)
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, row, strict=True)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 
@@ -130,9 +133,9 @@ def run_sbc_plan(plan: list[dict], *, seed: int, alpha: float, out: Path, log=pr
         all_ranks.append(ranks)
         log(f"[sbc] {entry['name']}: {entry['n_sims']} replications in {timings[entry['name']]:.0f} s "
             f"(likelihood: {ranks.attrs['collapse']})")
-    n_tests = sum(r["parameter"].nunique() for r, e in zip(all_ranks, plan) if not e["control"])
+    n_tests = sum(r["parameter"].nunique() for r, e in zip(all_ranks, plan, strict=True) if not e["control"])
     tables = []
-    for ranks, entry in zip(all_ranks, plan):
+    for ranks, entry in zip(all_ranks, plan, strict=True):
         tab = rank_uniformity(ranks, alpha=alpha, n_tests=n_tests)
         tab.insert(0, "run", entry["name"])
         tab.insert(1, "likelihood", ranks.attrs["collapse"].replace("None", "rows"))
@@ -145,7 +148,7 @@ def run_sbc_plan(plan: list[dict], *, seed: int, alpha: float, out: Path, log=pr
     return pd.concat(tables, ignore_index=True), pd.concat(all_ranks, ignore_index=True)
 
 
-def coverage_plan(n_datasets: int = 200) -> list[dict]:
+def coverage_plan(n_datasets: int = 150) -> list[dict]:
     """Coverage runs: gaussian and bernoulli random intercepts with tau (and sigma) fixed at 1 in the fit
     (calibration guarantee), the same with tau estimated (for information), and a control with tau fixed
     at 0.3 in the fit while the truth has tau = 1 (must miss)."""
@@ -181,9 +184,9 @@ def run_coverage_plan(plan: list[dict], *, seed: int, log=print) -> tuple[pd.Dat
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m validation.run_full", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-sims", type=int, default=300, help="SBC replications of the 12 main runs")
-    ap.add_argument("--n-sims-extra", type=int, default=200, help="SBC replications of extra runs and controls")
-    ap.add_argument("--n-datasets", type=int, default=200, help="datasets per coverage run")
+    ap.add_argument("--n-sims", type=int, default=200, help="SBC replications of the 12 main runs")
+    ap.add_argument("--n-sims-extra", type=int, default=150, help="SBC replications of extra runs and controls")
+    ap.add_argument("--n-datasets", type=int, default=150, help="datasets per coverage run")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--alpha", type=float, default=0.01, help="family-wise level of the SBC uniformity tests")
     ap.add_argument("--only", default=None, help="run only SBC/coverage runs whose name contains this")
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n_sims = args.n_sims_extra = args.n_datasets = 20
     out = args.out
+    if args.only and out == RESULTS:  # a partial rerun does not overwrite the full run's tables
+        out = RESULTS / ("only-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in args.only))
     out.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now().astimezone()
     meta = {"started": started.isoformat(timespec="seconds"), "git_commit": _git_commit(), "versions": _versions(),

@@ -10,9 +10,10 @@ How this harness does it, and why:
 
 - **One model, fixed design.** For each (variant, family) a model is built once on a fixed design
   (:func:`make_design`: 10 groups of 1-5 rows, one standardized predictor) and compiled once with nutpie.
-  The model's observed response is the ``pm.Data`` container ``"y_observed"``, so every replication refits
-  the *same compiled model* to a new simulated response through ``compiled.with_data(y_observed=...)``:
-  no recompilation (a fit of this size takes about 0.05 s; a compilation several seconds).
+  The model's response enters through ``pm.Data`` containers (``"y_observed"``, or the sufficient
+  statistics of a collapsed model), so every replication refits the *same compiled model* to a new
+  simulated response through ``compiled.with_data(...)``: no recompilation (a fit of this size takes
+  about 0.1 s; a compilation several seconds).
 - **Priors fixed before the data.** hierpool's default priors are scaled to the data (``sd(y)``, the
   link of the mean of y, and for the horseshoe ``s / sqrt(N)``). In a built model those are *constants*
   computed from the response the model was built with, so the model that generates the data and the model
@@ -22,7 +23,15 @@ How this harness does it, and why:
   default is a known number (``s = 1``, ``m = 0``), and the priors of intercept, beta, tau and sigma are
   passed explicitly (:data:`SBC_PRIORS`). The only default left is the horseshoe's global scale
   ``g0 = s / sqrt(N) = 1 / sqrt(30)``, which has no override argument.
-- **Parameters and data together.** ``pm.sample_prior_predictive`` on the built model draws the
+- **Collapsed likelihoods.** By default (``collapse="auto"``) a gaussian model integrates the group
+  effects out (a potential on sufficient statistics) and ``hp.fit`` draws ``group_effect`` afterwards from
+  its exact conditional; count families pool rows that repeat a group and predictor pattern into cells.
+  The *fit* model is what users get; the *data* model is always its row-level twin (``collapse=False``,
+  same priors), which can simulate rows (:func:`build_pair`). Each refit maps the simulated rows to the
+  fit model's data containers with ``hierpool.collapse.data_for`` and passes the nutpie trace through
+  ``hierpool.sampling.finalize`` exactly as ``hp.fit`` does, so the post-hoc draws of the group effects
+  are calibrated too.
+- **Parameters and data together.** ``pm.sample_prior_predictive`` on the data model draws the
   parameters and the response of every replication in one call. Ranked: ``intercept`` (at x = 0),
   ``beta[x1]``, ``tau`` where present, ``sigma`` for gaussian, and the group effects of a group of one
   row (``g0``), of three rows (``g4``) and of five rows (``g9``).
@@ -297,6 +306,7 @@ def refit(compiled, model: pm.Model, y: np.ndarray, *, draws: int, tune: int, ch
     checks that step too. Returns the contract's posterior Dataset and the number of divergences.
     """
     import nutpie
+
     from hierpool.sampling import finalize
 
     y = np.asarray(y, dtype=float)
@@ -570,7 +580,7 @@ def plot_rank_histograms(ranks: pd.DataFrame, *, n_bins: int = 10, title: str = 
     nrow = math.ceil(len(params) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow), squeeze=False)
     width = (n_ranks + 1) // n_bins
-    for ax, p in zip(axes.flat, params):
+    for ax, p in zip(list(axes.flat)[: len(params)], params, strict=True):
         r = ranks.loc[ranks["parameter"] == p, "rank"].to_numpy()
         counts = np.bincount(r // width, minlength=n_bins)
         R = len(r)
