@@ -39,8 +39,8 @@ import pytensor.tensor as pt
 
 from .data import GroupedData
 
-__all__ = ["GaussianStats", "gaussian_stats", "count_patterns", "gaussian_marginal_logp",
-           "draw_gaussian_group_effects", "data_for"]
+__all__ = ["GaussianStats", "SizeClasses", "gaussian_stats", "size_classes", "count_patterns",
+           "gaussian_marginal_logp", "gaussian_marginal_logp_sizes", "draw_gaussian_group_effects", "data_for"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,65 @@ def gaussian_marginal_logp(stats, a, b, tau, sigma, lib=pt):
             - W / (2 * s2) - 0.5 * lib.sum(n * e**2 / d))
 
 
+@dataclass(frozen=True)
+class SizeClasses:
+    """The gaussian statistics pooled over groups of equal size (what the sampler sees).
+
+    For size class k (``n_k`` rows per group, ``J_k`` groups) ``moments[k] = sum_j r_j r_j'`` with
+    ``r_j = (ybar_j - m, 1, xbar_j)`` and ``m`` the mean of the group means, so that with
+    ``v = (1, -(a - m), -b)`` the sum of ``e_j^2`` over the class is ``v' moments[k] v``.
+    """
+
+    sizes: np.ndarray  # (K,)
+    counts: np.ndarray  # (K,)
+    moments: np.ndarray  # (K, P + 2, P + 2)
+    center: float  # m
+    syy_w: float
+    sxy_w: np.ndarray
+    sxx_w: np.ndarray
+    n_obs: int
+    n_groups: int
+
+
+def size_classes(st: GaussianStats) -> SizeClasses:
+    """Pool :class:`GaussianStats` over groups of equal size: O(J) once, then O(K) per gradient."""
+    sizes, inverse, counts = np.unique(st.n, return_inverse=True, return_counts=True)
+    m = float(st.ybar.mean())
+    R = np.column_stack([st.ybar - m, np.ones_like(st.ybar), st.xbar])
+    moments = np.zeros((sizes.shape[0], R.shape[1], R.shape[1]))
+    for k in range(sizes.shape[0]):
+        Rk = R[inverse == k]
+        moments[k] = Rk.T @ Rk
+    return SizeClasses(sizes=sizes.astype(float), counts=counts.astype(float), moments=moments, center=m,
+                       syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs, n_groups=st.n.shape[0])
+
+
+def gaussian_marginal_logp_sizes(sc, a, b, tau, sigma, lib=pt):
+    """The same exact marginal log-likelihood as :func:`gaussian_marginal_logp`, from size classes.
+
+    ``sum_j log d_j = sum_k J_k log d_k`` and ``sum_j n_j e_j^2 / d_j = sum_k (n_k / d_k) v' M_k v``,
+    so each evaluation costs O(K (P + 2)^2) for K distinct group sizes, whatever the number of groups.
+    ``sc`` is a :class:`SizeClasses` or a dict with its fields (possibly symbolic).
+    """
+    get = sc.get if isinstance(sc, dict) else lambda k: getattr(sc, k)
+    sizes, counts, M = get("sizes"), get("counts"), get("moments")
+    s2, t2 = sigma**2, tau**2
+    d = s2 + sizes * t2
+    if b is None:
+        v = lib.stack([lib.ones_like(a), -(a - get("center"))]) if lib is pt else np.array([1.0, -(a - get("center"))])
+        W = get("syy_w")
+    else:
+        if lib is pt:
+            v = pt.concatenate([pt.ones((1,)), pt.reshape(-(a - get("center")), (1,)), -b])
+        else:
+            v = np.concatenate([[1.0, -(a - get("center"))], -np.asarray(b)])
+        W = get("syy_w") - 2 * lib.dot(b, get("sxy_w")) + lib.dot(b, lib.dot(get("sxx_w"), b))
+    quad = lib.dot(lib.dot(M, v), v)  # (K,)
+    N, J = get("n_obs"), get("n_groups")
+    return (-0.5 * N * np.log(2 * np.pi) - (N - J) * lib.log(sigma) - 0.5 * lib.sum(counts * lib.log(d))
+            - W / (2 * s2) - 0.5 * lib.sum(sizes * quad / d))
+
+
 def conditional_group_effects(stats: GaussianStats, a, b, tau, sigma):
     """Mean and sd of u_j | a, b, tau, sigma, y for arrays of draws (leading dims) -> (..., J)."""
     a = np.asarray(a, dtype=float)[..., None]
@@ -125,6 +184,7 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma, rng: np.
     flat_out = out.reshape(-1, out.shape[-1])
     fa, ft, fs = a.reshape(-1), np.asarray(tau).reshape(-1), np.asarray(sigma).reshape(-1)
     fb = None if b is None else np.asarray(b).reshape(-1, np.asarray(b).shape[-1])
+    chunk = max(1, min(chunk, int(2e7 // max(stats.n.shape[0], 1))))  # at most ~2e7 values per temporary
     for s in range(0, fa.shape[0], chunk):
         sl = slice(s, s + chunk)
         mean, sd = conditional_group_effects(stats, fa[sl], None if fb is None else fb[sl], ft[sl], fs[sl])
@@ -175,10 +235,10 @@ def data_for(model, y) -> dict:
     gd = info["data"]
     how = info.get("collapse")
     if how == "gaussian":
-        st = gaussian_stats(gd, y)
-        out = {"ybar": st.ybar, "syy_w": np.asarray(st.syy_w)}
+        sc = size_classes(gaussian_stats(gd, y))
+        out = {"size_moments": sc.moments, "ybar_center": np.asarray(sc.center), "syy_w": np.asarray(sc.syy_w)}
         if gd.n_predictors:
-            out["sxy_w"] = st.sxy_w
+            out["sxy_w"] = sc.sxy_w
         return out
     if how == "counts":
         cp = count_patterns(gd, y)

@@ -41,7 +41,7 @@ import pytensor.tensor as pt
 
 from . import _names as N
 from ._validate import one_of, positive_finite, positive_int
-from .collapse import count_patterns, gaussian_marginal_logp, gaussian_stats
+from .collapse import count_patterns, gaussian_marginal_logp_sizes, gaussian_stats, size_classes
 from .data import GroupedData, prepare
 from .priors import Prior, normalize_priors, scale_parameter, serialize
 from .scale import GroupedStats, is_dask_or_path
@@ -177,16 +177,17 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     model the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
     stats_only = isinstance(gd, GroupedStats)
     if collapse == "gaussian":
-        st = gd.gaussian if stats_only else gaussian_stats(gd)
+        sc = size_classes(gd.gaussian if stats_only else gaussian_stats(gd))
         data = {
-            "n": st.n, "n_obs": st.n_obs, "xbar": st.xbar, "sxx_w": st.sxx_w,
+            "sizes": sc.sizes, "counts": sc.counts, "sxx_w": sc.sxx_w, "n_obs": sc.n_obs, "n_groups": sc.n_groups,
             # response-dependent statistics are data containers: refit new responses without recompiling
-            "ybar": pm.Data("ybar", st.ybar, dims=N.GROUP),
-            "syy_w": pm.Data("syy_w", np.asarray(st.syy_w)),
-            "sxy_w": pm.Data("sxy_w", st.sxy_w, dims=N.PREDICTOR) if gd.n_predictors else st.sxy_w,
+            "moments": pm.Data("size_moments", sc.moments),
+            "center": pm.Data("ybar_center", np.asarray(sc.center)),
+            "syy_w": pm.Data("syy_w", np.asarray(sc.syy_w)),
+            "sxy_w": pm.Data("sxy_w", sc.sxy_w, dims=N.PREDICTOR) if gd.n_predictors else sc.sxy_w,
         }
         sigma = _sigma(gd, priors)
-        return pm.Potential("y_marginal", gaussian_marginal_logp(data, intercept_c, beta_std, group_effect, sigma))
+        return pm.Potential("y_marginal", gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
     if collapse == "counts":
         cp = gd.cells if stats_only else count_patterns(gd)
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials

@@ -90,12 +90,19 @@ def constant_data(gd) -> xr.Dataset:
 
 
 def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArray, family: str) -> xr.DataArray:
-    """log p(y_i | parameters of each draw), dims (chain, draw, obs_id)."""
+    """log p(y_i | parameters of each draw), dims (chain, draw, obs_id).
+
+    Computed one chain at a time so the temporaries stay a fraction of the result.
+    """
     X, gidx, offset, trials = design_from_constant(const)
-    eta = linear_predictor(post, X, gidx, offset)
-    sigma = post[N.SIGMA] if family == "gaussian" else None
-    ll = log_likelihood(family, y, eta, sigma=sigma, trials=trials)
-    return ll.transpose(*N.SAMPLE_DIMS, N.OBS)
+    out = np.empty((post.sizes["chain"], post.sizes["draw"], y.sizes[N.OBS]))
+    for c in range(post.sizes["chain"]):
+        pc = post.isel(chain=c)
+        eta = linear_predictor(pc, X, gidx, offset)
+        sigma = pc[N.SIGMA] if family == "gaussian" else None
+        out[c] = log_likelihood(family, y, eta, sigma=sigma, trials=trials).transpose("draw", N.OBS).values
+    return xr.DataArray(out, dims=(*N.SAMPLE_DIMS, N.OBS),
+                        coords={"chain": post["chain"].values, "draw": post["draw"].values, N.OBS: y[N.OBS].values})
 
 
 def fit(

@@ -14,7 +14,9 @@ from hierpool.collapse import (
     conditional_group_effects,
     count_patterns,
     gaussian_marginal_logp,
+    gaussian_marginal_logp_sizes,
     gaussian_stats,
+    size_classes,
 )
 
 
@@ -43,6 +45,8 @@ def test_gaussian_marginal_equals_dense_likelihood(P):
             dense += multivariate_normal(mean[rows], cov).logpdf(gd.y[rows])
         collapsed = gaussian_marginal_logp(stats, a, b, tau, sigma, lib=np)
         np.testing.assert_allclose(collapsed, dense, rtol=0, atol=1e-8)
+        by_size = gaussian_marginal_logp_sizes(size_classes(st), a, b, tau, sigma, lib=np)
+        np.testing.assert_allclose(by_size, dense, rtol=0, atol=1e-8)
 
 
 def test_collapsed_model_logp_is_the_marginal():
