@@ -1,0 +1,320 @@
+"""hierpool's full posterior against lme4's point estimates, on the same simulated data.
+
+Gaussian random intercepts with 3 predictors, most groups of 1-5 rows (N ~ 2.6 J), for each J in
+``--sizes``: hierpool (``hp.prepare`` + ``hp.random_intercepts`` + ``hp.fit(draws=1000, tune=1000,
+chains=4)`` + ``hp.shrinkage`` + ``hp.rank_groups`` of every group), each size in its own Python process
+so that its peak memory is its own, against ``lme4::lmer`` (REML fit only, and with
+``ranef(condVar = TRUE)`` up to ``--condvar-max`` groups) run by ``Rscript benchmarks/lme4_fit.R`` under
+``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool pools rows into one
+binomial cell per group) and 3 continuous predictors (nothing to pool) against ``glmer(nAGQ = 1)``.
+
+Prints markdown tables (times in seconds, memory in GB) and ratios; asserts nothing about time.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_vs_lme4.py                         # everything (long: see README)
+    .venv/bin/python benchmarks/bench_vs_lme4.py --sizes 1000 10000 --bernoulli-sizes 10000   # short
+    .venv/bin/python benchmarks/bench_vs_lme4.py --sizes 1000000 --repeat 2 --bernoulli-sizes
+
+Needs R with lme4 for the comparison (``apt-get install -y r-base-core r-cran-lme4``); without it the
+tables say so and show hierpool alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+TARGET_RATIO = 0.5  # issue 4: at J = 1M, hierpool's whole pipeline in at most half of lmer's fit time
+TARGET_PEAK_GB = 8.0
+TARGET_RHAT = 1.01
+
+
+# ------------------------------------------------------------------------------------------------------
+# worker: one hierpool pipeline in this process
+def worker(args) -> None:
+    import pandas as pd
+
+    t = {}
+    with C.timer(t, "read_s"):
+        df = pd.read_parquet(args.data)
+    rss_data = C.rss_gb()
+    import arviz as az
+    import nutpie
+    import hierpool as hp
+    import hierpool.sampling as hs
+
+    preds = [c for c in df.columns if c.startswith("x")]
+    family = args.family
+    peaks = {"after_import": C.peak_rss_gb()}
+    raw = {}
+    orig_compile, orig_finalize = nutpie.compile_pymc_model, hs.finalize
+
+    def timed_compile(*a, **k):
+        with C.timer(t, "compile_s"):
+            return orig_compile(*a, **k)
+
+    def timed_finalize(dt, *a, **k):
+        # keep the un-thinned draws of the small parameters for the diagnostics (outside the timing)
+        post = dt["posterior"].to_dataset()
+        raw["post"] = post[[v for v in ("intercept", "beta", "tau", "sigma") if v in post]].load()
+        with C.timer(t, "finalize_s"):
+            return orig_finalize(dt, *a, **k)
+
+    nutpie.compile_pymc_model = timed_compile
+    hs.finalize = timed_finalize
+
+    with C.timer(t, "prepare_s"):
+        gd = hp.prepare(df, y="y", group="group", predictors=preds, family=family)
+    peaks["prepare"] = C.peak_rss_gb()
+    with C.timer(t, "model_s"):
+        model = hp.random_intercepts(gd)
+    peaks["model"] = C.peak_rss_gb()
+    collapse = model.hierpool["collapse"]
+    with C.timer(t, "fit_s"):
+        dt = hp.fit(model, draws=args.draws, tune=args.tune, chains=args.chains, random_seed=1,
+                    progressbar=False)
+    peaks["fit"] = C.peak_rss_gb()
+    for sfx in ("", "_cpu"):
+        t[f"sample_s{sfx}"] = t[f"fit_s{sfx}"] - t.get(f"compile_s{sfx}", 0.0) - t.get(f"finalize_s{sfx}", 0.0)
+    with C.timer(t, "shrinkage_s"):
+        shr = hp.shrinkage(dt)
+    peaks["shrinkage"] = C.peak_rss_gb()
+    with C.timer(t, "rank_s"):
+        rk = hp.rank_groups(dt)
+    peaks["rank"] = C.peak_rss_gb()
+    assert len(shr) == gd.n_groups and len(rk) == gd.n_groups
+    for sfx in ("", "_cpu"):
+        t[f"total_s{sfx}"] = sum(t[f"{k}_s{sfx}"] for k in ("prepare", "model", "fit", "shrinkage", "rank"))
+
+    diag = json.loads(dt.attrs["hierpool_diagnostics"])
+    post = raw["post"]
+    sampled = post[[v for v in post.data_vars if float(post[v].std()) > 0]]
+    rhat = az.rhat(sampled)
+    ess_b = az.ess(post[["tau"]], method="bulk")
+    ess_t = az.ess(post[["tau"]], method="tail")
+    rhat_max_params = max(float(np.max(rhat[v].values)) for v in rhat.data_vars)
+    out = {
+        **t, "rss_data_gb": rss_data, "peak_gb": C.peak_rss_gb(), "peaks": peaks, "collapse": collapse,
+        "n_obs": gd.n_obs, "n_groups": gd.n_groups, "thin": int(dt.attrs.get("hierpool_thin", 1)),
+        "rhat_max": max(rhat_max_params, float(diag.get("max_rhat", 0.0))),
+        "rhat_max_var": diag.get("max_rhat_var"), "rhat_tau": float(rhat["tau"]),
+        "ess_bulk_tau": float(ess_b["tau"]), "ess_tail_tau": float(ess_t["tau"]),
+        "min_ess_bulk_all": diag.get("min_ess_bulk"), "divergences": diag.get("divergences"),
+        "tau_mean": float(post["tau"].mean()), "sigma_mean": float(post["sigma"].mean()) if "sigma" in post else None,
+        "n_draws_stored": int(dt["posterior"].sizes["draw"]),
+        "has_log_lik": "log_likelihood" in dt.children,
+    }
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------------------------
+def run_hierpool(data: Path, family: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--family", family, "--draws", str(args.draws),
+           "--tune", str(args.tune), "--chains", str(args.chains)]
+    res = C.run_child(cmd, timeout=args.timeout)
+    out = C.last_json(res["stdout"])
+    if res["rc"] != 0 or out is None:
+        tail = (res["stderr"] or "").strip().splitlines()[-12:]
+        why = "timeout" if res["rc"] == "timeout" else f"exit {res['rc']}"
+        if res["rc"] == -9:
+            why += " (killed: out of memory?)"
+        print(f"  hierpool FAILED ({why}) after {res['wall']:.0f} s:\n    " + "\n    ".join(tail), file=sys.stderr)
+        return {"error": why, "wall": res["wall"]}
+    out["process_wall_s"] = res["wall"]
+    return out
+
+
+def run_r(csv: Path, family: str, n_pred: int, condvar: bool, args, nagq: int = 1) -> dict:
+    if args.skip_r or C.rscript() is None:
+        return {"error": "R/lme4 not available (apt-get install -y r-base-core r-cran-lme4)"}
+    cmd = [C.rscript(), str(C.HERE / "lme4_fit.R"), str(csv), family, str(n_pred), str(int(condvar)), str(nagq)]
+    if Path("/usr/bin/time").exists():
+        cmd = ["/usr/bin/time", "-v", *cmd]
+    res = C.run_child(cmd, timeout=args.timeout)
+    out = C.last_json(res["stdout"])
+    if res["rc"] != 0 or out is None:
+        tail = (res["stderr"] or "").strip().splitlines()[-8:]
+        print(f"  lme4 FAILED (exit {res['rc']}):\n    " + "\n    ".join(tail), file=sys.stderr)
+        return {"error": f"lme4 failed (exit {res['rc']})"}
+    out["peak_gb"] = C.time_v_peak_gb(res["stderr"])
+    return out
+
+
+def progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def gaussian_rows(args, tmp: Path, results: dict) -> None:
+    for J in args.sizes:
+        for rep in range(args.repeat if J == max(args.sizes) else 1):
+            df = C.simulate(J, "gaussian", 3, seed=1)
+            csv, pq = C.write_data(df, tmp, f"gauss_{J}")
+            del df
+            progress(f"gaussian J={J:,} (run {rep + 1}): hierpool ...")
+            hp_res = run_hierpool(pq, "gaussian", args)
+            progress(f"  hierpool: {json.dumps({k: v for k, v in hp_res.items() if k != 'peaks'})}")
+            progress("  lmer ...")
+            r_fit = run_r(csv, "gaussian", 3, False, args)
+            progress(f"  lmer: {r_fit}")
+            r_cv = {}
+            if J <= args.condvar_max and "error" not in r_fit:
+                progress("  lmer + ranef(condVar) ...")
+                r_cv = run_r(csv, "gaussian", 3, True, args)
+                progress(f"  lmer+condVar: {r_cv}")
+            results["gaussian"].append({"J": J, "run": rep + 1, "hierpool": hp_res, "lmer": r_fit, "lmer_condvar": r_cv})
+            save(results, args)
+
+
+def bernoulli_rows(args, tmp: Path, results: dict) -> None:
+    for J in args.bernoulli_sizes:
+        for n_pred in (0, 3):
+            df = C.simulate(J, "bernoulli", n_pred, seed=2)
+            csv, pq = C.write_data(df, tmp, f"bern{n_pred}_{J}")
+            del df
+            progress(f"bernoulli J={J:,}, {n_pred} predictors: hierpool ...")
+            hp_res = run_hierpool(pq, "bernoulli", args)
+            progress(f"  hierpool: {json.dumps({k: v for k, v in hp_res.items() if k != 'peaks'})}")
+            progress("  glmer ...")
+            r_fit = run_r(csv, "bernoulli", n_pred, False, args, nagq=1)
+            progress(f"  glmer: {r_fit}")
+            results["bernoulli"].append({"J": J, "n_pred": n_pred, "hierpool": hp_res, "glmer": r_fit})
+            save(results, args)
+
+
+def save(results: dict, args) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def ratio(a, b):
+    try:
+        return a / b if a is not None and b else float("nan")
+    except TypeError:
+        return float("nan")
+
+
+def report(results: dict) -> None:
+    print(f"\nMachine: {results['machine']}")
+    print(f"Settings: draws={results['draws']}, tune={results['tune']}, chains={results['chains']}, sampler nutpie "
+          "(hierpool's default); times are wall-clock seconds, memory is peak RSS in GB of the process.")
+    g = results["gaussian"]
+    if g:
+        rows = []
+        for e in g:
+            h = e["hierpool"]
+            rows.append({"J": e["J"], "run": e["run"], "N": h.get("n_obs"), "prepare": h.get("prepare_s"),
+                         "model": h.get("model_s"), "compile": h.get("compile_s"), "sample": h.get("sample_s"),
+                         "draw u": h.get("finalize_s"), "fit": h.get("fit_s"), "shrinkage": h.get("shrinkage_s"),
+                         "rank": h.get("rank_s"), "total": h.get("total_s"), "total CPU": h.get("total_s_cpu"),
+                         "peak GB": h.get("peak_gb"),
+                         "thin": h.get("thin"), "error": h.get("error", "")})
+        C.print_table(rows, ["J", "run", "N", "prepare", "model", "compile", "sample", "draw u", "fit", "shrinkage",
+                             "rank", "total", "total CPU", "peak GB", "thin", "error"],
+                      "Gaussian, hierpool stages (fit = compile + sample + draw u; 'draw u' = finalize: group "
+                      "effects drawn from their exact conditional, thinned by 'thin')")
+        rows = []
+        for e in g:
+            h, r, cv = e["hierpool"], e["lmer"], e["lmer_condvar"]
+            ok = None
+            if e["J"] >= 1_000_000 and "error" not in h and "error" not in r:
+                ok = ("yes" if h["total_s"] <= TARGET_RATIO * r["fit_s"] and h["peak_gb"] <= TARGET_PEAK_GB
+                      and h["rhat_max"] <= TARGET_RHAT else "NO")
+            rows.append({
+                "J": e["J"], "run": e["run"], "hp total": h.get("total_s"), "hp peak GB": h.get("peak_gb"),
+                "R-hat max": C.f4(h.get("rhat_max")), "ESS bulk tau": h.get("ess_bulk_tau"),
+                "ESS tail tau": h.get("ess_tail_tau"), "tau hp": C.f3(h.get("tau_mean")),
+                "lmer fit": r.get("fit_s", r.get("error")), "lmer CPU": r.get("fit_cpu_s"), "lmer peak GB": r.get("peak_gb"), "tau lmer": C.f3(r.get("tau")),
+                "lmer+condVar": (cv.get("fit_s", 0) + cv.get("condvar_s", 0)) if cv and "error" not in cv else None,
+                "condVar peak GB": cv.get("peak_gb") if cv else None,
+                "hp/lmer": ratio(h.get("total_s"), r.get("fit_s")),
+                "hp/lmer CPU": ratio(h.get("total_s_cpu"), r.get("fit_cpu_s")),
+                "hp/(lmer+condVar)": ratio(h.get("total_s"),
+                                           (cv.get("fit_s", 0) + cv.get("condvar_s", 0)) if cv and "error" not in cv
+                                           else None),
+                "target (1M)": ok,
+            })
+        C.print_table(rows, ["J", "run", "hp total", "hp peak GB", "R-hat max", "ESS bulk tau", "ESS tail tau",
+                             "tau hp", "lmer fit", "lmer CPU", "lmer peak GB", "tau lmer", "lmer+condVar", "condVar peak GB",
+                             "hp/lmer", "hp/lmer CPU", "hp/(lmer+condVar)", "target (1M)"],
+                      f"Gaussian, hierpool (whole pipeline) vs lmer (REML). Target at J=1M: hp/lmer <= {TARGET_RATIO}, "
+                      f"peak <= {TARGET_PEAK_GB:g} GB, R-hat <= {TARGET_RHAT}")
+    b = results["bernoulli"]
+    if b:
+        rows = []
+        for e in b:
+            h, r = e["hierpool"], e["glmer"]
+            target = 1.0 if e["n_pred"] == 0 else 3.0
+            rf = ratio(h.get("fit_s"), r.get("fit_s"))
+            rows.append({
+                "J": e["J"], "predictors": e["n_pred"], "N": h.get("n_obs"), "collapse": h.get("collapse") or "none",
+                "hp compile": h.get("compile_s"), "hp sample": h.get("sample_s"), "hp finalize": h.get("finalize_s"),
+                "hp fit": h.get("fit_s"), "hp total": h.get("total_s"), "hp peak GB": h.get("peak_gb"),
+                "R-hat max": C.f4(h.get("rhat_max")), "ESS bulk tau": h.get("ess_bulk_tau"), "tau hp": C.f3(h.get("tau_mean")),
+                "glmer fit": r.get("fit_s", r.get("error")), "glmer peak GB": r.get("peak_gb"), "tau glmer": C.f3(r.get("tau")),
+                "hp fit/glmer": rf, "goal": f"<= {target:g}",
+                "met": None if np.isnan(rf) else ("yes" if rf <= target else "NO"),
+            })
+        C.print_table(rows, ["J", "predictors", "N", "collapse", "hp compile", "hp sample", "hp finalize", "hp fit",
+                             "hp total", "hp peak GB", "R-hat max", "ESS bulk tau", "tau hp", "glmer fit",
+                             "glmer peak GB", "tau glmer", "hp fit/glmer", "goal", "met"],
+                      "Bernoulli, hierpool full posterior vs glmer(nAGQ=1) (goal: no predictors, collapsed: as fast "
+                      "as glmer; 3 continuous predictors: within 3x glmer)")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000],
+                   help="numbers of groups J for the gaussian comparison")
+    p.add_argument("--bernoulli-sizes", type=int, nargs="*", default=[100_000],
+                   help="numbers of groups for the bernoulli comparison (none: skip)")
+    p.add_argument("--condvar-max", type=int, default=100_000, help="largest J for lmer + ranef(condVar=TRUE)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of the largest gaussian size (noisy machines)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per child process")
+    p.add_argument("--skip-r", action="store_true", help="hierpool only")
+    p.add_argument("--json", default=None, help="also write the raw results to this JSON file")
+    p.add_argument("--keep-data", default=None, help="write the simulated data here (default: a temp dir)")
+    p.add_argument("--from-json", default=None, help="only print the tables of an earlier --json file")
+    # internal: the per-size hierpool process
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--family", default="gaussian", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    if args.from_json:
+        report(json.loads(Path(args.from_json).read_text()))
+        return
+    if C.rscript() is None and not args.skip_r:
+        print("NOTE: Rscript not found: lme4 is skipped (apt-get install -y r-base-core r-cran-lme4).")
+    results = {"machine": C.machine(), "draws": args.draws, "tune": args.tune, "chains": args.chains,
+               "gaussian": [], "bernoulli": []}
+    tmp = Path(args.keep_data) if args.keep_data else Path(tempfile.mkdtemp(prefix="hierpool_bench_"))
+    try:
+        gaussian_rows(args, tmp, results)
+        bernoulli_rows(args, tmp, results)
+    finally:
+        if not args.keep_data:
+            shutil.rmtree(tmp, ignore_errors=True)
+        results["machine_end"] = C.machine()
+        save(results, args)
+        report(results)
+
+
+if __name__ == "__main__":
+    main()
