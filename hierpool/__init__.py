@@ -10,22 +10,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets
+from . import datasets, plots
+from .compare import compare, cross_validate
 from .data import GroupedData, prepare
 from .io import load, save
 from .models import random_intercepts, regularized_hierarchical, ridge_fixed_effects
+from .ppc import ppc
+from .predict import predict
 from .priors import Prior
+from .ranking import rank_groups, triple_goal
+from .report import summarize
 from .sampling import HierpoolSamplingWarning, check_sampling, fit
 from .shrinkage import implied_ridge, ridge_path, shrinkage
-from .ranking import rank_groups, triple_goal
-from .predict import predict
-from .ppc import ppc
-from .compare import compare, cross_validate
-from . import plots
 
 __all__ = [
     "GroupedData", "HierpoolSamplingWarning", "Prior", "check_sampling", "compare", "cross_validate",
     "datasets", "fit", "implied_ridge", "load", "plots", "ppc", "predict", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "shrinkage",
-    "triple_goal",
+    "summarize", "triple_goal",
 ]

@@ -125,6 +125,8 @@ class GroupedData:
             "terms": self.terms,
             "x_center": self.x_center.tolist(),
             "x_scale": self.x_scale.tolist(),
+            "n_obs": self.n_obs,
+            "y_sd": float(np.std(self.y)),
         }
 
     def __repr__(self) -> str:

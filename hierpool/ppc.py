@@ -382,7 +382,9 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
         mid = rep_p.mean(axis=0)
         lo, hi = np.quantile(rep_p, [0.05, 0.95], axis=0)
         ax0.bar(centers, obs_p, width=0.9 * width, color="0.7", edgecolor="k", label="y")
-        ax0.errorbar(centers, mid, yerr=[mid - lo, hi - mid], fmt="o", color="C0", ms=4,
+        # the mean of a skewed bin can fall outside its 5-95% quantiles: clip the bars at the mean
+        ax0.errorbar(centers, mid, yerr=[np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)], fmt="o",
+                     color="C0", ms=4,
                      label="y_rep (mean, 90%)")
         ax0.set_ylabel("proportion of rows")
     ax0.set_xlabel("y")

@@ -97,6 +97,7 @@ class GroupedStats:
             "y": self.y_name, "group": self.group_name, "family": self.family, "trials": self.trials_name,
             "exposure": self.exposure_name, "predictors": self.predictors, "terms": self.terms,
             "x_center": self.x_center.tolist(), "x_scale": self.x_scale.tolist(), "rows_kept": False,
+            "n_obs": self.n_obs, "y_sd": float(np.sqrt(self.y_total_ss / self.n_obs)),
             "source": self.source,
         }
 

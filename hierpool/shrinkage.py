@@ -197,9 +197,12 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------------
 def _n_rows_for_software(view: FitView) -> tuple[float, str]:
     """N of the glmnet/scikit-learn objectives: rows, or for binomial the trials (one row per trial)."""
-    if view.family == "binomial" and N.TRIALS in view.const:
-        return float(view.const[N.TRIALS].values.sum()), "N = total trials (one row per trial)"
-    return float(view.const.sizes[N.OBS]), "N = rows"
+    if view.family == "binomial":
+        trials = view.const[N.TRIALS] if N.TRIALS in view.const else view.const[N.GROUP_DENOM]
+        return float(trials.values.sum()), "N = total trials (one row per trial)"
+    if N.OBS in view.const.sizes:
+        return float(view.const.sizes[N.OBS]), "N = rows"
+    return float(view.group_n.values.sum()), "N = rows"  # a fit of sufficient statistics keeps no rows
 
 
 def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
@@ -273,7 +276,10 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     rows = [("lam", lam, "1 / tau^2 (hierpool: prior precision of a group effect)")]
     if view.family == "gaussian":
         sig2 = _sigma(view) ** 2
-        s_y = float(np.std(view.y.values))
+        if "observed_data" in view.dt.children:
+            s_y = float(np.std(view.y.values))
+        else:  # a fit of sufficient statistics: the reduction recorded sd(y) (NaN if nothing did)
+            s_y = float(view.settings.get("data", {}).get("y_sd", np.nan))
         rows += [
             ("alpha_sklearn", sig2 * lam, "sigma^2 / tau^2 (scikit-learn Ridge alpha, on the RSS)"),
             ("lambda_glmnet", s_y * sig2 * lam / n_rows,
