@@ -64,6 +64,7 @@ def worker(args) -> None:
     cfg = args.config
     if cfg in ("collapsed", "full"):
         import nutpie
+
         import hierpool as hp
         import hierpool.sampling as hs
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ def worker(args) -> None:
     rss_data = C.rss_gb()
     import arviz as az
     import nutpie
+
     import hierpool as hp
     import hierpool.sampling as hs
 
