@@ -31,8 +31,38 @@ from .families import check_support, link
 __all__ = ["GroupedData", "prepare", "design_matrix"]
 
 
+class GroupedBase:
+    """What :class:`GroupedData` (rows) and :class:`hierpool.scale.GroupedStats` (sufficient statistics)
+    share: sizes and the data scales that the default priors use."""
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def n_predictors(self) -> int:
+        return len(self.predictors)
+
+    @property
+    def overall_mean(self) -> float:
+        """The pooled mean of the response on its natural scale (a rate for binomial/poisson)."""
+        return float((self.group_raw_mean * self.group_denominator).sum() / self.group_denominator.sum())
+
+    @property
+    def y_location(self) -> float:
+        """The overall mean on the linear-predictor scale: the center of the default intercept prior."""
+        return float(link(self.family, self.overall_mean))
+
+    @property
+    def y_scale(self) -> float:
+        """The scale of the linear predictor used by default priors: sd(y) for gaussian, 1 otherwise."""
+        if self.family != "gaussian":
+            return 1.0
+        return self.y_sd if self.y_sd > 0 else 1.0
+
+
 @dataclass(frozen=True, eq=False)
-class GroupedData:
+class GroupedData(GroupedBase):
     """Validated rows nested in groups, ready for a model factory.
 
     Build it with :func:`prepare`. Arrays are read-only numpy arrays; ``X`` is on the user's scale
@@ -82,31 +112,9 @@ class GroupedData:
         return int(self.y.shape[0])
 
     @property
-    def n_groups(self) -> int:
-        return len(self.groups)
-
-    @property
-    def n_predictors(self) -> int:
-        return len(self.predictors)
-
-    # scales used by the default priors ----------------------------------------------------------------
-    @property
-    def overall_mean(self) -> float:
-        """The pooled mean of the response on its natural scale (a rate for binomial/poisson)."""
-        return float(self.y.sum() / self.group_denominator.sum())
-
-    @property
-    def y_location(self) -> float:
-        """The overall mean on the linear-predictor scale: the center of the default intercept prior."""
-        return float(link(self.family, self.overall_mean))
-
-    @property
-    def y_scale(self) -> float:
-        """The scale of the linear predictor used by default priors: sd(y) for gaussian, 1 otherwise."""
-        if self.family != "gaussian":
-            return 1.0
-        s = float(np.std(self.y))
-        return s if s > 0 else 1.0
+    def y_sd(self) -> float:
+        """The 1/N standard deviation of the response."""
+        return float(np.std(self.y))
 
     @property
     def log_offset(self) -> np.ndarray | None:
@@ -126,7 +134,7 @@ class GroupedData:
             "x_center": self.x_center.tolist(),
             "x_scale": self.x_scale.tolist(),
             "n_obs": self.n_obs,
-            "y_sd": float(np.std(self.y)),
+            "y_sd": self.y_sd,
         }
 
     def __repr__(self) -> str:

@@ -32,8 +32,8 @@ import pandas as pd
 from . import _names as N
 from ._validate import one_of
 from .collapse import CountPatterns, GaussianStats
-from .data import _build_terms, _require_columns, design_matrix
-from .families import check_support, link
+from .data import GroupedBase, _build_terms, _require_columns, design_matrix
+from .families import check_support
 
 __all__ = ["GroupedStats", "reduce", "is_dask_or_path"]
 
@@ -46,7 +46,7 @@ def is_dask_or_path(obj) -> bool:
 
 
 @dataclass(frozen=True, eq=False)
-class GroupedStats:
+class GroupedStats(GroupedBase):
     """Sufficient statistics of rows nested in groups (no rows kept). Build it with :func:`reduce`."""
 
     family: str
@@ -70,34 +70,16 @@ class GroupedStats:
     source: str = field(default="")
 
     @property
-    def n_groups(self) -> int:
-        return len(self.groups)
-
-    @property
-    def n_predictors(self) -> int:
-        return len(self.predictors)
-
-    @property
-    def overall_mean(self) -> float:
-        return float((self.group_raw_mean * self.group_denominator).sum() / self.group_denominator.sum())
-
-    @property
-    def y_location(self) -> float:
-        return float(link(self.family, self.overall_mean))
-
-    @property
-    def y_scale(self) -> float:
-        if self.family != "gaussian":
-            return 1.0
-        s = float(np.sqrt(self.y_total_ss / self.n_obs))
-        return s if s > 0 else 1.0
+    def y_sd(self) -> float:
+        """The 1/N standard deviation of the response (gaussian; 0 for counts, which do not use it)."""
+        return float(np.sqrt(self.y_total_ss / self.n_obs))
 
     def spec(self) -> dict:
         return {
             "y": self.y_name, "group": self.group_name, "family": self.family, "trials": self.trials_name,
             "exposure": self.exposure_name, "predictors": self.predictors, "terms": self.terms,
             "x_center": self.x_center.tolist(), "x_scale": self.x_scale.tolist(), "rows_kept": False,
-            "n_obs": self.n_obs, "y_sd": float(np.sqrt(self.y_total_ss / self.n_obs)),
+            "n_obs": self.n_obs, "y_sd": self.y_sd,
             "source": self.source,
         }
 
