@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -115,18 +114,3 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     settings = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}"))
     return FitView(dt=dt, variant=str(dt.attrs[N.ATTR_VARIANT]), family=str(dt.attrs[N.ATTR_FAMILY]),
                    settings=settings)
-
-
-def table(ds_or_df) -> pd.DataFrame:
-    """Convert a per-group Dataset to the public tidy table (group as a column, default index)."""
-    df = ds_or_df.to_dataframe() if isinstance(ds_or_df, xr.Dataset) else ds_or_df
-    return df.reset_index()
-
-
-def sample_flat(da: xr.DataArray) -> xr.DataArray:
-    """Stack chain and draw into one ``sample`` dim (last)."""
-    return da.stack(sample=N.SAMPLE_DIMS).transpose(..., "sample")
-
-
-def rng_for(seed) -> np.random.Generator:
-    return np.random.default_rng(seed)

@@ -48,9 +48,6 @@ from .scale import GroupedStats, is_dask_or_path
 
 __all__ = ["random_intercepts", "ridge_fixed_effects", "regularized_hierarchical", "model_info"]
 
-_PREPARE_KEYS = ("y", "group", "predictors", "family", "trials", "exposure")
-
-
 def model_info(model: pm.Model) -> dict:
     """The hierpool description attached to a model built by a factory (variant, family, settings, data)."""
     info = getattr(model, "hierpool", None)

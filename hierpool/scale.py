@@ -66,7 +66,6 @@ class GroupedStats(GroupedBase):
     cells: CountPatterns | None = None
     trials_name: str | int | None = None
     exposure_name: str | None = None
-    has_exposure: bool = False
     source: str = field(default="")
 
     @property
@@ -355,5 +354,5 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     return GroupedStats(family=family, groups=labels, group_n=group_n.astype(np.int64), group_denominator=denom,
                         group_raw_mean=ysum / denom, predictors=names, x_center=mean_x, x_scale=scale, terms=terms,
                         y_name=y, group_name=group, n_obs=n_obs, y_total_ss=0.0, cells=cp,
-                        trials_name=trials, exposure_name=exposure, has_exposure=exposure is not None,
+                        trials_name=trials, exposure_name=exposure,
                         source=source)
