@@ -5,8 +5,8 @@ Gaussian random intercepts with 3 predictors, most groups of 1-5 rows (N ~ 2.6 J
 chains=4)`` + ``hp.shrinkage`` + ``hp.rank_groups`` of every group), each size in its own Python process
 so that its peak memory is its own, against ``lme4::lmer`` (REML fit only, and with
 ``ranef(condVar = TRUE)`` up to ``--condvar-max`` groups) run by ``Rscript benchmarks/lme4_fit.R`` under
-``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool pools rows into one
-binomial cell per group) and 3 continuous predictors (nothing to pool) against ``glmer(nAGQ = 1)``.
+``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool integrates the group
+effects out over the (successes, trials) patterns: hierpool.integrated) and 3 continuous predictors (nothing to pool) against ``glmer(nAGQ = 1)``.
 
 Prints markdown tables (times in seconds, memory in GB) and ratios; asserts nothing about time.
 
@@ -73,6 +73,16 @@ def worker(args) -> None:
             return orig_finalize(dt, *a, **k)
 
     nutpie.compile_pymc_model = timed_compile
+    # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
+    import hierpool._nutpie as hn
+
+    orig_small = hn.compile_small
+
+    def timed_small(*a, **k):
+        with C.timer(t, "compile_s"):
+            return orig_small(*a, **k)
+
+    hn.compile_small = timed_small
     hs.finalize = timed_finalize
 
     with C.timer(t, "prepare_s"):
@@ -179,7 +189,7 @@ def gaussian_rows(args, tmp: Path, results: dict) -> None:
 
 def bernoulli_rows(args, tmp: Path, results: dict) -> None:
     for J in args.bernoulli_sizes:
-        for n_pred in (0, 3):
+        for n_pred in args.bernoulli_predictors:
             df = C.simulate(J, "bernoulli", n_pred, seed=2)
             csv, pq = C.write_data(df, tmp, f"bern{n_pred}_{J}")
             del df
@@ -277,6 +287,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000],
                    help="numbers of groups J for the gaussian comparison")
+    p.add_argument("--bernoulli-predictors", type=int, nargs="+", default=[0, 3],
+                   help="bernoulli runs with these numbers of predictors (0: the integrated model)")
     p.add_argument("--bernoulli-sizes", type=int, nargs="*", default=[100_000],
                    help="numbers of groups for the bernoulli comparison (none: skip)")
     p.add_argument("--condvar-max", type=int, default=100_000, help="largest J for lmer + ranef(condVar=TRUE)")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytensor.tensor as pt
 
+from . import _kernels as K
 from .data import GroupedData
 
 __all__ = ["GaussianStats", "SizeClasses", "gaussian_stats", "size_classes", "count_patterns",
@@ -67,9 +68,17 @@ def _group_means(values: np.ndarray, idx: np.ndarray, n: np.ndarray) -> np.ndarr
 def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStats:
     """One pass over the rows: group counts and means, and within-group cross-products.
 
-    ``y`` replaces the response (same design), e.g. for simulation-based calibration.
+    ``y`` replaces the response (same design), e.g. for simulation-based calibration. The statistics of
+    the data's own response are computed once per ``GroupedData`` and reused (model building and the
+    conditional draws after sampling both need them).
     """
-    y = gd.y if y is None else np.asarray(y, dtype=float)
+    if y is None:
+        cached = getattr(gd, "_gaussian_stats", None)
+        if cached is None:
+            cached = gaussian_stats(gd, gd.y)
+            object.__setattr__(gd, "_gaussian_stats", cached)  # frozen dataclass: a private memo
+        return cached
+    y = np.asarray(y, dtype=float)
     idx, n = gd.group_idx, gd.group_n.astype(float)
     Xs = (gd.X - gd.x_center) / gd.x_scale
     ybar = _group_means(y, idx, n)
@@ -176,20 +185,30 @@ def conditional_group_effects(stats: GaussianStats, a, b, tau, sigma):
     return stats.n * t2 * e / d, np.sqrt(s2 * t2 / d)
 
 
-def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma, rng: np.random.Generator,
-                                dtype=np.float64, chunk: int = 200) -> np.ndarray:
-    """Exact conditional draws of the group effects, (chains, draws, J); chunked over draws."""
-    a = np.asarray(a)
-    out = np.empty(a.shape + (stats.n.shape[0],), dtype=dtype)
-    flat_out = out.reshape(-1, out.shape[-1])
-    fa, ft, fs = a.reshape(-1), np.asarray(tau).reshape(-1), np.asarray(sigma).reshape(-1)
-    fb = None if b is None else np.asarray(b).reshape(-1, np.asarray(b).shape[-1])
-    chunk = max(1, min(chunk, int(2e7 // max(stats.n.shape[0], 1))))  # at most ~2e7 values per temporary
-    for s in range(0, fa.shape[0], chunk):
-        sl = slice(s, s + chunk)
-        mean, sd = conditional_group_effects(stats, fa[sl], None if fb is None else fb[sl], ft[sl], fs[sl])
-        flat_out[sl] = mean + sd * rng.standard_normal(mean.shape)
-    return out
+def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
+                                seed: np.random.SeedSequence | int | None = None) -> np.ndarray:
+    """Exact conditional draws of the group effects, shape ``a.shape + (J,)`` (e.g. chains, draws, J).
+
+    One draw per posterior draw of ``(a, b, tau, sigma)`` from :func:`conditional_group_effects`' normal.
+    The mean factor and sd depend on the group's size only, so they are formed per size class; the
+    draws come from :func:`hierpool._kernels.gaussian_conditional_draws` (threads, reproducible from
+    ``seed``), written once into the output: no temporaries of its size.
+    """
+    a = np.asarray(a, dtype=float)
+    S, J = a.size, stats.n.shape[0]
+    out = np.empty((S, J))
+    seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    sizes, size_idx = np.unique(stats.n, return_inverse=True)
+    t2 = np.asarray(tau, dtype=float).reshape(-1, 1) ** 2
+    s2 = np.asarray(sigma, dtype=float).reshape(-1, 1) ** 2
+    d = s2 + sizes[None, :] * t2
+    c = sizes[None, :] * t2 / d
+    sd = np.sqrt(s2 * t2 / d)
+    P = stats.xbar.shape[1]
+    fb = np.zeros((S, 0)) if b is None or P == 0 else np.asarray(b, dtype=float).reshape(S, P)
+    xbar = stats.xbar if fb.shape[1] else np.zeros((J, 0))
+    K.gaussian_conditional_draws(out, seed_seq, stats.ybar, xbar, size_idx.reshape(-1), a.reshape(-1), fb, c, sd)
+    return out.reshape(a.shape + (J,))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -240,6 +259,12 @@ def data_for(model, y) -> dict:
         if gd.n_predictors:
             out["sxy_w"] = sc.sxy_w
         return out
+    if how == "integrated":
+        from . import integrated
+        from .models import _group_totals
+
+        k_j = np.bincount(gd.group_idx, weights=np.asarray(y, dtype=float), minlength=gd.n_groups)
+        return {"pattern_counts": integrated.patterns(k_j, _group_totals(gd)[1]).counts}
     if how == "counts":
         cp = count_patterns(gd, y)
         return {"y_observed": cp.y}

@@ -40,6 +40,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from . import _names as N
+from . import integrated
 from ._validate import one_of, positive_finite, positive_int
 from .collapse import count_patterns, gaussian_marginal_logp_sizes, gaussian_stats, size_classes
 from .data import GroupedData, prepare
@@ -93,15 +94,21 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _data_containers(gd: GroupedData):
-    """pm.Data for what the analysis needs without the original frame (ends up in constant_data)."""
+def _data_containers(gd: GroupedData, how: str | None):
+    """pm.Data for what the analysis needs without the original frame (ends up in constant_data).
+
+    The row-level containers (group index, predictors, trials, exposure) are left out of collapsed
+    gaussian models, whose likelihood reads only sufficient statistics: :func:`hierpool.fit` stores them
+    in ``constant_data`` from the data itself, and at millions of rows copying them into the model cost
+    time and memory for nothing.
+    """
     pm.Data(N.GROUP_N, gd.group_n, dims=N.GROUP)
     pm.Data(N.GROUP_RAW_MEAN, gd.group_raw_mean, dims=N.GROUP)
     pm.Data(N.GROUP_DENOM, gd.group_denominator, dims=N.GROUP)
     if gd.n_predictors:
         pm.Data(N.X_CENTER, gd.x_center, dims=N.PREDICTOR)
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
-    if isinstance(gd, GroupedStats):
+    if isinstance(gd, GroupedStats) or how == "gaussian":
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
     if gd.n_predictors:
@@ -145,21 +152,59 @@ def _hierarchical_effects(tau, centered: bool):
     return pm.Deterministic(N.GROUP_EFFECT, z * tau, dims=N.GROUP)
 
 
+_COLLAPSE_CHOICES = ("auto", True, False, "integrated")
+
+
+def _group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group successes and trials of a binomial-type fit without predictors (one cell per group)."""
+    cp = gd.cells if isinstance(gd, GroupedStats) else count_patterns(gd)
+    J = gd.n_groups
+    return (np.bincount(cp.group_idx, weights=cp.y, minlength=J),
+            np.bincount(cp.group_idx, weights=cp.trials, minlength=J))
+
+
+def _can_integrate(gd) -> bool:
+    """Binomial-type data without predictors whose patterns are few enough (hierpool.integrated)."""
+    if gd.family not in ("bernoulli", "binomial") or gd.n_predictors:
+        return False
+    return integrated.n_patterns(_group_totals(gd)[1]) <= integrated.MAX_PATTERNS
+
+
+def integrated_patterns(gd) -> integrated.Patterns:
+    """The (successes, trials) patterns of ``gd``'s groups, computed once per data object."""
+    cached = getattr(gd, "_integrated_patterns", None)
+    if cached is None:
+        cached = integrated.patterns(*_group_totals(gd))
+        object.__setattr__(gd, "_integrated_patterns", cached)  # frozen dataclass: a private memo
+    return cached
+
+
 def _resolve_collapse(gd: GroupedData, collapse) -> str | None:
-    """'gaussian' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
-    if collapse not in (True, False, "auto"):
-        raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False.")
+    """'gaussian' or 'integrated' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
+    if not any(collapse is c if isinstance(c, bool) else collapse == c for c in _COLLAPSE_CHOICES):
+        raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False, 'integrated'.")
+    if collapse == "integrated" and not isinstance(collapse, bool):
+        if not _can_integrate(gd):
+            raise ValueError(
+                "collapse='integrated' needs a bernoulli or binomial response without predictors and at most "
+                f"{integrated.MAX_PATTERNS} (successes, trials) patterns; this data has family={gd.family!r} and "
+                f"{gd.n_predictors} predictor(s). Use collapse='auto', True or False.")
+        return "integrated"
     if isinstance(gd, GroupedStats):
         if collapse is False:
             raise ValueError("collapse=False needs the rows; data reduced to sufficient statistics (GroupedStats) "
                              "is always fitted with the exact collapsed likelihood.")
-        return "gaussian" if gd.family == "gaussian" else "counts"
+        if gd.family == "gaussian":
+            return "gaussian"
+        return "integrated" if collapse == "auto" and not isinstance(collapse, bool) and _can_integrate(gd) else "counts"
     if collapse is False:
         return None
     if gd.family == "gaussian":
         return "gaussian"
     if collapse is True:
         return "counts"
+    if _can_integrate(gd):
+        return "integrated"
     key = np.column_stack([gd.group_idx, gd.X]) if gd.n_predictors else gd.group_idx[:, None]
     cells = np.unique(key, axis=0).shape[0]
     return "counts" if cells <= 0.8 * gd.n_obs else None
@@ -171,7 +216,7 @@ def _sigma(gd: GroupedData, priors: dict):
 
 def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None):
     """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
-    model the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
+    and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
     stats_only = isinstance(gd, GroupedStats)
     if collapse == "gaussian":
         sc = size_classes(gd.gaussian if stats_only else gaussian_stats(gd))
@@ -185,6 +230,11 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         }
         sigma = _sigma(gd, priors)
         return pm.Potential("y_marginal", gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
+    if collapse == "integrated":
+        pat = integrated_patterns(gd)
+        counts = pm.Data("pattern_counts", pat.counts)  # the response enters only here (refits: data_for)
+        return pm.Potential("y_marginal", pt.sum(counts * integrated.marginal_logp(pat.k, pat.n, intercept_c,
+                                                                                   group_effect)))
     if collapse == "counts":
         cp = gd.cells if stats_only else count_patterns(gd)
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials
@@ -255,12 +305,16 @@ def random_intercepts(
         that fix the parameter.
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
-    collapse : {"auto", True, False}
+    collapse : {"auto", True, False, "integrated"}
         Use an exact collapsed likelihood (:mod:`hierpool.collapse`). gaussian: the group effects are
         integrated out (the sampler sees intercept, beta, tau, sigma; ``hp.fit`` draws ``group_effect``
-        from its exact conditional afterwards), always with "auto". Counts: rows sharing a group and a
-        predictor pattern are pooled into one binomial/Poisson cell, with "auto" when that removes at
-        least 20% of the rows. The posterior is the same either way; ``False`` forces the row-level model.
+        from its exact conditional afterwards), always with "auto". bernoulli/binomial WITHOUT
+        predictors: "auto" (or "integrated") integrates the group effects out by adaptive Gauss-Hermite
+        quadrature over the (successes, trials) patterns (:mod:`hierpool.integrated`; the sampler sees
+        intercept and tau) and draws them exactly afterwards. Other counts: rows sharing a group and a
+        predictor pattern are pooled into one binomial/Poisson cell (``True``, or "auto" when that removes
+        at least 20% of the rows). The posterior is the same either way; ``False`` forces the row-level
+        model.
 
     Defaults (``s = sd(y)`` gaussian, 1 otherwise; ``m`` = link(overall mean)): intercept at the predictor
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
@@ -285,10 +339,10 @@ def random_intercepts(
                                                          "sigma_sq")), "random_intercepts")
     how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
-        _data_containers(gd)
+        _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=2.5)
         tau = scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-        u = tau if how == "gaussian" else _hierarchical_effects(tau, centered)
+        u = tau if how in ("gaussian", "integrated") else _hierarchical_effects(tau, centered)
         _likelihood(gd, a, b, u, pri, how)
     settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
     return _attach(model, "random_intercepts", gd, settings, how)
@@ -337,9 +391,10 @@ def ridge_fixed_effects(
         gaussian, log-odds or log-rate otherwise).
     priors : dict, optional
         Overrides for ``"intercept"``, ``"beta"``, ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
-    collapse : {"auto", True, False}
-        Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian: group effects integrated
-        out given lam, and drawn from their conditional after sampling).
+    collapse : {"auto", True, False, "integrated"}
+        Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian, and bernoulli/binomial
+        without predictors: group effects integrated out given lam, and drawn from their conditional
+        after sampling).
 
     Examples
     --------
@@ -357,9 +412,9 @@ def ridge_fixed_effects(
     width = 100.0 if gd.family == "gaussian" else 10.0
     how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
-        _data_containers(gd)
+        _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=width)
-        if how == "gaussian":
+        if how in ("gaussian", "integrated"):
             u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
             u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
@@ -445,7 +500,7 @@ def regularized_hierarchical(
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
     how = _resolve_collapse(gd, collapse)
     with pm.Model(coords=_coords(gd)) as model:
-        _data_containers(gd)
+        _data_containers(gd, how)
         beta_std = None
         if P:
             if penalty == "ridge":
@@ -461,7 +516,7 @@ def regularized_hierarchical(
                 beta_std = z * g * lam_tilde
         a, b = _intercept_and_beta(gd, pri, width=2.5, beta_std=beta_std)
         tau = scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale))
-        u = tau if how == "gaussian" else _hierarchical_effects(tau, centered)
+        u = tau if how in ("gaussian", "integrated") else _hierarchical_effects(tau, centered)
         _likelihood(gd, a, b, u, pri, how)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,

@@ -11,6 +11,10 @@ Memory: the draws are read in chunks (at most ``MAX_CHUNK_VALUES`` values at a t
 of ranks never exceeds one chunk; rank means, top-k probabilities and the triple-goal ingredients
 accumulate exactly over all draws, while the rank quantiles use at most ``max_draws`` (thinned) draws,
 stored as int32.
+
+Speed: the ranks of a draw come from a radix sort and the rank quantiles from a selection per group,
+both compiled (:mod:`hierpool._kernels`); they equal the numpy definitions (stable argsort,
+``np.quantile``) exactly. At a million groups and 252 draws the whole table takes seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _kernels as K
 from . import _names as N
 from ._fitview import FitView, as_fit
 from ._validate import one_of, positive_int, probability
@@ -43,31 +48,35 @@ def _check_bool(name: str, value) -> bool:
 
 
 def _draw_chunks(view: FitView, by: str):
-    """Yield (flat sample indices, values (samples_in_chunk x groups)) over the posterior in chunks."""
+    """Yield (flat sample indices, values (samples_in_chunk x groups)) over the posterior in chunks.
+
+    The values may live in a buffer reused by the next chunk: use them before asking for the next.
+    """
     post = view.post
     n_chain, n_draw, J = post.sizes["chain"], post.sizes["draw"], view.n_groups
     per = max(1, min(MAX_CHUNK_DRAWS, MAX_CHUNK_VALUES // max(J, 1)))
     ge = post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
     iac = view.intercept_at_center().transpose(*N.SAMPLE_DIMS) if by == "estimate" else None
-    for c in range(n_chain):
+    if ge.variable._in_memory:  # numpy-backed: read rows of the (samples x groups) array without copies
+        flat = np.asarray(ge.values, dtype=float).reshape(n_chain * n_draw, J)
+        iac_flat = None if iac is None else np.asarray(iac.values, dtype=float).reshape(-1)
+        buf = None if iac is None else np.empty((min(per, n_chain * n_draw), J))  # reused: no page faults
+        for s0 in range(0, n_chain * n_draw, per):
+            rows = slice(s0, min(s0 + per, n_chain * n_draw))
+            vals = flat[rows]
+            if iac_flat is not None:
+                out = buf[:vals.shape[0]]
+                np.add(iac_flat[rows, None], vals, out=out)
+                vals = inverse_link(view.family, out)
+            yield np.arange(rows.start, rows.stop), vals
+        return
+    for c in range(n_chain):  # lazy (e.g. a zarr store opened without loading): read chunk by chunk
         for d0 in range(0, n_draw, per):
             sel = {"chain": c, "draw": slice(d0, min(d0 + per, n_draw))}
             vals = np.asarray(ge.isel(sel).values, dtype=float)
             if iac is not None:
                 vals = inverse_link(view.family, np.asarray(iac.isel(sel).values, dtype=float)[:, None] + vals)
             yield c * n_draw + np.arange(sel["draw"].start, sel["draw"].stop), vals
-
-
-def _ranks(vals: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks 1..J within each row (draw), and the row-wise sorting order (best first).
-
-    The inverse of a stable argsort: ties get distinct ranks in group order.
-    """
-    order = np.argsort(-vals if descending else vals, axis=1, kind="stable")
-    ranks = np.empty(vals.shape, dtype=np.int32)
-    rows = np.arange(vals.shape[0])[:, None]
-    ranks[rows, order] = np.arange(1, vals.shape[1] + 1, dtype=np.int32)[None, :]
-    return ranks, order
 
 
 def _thin_index(n_samples: int, max_draws: int) -> np.ndarray:
@@ -81,33 +90,25 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     """One pass over the draws: exact accumulators, plus the kept draws' ranks (int32) if ``keep``."""
     J = view.n_groups
     S = view.post.sizes["chain"] * view.post.sizes["draw"]
-    rank_sum = np.zeros(J)
-    rank_sq = np.zeros(J)
-    in_top = np.zeros(J, dtype=np.int64)
-    best = np.zeros(J, dtype=np.int64)
-    value_sum = np.zeros(J)
-    sorted_sum = np.zeros(J)  # sum over draws of the values sorted ascending (for the EDF estimate)
+    acc = K.new_rank_accumulators(J)
     kept = None if keep is None else np.empty((keep.size, J), dtype=np.int32)
     pos = 0
+    all_kept = keep is not None and keep.size == S
     for idx, vals in _draw_chunks(view, by):
-        r, order = _ranks(vals, descending)
-        rank_sum += r.sum(axis=0, dtype=np.float64)
-        rank_sq += np.square(r, dtype=np.float64).sum(axis=0)
-        in_top += (r <= top_k).sum(axis=0)
-        best += (r == 1).sum(axis=0)
-        value_sum += vals.sum(axis=0)
-        best_first = np.take_along_axis(vals, order, axis=1).sum(axis=0)
-        sorted_sum += best_first[::-1] if descending else best_first
+        if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank in place
+            K.rank_rows(vals, descending, top_k, acc, out=kept[idx[0]:idx[-1] + 1])
+            continue
+        r = K.rank_rows(vals, descending, top_k, acc)
         if kept is not None:
             take = np.isin(idx, keep)
             n_take = int(take.sum())
             kept[pos:pos + n_take] = r[take]
             pos += n_take
-    rank_mean = rank_sum / S
-    var = np.maximum(rank_sq / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
+    rank_mean = acc["rank"] / S
+    var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
-        "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": in_top / S, "p_best": best / S,
-        "estimate": value_sum / S, "edf": sorted_sum / S, "kept": kept, "n_samples": S,
+        "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
+        "estimate": acc["value"] / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
     }
 
 
@@ -207,14 +208,7 @@ def rank_groups(
     acc = _rank_pass(view, by, descending, top_k, keep)
     kept = acc["kept"]
     lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
-    rank_median, rank_low, rank_high = (np.empty(J) for _ in range(3))
-    step = max(1, MAX_CHUNK_VALUES // max(kept.shape[0], 1))
-    for g0 in range(0, J, step):
-        sl = slice(g0, min(g0 + step, J))
-        block = kept[:, sl]
-        rank_median[sl] = np.median(block, axis=0)
-        rank_low[sl] = np.quantile(block, lo_q, axis=0, method="lower")
-        rank_high[sl] = np.quantile(block, hi_q, axis=0, method="higher")
+    rank_median, rank_low, rank_high = K.column_quantiles(kept, [(0.5, "median"), (lo_q, "lower"), (hi_q, "higher")])
     out = pd.DataFrame({
         "group": view.groups.to_numpy(),
         "n": view.group_n.values.astype(np.int64),

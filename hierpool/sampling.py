@@ -13,10 +13,11 @@ import pymc as pm
 import xarray as xr
 
 from . import _names as N
+from . import _nutpie, integrated
 from ._predictive import design_from_constant, linear_predictor, log_likelihood
 from ._validate import one_of, positive_int
 from .collapse import draw_gaussian_group_effects, gaussian_stats
-from .models import model_info
+from .models import integrated_patterns, model_info
 
 __all__ = ["fit", "check_sampling", "HierpoolSamplingWarning"]
 
@@ -27,6 +28,8 @@ _INSTALL = {
 
 #: Above this many values (chains x draws x rows) the pointwise log-likelihood is not stored by default.
 LOG_LIK_MAX_VALUES = 200_000_000
+#: Collapses whose group effects are not sampled but drawn from their exact conditional after sampling.
+_INTEGRATED = ("gaussian", "integrated")
 
 
 class HierpoolSamplingWarning(UserWarning):
@@ -147,8 +150,8 @@ def fit(
         Store the pointwise log-likelihood of every row (needed by LOO). ``"auto"`` stores it unless it
         would exceed 2e8 values.
     max_group_effect_values : float
-        Collapsed gaussian models only: the group effects are drawn after sampling, one per posterior
-        draw; when chains x draws x groups would exceed this (2.5e8 float64 values = 2 GB), the stored
+        Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
+        predictors) only: the group effects are drawn after sampling, one per posterior draw; when chains x draws x groups would exceed this (2.5e8 float64 values = 2 GB), the stored
         posterior is thinned to fit (``attrs["hierpool_thin"]``). Convergence diagnostics are computed on
         all draws before thinning.
     **kwargs
@@ -188,6 +191,11 @@ def fit(
     if target_accept is not None:
         kwargs["target_accept"] = target_accept
     var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
+    small = _sample_small(model, info, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
+                          random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
+    if small is not None:
+        return finalize(small, info, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
+                        max_group_effect_values=max_group_effect_values)
     with warnings.catch_warnings():
         # PyMC's own convergence messages are replaced by hierpool's report below.
         warnings.filterwarnings("ignore", message=".*(rhat|effective sample size).*", category=UserWarning)
@@ -207,18 +215,37 @@ def fit(
                     max_group_effect_values=max_group_effect_values)
 
 
+def _sample_small(model, info, engine, var_names, *, draws, tune, chains, cores, random_seed, progressbar, kwargs):
+    """nutpie with Python callbacks for models whose group effects are integrated out (few parameters;
+    see hierpool._nutpie).
+
+    Returns nutpie's DataTree, or None to take the ``pymc.sample`` route (another sampler, a model that
+    is not collapsed, keyword arguments this route does not know, or nutpie's private API changed).
+    """
+    if engine != "nutpie" or info.get("collapse") not in _INTEGRATED or set(kwargs) - _nutpie.SUPPORTED_KWARGS:
+        return None
+    compiled = _nutpie.compile_small(model, var_names)
+    if compiled is None:
+        return None
+    return _nutpie.sample_small(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
+                                random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
+
+
 def _collapsed_group_effects(post: xr.Dataset, gd, info: dict, random_seed) -> xr.DataArray:
-    """Exact conditional draws of the integrated-out gaussian group effects, one per posterior draw."""
-    st = gd.gaussian if getattr(gd, "gaussian", None) is not None else gaussian_stats(gd)
+    """Exact conditional draws of the integrated-out group effects, one per posterior draw."""
+    seed = np.random.SeedSequence([int(random_seed), 1]) if random_seed is not None else np.random.SeedSequence()
     a = post[N.INTERCEPT]
+    tau = post[N.TAU].values if N.TAU in post else np.full(a.shape, 1.0 / np.sqrt(info["settings"]["lam"]))
+    if info.get("collapse") == "integrated":
+        u = integrated.draw_group_effects(integrated_patterns(gd), a.transpose(*N.SAMPLE_DIMS).values,
+                                          np.broadcast_to(tau, a.shape), seed)
+        return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
+    st = gd.gaussian if getattr(gd, "gaussian", None) is not None else gaussian_stats(gd)
     b = None
     if gd.n_predictors:
         a = a + xr.dot(post[N.BETA], xr.DataArray(gd.x_center, dims=N.PREDICTOR), dim=N.PREDICTOR)
         b = (post[N.BETA] * xr.DataArray(gd.x_scale, dims=N.PREDICTOR)).transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values
-    tau = post[N.TAU].values if N.TAU in post else np.full(a.shape, 1.0 / np.sqrt(info["settings"]["lam"]))
-    rng = np.random.default_rng(np.random.SeedSequence([0 if random_seed is None else int(random_seed), 1])
-                                if random_seed is not None else None)
-    u = draw_gaussian_group_effects(st, a.transpose(*N.SAMPLE_DIMS).values, b, tau, post[N.SIGMA].values, rng)
+    u = draw_gaussian_group_effects(st, a.transpose(*N.SAMPLE_DIMS).values, b, tau, post[N.SIGMA].values, seed)
     return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
 
 
@@ -238,7 +265,7 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
     const = constant_data(gd)
     thin = 1
     report = None
-    if info.get("collapse") == "gaussian":
+    if info.get("collapse") in _INTEGRATED:
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)

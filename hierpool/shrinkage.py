@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _kernels as K
 from . import _names as N
 from ._fitview import FitView, as_fit
 from ._predictive import design_from_constant
@@ -93,8 +94,17 @@ def _within_variance(view: FitView, mean_response: np.ndarray, group_slice: slic
 
 
 def _quantiles(vals: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = np.quantile(vals, [(1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0], axis=0)
+    """Equal-tailed interval of each column: ``np.quantile(vals, q, axis=0)`` (compiled, same numbers)."""
+    lo, hi = K.column_quantiles(vals, [((1.0 - ci_prob) / 2.0, "linear"), ((1.0 + ci_prob) / 2.0, "linear")])
     return lo, hi
+
+
+def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
+    """Posterior mean of ``tau^2 / (tau^2 + sigma^2 / n_j)``: one value per distinct group size."""
+    sizes, inverse = np.unique(view.group_n.values.astype(float), return_inverse=True)
+    s2 = _sigma(view)[:, None] ** 2
+    rho_k = np.mean(tau_sq[:, None] / (tau_sq[:, None] + s2 / sizes[None, :]), axis=0)
+    return rho_k[inverse.reshape(-1)]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -166,13 +176,23 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     tau_sq = _tau_sq(view)
     ge = view.post[N.GROUP_EFFECT]
     cols = {k: np.empty(J) for k in ("estimate", "std_error", "conf_low", "conf_high", "rho")}
-    for sl in _group_slices(J, S):
+    ge_t = ge.transpose(*N.SAMPLE_DIMS, N.GROUP)
+    if view.family == "gaussian" and ge_t.variable._in_memory:
+        # one compiled pass over the draws in place (rho depends on n_j only): no chunk copies
+        mat = np.asarray(ge_t.values, dtype=float).reshape(S, J)
+        lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
+        mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
+        cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)
+    for sl in (() if view.family == "gaussian" and ge_t.variable._in_memory else _group_slices(J, S)):
         mu = inverse_link(view.family, iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
         cols["estimate"][sl] = mu.mean(axis=0)
         cols["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
         cols["conf_low"][sl], cols["conf_high"][sl] = _quantiles(mu, ci_prob)
-        v = _within_variance(view, mu, sl)
-        cols["rho"][sl] = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
+        if view.family != "gaussian":  # gaussian: rho depends on n_j only (below)
+            v = _within_variance(view, mu, sl)
+            cols["rho"][sl] = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
+    if view.family == "gaussian":
+        cols["rho"] = _gaussian_rho(view, tau_sq)
     raw = view.raw_mean.values.astype(float)
     diff = raw - overall
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -301,9 +321,9 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         ]
     recs = []
     for units, draws, formula in rows:
-        lo, hi = _quantiles(draws, ci_prob)
+        lo, hi = _quantiles(np.asarray(draws, dtype=float)[:, None], ci_prob)
         recs.append({"units": units, "estimate": float(np.median(draws)), "mean": float(np.mean(draws)),
-                     "conf_low": float(lo), "conf_high": float(hi), "formula": formula})
+                     "conf_low": float(lo[0]), "conf_high": float(hi[0]), "formula": formula})
     out = pd.DataFrame.from_records(recs, columns=["units", "estimate", "mean", "conf_low", "conf_high",
                                                    "formula"])
     out.attrs["ci_prob"] = ci_prob

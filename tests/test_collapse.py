@@ -154,3 +154,92 @@ def test_thinning_keeps_group_effects_within_budget(sim_gaussian):
     assert dt.attrs["hierpool_thin"] == 4
     assert dt["posterior"].sizes["draw"] == 25
     assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 25, 60)
+
+
+# ------------------------------------------------------------------------------------------------------
+# bernoulli/binomial without predictors: group effects integrated out by adaptive quadrature
+def _reference_log_ml(k, n, a, tau):
+    """log of the integral by scipy.integrate.quad around the exact conditional mode."""
+    from scipy import integrate, optimize
+
+    t2 = tau * tau
+    F = lambda u: k - n / (1 + np.exp(-(a + u))) - u / t2  # noqa: E731
+    lo, hi = t2 * (k - n) - 1e-9, t2 * k + 1e-9
+    m = optimize.brentq(F, lo, hi, xtol=1e-14)
+    h = lambda u: k * (a + u) - n * np.logaddexp(0, a + u) - u * u / (2 * t2) - 0.5 * np.log(2 * np.pi * t2)  # noqa: E731
+    sc = 1 / np.sqrt(n * 0.25 + 1 / t2)
+    val, _ = integrate.quad(lambda u: np.exp(h(u) - h(m)), m - 60 * tau - 10, m + 60 * tau + 10,
+                            points=[m - 3 * sc, m, m + 3 * sc], epsabs=0, epsrel=1e-13, limit=2000)
+    return h(m) + np.log(val)
+
+
+@pytest.mark.parametrize("tau,tol", [(0.05, 1e-10), (0.5, 1e-10), (1.0, 1e-10), (2.0, 1e-7), (3.0, 1e-5)])
+def test_integrated_marginal_matches_numerical_integration(tau, tol):
+    """Adaptive Gauss-Hermite marginal likelihood per pattern against scipy's quad (numpy and pytensor)."""
+    from hierpool import integrated as I
+
+    for a in (-4.0, -1.0, 0.0, 3.0):
+        for n in (1, 3, 8, 40):
+            k = np.arange(n + 1.0)
+            got = I.marginal_logp(k, np.full_like(k, n), a, tau, lib=np)
+            ref = np.array([_reference_log_ml(kk, n, a, tau) for kk in k])
+            np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
+    sym = I.marginal_logp(k, np.full_like(k, n), pt_scalar(a), pt_scalar(tau)).eval()
+    np.testing.assert_allclose(sym, I.marginal_logp(k, np.full_like(k, n), a, tau, lib=np), rtol=1e-12)
+
+
+def pt_scalar(v):
+    import pytensor.tensor as pt
+
+    return pt.as_tensor_variable(np.float64(v))
+
+
+def test_integrated_patterns_and_refit_data():
+    from hierpool import integrated as I
+    from hierpool.collapse import data_for
+
+    df = hp.datasets.simulate("bernoulli", n_groups=30, group_sizes=(1, 4), n_predictors=0, seed=2)
+    model = hp.random_intercepts(df, y="y", group="group", family="bernoulli")
+    assert model.hierpool["collapse"] == "integrated"
+    assert set(model.free_RVs) == {model["intercept_centered"], model["tau"]}
+    gd = model.hierpool["data"]
+    pat = I.patterns(np.bincount(gd.group_idx, weights=gd.y), gd.group_n)
+    assert pat.counts.sum() == 30 and len(pat.k) == sum(t + 1 for t in np.unique(gd.group_n))
+    np.testing.assert_array_equal(pat.k[pat.group_pattern], np.bincount(gd.group_idx, weights=gd.y))
+    flipped = 1.0 - gd.y
+    new = data_for(model, flipped)["pattern_counts"]
+    np.testing.assert_array_equal(new, I.patterns(np.bincount(gd.group_idx, weights=flipped), gd.group_n).counts)
+    with_x = hp.datasets.simulate("bernoulli", n_groups=30, group_sizes=(1, 4), n_predictors=1, seed=2)
+    with pytest.raises(ValueError, match="collapse='integrated' needs"):
+        hp.random_intercepts(with_x, y="y", group="group", predictors=["x1"], family="bernoulli",
+                             collapse="integrated")
+    with pytest.raises(ValueError, match="valid choices: 'auto', True, False, 'integrated'"):
+        hp.random_intercepts(df, y="y", group="group", family="bernoulli", collapse="laplace")
+
+
+def test_integrated_conditional_draws_match_quadrature():
+    """Rejection draws of one group's effect: mean and sd equal the quadrature moments (MC error)."""
+    from hierpool import integrated as I
+
+    pat = I.patterns(np.array([0.0, 3.0, 5.0]), np.array([5.0, 5.0, 5.0]))
+    S = 40_000
+    u = I.draw_group_effects(pat, np.full(S, -1.0), np.full(S, 1.3), np.random.SeedSequence(3))
+    grid = np.linspace(-12, 12, 20_001)
+    for j, k in enumerate([0.0, 3.0, 5.0]):
+        logf = k * (-1 + grid) - 5 * np.logaddexp(0, -1 + grid) - grid**2 / (2 * 1.3**2)
+        w = np.exp(logf - logf.max())
+        w /= w.sum()
+        mean, sd = (w * grid).sum(), np.sqrt((w * grid**2).sum() - (w * grid).sum() ** 2)
+        assert abs(u[:, j].mean() - mean) < 4 * sd / np.sqrt(S)
+        assert abs(u[:, j].std() / sd - 1) < 4 / np.sqrt(2 * S)
+
+
+@pytest.mark.slow
+def test_integrated_bernoulli_posterior_equals_full():
+    """Integrated-out group effects give the posterior of the row-level model (intercept, tau, effects)."""
+    df = hp.datasets.simulate("bernoulli", n_groups=40, group_sizes=(2, 7), n_predictors=0, seed=9)
+    gd = hp.prepare(df, y="y", group="group", family="bernoulli")
+    full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=3)
+    integ = quiet_fit(hp.random_intercepts(gd, collapse="integrated"), draws=1000, tune=700, random_seed=4)
+    assert integ.attrs["hierpool_settings"].count('"collapse": "integrated"') == 1
+    _compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])

@@ -139,8 +139,12 @@ def test_efron_morris_binomial_beats_raw_averages():
     np.testing.assert_allclose(tab["raw_mean"], df["hits"] / 45, rtol=1e-12)
     sse = float(((tab["estimate"].to_numpy() - df["rest_average"].to_numpy()) ** 2).sum())
     assert sse < 0.5 * raw_sse  # Efron-Morris's James-Stein estimate: 0.022; about a third of raw
-    # every estimate lies between its raw average and the overall mean: pooling in (0, 1)
-    assert np.all((tab["pooling"] > 0) & (tab["pooling"] < 1))
+    # every estimate lies between its raw average and the overall mean: pooling in (0, 1), except where
+    # the raw average is within Monte Carlo error of the overall mean (one player: 0.2667 against ~0.263),
+    # where pooling's denominator is ~0 and its value is noise (see hp.shrinkage's docstring)
+    far = np.abs(tab["raw_mean"] - tab.attrs["overall"]) > 0.01
+    assert far.sum() == 17
+    assert np.all((tab["pooling"][far] > 0) & (tab["pooling"][far] < 1))
     assert np.all((tab["rho"] > 0) & (tab["rho"] < 1))
 
 

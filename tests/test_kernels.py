@@ -1,0 +1,133 @@
+"""The compiled kernels give exactly the numbers of their numpy definitions (ranks, quantiles), and the
+conditional draws are reproducible, independent of threads, and have the right distribution."""
+
+import numpy as np
+import pytest
+
+from hierpool import _kernels as K
+
+
+def _stable_ranks(vals, descending):
+    order = np.argsort(-vals if descending else vals, axis=1, kind="stable")
+    ranks = np.empty(vals.shape, dtype=np.int32)
+    ranks[np.arange(vals.shape[0])[:, None], order] = np.arange(1, vals.shape[1] + 1)
+    return ranks, order
+
+
+def _hard_values(rng, S, J):
+    vals = rng.standard_normal((S, J))
+    vals[0, : J // 3] = 0.5  # exact ties
+    vals[1, 0], vals[1, 1] = -0.0, 0.0  # equal values with different bits
+    vals[2, 2] = vals[2, 3] * (1 + 1e-12)  # equal as float32, different as float64
+    vals[2, 4] = vals[2, 3] * (1 - 1e-13)
+    vals[3] = np.round(vals[3], 1)  # many short runs of ties
+    vals[4, :5] = [1e300, -1e300, 1e-300, -1e-300, 3.4e38]  # beyond float32's range
+    return vals
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("J", [1, 2, 37, 5000])
+def test_rank_rows_equal_stable_argsort(descending, J):
+    rng = np.random.default_rng(J)
+    vals = _hard_values(rng, 9, J) if J >= 5 else rng.standard_normal((9, J))
+    acc = K.new_rank_accumulators(J)
+    ranks = K.rank_rows(vals, descending, 3, acc)
+    ref, order = _stable_ranks(vals, descending)
+    np.testing.assert_array_equal(ranks, ref)
+    np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
+    np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
+    np.testing.assert_array_equal(acc["top"], (ref <= 3).sum(axis=0))
+    np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
+    np.testing.assert_allclose(acc["value"], vals.sum(axis=0), rtol=1e-12)
+    srt = np.take_along_axis(vals, order, axis=1).sum(axis=0)
+    np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
+
+
+def test_rank_rows_accumulates_over_calls_and_writes_into_out():
+    rng = np.random.default_rng(3)
+    vals = rng.standard_normal((10, 300))
+    acc = K.new_rank_accumulators(300)
+    out = np.empty((10, 300), np.int32)
+    K.rank_rows(vals[:4], True, 5, acc, out=out[:4])
+    K.rank_rows(vals[4:], True, 5, acc, out=out[4:])
+    ref, _ = _stable_ranks(vals, True)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
+
+
+SPECS = [(0.05, "linear"), (0.95, "linear"), (0.05, "lower"), (0.95, "higher"), (0.5, "median"),
+         (0.0, "lower"), (1.0, "higher"), (0.25, "linear")]
+
+
+def _numpy_quantiles(m):
+    return [np.median(m, axis=0) if meth == "median" else np.quantile(m, q, axis=0, method=meth)
+            for q, meth in SPECS]
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 16, 17, 252, 1001])
+def test_column_quantiles_equal_numpy(S):
+    rng = np.random.default_rng(S)
+    floats = rng.standard_normal((S, 203))
+    floats[:, 0] = 1.5  # a constant column
+    ints = rng.integers(1, 6, (S, 203)).astype(np.int32)  # many equal values (ranks)
+    for m in (floats, ints):
+        for got, ref in zip(K.column_quantiles(m, SPECS), _numpy_quantiles(m), strict=True):
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_column_quantiles_rejects_unknown_method():
+    with pytest.raises(ValueError, match="method='nearest'"):
+        K.column_quantiles(np.zeros((3, 2)), [(0.5, "nearest")])
+
+
+@pytest.mark.parametrize("family", ["gaussian", "bernoulli", "poisson"])
+def test_column_summaries_equal_numpy(family):
+    from hierpool.families import inverse_link
+
+    rng = np.random.default_rng(7)
+    mat = rng.standard_normal((101, 500))
+    off = rng.standard_normal(101)
+    mean, var, (lo, hi) = K.column_summaries(mat, off, family, [(0.05, "linear"), (0.95, "linear")])
+    mu = inverse_link(family, off[:, None] + mat)
+    np.testing.assert_allclose(mean, mu.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(var, mu.var(axis=0, ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(lo, np.quantile(mu, 0.05, axis=0), rtol=1e-14)
+    np.testing.assert_allclose(hi, np.quantile(mu, 0.95, axis=0), rtol=1e-14)
+
+
+def _draw_inputs(rng, S, J, P):
+    return dict(ybar=rng.standard_normal(J), xbar=rng.standard_normal((J, P)), size_idx=rng.integers(0, 3, J),
+                a=rng.standard_normal(S), b=rng.standard_normal((S, P)), c=rng.random((S, 3)),
+                sd=rng.random((S, 3)) + 0.1)
+
+
+def test_conditional_draws_reproducible_and_thread_independent(monkeypatch):
+    args = _draw_inputs(np.random.default_rng(1), 12, 70_000, 2)
+    runs = []
+    for threads in (1, 2, 2):
+        monkeypatch.setattr(K, "_threads", lambda t=threads: t)
+        out = np.empty((12, 70_000))
+        K.gaussian_conditional_draws(out, np.random.SeedSequence(5), **args)
+        runs.append(out)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[1], runs[2])
+    other = np.empty((12, 70_000))
+    K.gaussian_conditional_draws(other, np.random.SeedSequence(6), **args)
+    assert not np.array_equal(other, runs[0])
+
+
+def test_conditional_draws_have_the_stated_normal():
+    """Many draws of one parameter set: mean and sd per group agree with c * e and sd (within MC error)."""
+    rng = np.random.default_rng(2)
+    S, J, P = 4000, 6, 2
+    one = _draw_inputs(rng, 1, J, P)
+    args = {k: (np.repeat(v, S, axis=0) if k in ("a", "b", "c", "sd") else v) for k, v in one.items()}
+    out = np.empty((S, J))
+    K.gaussian_conditional_draws(out, np.random.SeedSequence(9), **args)
+    k = one["size_idx"]
+    e = one["ybar"] - one["a"][0] - one["xbar"] @ one["b"][0]
+    mean, sd = one["c"][0, k] * e, one["sd"][0, k]
+    z = (out.mean(axis=0) - mean) / (sd / np.sqrt(S))
+    assert np.all(np.abs(z) < 4.0), z
+    ratio = out.std(axis=0, ddof=1) / sd
+    assert np.all(np.abs(ratio - 1.0) < 4.0 / np.sqrt(2 * S)), ratio
