@@ -186,17 +186,18 @@ def conditional_group_effects(stats: GaussianStats, a, b, tau, sigma):
 
 
 def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
-                                seed: np.random.SeedSequence | int | None = None) -> np.ndarray:
+                                seed: np.random.SeedSequence | int | None = None, dtype=np.float64) -> np.ndarray:
     """Exact conditional draws of the group effects, shape ``a.shape + (J,)`` (e.g. chains, draws, J).
 
     One draw per posterior draw of ``(a, b, tau, sigma)`` from :func:`conditional_group_effects`' normal.
     The mean factor and sd depend on the group's size only, so they are formed per size class; the
     draws come from :func:`hierpool._kernels.gaussian_conditional_draws` (threads, reproducible from
-    ``seed``), written once into the output: no temporaries of its size.
+    ``seed``), written once into the output: no temporaries of its size. ``dtype`` float32 stores
+    them rounded to 7 significant digits (computed in float64), for posteriors of millions of groups.
     """
     a = np.asarray(a, dtype=float)
     S, J = a.size, stats.n.shape[0]
-    out = np.empty((S, J))
+    out = np.empty((S, J), dtype=dtype)
     seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     sizes, size_idx = np.unique(stats.n, return_inverse=True)
     t2 = np.asarray(tau, dtype=float).reshape(-1, 1) ** 2

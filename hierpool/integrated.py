@@ -34,6 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytensor.tensor as pt
 from numba import njit
+from pytensor.gradient import disconnected_type
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
 from . import _kernels as K
 
@@ -47,6 +51,7 @@ _NEWTON_STEPS = 6
 
 _GH_X, _GH_W = np.polynomial.hermite.hermgauss(N_NODES)
 _GH_LOGW = np.log(_GH_W) + _GH_X**2  # weights of the integrand divided by exp(-x^2)
+_NODES = np.sqrt(2.0) * _GH_X
 
 
 @dataclass(frozen=True)
@@ -78,62 +83,149 @@ def n_patterns(trials: np.ndarray) -> int:
     return int((totals + 1).sum())
 
 
-def _log1pexp(x, lib):
-    return lib.softplus(x) if lib is pt else np.logaddexp(0.0, x)
-
-
-def _sigmoid(x, lib):
-    return pt.sigmoid(x) if lib is pt else 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def marginal_logp(k, n, a, tau, lib=pt):
     """log p(k | n, a, tau) per pattern, without the binomial coefficient (a constant of the data).
 
-    ``lib`` is pytensor.tensor (in a model) or numpy; ``k``, ``n`` arrays of patterns, ``a`` and ``tau``
-    scalars (or, with numpy, arrays broadcasting against the patterns).
+    ``lib`` is pytensor.tensor (in a model: the compiled :class:`IntegratedLogml` Op, with its gradient)
+    or numpy (the same algorithm written with array operations: the reference the tests check the Op
+    against); ``k``, ``n`` arrays of patterns, ``a`` and ``tau`` scalars (or, with numpy, arrays
+    broadcasting against the patterns).
     """
+    if lib is pt:
+        return IntegratedLogml()(k, n, a, tau)
+    k, n, a, tau = (np.asarray(v, dtype=float) for v in (k, n, a, tau))
     t2 = tau**2
     # The mode solves F(u) = k - n sigmoid(a + u) - u / tau^2 = 0, F decreasing, root inside
     # (tau^2 (k - n), tau^2 k). Newton steps safeguarded by bisection of that bracket (fixed count).
     lo, hi = t2 * (k - n), t2 * k
     p_hat = (k + 0.5) / (n + 1.0)  # start: the normal approximation at the empirical logit
     w_hat = n * p_hat * (1.0 - p_hat)
-    u = w_hat * (lib.log(p_hat) - lib.log1p(-p_hat) - a) / (w_hat + 1.0 / t2)
-    where = pt.switch if lib is pt else np.where
+    u = w_hat * (np.log(p_hat) - np.log1p(-p_hat) - a) / (w_hat + 1.0 / t2)
     for _ in range(_NEWTON_STEPS):
-        s = _sigmoid(a + u, lib)
+        s = 1.0 / (1.0 + np.exp(-(a + u)))
         F = k - n * s - u / t2
-        lo, hi = where(F > 0, u, lo), where(F > 0, hi, u)
+        lo, hi = np.where(F > 0, u, lo), np.where(F > 0, hi, u)
         newton = u + F / (n * s * (1.0 - s) + 1.0 / t2)
-        u = where((newton >= lo) & (newton <= hi), newton, 0.5 * (lo + hi))
-    s = _sigmoid(a + u, lib)
-    scale = 1.0 / lib.sqrt(n * s * (1.0 - s) + 1.0 / t2)
-    if lib is pt:
-        # The quadrature is accurate for any nearby centre and scale, so its derivative is that of the
-        # integrand at fixed nodes (d/da of the integral = the integral of d/da): no gradient through
-        # the Newton steps, which would only cost time.
-        from pytensor.gradient import disconnected_grad
+        u = np.where((newton >= lo) & (newton <= hi), newton, 0.5 * (lo + hi))
+    s = 1.0 / (1.0 + np.exp(-(a + u)))
+    scale = 1.0 / np.sqrt(n * s * (1.0 - s) + 1.0 / t2)
+    nodes = u[..., None] + scale[..., None] * _NODES
+    eta = a[..., None] + nodes
+    log_f = (k[..., None] * eta - n[..., None] * np.logaddexp(0.0, eta) - nodes**2 / (2.0 * t2[..., None])
+             - 0.5 * np.log(2.0 * np.pi * t2[..., None]) + _GH_LOGW)
+    top = log_f.max(axis=-1, keepdims=True)
+    return top[..., 0] + np.log(np.exp(log_f - top).sum(axis=-1)) + np.log(np.sqrt(2.0) * scale)
 
-        u, scale = disconnected_grad(u), disconnected_grad(scale)
-    x = np.sqrt(2.0) * _GH_X
-    if lib is pt:
-        nodes = u[:, None] + scale[:, None] * x[None, :]
-        kk, nn = k[:, None], n[:, None]
-    else:
-        nodes = np.asarray(u)[..., None] + np.asarray(scale)[..., None] * x
-        kk, nn = np.asarray(k)[..., None], np.asarray(n)[..., None]
-        a = np.asarray(a)[..., None] if np.ndim(a) else a
-        t2 = np.asarray(t2)[..., None] if np.ndim(t2) else t2
-    eta = a + nodes
-    log_f = (kk * eta - nn * _log1pexp(eta, lib) - nodes**2 / (2.0 * t2)
-             - 0.5 * lib.log(2.0 * np.pi * t2) + _GH_LOGW)
-    if lib is pt:
-        top = pt.max(log_f, axis=-1, keepdims=True)
-        lse = top[..., 0] + pt.log(pt.sum(pt.exp(log_f - top), axis=-1))
-    else:
-        top = log_f.max(axis=-1, keepdims=True)
-        lse = top[..., 0] + np.log(np.exp(log_f - top).sum(axis=-1))
-    return lse + lib.log(np.sqrt(2.0) * scale)
+
+# ------------------------------------------------------------------------------------------------------
+# the compiled log-likelihood and its gradient (a PyTensor Op with a numba implementation)
+@njit(cache=True)
+def _logml(k, n, a, tau, want_grad):
+    """Per pattern: log marginal likelihood and (if ``want_grad``) its derivatives in ``a`` and ``tau``.
+
+    The same steps as :func:`marginal_logp`; the derivatives are those of the quadrature sum at fixed
+    nodes (softmax-weighted derivatives of the log integrand).
+    """
+    P = k.shape[0]
+    M = _NODES.shape[0]
+    t2 = tau * tau
+    out, ga, gt = np.empty(P), np.zeros(P), np.zeros(P)
+    h, d_a, d_t = np.empty(M), np.empty(M), np.empty(M)
+    log_norm = 0.5 * np.log(2.0 * np.pi * t2)
+    for p in range(P):
+        kp, n_p = k[p], n[p]
+        lo, hi = t2 * (kp - n_p), t2 * kp
+        ph = (kp + 0.5) / (n_p + 1.0)
+        wh = n_p * ph * (1.0 - ph)
+        u = wh * (np.log(ph) - np.log1p(-ph) - a) / (wh + 1.0 / t2)
+        for _ in range(_NEWTON_STEPS):
+            s = 1.0 / (1.0 + np.exp(-(a + u)))
+            F = kp - n_p * s - u / t2
+            if F > 0:
+                lo = u
+            else:
+                hi = u
+            newton = u + F / (n_p * s * (1.0 - s) + 1.0 / t2)
+            u = newton if lo <= newton <= hi else 0.5 * (lo + hi)
+        s = 1.0 / (1.0 + np.exp(-(a + u)))
+        scale = 1.0 / np.sqrt(n_p * s * (1.0 - s) + 1.0 / t2)
+        top = -np.inf
+        for i in range(M):
+            v = u + scale * _NODES[i]
+            eta = a + v
+            softplus = eta + np.log1p(np.exp(-eta)) if eta > 0 else np.log1p(np.exp(eta))
+            h[i] = kp * eta - n_p * softplus - v * v / (2.0 * t2) - log_norm + _GH_LOGW[i]
+            top = max(top, h[i])
+            if want_grad:
+                d_a[i] = kp - n_p / (1.0 + np.exp(-eta))
+                d_t[i] = v * v / (t2 * tau) - 1.0 / tau
+        total = sa = st = 0.0
+        for i in range(M):
+            w = np.exp(h[i] - top)
+            total += w
+            if want_grad:
+                sa += w * d_a[i]
+                st += w * d_t[i]
+        out[p] = top + np.log(total) + np.log(np.sqrt(2.0) * scale)
+        if want_grad:
+            ga[p], gt[p] = sa / total, st / total
+    return out, ga, gt
+
+
+class IntegratedLogml(Op):
+    """``marginal_logp`` per pattern as one compiled Op: inputs (k, n, a, tau), output (P,)."""
+
+    __props__ = ()
+
+    def make_node(self, k, n, a, tau):
+        ins = [pt.as_tensor_variable(v).astype("float64") for v in (k, n, a, tau)]
+        return Apply(self, ins, [pt.dvector()])
+
+    def perform(self, node, inputs, outputs):
+        k, n, a, tau = inputs
+        outputs[0][0] = _logml(k, n, float(a), float(tau), False)[0]
+
+    def pullback(self, inputs, outputs, output_grads):
+        k, n, a, tau = inputs
+        ga, gt = IntegratedLogmlGrad()(k, n, a, tau)
+        g = output_grads[0]
+        return [disconnected_type(), disconnected_type(), pt.sum(g * ga), pt.sum(g * gt)]
+
+    def connection_pattern(self, node):
+        return [[False], [False], [True], [True]]
+
+
+class IntegratedLogmlGrad(Op):
+    """Derivatives of :class:`IntegratedLogml` in ``a`` and ``tau``, per pattern."""
+
+    __props__ = ()
+
+    def make_node(self, k, n, a, tau):
+        return Apply(self, [k, n, a, tau], [pt.dvector(), pt.dvector()])
+
+    def perform(self, node, inputs, outputs):
+        k, n, a, tau = inputs
+        _, ga, gt = _logml(k, n, float(a), float(tau), True)
+        outputs[0][0], outputs[1][0] = ga, gt
+
+
+@register_funcify_default_op_cache_key(IntegratedLogml)
+def _numba_logml(op, node=None, **kwargs):
+    @numba_njit
+    def logml(k, n, a, tau):
+        return _logml(k, n, a.item(), tau.item(), False)[0]
+
+    return logml
+
+
+@register_funcify_default_op_cache_key(IntegratedLogmlGrad)
+def _numba_logml_grad(op, node=None, **kwargs):
+    @numba_njit
+    def logml_grad(k, n, a, tau):
+        _, ga, gt = _logml(k, n, a.item(), tau.item(), True)
+        return ga, gt
+
+    return logml_grad
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -201,7 +293,8 @@ def _draw_rows(out, r0, seed, a, tau, pk, pn, group_pattern):
             out[r, j] = u
 
 
-def draw_group_effects(pat: Patterns, a, tau, seed: np.random.SeedSequence, block_values: int = 1 << 20) -> np.ndarray:
+def draw_group_effects(pat: Patterns, a, tau, seed: np.random.SeedSequence, block_values: int = 1 << 20,
+                       dtype=np.float64) -> np.ndarray:
     """Exact conditional draws of every group's effect, shape ``a.shape + (J,)``, one per draw of (a, tau).
 
     Blocks of about ``block_values`` values get their own seed (``seed.spawn``) and run in threads, so
@@ -210,7 +303,7 @@ def draw_group_effects(pat: Patterns, a, tau, seed: np.random.SeedSequence, bloc
     a = np.asarray(a, dtype=float)
     fa, ft = a.reshape(-1), np.broadcast_to(np.asarray(tau, dtype=float), a.shape).reshape(-1).copy()
     S, J = fa.shape[0], pat.group_pattern.shape[0]
-    out = np.empty((S, J))
+    out = np.empty((S, J), dtype=dtype)
     per = max(1, block_values // max(J, 1))
     starts = list(range(0, S, per))
     seeds = [int(c.generate_state(1)[0]) for c in seed.spawn(len(starts))]

@@ -179,7 +179,8 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     ge_t = ge.transpose(*N.SAMPLE_DIMS, N.GROUP)
     if view.family == "gaussian" and ge_t.variable._in_memory:
         # one compiled pass over the draws in place (rho depends on n_j only): no chunk copies
-        mat = np.asarray(ge_t.values, dtype=float).reshape(S, J)
+        mat = np.asarray(ge_t.values)  # float64, or float32 for large collapsed fits: read in place
+        mat = (mat if mat.dtype in (np.float32, np.float64) else mat.astype(float)).reshape(S, J)
         lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
         mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
         cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)

@@ -154,6 +154,9 @@ def test_thinning_keeps_group_effects_within_budget(sim_gaussian):
     assert dt.attrs["hierpool_thin"] == 4
     assert dt["posterior"].sizes["draw"] == 25
     assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 25, 60)
+    assert dt["posterior"][N.GROUP_EFFECT].dtype == np.float32  # thinned: stored in float32
+    tab = hp.shrinkage(dt)  # the analysis reads float32 posteriors as they are
+    assert np.all(np.isfinite(tab["estimate"])) and len(hp.rank_groups(dt)) == 60
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -186,6 +189,32 @@ def test_integrated_marginal_matches_numerical_integration(tau, tol):
             np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
     sym = I.marginal_logp(k, np.full_like(k, n), pt_scalar(a), pt_scalar(tau)).eval()
     np.testing.assert_allclose(sym, I.marginal_logp(k, np.full_like(k, n), a, tau, lib=np), rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "FAST_RUN"])
+def test_integrated_op_gradient_matches_finite_differences(mode):
+    """The compiled Op's gradient (used by NUTS) against central differences of the numpy reference."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from hierpool import integrated as I
+
+    k = np.concatenate([np.arange(t + 1.0) for t in (1, 2, 5, 8)])
+    n = np.concatenate([np.full(t + 1, float(t)) for t in (1, 2, 5, 8)])
+    c = np.arange(k.size) % 5 + 1.0
+    a, tau = pt.dscalar("a"), pt.dscalar("tau")
+    total = pt.sum(c * I.marginal_logp(k, n, a, tau))
+    f = pytensor.function([a, tau], [total, *pytensor.grad(total, [a, tau])], mode=mode)
+
+    def ref(av, tv):
+        return float(np.sum(c * I.marginal_logp(k, n, av, tv, lib=np)))
+
+    for av, tv in [(-1.0, 0.7), (0.5, 2.0), (-3.0, 0.1)]:
+        value, ga, gt = (float(v) for v in f(av, tv))
+        assert value == pytest.approx(ref(av, tv), rel=1e-12)
+        h = 1e-6
+        assert ga == pytest.approx((ref(av + h, tv) - ref(av - h, tv)) / (2 * h), rel=1e-6, abs=1e-6)
+        assert gt == pytest.approx((ref(av, tv + h) - ref(av, tv - h)) / (2 * h), rel=1e-6, abs=1e-6)
 
 
 def pt_scalar(v):
