@@ -79,6 +79,16 @@ def worker(args) -> None:
                 return orig_finalize(*a, **k)
 
         nutpie.compile_pymc_model, hs.finalize = timed_compile, timed_finalize
+        # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
+        import hierpool._nutpie as hn
+
+        orig_small = hn.compile_small
+
+        def timed_small(*a, **k):
+            with C.timer(t, "compile_s"):
+                return orig_small(*a, **k)
+
+        hn.compile_small = timed_small
         with C.timer(t, "total_s"):
             gd = hp.prepare(df, y="y", group="group", predictors=preds)
             model = hp.random_intercepts(gd, collapse="auto" if cfg == "collapsed" else False)

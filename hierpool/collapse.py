@@ -25,6 +25,10 @@ trial) or one Poisson count (counts and exposures summed). The collapsed likelih
 row-level one only by the constant ``sum log C(trials, y)`` (binomial) or ``sum log(y!)`` terms (poisson),
 so the posterior is identical.
 
+Bernoulli/binomial data without predictors go further: :mod:`hierpool.integrated` integrates the group
+effects out over the (successes, trials) patterns (``collapse="auto"`` picks it), so the sampler sees
+only the intercept and tau.
+
 The stored log-likelihood is per ROW either way, computed after sampling from each draw's parameters and
 group effects (:func:`hierpool.sampling.pointwise_log_likelihood`), so PSIS-LOO means the same thing
 (leave one row out, group effect conditioned on) whether a model was collapsed or not.
