@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -72,6 +73,21 @@ class FitView:
         if N.BETA in self.post and N.X_CENTER in self.const:
             a = a + xr.dot(self.post[N.BETA], self.const[N.X_CENTER], dim=N.PREDICTOR)
         return a
+
+    def group_effect_matrix(self):
+        """The draws of ``group_effect`` as a (samples x groups) numpy array, or None if not in memory.
+
+        No copy when the posterior is numpy-backed: float64, or float32 as large collapsed fits store
+        it (other dtypes are converted to float64). Lazy posteriors (e.g. a zarr store) give None, so
+        callers read them chunk by chunk instead.
+        """
+        ge = self.post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
+        if not ge.variable._in_memory:
+            return None
+        vals = np.asarray(ge.values)
+        if vals.dtype not in (np.float32, np.float64):
+            vals = vals.astype(float)
+        return vals.reshape(self.post.sizes["chain"] * self.post.sizes["draw"], self.n_groups)
 
     def group_mean_response(self) -> xr.DataArray:
         """Each group's mean response at the average predictor values, natural scale, per draw."""

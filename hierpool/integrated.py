@@ -120,6 +120,40 @@ def marginal_logp(k, n, a, tau, lib=pt):
 # ------------------------------------------------------------------------------------------------------
 # the compiled log-likelihood and its gradient (a PyTensor Op with a numba implementation)
 @njit(cache=True)
+def _mode(k, n, a, t2, steps, tol):
+    """Conditional mode of u for pattern (k, n): Newton safeguarded by bisection, as in :func:`marginal_logp`.
+
+    ``steps`` iterations at most; stops early once a step moves u by less than ``tol * (1 + |u|)``
+    (a negative ``tol`` runs exactly ``steps``, as the quadrature does).
+    """
+    lo, hi = t2 * (k - n), t2 * k
+    p_hat = (k + 0.5) / (n + 1.0)
+    w_hat = n * p_hat * (1.0 - p_hat)
+    u = w_hat * (np.log(p_hat) - np.log1p(-p_hat) - a) / (w_hat + 1.0 / t2)
+    for _ in range(steps):
+        s = 1.0 / (1.0 + np.exp(-(a + u)))
+        F = k - n * s - u / t2
+        if F > 0:
+            lo = u
+        else:
+            hi = u
+        newton = u + F / (n * s * (1.0 - s) + 1.0 / t2)
+        new = newton if lo <= newton <= hi else 0.5 * (lo + hi)
+        if abs(new - u) < tol * (1.0 + abs(u)):
+            return new
+        u = new
+    return u
+
+
+@njit(cache=True)
+def _loglik(k, n, eta):
+    # k * eta - n * log(1 + exp(eta)), stable
+    if eta > 0:
+        return k * eta - n * (eta + np.log1p(np.exp(-eta)))
+    return k * eta - n * np.log1p(np.exp(eta))
+
+
+@njit(cache=True)
 def _logml(k, n, a, tau, want_grad):
     """Per pattern: log marginal likelihood and (if ``want_grad``) its derivatives in ``a`` and ``tau``.
 
@@ -134,27 +168,14 @@ def _logml(k, n, a, tau, want_grad):
     log_norm = 0.5 * np.log(2.0 * np.pi * t2)
     for p in range(P):
         kp, n_p = k[p], n[p]
-        lo, hi = t2 * (kp - n_p), t2 * kp
-        ph = (kp + 0.5) / (n_p + 1.0)
-        wh = n_p * ph * (1.0 - ph)
-        u = wh * (np.log(ph) - np.log1p(-ph) - a) / (wh + 1.0 / t2)
-        for _ in range(_NEWTON_STEPS):
-            s = 1.0 / (1.0 + np.exp(-(a + u)))
-            F = kp - n_p * s - u / t2
-            if F > 0:
-                lo = u
-            else:
-                hi = u
-            newton = u + F / (n_p * s * (1.0 - s) + 1.0 / t2)
-            u = newton if lo <= newton <= hi else 0.5 * (lo + hi)
+        u = _mode(kp, n_p, a, t2, _NEWTON_STEPS, -1.0)
         s = 1.0 / (1.0 + np.exp(-(a + u)))
         scale = 1.0 / np.sqrt(n_p * s * (1.0 - s) + 1.0 / t2)
         top = -np.inf
         for i in range(M):
             v = u + scale * _NODES[i]
             eta = a + v
-            softplus = eta + np.log1p(np.exp(-eta)) if eta > 0 else np.log1p(np.exp(eta))
-            h[i] = kp * eta - n_p * softplus - v * v / (2.0 * t2) - log_norm + _GH_LOGW[i]
+            h[i] = _loglik(kp, n_p, eta) - v * v / (2.0 * t2) - log_norm + _GH_LOGW[i]
             top = max(top, h[i])
             if want_grad:
                 d_a[i] = kp - n_p / (1.0 + np.exp(-eta))
@@ -230,36 +251,6 @@ def _numba_logml_grad(op, node=None, **kwargs):
 
 # ------------------------------------------------------------------------------------------------------
 # exact conditional draws
-@njit(cache=True)
-def _mode(k, n, a, t2):
-    """Conditional mode of u: Newton safeguarded by bisection, as in :func:`marginal_logp`, to convergence."""
-    lo, hi = t2 * (k - n), t2 * k
-    p_hat = (k + 0.5) / (n + 1.0)
-    w_hat = n * p_hat * (1.0 - p_hat)
-    u = w_hat * (np.log(p_hat / (1.0 - p_hat)) - a) / (w_hat + 1.0 / t2)
-    for _ in range(200):
-        s = 1.0 / (1.0 + np.exp(-(a + u)))
-        F = k - n * s - u / t2
-        if F > 0:
-            lo = u
-        else:
-            hi = u
-        newton = u + F / (n * s * (1.0 - s) + 1.0 / t2)
-        new = newton if lo <= newton <= hi else 0.5 * (lo + hi)
-        if abs(new - u) < 1e-12 * (1.0 + abs(u)):
-            return new
-        u = new
-    return u
-
-
-@njit(cache=True)
-def _loglik(k, n, eta):
-    # k * eta - n * log(1 + exp(eta)), stable
-    if eta > 0:
-        return k * eta - n * (eta + np.log1p(np.exp(-eta)))
-    return k * eta - n * np.log1p(np.exp(eta))
-
-
 @njit(cache=True, nogil=True)
 def _draw_rows(out, r0, seed, a, tau, pk, pn, group_pattern):
     np.random.seed(seed)
@@ -272,7 +263,7 @@ def _draw_rows(out, r0, seed, a, tau, pk, pn, group_pattern):
         s = r0 + r
         t2 = tau[s] * tau[s]
         for p in range(P):
-            m = _mode(pk[p], pn[p], a[s], t2)
+            m = _mode(pk[p], pn[p], a[s], t2, 200, 1e-12)
             u0[p] = m
             l0[p] = _loglik(pk[p], pn[p], a[s] + m)
             g0[p] = pk[p] - pn[p] / (1.0 + np.exp(-(a[s] + m)))

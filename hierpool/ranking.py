@@ -57,9 +57,8 @@ def _draw_chunks(view: FitView, by: str):
     per = max(1, min(MAX_CHUNK_DRAWS, MAX_CHUNK_VALUES // max(J, 1)))
     ge = post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
     iac = view.intercept_at_center().transpose(*N.SAMPLE_DIMS) if by == "estimate" else None
-    if ge.variable._in_memory:  # numpy-backed: read rows of the (samples x groups) array without copies
-        flat = np.asarray(ge.values)  # float64, or float32 for large collapsed fits: no copy
-        flat = (flat if flat.dtype in (np.float32, np.float64) else flat.astype(float)).reshape(n_chain * n_draw, J)
+    flat = view.group_effect_matrix()
+    if flat is not None:  # numpy-backed: read rows of the (samples x groups) array without copies
         iac_flat = None if iac is None else np.asarray(iac.values, dtype=float).reshape(-1)
         buf = None if iac is None else np.empty((min(per, n_chain * n_draw), J))  # reused: no page faults
         for s0 in range(0, n_chain * n_draw, per):

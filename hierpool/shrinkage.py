@@ -176,15 +176,13 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     tau_sq = _tau_sq(view)
     ge = view.post[N.GROUP_EFFECT]
     cols = {k: np.empty(J) for k in ("estimate", "std_error", "conf_low", "conf_high", "rho")}
-    ge_t = ge.transpose(*N.SAMPLE_DIMS, N.GROUP)
-    if view.family == "gaussian" and ge_t.variable._in_memory:
+    mat = view.group_effect_matrix() if view.family == "gaussian" else None
+    if mat is not None:
         # one compiled pass over the draws in place (rho depends on n_j only): no chunk copies
-        mat = np.asarray(ge_t.values)  # float64, or float32 for large collapsed fits: read in place
-        mat = (mat if mat.dtype in (np.float32, np.float64) else mat.astype(float)).reshape(S, J)
         lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
         mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
         cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)
-    for sl in (() if view.family == "gaussian" and ge_t.variable._in_memory else _group_slices(J, S)):
+    for sl in (() if mat is not None else _group_slices(J, S)):
         mu = inverse_link(view.family, iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
         cols["estimate"][sl] = mu.mean(axis=0)
         cols["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
