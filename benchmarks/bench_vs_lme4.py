@@ -6,7 +6,9 @@ chains=4)`` + ``hp.shrinkage`` + ``hp.rank_groups`` of every group), each size i
 so that its peak memory is its own, against ``lme4::lmer`` (REML fit only, and with
 ``ranef(condVar = TRUE)`` up to ``--condvar-max`` groups) run by ``Rscript benchmarks/lme4_fit.R`` under
 ``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool integrates the group
-effects out over the (successes, trials) patterns: hierpool.integrated) and 3 continuous predictors (nothing to pool) against ``glmer(nAGQ = 1)``.
+effects out over the (successes, trials) patterns: hierpool.integrated) and 3 continuous predictors
+(nothing to pool: ``sampler="auto"`` runs the Pólya-Gamma Gibbs sampler, hierpool.gibbs) against
+``glmer(nAGQ = 1)``.
 
 Prints markdown tables (times in seconds, memory in GB) and ratios; asserts nothing about time.
 
@@ -117,7 +119,7 @@ def worker(args) -> None:
     rhat_max_params = max(float(np.max(rhat[v].values)) for v in rhat.data_vars)
     out = {
         **t, "rss_data_gb": rss_data, "peak_gb": C.peak_rss_gb(), "peaks": peaks, "collapse": collapse,
-        "n_obs": gd.n_obs, "n_groups": gd.n_groups, "thin": int(dt.attrs.get("hierpool_thin", 1)),
+        "sampler": dt.attrs.get("hierpool_sampler"), "n_obs": gd.n_obs, "n_groups": gd.n_groups, "thin": int(dt.attrs.get("hierpool_thin", 1)),
         "rhat_max": max(rhat_max_params, float(diag.get("max_rhat", 0.0))),
         "rhat_max_var": diag.get("max_rhat_var"), "rhat_tau": float(rhat["tau"]),
         "ess_bulk_tau": float(ess_b["tau"]), "ess_tail_tau": float(ess_t["tau"]),
@@ -269,14 +271,14 @@ def report(results: dict) -> None:
             rf = ratio(h.get("fit_s"), r.get("fit_s"))
             rows.append({
                 "J": e["J"], "predictors": e["n_pred"], "N": h.get("n_obs"), "collapse": h.get("collapse") or "none",
-                "hp compile": h.get("compile_s"), "hp sample": h.get("sample_s"), "hp finalize": h.get("finalize_s"),
+                "sampler": h.get("sampler"), "hp compile": h.get("compile_s"), "hp sample": h.get("sample_s"), "hp finalize": h.get("finalize_s"),
                 "hp fit": h.get("fit_s"), "hp total": h.get("total_s"), "hp peak GB": h.get("peak_gb"),
                 "R-hat max": C.f4(h.get("rhat_max")), "ESS bulk tau": h.get("ess_bulk_tau"), "tau hp": C.f3(h.get("tau_mean")),
                 "glmer fit": r.get("fit_s", r.get("error")), "glmer peak GB": r.get("peak_gb"), "tau glmer": C.f3(r.get("tau")),
                 "hp fit/glmer": rf, "goal": f"<= {target:g}",
                 "met": None if np.isnan(rf) else ("yes" if rf <= target else "NO"),
             })
-        C.print_table(rows, ["J", "predictors", "N", "collapse", "hp compile", "hp sample", "hp finalize", "hp fit",
+        C.print_table(rows, ["J", "predictors", "N", "collapse", "sampler", "hp compile", "hp sample", "hp finalize", "hp fit",
                              "hp total", "hp peak GB", "R-hat max", "ESS bulk tau", "tau hp", "glmer fit",
                              "glmer peak GB", "tau glmer", "hp fit/glmer", "goal", "met"],
                       "Bernoulli, hierpool full posterior vs glmer(nAGQ=1) (goal: no predictors, collapsed: as fast "

@@ -43,4 +43,4 @@ ATTR_DIAGNOSTICS = "hierpool_diagnostics"
 VARIANTS = ("random_intercepts", "ridge_fixed_effects", "regularized_hierarchical")
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 PENALTIES = ("horseshoe", "laplace", "ridge")
-SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
+SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import arviz as az
 import numpy as np
 import pytest
 
@@ -26,6 +27,19 @@ def quiet_fit(model, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hp.HierpoolSamplingWarning)
         return hp.fit(model, **kwargs)
+
+
+def compare_posteriors(d1, d2, names, z_max=4.5):
+    """Two fits of one posterior: means agree within z_max combined MCSEs, sds within 20%."""
+    p1, p2 = d1["posterior"].to_dataset(), d2["posterior"].to_dataset()
+    for v in names:
+        m1, m2 = p1[v].mean(("chain", "draw")), p2[v].mean(("chain", "draw"))
+        e1 = az.mcse(p1[[v]], method="mean")[v]
+        e2 = az.mcse(p2[[v]], method="mean")[v]
+        z = np.abs((m1 - m2) / np.sqrt(e1**2 + e2**2)).values
+        assert np.all(z < z_max), (v, z.max())
+        s1, s2 = p1[v].std(("chain", "draw")).values, p2[v].std(("chain", "draw")).values
+        np.testing.assert_allclose(s1, s2, rtol=0.2, err_msg=v)  # sd to ~20% with ~1000-2000 ESS
 
 
 @pytest.fixture(scope="session")

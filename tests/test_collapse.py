@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pytest
-from conftest import quiet_fit
+from conftest import compare_posteriors, quiet_fit
 from scipy.stats import multivariate_normal
 
 import hierpool as hp
@@ -104,25 +103,13 @@ def test_count_collapse_differs_by_a_constant(family):
     np.testing.assert_allclose(diffs, diffs[0], rtol=0, atol=1e-8)
 
 
-def _compare_posteriors(d1, d2, names, z_max=4.5):
-    p1, p2 = d1["posterior"].to_dataset(), d2["posterior"].to_dataset()
-    for v in names:
-        m1, m2 = p1[v].mean(("chain", "draw")), p2[v].mean(("chain", "draw"))
-        e1 = az.mcse(p1[[v]], method="mean")[v]
-        e2 = az.mcse(p2[[v]], method="mean")[v]
-        z = np.abs((m1 - m2) / np.sqrt(e1**2 + e2**2)).values
-        assert np.all(z < z_max), (v, z.max())
-        s1, s2 = p1[v].std(("chain", "draw")).values, p2[v].std(("chain", "draw")).values
-        np.testing.assert_allclose(s1, s2, rtol=0.2, err_msg=v)  # sd to ~20% with ~1000-2000 ESS
-
-
 @pytest.mark.slow
 def test_collapsed_gaussian_posterior_equals_full():
     gd = _gaussian_gd(seed=4, n_groups=30, P=2)
     full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=11)
     coll = quiet_fit(hp.random_intercepts(gd), draws=1000, tune=700, random_seed=12)
     assert coll["posterior"][N.GROUP_EFFECT].dims == ("chain", "draw", N.GROUP)
-    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.SIGMA, N.GROUP_EFFECT])
+    compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.SIGMA, N.GROUP_EFFECT])
     # the stored per-row log-likelihood means the same thing in both
     ll_f = float(full["log_likelihood"][N.Y].mean())
     ll_c = float(coll["log_likelihood"][N.Y].mean())
@@ -135,7 +122,7 @@ def test_collapsed_ridge_posterior_equals_full():
     full = quiet_fit(hp.ridge_fixed_effects(gd, lam=2.0, collapse=False), draws=1000, tune=500, random_seed=1)
     coll = quiet_fit(hp.ridge_fixed_effects(gd, lam=2.0), draws=1000, tune=500, random_seed=2)
     assert N.TAU not in coll["posterior"]
-    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.SIGMA, N.GROUP_EFFECT])
+    compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.SIGMA, N.GROUP_EFFECT])
 
 
 @pytest.mark.slow
@@ -145,7 +132,7 @@ def test_collapsed_bernoulli_posterior_equals_full():
     gd = hp.prepare(df, y="y", group="group", predictors=["flag"], family="bernoulli")
     full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=3)
     coll = quiet_fit(hp.random_intercepts(gd, collapse=True), draws=1000, tune=700, random_seed=4)
-    _compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.GROUP_EFFECT])
+    compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.GROUP_EFFECT])
 
 
 def test_thinning_keeps_group_effects_within_budget(sim_gaussian):
@@ -271,4 +258,4 @@ def test_integrated_bernoulli_posterior_equals_full():
     full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=3)
     integ = quiet_fit(hp.random_intercepts(gd, collapse="integrated"), draws=1000, tune=700, random_seed=4)
     assert integ.attrs["hierpool_settings"].count('"collapse": "integrated"') == 1
-    _compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])
+    compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])
