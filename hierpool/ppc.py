@@ -71,9 +71,10 @@ class PPCResult:
         One row per statistic: ``statistic``, ``observed``, ``rep_mean``, ``rep_low``, ``rep_high``
         (equal-tailed ``ci_prob`` interval of the replicated statistic), ``p_value``, ``flag``.
     y_rep : xarray.DataArray
-        Replicated responses, dims ``(chain, draw, obs_id)``.
+        Replicated responses, dims ``(chain, draw, obs_id)``: all of them, or the first draws of each chain
+        when ``n_draws x rows`` exceeds :func:`ppc`'s ``max_stored``.
     t_rep : xarray.Dataset
-        The replicated statistics, one variable per statistic, dims ``(chain, draw)``.
+        The replicated statistics of all data sets, one variable per statistic, dims ``(chain, draw)``.
     dt : xarray.DataTree
         The fit with a ``posterior_predictive`` group holding ``y_rep`` (a copy when it was added), ready for
         ``arviz.plot_ppc_dist(result.dt)`` and the other arviz-plots PPC functions.
@@ -96,12 +97,12 @@ class PPCResult:
         return self.table.loc[self.table["flag"], "statistic"].tolist()
 
     def __repr__(self) -> str:
-        n_draws = self.y_rep.sizes["chain"] * self.y_rep.sizes["draw"]
+        n_draws = self.t_rep.sizes["chain"] * self.t_rep.sizes["draw"]
         head = f"PPCResult ({self.family}, {n_draws} replicated data sets; flagged: {self.flagged or 'none'})"
         return head + "\n" + self.table.to_string(index=False)
 
     def _repr_html_(self) -> str:
-        n_draws = self.y_rep.sizes["chain"] * self.y_rep.sizes["draw"]
+        n_draws = self.t_rep.sizes["chain"] * self.t_rep.sizes["draw"]
         caption = (f"Posterior predictive checks ({self.family}, {n_draws} replicated data sets; "
                    f"p_value = P(T(y_rep) &ge; T(y)), flag: p &lt; 0.025 or p &gt; 0.975)")
         return f"<p>{caption}</p>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
@@ -192,14 +193,53 @@ def _thin(post: xr.Dataset, n_draws: int) -> xr.Dataset:
     return post.isel(draw=idx)
 
 
-def posterior_predictive(fv: FitView, n_draws: int, rng: np.random.Generator) -> xr.DataArray:
-    """Replicated responses of the training rows from a thinned posterior: dims (chain, draw, obs_id)."""
+def posterior_predictive(fv: FitView, n_draws: int, rng: np.random.Generator,
+                         draws_per_chunk: int | None = None):
+    """Replicated responses of the training rows from a thinned posterior, in chunks of draws.
+
+    Yields ``(draw_slice, y)`` with ``y`` of shape (chain, draws in the chunk, obs_id), the chunks in
+    order along the thinned posterior's draws. One chunk (``draws_per_chunk=None``) is everything at once.
+    """
     post = _thin(fv.post, n_draws)
     X, gidx, offset, trials = design_from_constant(fv.const)
-    eta = linear_predictor(post, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS)
-    sigma = post[N.SIGMA].values[..., None] if fv.family == "gaussian" else None
-    y = draw_response(fv.family, eta.values, rng, sigma=sigma, trials=None if trials is None else trials.values)
-    return xr.DataArray(y, dims=eta.dims, coords={d: eta[d].values for d in eta.dims}, name=N.Y)
+    trials = None if trials is None else trials.values
+    D = post.sizes["draw"]
+    per = D if draws_per_chunk is None else max(1, int(draws_per_chunk))
+    for d0 in range(0, D, per):
+        sl = slice(d0, min(D, d0 + per))
+        sub = post.isel(draw=sl)
+        eta = linear_predictor(sub, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS).values
+        sigma = sub[N.SIGMA].values[..., None] if fv.family == "gaussian" else None
+        yield sl, draw_response(fv.family, eta, rng, sigma=sigma, trials=trials)
+
+
+def _replicate_and_summarize(fv: FitView, funcs: dict, ctx, n_draws: int, rng, max_stored: float,
+                             chunk_values: float) -> tuple[xr.DataArray, dict]:
+    """Draw the replicated data sets chunk by chunk, computing every statistic on each chunk.
+
+    Returns ``y_rep`` (the first draws of each chain that fit in ``max_stored`` values, all when they
+    fit) and the statistics of all draws, arrays (chain, draw).
+    """
+    post = _thin(fv.post, n_draws)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    n = fv.const.sizes[N.OBS]
+    per = D if C * D * n <= chunk_values else max(1, int(chunk_values // (C * n)))
+    keep = D if C * D * n <= max_stored else max(1, int(max_stored // (C * n)))
+    t = {name: np.empty((C, D)) for name in funcs}
+    stored = None
+    for sl, y in posterior_predictive(fv, n_draws, rng, draws_per_chunk=per):
+        flat = y.reshape(-1, n)
+        for name, f in funcs.items():
+            t[name][:, sl] = np.asarray(f(flat, ctx), dtype=float).reshape(C, -1)
+        if sl.start < keep:
+            if stored is None:
+                stored = np.empty((C, keep, n), dtype=y.dtype)
+            stored[:, sl.start:min(keep, sl.stop)] = y[:, :min(keep, sl.stop) - sl.start]
+    draws = post["draw"].values
+    y_rep = xr.DataArray(stored, dims=(*N.SAMPLE_DIMS, N.OBS), name=N.Y,
+                         coords={"chain": post["chain"].values, "draw": draws[:keep], N.OBS: fv.const[N.OBS].values})
+    return y_rep, {name: xr.DataArray(v, dims=N.SAMPLE_DIMS, coords={"chain": post["chain"].values, "draw": draws})
+                   for name, v in t.items()}
 
 
 def ppc(
@@ -210,6 +250,7 @@ def ppc(
     plot: bool = True,
     *,
     ci_prob: float = 0.95,
+    max_stored: float = 1e8,
 ) -> PPCResult:
     """Posterior predictive checks of a fit: statistics, Bayesian p-values and a plot.
 
@@ -226,8 +267,14 @@ def ppc(
         ``(draws, rows)`` to ``(draws,)``. Default by family: mean, sd, min, max, the proportion of zeros
         (counts) or zeros and ones (bernoulli), and the max, min and SD of the group means.
     n_draws : int
-        Number of replicated data sets (posterior draws thinned evenly within each chain). Memory grows as
-        ``n_draws x rows``.
+        Number of replicated data sets (posterior draws thinned evenly within each chain). They are drawn
+        and summarized in chunks of about 2e7 values, so the statistics of all ``n_draws`` data sets cost
+        bounded memory at any number of rows.
+    max_stored : float
+        At most this many replicated values are kept in ``result.y_rep`` and ``result.dt`` (1e8 float64
+        values = 800 MB): when ``n_draws x rows`` exceeds it, they hold the first data sets of each chain
+        that fit (at 2.6M rows: 9 per chain of 4), while ``t_rep``, the table and the p-values use all
+        ``n_draws``.
     random_seed : int, optional
     plot : bool
         Draw the figure (``result.figure``) with :func:`ppc_plot`.
@@ -263,27 +310,32 @@ def ppc(
         )
     y_obs = dt["observed_data"][N.Y].values.astype(float)
 
+    ctx = _Context(fv)
     if "posterior_predictive" in dt.children and N.Y in dt["posterior_predictive"]:
         y_rep = dt["posterior_predictive"][N.Y].transpose(*N.SAMPLE_DIMS, N.OBS)
         out_dt = dt
+        if y_rep.sizes[N.OBS] != y_obs.shape[0]:
+            raise ValueError(
+                f"posterior_predictive/y has {y_rep.sizes[N.OBS]} rows but observed_data/y has {y_obs.shape[0]}."
+            )
+        C, D, n = y_rep.shape
+        flat = y_rep.values.reshape(C * D, n)
+        coords = {"chain": y_rep["chain"].values, "draw": y_rep["draw"].values}
+        t_rep = {name: xr.DataArray(np.asarray(f(flat, ctx), dtype=float).reshape(C, D), dims=N.SAMPLE_DIMS,
+                                    coords=coords) for name, f in funcs.items()}
     else:
-        y_rep = posterior_predictive(fv, n_draws, np.random.default_rng(random_seed))
+        max_stored = float(max_stored)
+        if not max_stored >= 1:
+            raise ValueError(f"max_stored={max_stored!r} must be a number >= 1 (replicated values kept).")
+        y_rep, t_rep = _replicate_and_summarize(fv, funcs, ctx, n_draws, np.random.default_rng(random_seed),
+                                                max_stored, chunk_values=2e7)
         out_dt = dt.copy()
         out_dt["posterior_predictive"] = xr.DataTree(y_rep.to_dataset())
-    if y_rep.sizes[N.OBS] != y_obs.shape[0]:
-        raise ValueError(
-            f"posterior_predictive/y has {y_rep.sizes[N.OBS]} rows but observed_data/y has {y_obs.shape[0]}."
-        )
-    C, D, n = y_rep.shape
-    flat = y_rep.values.reshape(C * D, n)
-    ctx = _Context(fv)
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
-    rows, t_rep, observed = [], {}, {}
+    rows, observed = [], {}
     for name, f in funcs.items():
         t_obs = float(np.asarray(f(y_obs[None, :], ctx)).reshape(-1)[0])
-        t = np.asarray(f(flat, ctx), dtype=float).reshape(C * D)
-        t_rep[name] = xr.DataArray(t.reshape(C, D), dims=N.SAMPLE_DIMS,
-                                   coords={"chain": y_rep["chain"].values, "draw": y_rep["draw"].values})
+        t = t_rep[name].values.reshape(-1)
         observed[name] = t_obs
         p = p_value(t, t_obs)
         lo, hi = np.quantile(t, q)

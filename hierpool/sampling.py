@@ -14,6 +14,7 @@ import xarray as xr
 
 from . import _names as N
 from . import _nutpie, gibbs, integrated
+from ._diagnostics import rhat_ess
 from ._predictive import design_from_constant, linear_predictor, log_likelihood
 from ._validate import one_of, positive_int
 from .collapse import draw_gaussian_group_effects, gaussian_stats
@@ -358,8 +359,6 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
     ``min_ess_tail`` and a list ``problems`` of messages (empty when all is well). Parameters fixed at a
     value are skipped. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01, ESS >= 100 per chain.
     """
-    import arviz as az
-
     post = dt["posterior"].to_dataset()
     n_chains = post.sizes["chain"]
     report: dict = {"divergences": 0, "draws": int(post.sizes["draw"]), "chains": int(n_chains), "problems": []}
@@ -369,16 +368,16 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
     varying = [v for v in post.data_vars
                if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
     if varying and post.sizes["draw"] >= 4:
-        sub = post[varying]
-        rhat = az.rhat(sub)
-        ess_b = az.ess(sub, method="bulk")
-        ess_t = az.ess(sub, method="tail")
+        # ArviZ's rank-normalized R-hat and bulk/tail ESS, vectorized over the elements of each variable
+        # (arviz.rhat/ess loop in Python: 190 s for 100,000 group effects; this takes seconds)
         worst = {}
-        for name, ds, pick in (("rhat", rhat, max), ("ess_bulk", ess_b, min), ("ess_tail", ess_t, min)):
-            vals = {v: float(pick(np.nan_to_num(np.atleast_1d(ds[v].values), nan=np.inf if pick is min else 0)))
-                    for v in varying}
-            key = pick(vals, key=vals.get)
-            worst[name] = (key, vals[key])
+        for v in varying:
+            arr = post[v].transpose("chain", "draw", ...).values
+            r, eb, et = rhat_ess(arr.reshape(arr.shape[0], arr.shape[1], -1))
+            for name, vals, pick in (("rhat", r, max), ("ess_bulk", eb, min), ("ess_tail", et, min)):
+                val = float(pick(np.nan_to_num(vals, nan=np.inf if pick is min else 0)))
+                if name not in worst or pick(val, worst[name][1]) != worst[name][1]:
+                    worst[name] = (v, val)
         report.update(max_rhat=worst["rhat"][1], max_rhat_var=worst["rhat"][0],
                       min_ess_bulk=worst["ess_bulk"][1], min_ess_bulk_var=worst["ess_bulk"][0],
                       min_ess_tail=worst["ess_tail"][1], min_ess_tail_var=worst["ess_tail"][0])

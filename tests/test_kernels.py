@@ -131,3 +131,32 @@ def test_conditional_draws_have_the_stated_normal():
     assert np.all(np.abs(z) < 4.0), z
     ratio = out.std(axis=0, ddof=1) / sd
     assert np.all(np.abs(ratio - 1.0) < 4.0 / np.sqrt(2 * S)), ratio
+
+
+@pytest.mark.parametrize("chains,draws", [(4, 301), (3, 200), (1, 50)])
+def test_rhat_ess_equal_arviz(chains, draws):
+    """The vectorized diagnostics give ArviZ's rank-normalized R-hat, bulk and tail ESS: correlated
+    chains, chains with shifted means, ties, a constant variable, odd draws, one chain."""
+    import arviz as az
+    import xarray as xr
+
+    from hierpool._diagnostics import rhat_ess
+
+    rng = np.random.default_rng(chains * draws)
+    V = 24
+    x = rng.normal(size=(chains, draws, V))
+    for v in range(V):
+        phi = 0.9 * v / V
+        for d in range(1, draws):
+            x[:, d, v] += phi * x[:, d - 1, v]
+        if v % 4 == 0:
+            x[:, :, v] += rng.normal(0, 0.5, size=(chains, 1))  # chains that disagree
+    x[:, :, 1] = np.round(x[:, :, 1])  # many ties
+    x[:, :, 2] = 3.0  # constant
+    ds = xr.Dataset({"u": (("chain", "draw", "g"), x)})
+    r, b, t = rhat_ess(x, block=7)  # several blocks, in threads
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref_r = az.rhat(ds)["u"].values
+    np.testing.assert_allclose(r, ref_r, rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(b, az.ess(ds, method="bulk")["u"].values, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(t, az.ess(ds, method="tail")["u"].values, rtol=1e-8, equal_nan=True)

@@ -194,3 +194,33 @@ def test_result_dt_works_with_arviz_plot_ppc_dist():
     assert pc.viz["predictive_dist"].sizes["sample"] == 20
     assert "observed_dist" in pc.viz.children
     plt.close("all")
+
+
+def test_chunked_replicates_bounded_storage_and_statistics_of_every_draw():
+    """Replicates are drawn in chunks of draws; the statistics of every draw equal those of the stored
+    replicates; with a small max_stored only the first draws of each chain are kept, the same draws."""
+    from hierpool._fitview import as_fit
+    from hierpool.ppc import _Context, _replicate_and_summarize, _resolve_stats
+
+    dt = make_fit(intercept=1.0, beta=[0.5], group_effect=[0.3, -0.2, 0.0, 0.1], sigma=1.5, chains=4, draws=200)
+    fv = as_fit(dt)
+    funcs = _resolve_stats(None, "gaussian")
+    ctx = _Context(fv)
+    n = fv.const.sizes["obs_id"]
+    y_all, t_all = _replicate_and_summarize(fv, funcs, ctx, 400, np.random.default_rng(4), max_stored=1e9,
+                                            chunk_values=4 * 7 * n)  # chunks of 7 draws per chain
+    assert y_all.shape == (4, 100, n)
+    flat = y_all.values.reshape(-1, n)
+    for name, f in funcs.items():
+        np.testing.assert_allclose(t_all[name].values.reshape(-1), f(flat, ctx), rtol=1e-12)
+    y_few, t_few = _replicate_and_summarize(fv, funcs, ctx, 400, np.random.default_rng(4), max_stored=4 * 10 * n,
+                                            chunk_values=4 * 7 * n)
+    assert y_few.shape == (4, 10, n)
+    np.testing.assert_array_equal(y_few.values, y_all.values[:, :10])
+    for name in funcs:
+        np.testing.assert_array_equal(t_few[name].values, t_all[name].values)
+    res = hp.ppc(dt, n_draws=400, random_seed=3, plot=False, max_stored=4 * 5 * n)
+    assert res.y_rep.sizes["draw"] == 5 and res.t_rep.sizes["draw"] == 100
+    assert "400 replicated data sets" in repr(res)
+    with pytest.raises(ValueError, match="max_stored"):
+        hp.ppc(dt, plot=False, max_stored=0)
