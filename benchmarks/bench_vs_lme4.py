@@ -219,8 +219,9 @@ def ratio(a, b):
 
 def report(results: dict) -> None:
     print(f"\nMachine: {results['machine']}")
-    print(f"Settings: draws={results['draws']}, tune={results['tune']}, chains={results['chains']}, sampler nutpie "
-          "(hierpool's default); times are wall-clock seconds, memory is peak RSS in GB of the process.")
+    print(f"Settings: draws={results['draws']}, tune={results['tune']}, chains={results['chains']}, hp.fit's default "
+          "sampler ('auto': nutpie, or Pólya-Gamma Gibbs for bernoulli with predictors, see the sampler column); "
+          "times are wall-clock seconds, memory is peak RSS in GB of the process.")
     g = results["gaussian"]
     if g:
         rows = []
