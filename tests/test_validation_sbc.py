@@ -2,7 +2,8 @@
 
 - Fast tests check the harness without sampling (designs, priors, the chi-square test by hand).
 - ``@pytest.mark.slow``: SBC of random intercepts for gaussian (the default, collapsed likelihood),
-  bernoulli (rows) and poisson (rows pooled into cells) with 100 replications each, and a deliberately
+  bernoulli (rows) and poisson (rows pooled into cells) with 100 replications each, the Pólya-Gamma
+  Gibbs sampler on bernoulli and binomial-ridge models (100 each), and a deliberately
   misspecified control that the same test must reject; an exact check that pooling count rows into
   cells changes the log density only by a constant. About 1.5 minutes in all on 2 cores.
 - ``@pytest.mark.sbc``: the full run, all 12 variant x family combinations with 200 replications each
@@ -169,6 +170,19 @@ def test_sbc_random_intercepts_bernoulli():
         "intercept", "beta[x1]", "tau", "group_effect[g0]", "group_effect[g4]", "group_effect[g9]"]
     assert tab["uniform"].all(), tab.to_string()
     assert np.allclose(tab["mean_rank"], 49.5, atol=4 * 2.9), tab.to_string()
+
+
+@pytest.mark.slow
+def test_sbc_polya_gamma_gibbs_bernoulli_and_binomial():
+    """The Gibbs sampler (hierpool.gibbs) is calibrated: bernoulli random intercepts, and a binomial ridge
+    (tau fixed by lam), both with a continuous predictor, refitted by Gibbs instead of NUTS."""
+    for variant, family, seed in (("random_intercepts", "bernoulli", 14), ("ridge_fixed_effects", "binomial", 15)):
+        fit_m, data_m = sbc.build_pair(variant, family)
+        ranks = sbc.sbc_ranks(fit_m, data_model=data_m, n_sims=N_SIMS, seed=seed, sampler="gibbs", tune=200)
+        tab = sbc.rank_uniformity(ranks, alpha=ALPHA)
+        assert ("tau" in set(tab["parameter"])) == (variant == "random_intercepts")
+        assert tab["uniform"].all(), (variant, tab.to_string())
+        assert np.allclose(tab["mean_rank"], 49.5, atol=4 * 2.9), (variant, tab.to_string())
 
 
 @pytest.mark.slow

@@ -320,6 +320,23 @@ def refit(compiled, model: pm.Model, y: np.ndarray, *, draws: int, tune: int, ch
     return dt["posterior"].to_dataset(), div
 
 
+def refit_gibbs(model: pm.Model, plan, y: np.ndarray, *, draws: int, tune: int, chains: int,
+                seed: int) -> tuple[xr.Dataset, int]:
+    """Refit ``model`` to the response ``y`` with hierpool's Pólya-Gamma Gibbs sampler (``plan`` is
+    ``hierpool.gibbs.plan(model)``; only the response changes between refits), through the same
+    ``finalize`` as ``hp.fit``. Returns the posterior Dataset and 0 (a Gibbs sampler has no divergences)."""
+    from hierpool.sampling import _sample_gibbs
+
+    y = np.asarray(y, dtype=float)
+    info = dict(model.hierpool)
+    info["data"] = dataclasses.replace(info["data"], y=y)
+    pl = dataclasses.replace(plan, kappa=y - plan.b / 2)
+    with quiet():
+        dt = _sample_gibbs(pl, info, draws=draws, tune=tune, chains=chains, cores=chains, random_seed=seed,
+                           progressbar=False, log_likelihood=False, max_group_effect_values=2.5e8)
+    return dt["posterior"].to_dataset(), 0
+
+
 def default_parameters(model: pm.Model, groups=RANKED_GROUPS) -> list[str]:
     """Labels of the parameters SBC ranks for ``model``: intercept, each beta, tau and sigma when free
     (a prior, not a fixed number), and the effects of ``groups``.
@@ -372,6 +389,7 @@ def sbc_ranks(
     seed: int = 0,
     target_accept: float = 0.9,
     compiled=None,
+    sampler: str = "nutpie",
 ) -> pd.DataFrame:
     """Ranks of the true parameters among thinned posterior draws, one row per replication x parameter.
 
@@ -400,6 +418,9 @@ def sbc_ranks(
         NUTS target acceptance.
     compiled : nutpie compiled model, optional
         ``compile_model(fit_model)``, when already available.
+    sampler : {"nutpie", "gibbs"}
+        Refit with nutpie's NUTS, or with hierpool's Pólya-Gamma Gibbs sampler (logistic models with
+        Normal priors on intercept and coefficients; ``tune`` is its burn-in).
 
     Returns
     -------
@@ -428,13 +449,25 @@ def sbc_ranks(
         parameters = [p for p in default_parameters(data_model) if p in fit_has]
     draws = math.ceil(thin * n_ranks / chains)
     truth, ys = simulate_from_model(data_model, n_sims, seed)
-    if compiled is None:
+    if sampler == "gibbs":
+        from hierpool import gibbs
+
+        plan = gibbs.plan(fit_model)
+        if isinstance(plan, str):
+            raise ValueError(f"sampler='gibbs' cannot sample this model: {plan}")
+    elif sampler != "nutpie":
+        raise ValueError(f"sampler={sampler!r} is not valid; valid choices: 'nutpie', 'gibbs'.")
+    elif compiled is None:
         compiled = compile_model(fit_model)
     rng = np.random.default_rng(seed + 7)
     rows = []
     for i in range(n_sims):
-        post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains, seed=seed * 100_003 + i,
-                          target_accept=target_accept)
+        if sampler == "gibbs":
+            post, div = refit_gibbs(fit_model, plan, ys[i], draws=draws, tune=tune, chains=chains,
+                                    seed=seed * 100_003 + i)
+        else:
+            post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains,
+                              seed=seed * 100_003 + i, target_accept=target_accept)
         for label in parameters:
             true_value = float(_values(truth.isel(sim=i), label, ()))
             draws_cd = _values(post, label, ("chain", "draw"))
