@@ -29,8 +29,11 @@ when the intercept and the coefficients have Normal priors (the defaults) and ta
 positive priors in :data:`TAU_PRIORS` (or is fixed). Each prior's log density is taken from the PyMC
 model itself and checked against ``pymc.logp`` before sampling, so the two samplers target the same
 posterior. ``hp.fit(..., sampler="gibbs")`` asks for it; ``sampler="auto"`` uses it for such models
-with at least :data:`AUTO_MIN_GROUPS` groups (below that, NUTS is fast and mixes better on rare
-events, where Pólya-Gamma samplers are known to slow down: Johndrow et al. 2019).
+with at least :data:`AUTO_MIN_GROUPS` groups (below that, NUTS is fast) and with events that are not
+rare: the smaller of the success and failure shares at least :data:`AUTO_MIN_MINORITY`. Pólya-Gamma
+samplers slow down when events are rare (Johndrow et al. 2019); measured at 5,000 groups of 1-5 rows
+with one predictor, 4 x 1000 draws: the bulk ESS of the intercept and tau was 1,500-1,900 at a 31%
+event rate, 710-780 at 17%, 370 at 9.5% and 36 at 3.5% (R-hat 1.10), where NUTS is the better choice.
 
 Cost per iteration: one PG draw per trial (about 0.13 µs each) plus O(groups) per slice evaluation.
 Chains run in parallel threads (the kernels release the GIL), one numpy ``Generator`` per chain
@@ -50,10 +53,12 @@ from numba import njit
 
 from . import _names as N
 
-__all__ = ["plan", "sample", "pg_draws", "TAU_PRIORS", "AUTO_MIN_GROUPS"]
+__all__ = ["plan", "sample", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
-#: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups.
+#: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups ...
 AUTO_MIN_GROUPS = 2000
+#: ... and with at least this share of the rarer outcome (successes or failures) among all trials.
+AUTO_MIN_MINORITY = 0.15
 
 _TRUNC = 0.64
 _PI = math.pi
@@ -536,6 +541,13 @@ def plan(model) -> Plan | str:
                 prec0=1.0 / sd**2, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
                 n_groups=gd.n_groups, has_tau=info["variant"] != "ridge_fixed_effects", x_center=np.asarray(gd.x_center, dtype=np.float64),
                 x_scale=np.asarray(gd.x_scale, dtype=np.float64))
+
+
+def minority_share(pl: Plan) -> float:
+    """The share of the rarer outcome: min(successes, failures) / trials over all rows."""
+    trials = float(pl.b.sum())
+    successes = float((pl.kappa + pl.b / 2).sum())
+    return min(successes, trials - successes) / trials if trials else 0.0
 
 
 # ------------------------------------------------------------------------------------------------------

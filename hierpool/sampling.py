@@ -141,8 +141,9 @@ def fit(
         Pólya-Gamma Gibbs sampler of :mod:`hierpool.gibbs`, for logistic (bernoulli, binomial) random
         intercepts with predictors and Normal priors on the intercept and coefficients; ``tune`` is its
         burn-in. ``"auto"`` uses the Gibbs sampler for such models with at least 2,000 groups (there it
-        is about ten times faster than NUTS per effective draw) unless NUTS settings such as
-        ``target_accept`` are given, and otherwise nutpie when it is installed, else PyMC's NUTS.
+        is about ten times faster than NUTS per effective draw) and at least 15% of the rarer outcome
+        (it mixes slowly on rare events), unless NUTS settings such as ``target_accept`` are given;
+        otherwise nutpie when it is installed, else PyMC's NUTS.
         ``"numpyro"`` runs JAX in this process; PyMC's own multi-process sampler forks afterwards, which
         JAX warns may deadlock: in one process, keep to nutpie after a numpyro fit (or pass
         ``mp_ctx="spawn"`` from a script guarded by ``if __name__ == "__main__":``).
@@ -205,6 +206,8 @@ def fit(
         kwargs["target_accept"] = target_accept
     if sampler == "gibbs" or (sampler == "auto" and not kwargs and info["data"].n_groups >= gibbs.AUTO_MIN_GROUPS):
         pl = gibbs.plan(model)
+        if sampler == "auto" and isinstance(pl, gibbs.Plan) and gibbs.minority_share(pl) < gibbs.AUTO_MIN_MINORITY:
+            pl = "events are rare"  # Pólya-Gamma Gibbs mixes slowly there: NUTS (see hierpool.gibbs)
         if isinstance(pl, gibbs.Plan):
             if kwargs:
                 raise TypeError(f"sampler='gibbs' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")

@@ -174,3 +174,14 @@ def test_gibbs_posterior_equals_nuts_binomial_ridge_and_tau_sq_prior():
         gib = quiet_fit(m, sampler="gibbs", draws=1000, tune=300, random_seed=4)
         names = [N.INTERCEPT, N.BETA, N.GROUP_EFFECT] + ([N.TAU] if N.TAU in nuts["posterior"] else [])
         compare_posteriors(nuts, gib, names)
+
+
+def test_auto_keeps_nuts_when_events_are_rare():
+    df = hp.datasets.simulate("bernoulli", n_groups=gibbs.AUTO_MIN_GROUPS, group_sizes=(1, 3), n_predictors=1,
+                              intercept=-4.0, seed=3)
+    gd = hp.prepare(df, y="y", group="group", predictors=["x1"], family="bernoulli")
+    pl = gibbs.plan(hp.random_intercepts(gd, collapse=False))
+    assert gibbs.minority_share(pl) == pytest.approx(min(gd.y.mean(), 1 - gd.y.mean()))
+    assert gibbs.minority_share(pl) < gibbs.AUTO_MIN_MINORITY
+    dt = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=10, tune=5)
+    assert dt.attrs["hierpool_sampler"] != "gibbs"
