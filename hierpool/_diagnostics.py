@@ -13,13 +13,12 @@ compare them with ArviZ to 1e-8.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 from scipy import fft, special
 
-from ._kernels import _threads
+from ._kernels import each_in_threads
 
 __all__ = ["rhat_ess"]
 
@@ -179,12 +178,5 @@ def rhat_ess(values: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarr
         for o, r in zip(out, res, strict=True):
             o[sl] = r
 
-    starts = range(0, V, block)
-    n = _threads()
-    if n == 1 or V <= block:
-        for v0 in starts:
-            work(v0)
-    else:
-        with ThreadPoolExecutor(n) as ex:
-            list(ex.map(work, starts))
+    each_in_threads(work, range(0, V, block))
     return tuple(out)

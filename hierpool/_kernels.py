@@ -392,6 +392,19 @@ def _threads() -> int:
     return max(1, min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
 
 
+def each_in_threads(work, items, n_threads: int | None = None) -> None:
+    """Call ``work(item)`` for every item, in ``n_threads`` threads (default :func:`_threads`), or in
+    this thread when one thread or one item would do (``work`` releases the GIL in compiled code)."""
+    items = list(items)
+    n = _threads() if n_threads is None else max(1, int(n_threads))
+    if n == 1 or len(items) <= 1:
+        for it in items:
+            work(it)
+        return
+    with ThreadPoolExecutor(min(n, len(items))) as ex:
+        list(ex.map(work, items))
+
+
 @njit(cache=True, nogil=True)
 def _gaussian_conditional_rows(out, z, r0, ybar, xbar, size_idx, a, b, c, sd):
     R, J = z.shape
@@ -435,10 +448,4 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
         np.random.default_rng(children[i]).standard_normal(out=z)
         _gaussian_conditional_rows(rows, z, r0, *args)
 
-    n = _threads()
-    if n == 1 or len(starts) == 1:
-        for i in range(len(starts)):
-            work(i)
-        return
-    with ThreadPoolExecutor(n) as ex:
-        list(ex.map(work, range(len(starts))))
+    each_in_threads(work, range(len(starts)))

@@ -84,7 +84,7 @@ def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStat
         return cached
     y = np.asarray(y, dtype=float)
     idx, n = gd.group_idx, gd.group_n.astype(float)
-    Xs = (gd.X - gd.x_center) / gd.x_scale
+    Xs = gd.Xs
     ybar = _group_means(y, idx, n)
     yw = y - ybar[idx]
     if gd.n_predictors:
@@ -245,7 +245,7 @@ def count_patterns(gd: GroupedData, y: np.ndarray | None = None) -> CountPattern
     exposure = None
     if gd.family == "poisson":  # a cell of r rows with unit exposure has exposure r: Poisson(r * rate)
         exposure = np.bincount(inverse, weights=gd.exposure, minlength=M).astype(float)
-    Xs = ((gd.X - gd.x_center) / gd.x_scale)[first]
+    Xs = gd.Xs[first]
     return CountPatterns(group_idx=gd.group_idx[first], Xs=Xs, y=ysum, trials=trials, exposure=exposure,
                          row_cell=inverse)
 

@@ -117,6 +117,11 @@ class GroupedData(GroupedBase):
         return float(np.std(self.y))
 
     @property
+    def Xs(self) -> np.ndarray:
+        """The predictors centered and scaled as the models see them: ``(X - x_center) / x_scale``."""
+        return (self.X - self.x_center) / self.x_scale
+
+    @property
     def log_offset(self) -> np.ndarray | None:
         """log(exposure) for poisson with exposure, else None."""
         return None if self.exposure is None else np.log(self.exposure)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +51,7 @@ import xarray as xr
 from numba import njit
 
 from . import _names as N
+from ._kernels import each_in_threads
 
 __all__ = ["plan", "sample", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
@@ -184,6 +184,7 @@ TAU_PRIORS = {
     "WeibullBetaRV": (8, 2),  # alpha, beta
     "HalfFlatRV": (9, 0),
 }
+_FLAT = TAU_PRIORS["HalfFlatRV"][0]  # log density 0: tau fixed, no prior term
 
 
 @njit(cache=True)
@@ -293,7 +294,7 @@ def _log_marginal_s(s, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, A
 
 @njit(nogil=True, cache=True)
 def _run(rng, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, code, par, on_square, tau_fixed,
-         theta, u, s_state, width, omega, W, S, G, L, v, Lb, vb, scratch, out_theta, out_s, out_u, out_evals,
+         theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch, out_theta, out_s, out_u, out_evals,
          tune_s):
     """Run iterations ``it0 .. it0 + n_iter - 1`` of one chain, updating the state in place.
 
@@ -320,7 +321,6 @@ def _run(rng, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, 
             for p in range(P):
                 eta += Xs[i, p] * theta[p + 1]
             w = _pg(rng, b[i], eta)
-            omega[i] = w
             j = gidx[i]
             W[j] += w
             S[j, 0] += w
@@ -335,7 +335,7 @@ def _run(rng, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, 
         evals = 0
         if tau_fixed > 0.0:
             s = math.log(tau_fixed)
-            _log_marginal_s(s, 9, par, False, W, S, Kj, G, Dk, m0, prec0, Lb, vb, scratch)
+            _log_marginal_s(s, _FLAT, par, False, W, S, Kj, G, Dk, m0, prec0, Lb, vb, scratch)
             evals = 1
         else:
             s = s_state[0]
@@ -448,7 +448,7 @@ def _normal_prior(rv, shape) -> tuple[np.ndarray, np.ndarray] | None:
     return mu, sd
 
 
-def _check_tau_prior(model, rv, code, par, on_square) -> bool:
+def _check_tau_prior(rv, code, par) -> bool:
     """Our log density equals PyMC's (up to nothing: both are normalized) at a few points."""
     import pymc as pm
 
@@ -501,7 +501,7 @@ def plan(model) -> Plan | str:
         else:
             return "the coefficients are not free Normal parameters"
     # tau: free (on tau or tau^2), fixed, or the ridge's 1/sqrt(lam)
-    code, par, on_square, tau_fixed = 9, np.zeros(4), False, 0.0
+    code, par, on_square, tau_fixed = _FLAT, np.zeros(4), False, 0.0
     if info["variant"] == "ridge_fixed_effects":
         tau_fixed = 1.0 / math.sqrt(info["settings"]["lam"])
     else:
@@ -517,7 +517,7 @@ def plan(model) -> Plan | str:
             par[:len(vals)] = vals
             if got[0] == "HalfNormalRV" and par[0] != 0.0:
                 return "tau's HalfNormal prior has a non-zero location"
-            if not _check_tau_prior(model, rv, code, par, on_square):
+            if not _check_tau_prior(rv, code, par):
                 return f"tau's prior {got[0]} did not match pymc.logp in the self-check"
         else:
             t = _const(named[N.TAU]) if N.TAU in named else None
@@ -530,7 +530,7 @@ def plan(model) -> Plan | str:
     else:
         y, gidx = gd.y, gd.group_idx
         b = np.ones_like(y) if gd.trials is None else gd.trials
-        Xs = (gd.X - gd.x_center) / gd.x_scale if P else np.zeros((len(y), 0))
+        Xs = gd.Xs
     b = np.asarray(b, dtype=np.float64)
     if np.any(b != np.round(b)):
         return "trials are not whole numbers"
@@ -539,8 +539,8 @@ def plan(model) -> Plan | str:
                 gidx=np.ascontiguousarray(gidx, dtype=np.int64),
                 Xs=np.ascontiguousarray(Xs, dtype=np.float64).reshape(len(y), P), m0=np.concatenate(m0),
                 prec0=1.0 / sd**2, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
-                n_groups=gd.n_groups, has_tau=info["variant"] != "ridge_fixed_effects", x_center=np.asarray(gd.x_center, dtype=np.float64),
-                x_scale=np.asarray(gd.x_scale, dtype=np.float64))
+                n_groups=gd.n_groups, has_tau=info["variant"] != "ridge_fixed_effects",
+                x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64))
 
 
 def minority_share(pl: Plan) -> float:
@@ -586,17 +586,16 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
         u = np.zeros(J)
         s_state = np.array([math.log(pl.tau_fixed) if pl.tau_fixed > 0 else rng.normal(math.log(0.5), 0.5)])
         width = np.array([1.0])
-        omega = np.empty(pl.kappa.shape[0])
         W, S = np.empty(J), np.empty((J, P1))
         G, L, Lb = np.empty((P1, P1)), np.empty((P1, P1)), np.empty((P1, P1))
-        v, vb, scratch = np.empty(P1), np.empty(P1), np.zeros(2)
+        v, vb, scratch = np.empty(P1), np.empty(P1), np.zeros(1)
         tune_s = np.empty(max(tune, 1))
         it = 0
         total = tune + draws
         while it < total:
             n = min(_CHUNK, (tune - it) if it < tune else total - it)
             _run(rng, it, n, tune, thin, pl.kappa, pl.b, pl.gidx, pl.Xs, Kj, Dk, pl.m0, pl.prec0, pl.code, pl.par,
-                 pl.on_square, pl.tau_fixed, theta, u, s_state, width, omega, W, S, G, L, v, Lb, vb, scratch,
+                 pl.on_square, pl.tau_fixed, theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch,
                  out_theta[c], out_s[c], out_u[c], evals[c], tune_s)
             it += n
             if 20 <= it <= tune:  # slice width: 3 sd of log tau over the later half of tuning so far
@@ -606,13 +605,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
             progress.add(n)
 
     t0 = time.perf_counter()
-    n_threads = max(1, min(cores, chains))
-    if n_threads == 1:
-        for c in range(chains):
-            run_chain(c)
-    else:
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(run_chain, range(chains)))
+    each_in_threads(run_chain, range(chains), cores)
     progress.close()
     elapsed = time.perf_counter() - t0
     a_c = out_theta[..., 0]

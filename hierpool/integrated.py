@@ -28,7 +28,6 @@ conditional to the prior sd (one half or more for groups of a few rows).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -304,11 +303,5 @@ def draw_group_effects(pat: Patterns, a, tau, seed: np.random.SeedSequence, bloc
         r0 = starts[i]
         _draw_rows(out[r0:r0 + per], r0, seeds[i], fa, ft, pat.k, pat.n, gp)
 
-    n_threads = K._threads()
-    if n_threads == 1 or len(starts) == 1:
-        for i in range(len(starts)):
-            work(i)
-    else:
-        with ThreadPoolExecutor(n_threads) as ex:
-            list(ex.map(work, range(len(starts))))
+    K.each_in_threads(work, range(len(starts)))
     return out.reshape(a.shape + (J,))

@@ -242,7 +242,7 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         dims = "cell"
         pm.Model.get_context().add_coord("cell", np.arange(cp.y.shape[0]))
     else:
-        Xs = (gd.X - gd.x_center) / gd.x_scale
+        Xs = gd.Xs
         gidx, yv, trials, offset, dims = gd.group_idx, gd.y, gd.trials, gd.log_offset, N.OBS
     # The response is a data container ("y_observed") so that a compiled model can be refitted to new
     # responses of the same design without recompiling (simulation-based calibration uses this).

@@ -193,14 +193,14 @@ def _thin(post: xr.Dataset, n_draws: int) -> xr.Dataset:
     return post.isel(draw=idx)
 
 
-def posterior_predictive(fv: FitView, n_draws: int, rng: np.random.Generator,
+def posterior_predictive(fv: FitView, post: xr.Dataset, rng: np.random.Generator,
                          draws_per_chunk: int | None = None):
-    """Replicated responses of the training rows from a thinned posterior, in chunks of draws.
+    """Replicated responses of the training rows for the draws of ``post`` (``fv``'s posterior, thinned),
+    in chunks of draws.
 
     Yields ``(draw_slice, y)`` with ``y`` of shape (chain, draws in the chunk, obs_id), the chunks in
-    order along the thinned posterior's draws. One chunk (``draws_per_chunk=None``) is everything at once.
+    order along ``post``'s draws. One chunk (``draws_per_chunk=None``) is everything at once.
     """
-    post = _thin(fv.post, n_draws)
     X, gidx, offset, trials = design_from_constant(fv.const)
     trials = None if trials is None else trials.values
     D = post.sizes["draw"]
@@ -227,7 +227,7 @@ def _replicate_and_summarize(fv: FitView, funcs: dict, ctx, n_draws: int, rng, m
     keep = D if C * D * n <= max_stored else max(1, int(max_stored // (C * n)))
     t = {name: np.empty((C, D)) for name in funcs}
     stored = None
-    for sl, y in posterior_predictive(fv, n_draws, rng, draws_per_chunk=per):
+    for sl, y in posterior_predictive(fv, post, rng, draws_per_chunk=per):
         flat = y.reshape(-1, n)
         for name, f in funcs.items():
             t[name][:, sl] = np.asarray(f(flat, ctx), dtype=float).reshape(C, -1)
