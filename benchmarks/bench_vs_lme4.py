@@ -57,6 +57,11 @@ def worker(args) -> None:
     import hierpool as hp
     import hierpool.sampling as hs
 
+    try:  # one-time imports stay outside the timings, as library(lme4) stays outside lmer's: xarray
+        import dask.array  # noqa: F401  imports dask (when installed) the first time it wraps an array
+    except ImportError:
+        pass
+
     preds = [c for c in df.columns if c.startswith("x")]
     family = args.family
     peaks = {"after_import": C.peak_rss_gb()}
