@@ -5,17 +5,22 @@ general-purpose routines (a stable argsort per draw, ``np.quantile`` along the d
 largest costs of a whole fit there. These kernels compute the SAME numbers (tests compare them with the
 numpy definitions exactly) with algorithms chosen for this shape:
 
-- :func:`rank_rows`: ranks within each draw by a stable LSD radix sort (two 16-bit digits) on a 32-bit
-  monotone key (the value rounded to float32), then an exact float64 fix-up of the rare runs of equal keys, so the result
-  equals the inverse of ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of
-  ranks, squared ranks, top-k and best counts, values and the order statistics accumulate in the same
-  pass, in a fixed number of partial sums (results do not depend on the number of threads).
+- :func:`rank_rows`: ranks within each draw of ``inverse_link(offset + value)`` (applied on the fly:
+  the stored draws are read in place) by a stable LSD radix sort (two 16-bit digits) of (key, group)
+  packed in 64 bits, the key being the value's float32 bits in order, then an insertion pass that
+  orders the rare neighbours the keys do not decide by (float64 value, group), so the result equals the
+  inverse of ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of ranks,
+  squared ranks, top-k and best counts, values and the order statistics accumulate in the same pass, in
+  a fixed number of partial sums (results do not depend on the number of threads).
 - :func:`column_order_stats`: chosen order statistics of every column (a branch-free multi-position
-  quickselect on a transposed block of columns), from which :func:`column_quantiles` forms numpy's ``linear``, ``lower`` and
-  ``higher`` quantiles and the median exactly as numpy does.
-- :func:`gaussian_conditional_draws`: exact conditional draws of gaussian group effects, from
-  independent ``numpy`` generators (one per block of rows, spawned from one ``SeedSequence``) in
-  threads; the stream depends on the seed and the array's shape only, not on the number of threads.
+  quickselect on a transposed block of columns), from which :func:`column_quantiles` forms numpy's
+  ``linear``, ``lower`` and ``higher`` quantiles and the median exactly as numpy does.
+- :func:`gaussian_group_stats`: group means and within-group cross-products of the gaussian collapse
+  in two passes over the rows, without temporaries of the rows' size.
+- :func:`gaussian_conditional_draws`: exact conditional draws of gaussian group effects, with standard
+  normals from a compiled ziggurat (Marsaglia & Tsang 2000) on xoshiro256++ streams, one per block of
+  rows, seeded from one ``SeedSequence``, in threads; the stream depends on the seed and the array's
+  shape only, not on the number of threads.
 
 numba (a dependency of PyTensor, hence of PyMC) compiles each kernel on first use and caches it on disk
 (``cache=True``), so only the first call in a fresh environment pays the compilation.
@@ -23,16 +28,18 @@ numba (a dependency of PyTensor, hence of PyMC) compiles each kernel on first us
 
 from __future__ import annotations
 
+import math
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 __all__ = ["rank_rows", "column_order_stats", "column_quantiles", "column_summaries",
-           "gaussian_conditional_draws", "N_PARTS"]
+           "gaussian_conditional_draws", "gaussian_group_stats", "N_PARTS"]
 
 #: Partial sums per accumulator in :func:`rank_rows` (fixed, so results do not depend on threads).
 N_PARTS = 4
@@ -43,86 +50,133 @@ _MASK = _RADIX - 1
 
 # ------------------------------------------------------------------------------------------------------
 # ranks within rows
-@njit(cache=True, nogil=True)
-def _sort_row(row, descending, f32, keys, keys2, idx, idx2, counts):
-    """Fill ``idx`` with the stable ascending argsort of ``row`` (of ``-row`` when descending).
+_SIGN_BIT = np.uint32(0x80000000)
 
-    ``f32`` is a float32 work array of the row's length; ``keys``/``keys2`` uint32, ``idx``/``idx2``
-    int32 work arrays, ``counts`` (2, 65536) int32.
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bit pattern of a float32 as uint32 (a bitcast, no memory round trip)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, x):
+    """The float32 whose bit pattern is the uint32 ``x``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+    return types.float32(types.uint32), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _monotone_key(bits):
+    """Map float32 bit patterns to unsigned integers in the order of the floats (-0.0 just below +0.0)."""
+    return ~bits if bits & _SIGN_BIT else bits | _SIGN_BIT
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _from_key(key):
+    """The inverse of :func:`_monotone_key`: the float32 bit pattern."""
+    return key & ~_SIGN_BIT if key & _SIGN_BIT else ~key
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _link_value(x, off, link):
+    v = off + x
+    if link == 1:
+        return 1.0 / (1.0 + np.exp(-v))
+    if link == 2:
+        return np.exp(v)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
+    """Sort one row: afterwards ``keys[:J]`` (as int32) holds the groups best first and ``a[:J]`` (as
+    float64) their signed values ``sign * value``, in the order of ``np.argsort(sign * value,
+    kind="stable")``; ``acc_value`` gains the values.
+
+    ``value = link(off + row[j])`` in float64. Keys are the value's float32 bits, mapped to unsigned
+    integers in order; two stable LSD radix passes of 16 bits sort (key, group) packed in one uint64.
+    When ``exact`` (float32 rows, identity link) the key holds ``row[j]`` itself and the value is
+    recomputed from it; otherwise the values are kept in ``val`` and read back. A final insertion pass
+    orders the rare neighbours whose keys do not decide (equal float32 keys of different float64
+    values, equal values of different keys) by (value, group), so the order equals numpy's exactly.
     """
     J = row.shape[0]
-    sign = -1.0 if descending else 1.0
-    for j in range(J):
-        f32[j] = np.float32(sign * row[j] + 0.0)  # + 0.0 turns -0.0 into +0.0: equal values, equal keys
-    bits = f32.view(np.uint32)
     counts[:] = 0
+    kbits = keys.view(np.uint32)
     for j in range(J):
-        b = bits[j]
-        # monotone map of float32 bit patterns to unsigned integers; histograms of both digits
-        k = ~b if b & np.uint32(0x80000000) else b | np.uint32(0x80000000)
-        keys[j] = k
-        idx[j] = j
+        x = np.float64(row[j])
+        v = _link_value(x, off, link)
+        acc_value[j] += v
+        if exact:
+            f = np.float32(sign * x)
+        else:
+            sv = sign * v + 0.0  # + 0.0 turns -0.0 into +0.0
+            val[j] = sv
+            f = np.float32(sv)
+        k = _monotone_key(_f32_bits(f))
+        kbits[j] = k
         counts[0, k & _MASK] += 1
         counts[1, k >> _RADIX_BITS] += 1
-    # two stable LSD passes of 16 bits (measured 1.5x faster than three of 11 bits at a million keys)
-    src_k, src_i, dst_k, dst_i = keys, idx, keys2, idx2
     for p in range(2):
         total = 0
         for r in range(_RADIX):
             c = counts[p, r]
             counts[p, r] = total
             total += c
-        shift = p * _RADIX_BITS
-        for j in range(J):
-            k = src_k[j]
-            r = (k >> shift) & _MASK
-            pos = counts[p, r]
-            counts[p, r] = pos + 1
-            dst_k[pos] = k
-            dst_i[pos] = src_i[j]
-        src_k, src_i, dst_k, dst_i = dst_k, dst_i, src_k, src_i
-    # two passes (an even number of swaps): the result is back in keys/idx
-    # exact fix-up: runs of equal float32 keys are ordered by the float64 values (stable insertion sort)
-    j = 1
-    while j < J:
-        if keys[j] != keys[j - 1]:
-            j += 1
-            continue
-        start = j - 1
-        end = j + 1
-        while end < J and keys[end] == keys[start]:
-            end += 1
-        for a in range(start + 1, end):
-            cur = idx[a]
-            cv = sign * row[cur]
-            b = a - 1
-            while b >= start and sign * row[idx[b]] > cv:
-                idx[b + 1] = idx[b]
-                b -= 1
-            idx[b + 1] = cur
-        j = end
+    for j in range(J):  # pass 1: low digit
+        k = kbits[j]
+        r = k & _MASK
+        pos = counts[0, r]
+        counts[0, r] = pos + 1
+        a[pos] = (np.uint64(k) << np.uint64(32)) | np.uint64(j)
+    for i in range(J):  # pass 2: high digit (stable: ties of keys stay in group order)
+        packed = a[i]
+        r = np.int64(packed >> np.uint64(32 + _RADIX_BITS))
+        pos = counts[1, r]
+        counts[1, r] = pos + 1
+        b[pos] = packed
+    order = keys.view(np.int32)
+    sval = a.view(np.float64)
+    for i in range(J):  # read back the groups and their signed values; insertion pass on (value, group)
+        packed = b[i]
+        j = np.int32(packed & np.uint64(0xFFFFFFFF))
+        if exact:
+            x = sign * np.float64(_f32_from_bits(_from_key(np.uint32(packed >> np.uint64(32)))))
+            v = sign * _link_value(x, off, link) + 0.0
+        else:
+            v = val[j]
+        m = i - 1
+        while m >= 0 and (sval[m] > v or (sval[m] == v and order[m] > j)):
+            sval[m + 1] = sval[m]
+            order[m + 1] = order[m]
+            m -= 1
+        sval[m + 1] = v
+        order[m + 1] = j
 
 
 @njit(cache=True, parallel=True)
-def _rank_rows(vals, descending, ranks, acc_sorted, f32, keys, keys2, idx, idx2, counts):
+def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_value, keys, a, b, val, counts):
     S, J = vals.shape
     n_parts = acc_sorted.shape[0]
+    sign = -1.0 if descending else 1.0
     for t in prange(n_parts):
         for s in range(t, S, n_parts):
-            row = vals[s]
             out = ranks[s]
-            _sort_row(row, descending, f32[t], keys[t], keys2[t], idx[t], idx2[t], counts[t])
-            order = idx[t]
+            _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[t], a[t], b[t], val[t], counts[t])
+            order = keys[t].view(np.int32)
+            sval = a[t].view(np.float64)
+            for i in range(J):
+                out[order[i]] = i + 1
             if descending:  # ascending order statistics: best-first position i is J - 1 - i
                 for i in range(J):
-                    j = order[i]
-                    out[j] = i + 1
-                    acc_sorted[t, J - 1 - i] += row[j]
+                    acc_sorted[t, J - 1 - i] -= sval[i]
             else:
                 for i in range(J):
-                    j = order[i]
-                    out[j] = i + 1
-                    acc_sorted[t, i] += row[j]
+                    acc_sorted[t, i] += sval[i]
 
 
 @njit(cache=True, parallel=True)
@@ -143,35 +197,50 @@ def _accumulate_ranks(ranks, top_k, acc_rank, acc_sq, acc_top, acc_best, block):
                     acc_best[j] += 1
 
 
-def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np.ndarray | None = None) -> np.ndarray:
-    """Rank the groups within each row (draw) of ``vals`` (draws x groups) and accumulate per group.
+_LINKS = {"gaussian": 0, "bernoulli": 1, "binomial": 1, "poisson": 2}
 
-    Returns the int32 ranks (same shape; written into ``out`` if given): 1..J, 1 = smallest (largest
-    when ``descending``), ties in group order, i.e. the inverse of ``np.argsort(±vals, kind="stable")``.
-    ``acc`` (from :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group
-    sums of ranks (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1
-    (``best``), the sums of the values (``value``) and of the ascending order statistics (``sorted``,
-    kept as ``N_PARTS`` partial sums).
+
+def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np.ndarray | None = None,
+              offset: np.ndarray | None = None, family: str = "gaussian") -> np.ndarray:
+    """Rank the groups within each row (draw) of ``value = inverse_link(offset[:, None] + vals)`` and
+    accumulate per group.
+
+    ``vals`` (draws x groups, float32 or float64) is read in place; ``offset`` (one per row, default 0)
+    and the family's inverse link are applied on the fly, in float64. Returns the int32 ranks (same
+    shape; written into ``out`` if given): 1..J, 1 = smallest value (largest when ``descending``), ties in
+    group order, i.e. the inverse of ``np.argsort(±value, kind="stable")``. ``acc`` (from
+    :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group sums of ranks
+    (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
+    of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
+    ``N_PARTS`` partial sums.
     """
-    vals = np.ascontiguousarray(vals, dtype=np.float64)
+    if vals.dtype not in (np.float32, np.float64):
+        vals = vals.astype(np.float64)
+    vals = np.ascontiguousarray(vals)
+    S = vals.shape[0]
+    offset = np.zeros(S) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(S)
     ranks = np.empty(vals.shape, dtype=np.int32) if out is None else out
     if vals.size == 0:
         return ranks
+    link = _LINKS[family]
+    exact = vals.dtype == np.float32 and link == 0
     w = acc["work"]
-    _rank_rows(vals, bool(descending), ranks, acc["sorted"], w["f32"], w["keys"], w["keys2"], w["idx"],
-               w["idx2"], w["counts"])
+    if not exact and w["val"] is None:
+        w["val"] = np.empty((N_PARTS, vals.shape[1]))
+    val = w["val"] if w["val"] is not None else np.empty((N_PARTS, 0))
+    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], acc["value"], w["keys"], w["a"],
+               w["b"], val, w["counts"])
     _accumulate_ranks(ranks, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"], 4096)
-    acc["value"] += vals.sum(axis=0)
     return ranks
 
 
 def new_rank_accumulators(J: int) -> dict:
-    """Zeroed per-group accumulators for :func:`rank_rows`, and its work arrays (about 24 * N_PARTS * J bytes)."""
-    work = {"f32": np.empty((N_PARTS, J), np.float32), "keys": np.empty((N_PARTS, J), np.uint32),
-            "keys2": np.empty((N_PARTS, J), np.uint32), "idx": np.empty((N_PARTS, J), np.int32),
-            "idx2": np.empty((N_PARTS, J), np.int32), "counts": np.empty((N_PARTS, 2, _RADIX), np.int32)}
+    """Zeroed per-group accumulators for :func:`rank_rows`, and its work arrays (20 * N_PARTS * J bytes,
+    and 8 * N_PARTS * J more for rows that are not float32 gaussian values)."""
+    work = {"keys": np.empty((N_PARTS, J), np.uint32), "a": np.empty((N_PARTS, J), np.uint64),
+            "b": np.empty((N_PARTS, J), np.uint64), "val": None, "counts": np.empty((N_PARTS, 2, _RADIX), np.int64)}
     return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
-            "value": np.zeros(J), "sorted": np.zeros((N_PARTS, J)), "work": work}
+            "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -305,9 +374,6 @@ def _column_summaries(mat, offset, link, ks, mean, var, out, block):
             _multiselect(col, scratch, ks, out, j)
 
 
-_LINKS = {"gaussian": 0, "bernoulli": 1, "binomial": 1, "poisson": 2}
-
-
 def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) -> tuple:
     """Mean, variance (ddof=1) and quantiles of every column of ``inverse_link(offset[:, None] + mat)``.
 
@@ -387,7 +453,61 @@ def column_quantiles(mat: np.ndarray, specs) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------------
-# random draws
+# gaussian sufficient statistics
+@njit(cache=True, nogil=True)
+def _group_sums(y, X, center, scale, idx, sy, sx):
+    for i in range(y.shape[0]):  # in row order: the same sums as numpy.bincount's
+        g = idx[i]
+        sy[g] += y[i]
+        for p in range(X.shape[1]):
+            sx[g, p] += (X[i, p] - center[p]) / scale[p]
+
+
+@njit(cache=True, parallel=True)
+def _within_cross_products(y, X, center, scale, idx, ybar, xbar, block, out):
+    N, P = X.shape
+    n_blocks = out.shape[0]
+    for bi in prange(n_blocks):
+        r = np.empty(P + 1)
+        acc = out[bi]
+        for i in range(bi * block, min((bi + 1) * block, N)):
+            g = idx[i]
+            r[0] = y[i] - ybar[g]
+            for p in range(P):
+                r[p + 1] = (X[i, p] - center[p]) / scale[p] - xbar[g, p]
+            for a in range(P + 1):
+                for b in range(a, P + 1):
+                    acc[a, b] += r[a] * r[b]
+
+
+def gaussian_group_stats(y, X, center, scale, idx, n) -> tuple:
+    """Group means of ``y`` and of the standardized predictors ``(X - center) / scale``, and the
+    within-group cross-products of their deviations from the group means, in two passes over the rows
+    without temporaries of the rows' size.
+
+    Returns ``(ybar (J,), xbar (J, P), syy, sxy (P,), sxx (P, P))``. The group means equal
+    ``numpy.bincount``'s sums divided by ``n`` exactly; the cross-products are sums over fixed blocks
+    of rows (the same numbers whatever the number of threads).
+    """
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64).reshape(y.shape[0], -1)
+    center = np.ascontiguousarray(center, dtype=np.float64).reshape(-1)
+    scale = np.ascontiguousarray(scale, dtype=np.float64).reshape(-1)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    J, P = n.shape[0], X.shape[1]
+    sy, sx = np.zeros(J), np.zeros((J, P))
+    _group_sums(y, X, center, scale, idx, sy, sx)
+    ybar, xbar = sy / n, sx / n[:, None]
+    block = 1 << 16
+    out = np.zeros((max(1, -(-y.shape[0] // block)), P + 1, P + 1))
+    _within_cross_products(y, X, center, scale, idx, ybar, xbar, block, out)
+    m = out.sum(axis=0)
+    m = np.triu(m) + np.triu(m, 1).T
+    return ybar, xbar, float(m[0, 0]), m[0, 1:].copy(), m[1:, 1:].copy()
+
+
+# ------------------------------------------------------------------------------------------------------
+# threads
 def _threads() -> int:
     return max(1, min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
 
@@ -405,18 +525,135 @@ def each_in_threads(work, items, n_threads: int | None = None) -> None:
         list(ex.map(work, items))
 
 
+# ------------------------------------------------------------------------------------------------------
+# standard normal draws
+def _ziggurat_tables(n: int = 256, r: float = 3.6541528853610088):
+    """Marsaglia & Tsang's (2000) ziggurat for the standard normal, ``n`` layers of equal area ``v``.
+
+    ``edge[k]`` is the right edge of layer k (``edge[0] = v / f(r)``, the base strip's width, its
+    rectangle ending at ``edge[1] = r``, then ``edge[k + 1] = f^-1(f(edge[k]) + v / edge[k])`` up to
+    ``edge[n] = 0``); with ``r`` for 256 layers the top layer's area equals ``v`` to 1e-13.
+    """
+    def f(x):
+        return math.exp(-0.5 * x * x)
+
+    v = r * f(r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))  # base: rectangle + tail
+    edge = np.zeros(n + 1)
+    edge[0], edge[1] = v / f(r), r
+    for k in range(1, n - 1):
+        edge[k + 1] = math.sqrt(-2.0 * math.log(f(edge[k]) + v / edge[k]))
+    scale = 2.0 ** -52
+    accept = np.floor(edge[1:] / edge[:-1] * 2.0**52).astype(np.int64)  # fast test: rabs < accept[k]
+    return edge[:-1] * scale, accept, np.exp(-0.5 * edge**2), r
+
+
+_ZIG_W, _ZIG_K, _ZIG_F, _ZIG_R = _ziggurat_tables()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _xoshiro(s0, s1, s2, s3):
+    """xoshiro256++ (Blackman & Vigna 2018): 64 random bits and the next state."""
+    out = _rotl(s0 + s3, 23) + s0
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    return out, s0, s1, s2, s3
+
+
 @njit(cache=True, nogil=True)
-def _gaussian_conditional_rows(out, z, r0, ybar, xbar, size_idx, a, b, c, sd):
-    R, J = z.shape
+def _uniform_open01(st):
+    """Uniform on (0, 1] from 53 random bits; advances the state array ``st``."""
+    bits, st[0], st[1], st[2], st[3] = _xoshiro(st[0], st[1], st[2], st[3])
+    return (np.float64(np.int64(bits >> np.uint64(11))) + 1.0) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, nogil=True)
+def _normal_slow(st, k, x, negative, F, r):
+    """The ziggurat's rare cases for a draw outside its layer's inner rectangle: the exact wedge test
+    (layers k >= 1), or Marsaglia's exact tail method beyond ``r`` (the base layer). Returns
+    (accepted, value)."""
+    if k == 0:
+        while True:
+            xx = -math.log(_uniform_open01(st)) / r
+            yy = -math.log(_uniform_open01(st))
+            if yy + yy > xx * xx:
+                return True, (-(r + xx) if negative else r + xx)
+    if F[k] + (F[k + 1] - F[k]) * (1.0 - _uniform_open01(st)) < math.exp(-0.5 * x * x):
+        return True, (-x if negative else x)
+    return False, 0.0
+
+
+@njit(cache=True, nogil=True)
+def _fill_standard_normal(st, out, W, Kt, F, r):
+    """Fill ``out`` with exact standard normal draws by the ziggurat (Marsaglia & Tsang 2000) on the
+    xoshiro256++ state ``st`` (advanced). Of 64 random bits, 8 pick the layer, 1 the sign and 52 the
+    position; 98.8% of draws are accepted by one integer comparison, the rest go to
+    :func:`_normal_slow`. The state lives in registers on the fast path (about 2 ns a draw)."""
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    n = out.shape[0]
+    i = 0
+    while i < n:
+        bits, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        b = np.int64(bits >> np.uint64(1))  # 63 bits, as a signed integer: fast conversion to float
+        k = b & 0xFF
+        negative = (b >> 8) & 1
+        rabs = b >> 11  # 52 bits
+        x = np.float64(rabs) * W[k]
+        if rabs < Kt[k]:
+            out[i] = -x if negative else x
+            i += 1
+            continue
+        st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+        ok, v = _normal_slow(st, k, x, negative, F, r)
+        s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+        if ok:
+            out[i] = v
+            i += 1
+    st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+
+
+def _rng_state(seed_seq: np.random.SeedSequence) -> np.ndarray:
+    """A xoshiro256++ state (4 uint64, not all zero) from a ``SeedSequence``."""
+    st = seed_seq.generate_state(4, np.uint64)
+    if not st.any():
+        st[0] = 1
+    return st
+
+
+def standard_normals(seed_seq: np.random.SeedSequence, n: int) -> np.ndarray:
+    """``n`` standard normal draws from the compiled generator behind :func:`gaussian_conditional_draws`
+    (for its tests)."""
+    out = np.empty(int(n))
+    _fill_standard_normal(_rng_state(seed_seq), out, _ZIG_W, _ZIG_K, _ZIG_F, _ZIG_R)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _gaussian_conditional_rows(out, st, r0, ybar, xbar, size_idx, a, b, c, sd, W, Kt, F, r):
+    R, J = out.shape
     P = xbar.shape[1]
-    for r in range(R):
-        s = r0 + r
-        for j in range(J):
-            e = ybar[j] - a[s]
-            for p in range(P):
-                e -= xbar[j, p] * b[s, p]
-            k = size_idx[j]
-            out[r, j] = c[s, k] * e + sd[s, k] * z[r, j]
+    z = np.empty(min(J, 4096))  # normals drawn a cache-sized chunk at a time
+    for i in range(R):
+        s = r0 + i
+        for j0 in range(0, J, z.shape[0]):
+            m = min(z.shape[0], J - j0)
+            _fill_standard_normal(st, z[:m], W, Kt, F, r)
+            for q in range(m):
+                j = j0 + q
+                e = ybar[j] - a[s]
+                for p in range(P):
+                    e -= xbar[j, p] * b[s, p]
+                k = size_idx[j]
+                out[i, j] = c[s, k] * e + sd[s, k] * z[q]
 
 
 def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence, ybar, xbar, size_idx, a, b, c,
@@ -425,27 +662,21 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
 
     ``z`` standard normal; ``k_j`` is group j's size class, ``c`` and ``sd`` (draws x classes) the
     conditional mean factor and sd of that class. Blocks of about ``block_values`` values get their own
-    generator (``seed_seq.spawn``), so the draws depend on the seed and the shape only; blocks run in
-    threads (numpy and the kernel release the GIL) and ``out`` is written once.
+    generator (a xoshiro256++ state from ``seed_seq.spawn``) and draw ``z`` by the ziggurat as they
+    write, compiled (about 3x faster than numpy's ``standard_normal``, no buffer of normals); so the
+    draws depend on the seed and the shape only. Blocks run in threads and ``out`` is written once.
     """
     S, J = out.shape
     args = (np.ascontiguousarray(ybar, dtype=np.float64), np.ascontiguousarray(xbar, dtype=np.float64),
             np.asarray(size_idx, dtype=np.int64), np.ascontiguousarray(a, dtype=np.float64),
             np.ascontiguousarray(b, dtype=np.float64), np.ascontiguousarray(c, dtype=np.float64),
-            np.ascontiguousarray(sd, dtype=np.float64))
+            np.ascontiguousarray(sd, dtype=np.float64), _ZIG_W, _ZIG_K, _ZIG_F, _ZIG_R)
     per = max(1, block_values // max(J, 1))
     starts = list(range(0, S, per))
     children = seed_seq.spawn(len(starts))
-    local = threading.local()  # one normals buffer per thread, reused (fresh buffers cost page faults)
 
     def work(i):
         r0 = starts[i]
-        rows = out[r0:r0 + per]
-        buf = getattr(local, "z", None)
-        if buf is None:
-            buf = local.z = np.empty((per, J))
-        z = buf[:rows.shape[0]]
-        np.random.default_rng(children[i]).standard_normal(out=z)
-        _gaussian_conditional_rows(rows, z, r0, *args)
+        _gaussian_conditional_rows(out[r0:r0 + per], _rng_state(children[i]), r0, *args)
 
     each_in_threads(work, range(len(starts)))

@@ -61,14 +61,6 @@ class GaussianStats:
     n_obs: int
 
 
-def _group_means(values: np.ndarray, idx: np.ndarray, n: np.ndarray) -> np.ndarray:
-    J = n.shape[0]
-    if values.ndim == 1:
-        return np.bincount(idx, weights=values, minlength=J) / n
-    return np.stack([np.bincount(idx, weights=values[:, k], minlength=J) for k in range(values.shape[1])],
-                    axis=1) / n[:, None]
-
-
 def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStats:
     """One pass over the rows: group counts and means, and within-group cross-products.
 
@@ -83,18 +75,13 @@ def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStat
             object.__setattr__(gd, "_gaussian_stats", cached)  # frozen dataclass: a private memo
         return cached
     y = np.asarray(y, dtype=float)
-    idx, n = gd.group_idx, gd.group_n.astype(float)
-    Xs = gd.Xs
-    ybar = _group_means(y, idx, n)
-    yw = y - ybar[idx]
+    n = gd.group_n.astype(float)
     if gd.n_predictors:
-        xbar = _group_means(Xs, idx, n)
-        Xw = Xs - xbar[idx]
-        sxy, sxx = Xw.T @ yw, Xw.T @ Xw
+        X, center, scale = gd.X, gd.x_center, gd.x_scale
     else:
-        xbar, sxy, sxx = np.zeros((len(n), 0)), np.zeros(0), np.zeros((0, 0))
-    return GaussianStats(n=n, ybar=ybar, xbar=xbar, syy_w=float(yw @ yw), sxy_w=sxy, sxx_w=sxx,
-                         n_obs=int(y.shape[0]))
+        X, center, scale = np.zeros((y.shape[0], 0)), np.zeros(0), np.ones(0)
+    ybar, xbar, syy, sxy, sxx = K.gaussian_group_stats(y, X, center, scale, gd.group_idx, n)
+    return GaussianStats(n=n, ybar=ybar, xbar=xbar, syy_w=syy, sxy_w=sxy, sxx_w=sxx, n_obs=int(y.shape[0]))
 
 
 def gaussian_marginal_logp(stats, a, b, tau, sigma, lib=pt):

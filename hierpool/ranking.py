@@ -29,7 +29,6 @@ from . import _kernels as K
 from . import _names as N
 from ._fitview import FitView, as_fit
 from ._validate import one_of, positive_int, probability
-from .families import inverse_link
 
 __all__ = ["rank_groups", "triple_goal"]
 
@@ -48,35 +47,30 @@ def _check_bool(name: str, value) -> bool:
 
 
 def _draw_chunks(view: FitView, by: str):
-    """Yield (flat sample indices, values (samples_in_chunk x groups)) over the posterior in chunks.
+    """Yield (flat sample indices, group effects (samples_in_chunk x groups), offsets or None) in chunks.
 
-    The values may live in a buffer reused by the next chunk: use them before asking for the next.
+    The ranked value is ``inverse_link(offset + group_effect)`` with the offset the intercept at the
+    average predictors (``by="estimate"``) or the group effect itself (``by="effect"``: no offset,
+    identity link); :func:`hierpool._kernels.rank_rows` applies both on the fly, so the stored draws are
+    read in place.
     """
     post = view.post
     n_chain, n_draw, J = post.sizes["chain"], post.sizes["draw"], view.n_groups
     per = max(1, min(MAX_CHUNK_DRAWS, MAX_CHUNK_VALUES // max(J, 1)))
-    ge = post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
     iac = view.intercept_at_center().transpose(*N.SAMPLE_DIMS) if by == "estimate" else None
     flat = view.group_effect_matrix()
-    if flat is not None:  # numpy-backed: read rows of the (samples x groups) array without copies
+    if flat is not None:  # numpy-backed: rows of the (samples x groups) array, no copies
         iac_flat = None if iac is None else np.asarray(iac.values, dtype=float).reshape(-1)
-        buf = None if iac is None else np.empty((min(per, n_chain * n_draw), J))  # reused: no page faults
         for s0 in range(0, n_chain * n_draw, per):
             rows = slice(s0, min(s0 + per, n_chain * n_draw))
-            vals = flat[rows]
-            if iac_flat is not None:
-                out = buf[:vals.shape[0]]
-                np.add(iac_flat[rows, None], vals, out=out)
-                vals = inverse_link(view.family, out)
-            yield np.arange(rows.start, rows.stop), vals
+            yield np.arange(rows.start, rows.stop), flat[rows], None if iac_flat is None else iac_flat[rows]
         return
+    ge = post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
     for c in range(n_chain):  # lazy (e.g. a zarr store opened without loading): read chunk by chunk
         for d0 in range(0, n_draw, per):
             sel = {"chain": c, "draw": slice(d0, min(d0 + per, n_draw))}
-            vals = np.asarray(ge.isel(sel).values, dtype=float)
-            if iac is not None:
-                vals = inverse_link(view.family, np.asarray(iac.isel(sel).values, dtype=float)[:, None] + vals)
-            yield c * n_draw + np.arange(sel["draw"].start, sel["draw"].stop), vals
+            off = None if iac is None else np.asarray(iac.isel(sel).values, dtype=float)
+            yield c * n_draw + np.arange(sel["draw"].start, sel["draw"].stop), np.asarray(ge.isel(sel).values), off
 
 
 def _thin_index(n_samples: int, max_draws: int) -> np.ndarray:
@@ -94,11 +88,12 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     kept = None if keep is None else np.empty((keep.size, J), dtype=np.int32)
     pos = 0
     all_kept = keep is not None and keep.size == S
-    for idx, vals in _draw_chunks(view, by):
+    family = view.family if by == "estimate" else "gaussian"  # "gaussian": the identity link
+    for idx, vals, offset in _draw_chunks(view, by):
         if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank in place
-            K.rank_rows(vals, descending, top_k, acc, out=kept[idx[0]:idx[-1] + 1])
+            K.rank_rows(vals, descending, top_k, acc, out=kept[idx[0]:idx[-1] + 1], offset=offset, family=family)
             continue
-        r = K.rank_rows(vals, descending, top_k, acc)
+        r = K.rank_rows(vals, descending, top_k, acc, offset=offset, family=family)
         if kept is not None:
             take = np.isin(idx, keep)
             n_take = int(take.sum())
@@ -108,17 +103,19 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
         "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
-        "estimate": acc["value"] / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
+        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
     }
 
 
-def _triple_goal_values(rank_mean: np.ndarray, edf_ascending: np.ndarray, descending: bool) -> np.ndarray:
-    """Shen & Louis' GR values: the group with the k-th best mean rank gets the k-th best EDF value."""
-    order = np.argsort(rank_mean, kind="stable")  # best first (rank 1 = best in the chosen direction)
-    values = edf_ascending[::-1] if descending else edf_ascending
-    out = np.empty_like(values)
-    out[order] = values
-    return out
+def _best_first(rank_mean: np.ndarray) -> np.ndarray:
+    """Group indices by mean rank, best (rank 1) first; ties in group order."""
+    return np.argsort(rank_mean, kind="stable")
+
+
+def _triple_goal_sorted(edf_ascending: np.ndarray, descending: bool) -> np.ndarray:
+    """Shen & Louis' GR values in best-first order: the group with the k-th best mean rank gets the
+    k-th best EDF value."""
+    return edf_ascending[::-1] if descending else edf_ascending
 
 
 def _check_top_k(top_k, J: int) -> int:
@@ -209,7 +206,8 @@ def rank_groups(
     kept = acc["kept"]
     lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
     rank_median, rank_low, rank_high = K.column_quantiles(kept, [(0.5, "median"), (lo_q, "lower"), (hi_q, "higher")])
-    out = pd.DataFrame({
+    order = _best_first(acc["rank_mean"])  # the table is sorted by rank_mean (stable), best first
+    columns = {
         "group": view.groups.to_numpy(),
         "n": view.group_n.values.astype(np.int64),
         "estimate": acc["estimate"],
@@ -220,9 +218,9 @@ def rank_groups(
         "rank_high": rank_high.astype(np.int64),
         "p_top_k": acc["p_top_k"],
         "p_best": acc["p_best"],
-        "triple_goal": _triple_goal_values(acc["rank_mean"], acc["edf"], descending),
-    })
-    out = out.sort_values("rank_mean", kind="stable").reset_index(drop=True)
+    }
+    out = pd.DataFrame({k: v[order] for k, v in columns.items()})
+    out["triple_goal"] = _triple_goal_sorted(acc["edf"], descending)
     out.attrs.update(ci_prob=ci_prob, top_k=top_k, descending=descending, by=by, n_draws=int(S),
                      n_draws_quantiles=int(keep.size))
     return out
@@ -260,13 +258,16 @@ def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
     one_of("by", by, _BY)
     view = as_fit(dt)
     acc = _rank_pass(view, by, True, 1, None)
+    order = _best_first(acc["rank_mean"])
     tg_rank = np.empty(view.n_groups, dtype=np.int64)
-    tg_rank[np.argsort(acc["rank_mean"], kind="stable")] = np.arange(1, view.n_groups + 1)
+    tg_rank[order] = np.arange(1, view.n_groups + 1)
+    tg = np.empty(view.n_groups)
+    tg[order] = _triple_goal_sorted(acc["edf"], True)
     return pd.DataFrame({
         "group": view.groups.to_numpy(),
         "n": view.group_n.values.astype(np.int64),
         "estimate": acc["estimate"],
         "rank_mean": acc["rank_mean"],
         "triple_goal_rank": tg_rank,
-        "triple_goal": _triple_goal_values(acc["rank_mean"], acc["edf"], True),
+        "triple_goal": tg,
     })

@@ -38,9 +38,41 @@ def test_rank_rows_equal_stable_argsort(descending, J):
     np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
     np.testing.assert_array_equal(acc["top"], (ref <= 3).sum(axis=0))
     np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
-    np.testing.assert_allclose(acc["value"], vals.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(acc["value"].sum(axis=0), vals.sum(axis=0), rtol=1e-12)
     srt = np.take_along_axis(vals, order, axis=1).sum(axis=0)
     np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
+
+
+_NUMPY_LINKS = {"gaussian": lambda v: v, "bernoulli": lambda v: 1.0 / (1.0 + np.exp(-v)), "poisson": np.exp}
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("family", ["gaussian", "bernoulli", "poisson"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_rows_with_offset_and_link_equal_stable_argsort(descending, family, dtype):
+    """Ranks of inverse_link(offset + vals) computed on the fly, from float32 rows (the exact-key path
+    when gaussian) or float64 rows: the same as numpy's on the transformed values, ties included."""
+    rng = np.random.default_rng(7)
+    S, J = 8, 4000
+    vals = _hard_values(rng, S, J)[:, :J]
+    vals[4, :5] = rng.standard_normal(5)  # keep within float32's range and away from overflow
+    vals[5, :50] = 40.0 + rng.standard_normal(50) * 1e-3  # expit saturates to 1.0: ties on the natural scale
+    vals = vals.astype(dtype)
+    offset = rng.standard_normal(S)
+    offset[6] = 1e9  # off + x rounds distinct x to equal values: ties broken by group order
+    offset[7] = -0.0
+    if family == "poisson":
+        offset[6] = 3.0
+    with np.errstate(over="ignore"):
+        values = _NUMPY_LINKS[family](offset[:, None] + vals.astype(np.float64))
+    acc = K.new_rank_accumulators(J)
+    ranks = K.rank_rows(vals, descending, 10, acc, offset=offset, family=family)
+    ref, order = _stable_ranks(values, descending)
+    np.testing.assert_array_equal(ranks, ref)
+    np.testing.assert_allclose(acc["value"].sum(axis=0), values.sum(axis=0), rtol=1e-12)
+    srt = np.take_along_axis(values, order, axis=1).sum(axis=0)
+    np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
+    np.testing.assert_array_equal(acc["top"], (ref <= 10).sum(axis=0))
 
 
 def test_rank_rows_accumulates_over_calls_and_writes_into_out():
@@ -116,6 +148,35 @@ def test_conditional_draws_reproducible_and_thread_independent(monkeypatch):
     assert not np.array_equal(other, runs[0])
 
 
+def test_ziggurat_standard_normals():
+    """The compiled ziggurat's draws are standard normal: equiprobable-bin chi-square (which would see a
+    wrong layer, wedge or table), the tail beyond the base layer's edge r, and the first four moments,
+    each within its Monte Carlo error at a fixed seed."""
+    from scipy import stats
+
+    n = 4_000_000
+    z = K.standard_normals(np.random.SeedSequence(11), n)
+    edges = stats.norm.ppf(np.linspace(0, 1, 401))
+    counts = np.histogram(z, edges)[0]
+    chi2 = ((counts - n / 400) ** 2 / (n / 400)).sum()
+    assert stats.chi2.sf(chi2, 399) > 1e-4, chi2
+    # beyond r every draw comes from the tail method: how many, and their mean excess over r
+    tail = np.concatenate([np.abs(z[np.abs(z) > K._ZIG_R])] + [
+        np.abs(t[np.abs(t) > K._ZIG_R]) for t in (K.standard_normals(np.random.SeedSequence([11, i]), n)
+                                                  for i in range(4))]) - K._ZIG_R
+    p = 2 * stats.norm.sf(K._ZIG_R)
+    assert abs(tail.size - 5 * n * p) < 4 * np.sqrt(5 * n * p)
+    excess = stats.norm.pdf(K._ZIG_R) / stats.norm.sf(K._ZIG_R) - K._ZIG_R  # E[X - r | X > r]
+    assert abs(tail.mean() - excess) < 4 * tail.std() / np.sqrt(tail.size), (tail.mean(), excess)
+    assert abs(z.mean()) < 4 / np.sqrt(n)
+    assert abs(z.var() - 1) < 4 * np.sqrt(2 / n)
+    assert abs(stats.skew(z)) < 4 * np.sqrt(6 / n)
+    assert abs(stats.kurtosis(z)) < 4 * np.sqrt(24 / n)
+    # reproducible from the seed, different for another
+    np.testing.assert_array_equal(z[:1000], K.standard_normals(np.random.SeedSequence(11), 1000))
+    assert not np.array_equal(z[:1000], K.standard_normals(np.random.SeedSequence(12), 1000))
+
+
 def test_conditional_draws_have_the_stated_normal():
     """Many draws of one parameter set: mean and sd per group agree with c * e and sd (within MC error)."""
     rng = np.random.default_rng(2)
@@ -160,3 +221,28 @@ def test_rhat_ess_equal_arviz(chains, draws):
     np.testing.assert_allclose(r, ref_r, rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(b, az.ess(ds, method="bulk")["u"].values, rtol=1e-8, equal_nan=True)
     np.testing.assert_allclose(t, az.ess(ds, method="tail")["u"].values, rtol=1e-8, equal_nan=True)
+
+
+@pytest.mark.parametrize("P", [0, 1, 3])
+def test_gaussian_group_stats_equal_numpy(P):
+    """Group means exactly numpy's (bincount / n); within-group cross-products to rounding."""
+    rng = np.random.default_rng(P)
+    N, J = 200_003, 70_001
+    idx = rng.integers(0, J, N)
+    idx[:J] = np.arange(J)  # every group present
+    n = np.bincount(idx, minlength=J).astype(float)
+    y = rng.standard_normal(N) * 3 + 10
+    X = rng.standard_normal((N, P)) * [2.0, 0.5, 7.0][:P] + 4
+    center, scale = X.mean(axis=0), X.std(axis=0)
+    ybar, xbar, syy, sxy, sxx = K.gaussian_group_stats(y, X, center, scale, idx, n)
+    Xs = (X - center) / scale
+    ref_ybar = np.bincount(idx, weights=y, minlength=J) / n
+    ref_xbar = np.stack([np.bincount(idx, weights=Xs[:, k], minlength=J) for k in range(P)], axis=1) / n[:, None] \
+        if P else np.zeros((J, 0))
+    np.testing.assert_array_equal(ybar, ref_ybar)
+    np.testing.assert_array_equal(xbar, ref_xbar.reshape(J, P))
+    yw, Xw = y - ref_ybar[idx], Xs - ref_xbar.reshape(J, P)[idx]
+    np.testing.assert_allclose(syy, yw @ yw, rtol=1e-11)
+    np.testing.assert_allclose(sxy, Xw.T @ yw, rtol=1e-9, atol=1e-8 * np.sqrt(N))
+    np.testing.assert_allclose(sxx, Xw.T @ Xw, rtol=1e-11)
+    assert sxx.shape == (P, P) and sxy.shape == (P,)
