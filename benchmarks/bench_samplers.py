@@ -6,6 +6,8 @@ Gaussian random intercepts with 3 predictors, most groups of 1-5 rows (N ~ 2.6 J
 - ``hierpool collapsed``: ``hp.fit(hp.random_intercepts(gd))`` (nutpie on intercept, beta, tau, sigma;
   group effects drawn afterwards from their exact conditional);
 - ``hierpool full``: the same with ``collapse=False`` (non-centered, every group effect sampled by nutpie);
+- ``hierpool full (numpyro)``: the same full model with ``sampler="numpyro"`` (JAX; compilation happens
+  inside the sampling call, so its ``compile`` column is empty and ``sampling`` includes it);
 - ``pymc NUTS``: a plain non-centered PyMC model with the same priors, ``pm.sample(nuts_sampler="pymc")``;
 - ``bambi default``: ``bmb.Model("y ~ x1 + x2 + x3 + (1|group)", df).fit()`` (PyMC's NUTS, bambi's
   defaults: 1000 draws, 1000 tuning steps, chains = max(2, cores) = 2 here). ``--bambi-draws`` caps
@@ -36,8 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-CONFIGS = ("collapsed", "full", "pymc", "bambi")
+CONFIGS = ("collapsed", "full", "numpyro", "pymc", "bambi")
 LABELS = {"collapsed": "hierpool collapsed (nutpie)", "full": "hierpool full, collapse=False (nutpie)",
+          "numpyro": "hierpool full, collapse=False (numpyro, JAX)",
           "pymc": "plain PyMC non-centered (PyMC NUTS)", "bambi": "bambi default (PyMC NUTS)"}
 TARGET = 100.0  # issue 4: tau's ESS/s at J = 10k at least 100x bambi's default
 
@@ -62,7 +65,7 @@ def worker(args) -> None:
 
     t: dict = {}
     cfg = args.config
-    if cfg in ("collapsed", "full"):
+    if cfg in ("collapsed", "full", "numpyro"):
         import nutpie
 
         import hierpool as hp
@@ -93,8 +96,8 @@ def worker(args) -> None:
             gd = hp.prepare(df, y="y", group="group", predictors=preds)
             model = hp.random_intercepts(gd, collapse="auto" if cfg == "collapsed" else False)
             dt = hp.fit(model, draws=args.draws, tune=args.tune, chains=args.chains, random_seed=1,
-                        progressbar=False)
-        t["sample_s"] = t["total_s"] - t["compile_s"] - t["post_s"]
+                        progressbar=False, sampler="numpyro" if cfg == "numpyro" else "auto")
+        t["sample_s"] = t["total_s"] - t.get("compile_s", 0.0) - t["post_s"]
         post = dt["posterior"].to_dataset()[["intercept", "beta", "tau", "sigma", "group_effect"]]
         d = _diag(az, post, "tau", "group_effect")
     elif cfg == "pymc":

@@ -17,6 +17,8 @@ numpy definitions exactly) with algorithms chosen for this shape:
   ``linear``, ``lower`` and ``higher`` quantiles and the median exactly as numpy does.
 - :func:`gaussian_group_stats`: group means and within-group cross-products of the gaussian collapse
   in two passes over the rows, without temporaries of the rows' size.
+- :func:`pointwise_loglik`: the stored pointwise log-likelihood of every draw and row, written once
+  (no temporaries of its size: at 10,000 groups it holds 1e8 values).
 - :func:`gaussian_conditional_draws`: exact conditional draws of gaussian group effects, with standard
   normals from a compiled ziggurat (Marsaglia & Tsang 2000) on xoshiro256++ streams, one per block of
   rows, seeded from one ``SeedSequence``, in threads; the stream depends on the seed and the array's
@@ -39,7 +41,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 __all__ = ["rank_rows", "column_order_stats", "column_quantiles", "column_summaries",
-           "gaussian_conditional_draws", "gaussian_group_stats", "N_PARTS"]
+           "gaussian_conditional_draws", "gaussian_group_stats", "pointwise_loglik", "N_PARTS"]
 
 #: Partial sums per accumulator in :func:`rank_rows` (fixed, so results do not depend on threads).
 N_PARTS = 4
@@ -504,6 +506,80 @@ def gaussian_group_stats(y, X, center, scale, idx, n) -> tuple:
     m = out.sum(axis=0)
     m = np.triu(m) + np.triu(m, 1).T
     return ybar, xbar, float(m[0, 0]), m[0, 1:].copy(), m[1:, 1:].copy()
+
+
+# ------------------------------------------------------------------------------------------------------
+# pointwise log-likelihood
+_LOG_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _log1p_exp(x):
+    """log(1 + exp(x)), as numpy's ``logaddexp(0, x)``."""
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@njit(cache=True, parallel=True)
+def _pointwise_loglik(out, family, a, B, U, sigma, y, X, gidx, offset, trials, const):
+    S, N = out.shape
+    P = X.shape[1]
+    for s in prange(S):
+        row = out[s]
+        us = U[s]
+        norm_const = -math.log(sigma[s]) - _LOG_2PI_HALF  # gaussian: once per draw
+        for i in range(N):
+            dot = 0.0
+            for p in range(P):
+                dot += X[i, p] * B[s, p]
+            eta = a[s] + dot + us[gidx[i]] + offset[i]
+            if family == 0:
+                z = (y[i] - eta) / sigma[s]
+                row[i] = -0.5 * z * z + norm_const
+            elif family == 1:
+                row[i] = y[i] * eta - _log1p_exp(eta)
+            elif family == 2:
+                row[i] = const[i] + y[i] * eta - trials[i] * _log1p_exp(eta)
+            else:
+                row[i] = y[i] * eta - math.exp(eta) + const[i]
+
+
+_FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "binomial": 2, "poisson": 3}
+
+
+def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, group_idx, offset=None,
+                     trials=None) -> np.ndarray:
+    """log p(y_i | draw s) for every draw and row, shape (draws, rows), written once without temporaries.
+
+    ``eta = intercept_s + X_i . beta_s + group_effect_s[group_idx_i] + offset_i``; the densities are those
+    of :func:`hierpool._predictive.log_likelihood` (gaussian with ``sigma_s``, bernoulli, binomial with
+    ``trials`` and its binomial coefficient, poisson with ``-log(y!)``). ``group_effect`` (draws x groups)
+    is read in place, float32 or float64.
+    """
+    from scipy.special import gammaln
+
+    a = np.ascontiguousarray(intercept, dtype=np.float64).reshape(-1)
+    S = a.shape[0]
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    N = y.shape[0]
+    X = np.zeros((N, 0)) if X is None else np.ascontiguousarray(X, dtype=np.float64).reshape(N, -1)
+    B = np.zeros((S, 0)) if X.shape[1] == 0 else np.ascontiguousarray(beta, dtype=np.float64).reshape(S, -1)
+    U = np.asarray(group_effect)
+    U = np.ascontiguousarray(U if U.dtype in (np.float32, np.float64) else U.astype(np.float64)).reshape(S, -1)
+    sig = np.ones(S) if sigma is None else np.ascontiguousarray(sigma, dtype=np.float64).reshape(S)
+    off = np.zeros(N) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(N)
+    tr = np.ones(N) if trials is None else np.ascontiguousarray(trials, dtype=np.float64).reshape(N)
+    if family == "binomial":
+        const = gammaln(tr + 1) - gammaln(y + 1) - gammaln(tr - y + 1)
+    elif family == "poisson":
+        const = -gammaln(y + 1)
+    else:
+        const = np.zeros(N)
+    out = np.empty((S, N))
+    _pointwise_loglik(out, _FAMILY_CODES[family], a, B, U, sig, y, X,
+                      np.ascontiguousarray(group_idx, dtype=np.int64), off, tr, const)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from . import _kernels as K
 from . import _names as N
 from . import _nutpie, gibbs, integrated
 from ._diagnostics import rhat_ess
-from ._predictive import design_from_constant, linear_predictor, log_likelihood
+from ._predictive import design_from_constant
 from ._validate import one_of, positive_int
 from .collapse import draw_gaussian_group_effects, gaussian_stats
 from .models import integrated_patterns, model_info
@@ -99,16 +100,21 @@ def constant_data(gd) -> xr.Dataset:
 def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArray, family: str) -> xr.DataArray:
     """log p(y_i | parameters of each draw), dims (chain, draw, obs_id).
 
-    Computed one chain at a time so the temporaries stay a fraction of the result.
+    One compiled pass writes the result (:func:`hierpool._kernels.pointwise_loglik`): no temporaries of
+    its size, whatever the number of draws and rows.
     """
     X, gidx, offset, trials = design_from_constant(const)
-    out = np.empty((post.sizes["chain"], post.sizes["draw"], y.sizes[N.OBS]))
-    for c in range(post.sizes["chain"]):
-        pc = post.isel(chain=c)
-        eta = linear_predictor(pc, X, gidx, offset)
-        sigma = pc[N.SIGMA] if family == "gaussian" else None
-        out[c] = log_likelihood(family, y, eta, sigma=sigma, trials=trials).transpose("draw", N.OBS).values
-    return xr.DataArray(out, dims=(*N.SAMPLE_DIMS, N.OBS),
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    order = (*N.SAMPLE_DIMS,)
+    beta = post[N.BETA].transpose(*order, N.PREDICTOR).values if X is not None and N.BETA in post else None
+    sigma = post[N.SIGMA].transpose(*order).values if family == "gaussian" else None
+    ll = K.pointwise_loglik(
+        family, post[N.INTERCEPT].transpose(*order).values, beta,
+        post[N.GROUP_EFFECT].transpose(*order, N.GROUP).values.reshape(C * D, -1), sigma, y.values,
+        None if X is None else X.transpose(N.OBS, N.PREDICTOR).values, gidx.values,
+        None if offset is None else np.asarray(offset.values if hasattr(offset, "values") else offset),
+        None if trials is None else trials.values)
+    return xr.DataArray(ll.reshape(C, D, -1), dims=(*N.SAMPLE_DIMS, N.OBS),
                         coords={"chain": post["chain"].values, "draw": post["draw"].values, N.OBS: y[N.OBS].values})
 
 
