@@ -5,9 +5,13 @@ draws, 190 s for 100,000 group effects on the 2-core reference machine. These fu
 same numbers (rank-normalized split R-hat, the max of bulk and folded; bulk ESS of the rank-normalized
 split chains; tail ESS, the smaller of the quantile-indicator ESS at ``(1 - p)`` and ``p``, with ``p``
 ArviZ's ``rcParams["stats.ci_prob"]`` (0.89 by default) as ``arviz.ess(method="tail")`` takes it;
-Vehtari et al. 2021) on
-blocks of variables with vectorized numpy/scipy and a compiled Geyer truncation, in threads. The tests
-compare them with ArviZ to 1e-8.
+Vehtari et al. 2021) on blocks of variables, in threads, with one sort per variable: the sorted split
+draws give the median and the tails' quantiles (numpy's definitions), the rank-normal scores come from a
+table (average ranks are multiples of 1/2), and the folded draws' order is merged from the same sort in
+O(draws). ESS sums the chain autocovariances lag by lag, only as far as Geyer's truncation needs them (a
+few lags when chains mix well; the FFT for variables that mix slowly). 10,000 variables of 4 x 1000
+draws: 2.2 s on 2 threads (6.3 s with one FFT per ESS and two sorts). The tests compare them with ArviZ
+to 1e-8.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from numba import njit
 from scipy import fft, special
 
+from . import _kernels as K
 from ._kernels import each_in_threads
 
 __all__ = ["rhat_ess"]
@@ -31,38 +36,51 @@ def _split(a: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _average_ranks_rows(flat, order, out):
+def _z_from_order(row, order, table, out):
+    """``out[k]`` = the rank-normal score of ``row[k]``: average ranks over ties, read from ``table``
+    (``table[2 r]`` is the score of rank ``r``; average ranks are multiples of 1/2)."""
+    n = row.shape[0]
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and row[order[j]] == row[order[i]]:
+            j += 1
+        z = table[i + j + 1]  # 2 x the average of ranks i+1 .. j
+        for k in range(i, j):
+            out[order[k]] = z
+        i = j
+
+
+@njit(cache=True, nogil=True)
+def _scores_and_folded(flat, order, med, table, z, zf, folded, forder):
+    """Rank-normal scores of each row of ``flat`` (``order``: its ascending argsort) and of the folded
+    row ``|flat - med|``, whose order is merged from ``order`` in O(n): values below the median fold in
+    descending order, values above it in ascending order."""
     V, n = flat.shape
     for v in range(V):
-        row = flat[v]
-        o = order[v]
-        i = 0
-        while i < n:
-            j = i + 1
-            while j < n and row[o[j]] == row[o[i]]:
-                j += 1
-            r = 0.5 * (i + j + 1)  # ranks i+1 .. j share their average
-            for k in range(i, j):
-                out[v, o[k]] = r
-            i = j
+        row, o, m = flat[v], order[v], med[v]
+        _z_from_order(row, o, table, z[v])
+        for k in range(n):
+            folded[k] = abs(row[k] - m)
+        p = 0
+        while p < n and row[o[p]] < m:
+            p += 1
+        lo, hi = p - 1, p
+        for k in range(n):
+            if hi >= n or (lo >= 0 and folded[o[lo]] <= folded[o[hi]]):
+                forder[k] = o[lo]
+                lo -= 1
+            else:
+                forder[k] = o[hi]
+                hi += 1
+        _z_from_order(folded, forder, table, zf[v])
 
 
-def _average_ranks(flat: np.ndarray) -> np.ndarray:
-    """Ranks 1..n along each row, ties given their average rank (``scipy.stats.rankdata``'s "average",
-    about 7x slower on these arrays)."""
-    flat = np.ascontiguousarray(flat)
-    out = np.empty(flat.shape)
-    _average_ranks_rows(flat, np.argsort(flat, axis=1), out)
-    return out
-
-
-def _z_scale(a: np.ndarray) -> np.ndarray:
-    """Rank-normalize each variable over all its values (average ranks, Blom's offset 3/8)."""
-    V = a.shape[0]
-    flat = a.reshape(V, -1)  # (a constant variable's ranks are all equal: z = 0, as in ArviZ)
-    n = flat.shape[1]
-    r = _average_ranks(flat)
-    return special.ndtri((r - 0.375) / (n - 0.75 + 1.0)).reshape(a.shape)
+def _score_table(n: int) -> np.ndarray:
+    """Rank-normal scores ``ndtri((r - 3/8) / (n + 1/4))`` (Blom) for ``r = m / 2``, m = 0 .. 2n + 1."""
+    r = 0.5 * np.arange(2 * n + 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return special.ndtri((r - 0.375) / (n - 0.75 + 1.0))
 
 
 def _rhat(a: np.ndarray) -> np.ndarray:
@@ -127,6 +145,122 @@ def _geyer(acov_mean, acov0_mean, chain_mean_var, n_chain, n_draw, const, out):
         out[v] = math.nan if bad else total / tau_hat
 
 
+#: Largest lag the direct autocovariance sums reach before a variable's ESS goes to the FFT.
+_MAX_DIRECT_LAG = 32
+
+
+@njit(cache=True, nogil=True)
+def _extend_acov(c, acov, known, k):
+    """Chain-averaged autocovariances (sums of lagged products / draws, as the FFT gives them) of the
+    centered chains ``c`` (chains, draws), from lag ``known + 1`` up to ``k``; returns ``k``."""
+    C, n = c.shape
+    while known < k:
+        known += 1
+        tot = 0.0
+        for ch in range(C):
+            s = 0.0
+            for i in range(n - known):
+                s += c[ch, i] * c[ch, i + known]
+            tot += s / n
+        acov[known] = tot / C
+    return known
+
+
+@njit(cache=True, nogil=True)
+def _ess_direct(a, max_lag, resolution, out, fallback):
+    """ESS of each variable of ``a`` (V, chains, draws) as :func:`_ess` computes it, with the chain
+    autocovariances summed directly, lag by lag, only as far as Geyer's truncation needs them (a few lags
+    for a chain that mixes well). A variable needing a lag beyond ``max_lag`` is flagged in
+    ``fallback`` and left to the FFT."""
+    V, C, n = a.shape
+    c = np.empty((C, n))
+    acov = np.empty(n)
+    rho = np.empty(n)
+    for v in range(V):
+        x = a[v]
+        lo, hi = x[0, 0], x[0, 0]
+        for ch in range(C):
+            for i in range(n):
+                lo = min(lo, x[ch, i])
+                hi = max(hi, x[ch, i])
+        fallback[v] = False
+        if hi - lo < resolution:
+            out[v] = C * n
+            continue
+        means = np.empty(C)
+        for ch in range(C):
+            s = 0.0
+            for i in range(n):
+                s += x[ch, i]
+            means[ch] = s / n
+            for i in range(n):
+                c[ch, i] = x[ch, i] - means[ch]
+        chain_mean_var = 0.0
+        if C > 1:
+            mm = means.mean()
+            for ch in range(C):
+                chain_mean_var += (means[ch] - mm) ** 2
+            chain_mean_var /= C - 1
+        known = _extend_acov(c, acov, -1, 1)  # autocovariances known up to lag ``known``
+        mean_var = acov[0] * n / (n - 1.0)
+        var_plus = mean_var * (n - 1.0) / n
+        if C > 1:
+            var_plus += chain_mean_var
+        for k in range(n):
+            rho[k] = 0.0
+        rho_even = 1.0
+        rho[0] = rho_even
+        rho_odd = 1.0 - (mean_var - acov[1]) / var_plus
+        rho[1] = rho_odd
+        t = 1
+        too_far = False
+        while t < n - 3 and rho_even + rho_odd > 0.0:
+            if t + 2 > max_lag:
+                too_far = True
+                break
+            known = _extend_acov(c, acov, known, t + 2)
+            rho_even = 1.0 - (mean_var - acov[t + 1]) / var_plus
+            rho_odd = 1.0 - (mean_var - acov[t + 2]) / var_plus
+            if rho_even + rho_odd >= 0.0:
+                rho[t + 1] = rho_even
+                rho[t + 2] = rho_odd
+            t += 2
+        if too_far:
+            fallback[v] = True
+            continue
+        max_t = t - 2
+        if rho_even > 0.0:
+            rho[max_t + 1] = rho_even
+        t = 1
+        while t <= max_t - 2:
+            if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
+                rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
+                rho[t + 2] = rho[t + 1]
+            t += 2
+        total = C * n
+        s = 0.0
+        bad = False
+        for k in range(max_t + 1):
+            s += rho[k]
+            bad = bad or math.isnan(rho[k])
+        s2 = rho[max_t + 1] if max_t + 1 < n else 0.0
+        tau_hat = -1.0 + 2.0 * s + s2
+        tau_hat = max(tau_hat, 1.0 / math.log10(total))
+        out[v] = math.nan if bad else total / tau_hat
+
+
+def _ess_fast(a: np.ndarray) -> np.ndarray:
+    """:func:`_ess`'s numbers: direct autocovariance sums where Geyer's truncation comes within
+    ``_MAX_DIRECT_LAG`` lags, the FFT for the other variables."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    out = np.empty(a.shape[0])
+    fallback = np.zeros(a.shape[0], dtype=np.bool_)
+    _ess_direct(a, _MAX_DIRECT_LAG, np.finfo(float).resolution, out, fallback)
+    if fallback.any():
+        out[fallback] = _ess(a[fallback])
+    return out
+
+
 def _ess(a: np.ndarray) -> np.ndarray:
     """ESS of each variable of (V, chains, draws) (ArviZ's ``_ess``)."""
     V, C, n = a.shape
@@ -150,16 +284,23 @@ def _block(a: np.ndarray, tail_prob: float) -> tuple[np.ndarray, np.ndarray, np.
     if D < 4:
         nan = np.full(V, np.nan)
         return rhat, nan, nan
-    z = _z_scale(split)
+    flat_split = np.ascontiguousarray(split.reshape(V, -1))
+    n = flat_split.shape[1]
+    order = np.argsort(flat_split, axis=1)
+    ends = sorted((tail_prob, 1.0 - tail_prob))
+    plan, ks = K._quantile_plan(n, [(0.5, "median"), *((p, "linear") for p in ends)])
+    stats = np.take_along_axis(flat_split, order[:, ks], axis=1).T
+    med, *qs = K._quantiles_from_stats(stats, ks, plan)
+    z, zf = np.empty((V, n)), np.empty((V, n))
+    _scores_and_folded(flat_split, order, med, _score_table(n), z, zf, np.empty(n), np.empty(n, np.int64))
+    z = z.reshape(split.shape)
     if C >= 2:
-        folded = np.abs(split - np.median(split.reshape(V, -1), axis=1)[:, None, None])
-        rhat = np.maximum(_rhat(z), _rhat(_z_scale(folded)))
-    bulk = _ess(z)
-    flat = a.reshape(V, -1)
-    tails = []
-    for p in sorted((tail_prob, 1.0 - tail_prob)):
-        q = np.quantile(flat, p, axis=1)
-        tails.append(_ess(_split((a <= q[:, None, None]).astype(np.float64))))
+        rhat = np.maximum(_rhat(z), _rhat(zf.reshape(split.shape)))
+    bulk = _ess_fast(z)
+    if D % 2:  # the split chains drop each chain's middle draw: the tails' quantiles use every draw
+        flat = a.reshape(V, -1)
+        qs = [np.quantile(flat, p, axis=1) for p in ends]
+    tails = [_ess_fast(_split((a <= q[:, None, None]).astype(np.float64))) for q in qs]
     return rhat, bulk, np.minimum(*tails)
 
 

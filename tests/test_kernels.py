@@ -214,6 +214,9 @@ def test_rhat_ess_equal_arviz(chains, draws):
             x[:, :, v] += rng.normal(0, 0.5, size=(chains, 1))  # chains that disagree
     x[:, :, 1] = np.round(x[:, :, 1])  # many ties
     x[:, :, 2] = 3.0  # constant
+    x[:, :, 5] = rng.integers(-1, 2, size=(chains, draws))  # folded values tie across the median
+    for d in range(1, draws):  # slow mixing: Geyer's truncation far beyond the direct sums' lags
+        x[:, d, 3] = 0.995 * x[:, d - 1, 3] + 0.1 * rng.normal(size=chains)
     ds = xr.Dataset({"u": (("chain", "draw", "g"), x)})
     r, b, t = rhat_ess(x, block=7)  # several blocks, in threads
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -221,6 +224,25 @@ def test_rhat_ess_equal_arviz(chains, draws):
     np.testing.assert_allclose(r, ref_r, rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(b, az.ess(ds, method="bulk")["u"].values, rtol=1e-8, equal_nan=True)
     np.testing.assert_allclose(t, az.ess(ds, method="tail")["u"].values, rtol=1e-8, equal_nan=True)
+
+
+def test_direct_and_fft_autocovariances_give_the_same_ess():
+    """The ESS from lag-by-lag autocovariance sums equals the FFT's; slowly mixing variables (truncation
+    beyond the direct sums' reach) go to the FFT."""
+    from hierpool import _diagnostics as D
+
+    rng = np.random.default_rng(1)
+    C, n, V = 4, 400, 12
+    a = rng.normal(size=(V, C, n))
+    for v in range(V):
+        phi = [0.0, 0.3, 0.6, 0.9, 0.99, 0.999][v % 6]
+        for d in range(1, n):
+            a[v, :, d] += phi * a[v, :, d - 1]
+    a[0] = 2.0  # constant
+    out, fallback = np.empty(V), np.zeros(V, dtype=bool)
+    D._ess_direct(a, D._MAX_DIRECT_LAG, np.finfo(float).resolution, out, fallback)
+    assert fallback.any() and not fallback.all()
+    np.testing.assert_allclose(D._ess_fast(a), D._ess(a), rtol=1e-10)
 
 
 @pytest.mark.parametrize("P", [0, 1, 3])
