@@ -93,58 +93,6 @@ def _rhat(a: np.ndarray) -> np.ndarray:
         return np.sqrt((between / within + n - 1) / n)
 
 
-@njit(cache=True)
-def _geyer(acov_mean, acov0_mean, chain_mean_var, n_chain, n_draw, const, out):
-    """ESS from the chain-averaged autocovariances (V, lags): Geyer's initial monotone sequence.
-    Constant variables get the number of draws, as in ArviZ."""
-    V = acov_mean.shape[0]
-    rho = np.empty(n_draw)
-    for v in range(V):
-        if const[v]:
-            out[v] = n_chain * n_draw
-            continue
-        mean_var = acov0_mean[v] * n_draw / (n_draw - 1.0)
-        var_plus = mean_var * (n_draw - 1.0) / n_draw
-        if n_chain > 1:
-            var_plus += chain_mean_var[v]
-        for k in range(n_draw):
-            rho[k] = 0.0
-        rho_even = 1.0
-        rho[0] = rho_even
-        rho_odd = 1.0 - (mean_var - acov_mean[v, 1]) / var_plus
-        rho[1] = rho_odd
-        t = 1
-        while t < n_draw - 3 and rho_even + rho_odd > 0.0:
-            rho_even = 1.0 - (mean_var - acov_mean[v, t + 1]) / var_plus
-            rho_odd = 1.0 - (mean_var - acov_mean[v, t + 2]) / var_plus
-            if rho_even + rho_odd >= 0.0:
-                rho[t + 1] = rho_even
-                rho[t + 2] = rho_odd
-            t += 2
-        max_t = t - 2
-        if rho_even > 0.0:
-            rho[max_t + 1] = rho_even
-        t = 1
-        while t <= max_t - 2:
-            if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
-                rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
-                rho[t + 2] = rho[t + 1]
-            t += 2
-        total = n_chain * n_draw
-        s = 0.0
-        bad = False
-        for k in range(max_t + 1):
-            s += rho[k]
-            bad = bad or math.isnan(rho[k])
-        if max_t + 1 < n_draw:
-            s2 = rho[max_t + 1]
-        else:
-            s2 = 0.0
-        tau_hat = -1.0 + 2.0 * s + s2
-        tau_hat = max(tau_hat, 1.0 / math.log10(total))
-        out[v] = math.nan if bad else total / tau_hat
-
-
 #: Largest lag the direct autocovariance sums reach before a variable's ESS goes to the FFT.
 _MAX_DIRECT_LAG = 32
 
@@ -152,7 +100,7 @@ _MAX_DIRECT_LAG = 32
 @njit(cache=True, nogil=True)
 def _extend_acov(c, acov, known, k):
     """Chain-averaged autocovariances (sums of lagged products / draws, as the FFT gives them) of the
-    centered chains ``c`` (chains, draws), from lag ``known + 1`` up to ``k``; returns ``k``."""
+    centered chains ``c`` (chains, draws), from lag ``known + 1`` up to ``k``; returns the lag now known."""
     C, n = c.shape
     while known < k:
         known += 1
@@ -167,6 +115,67 @@ def _extend_acov(c, acov, known, k):
 
 
 @njit(cache=True, nogil=True)
+def _geyer_ess(c, acov, known, max_lag, chain_mean_var, n_chain, n_draw, rho):
+    """ESS of one variable from its chain-averaged autocovariances ``acov``: Geyer's initial monotone
+    sequence, as ArviZ's ``_ess``. Lags beyond ``known`` are summed from the centered chains ``c`` as
+    the truncation needs them; returns (ess, True), or (nan, False) if it needs a lag beyond ``max_lag``."""
+    known = _extend_acov(c, acov, known, 1)
+    mean_var = acov[0] * n_draw / (n_draw - 1.0)
+    var_plus = mean_var * (n_draw - 1.0) / n_draw
+    if n_chain > 1:
+        var_plus += chain_mean_var
+    for k in range(n_draw):
+        rho[k] = 0.0
+    rho_even = 1.0
+    rho[0] = rho_even
+    rho_odd = 1.0 - (mean_var - acov[1]) / var_plus
+    rho[1] = rho_odd
+    t = 1
+    while t < n_draw - 3 and rho_even + rho_odd > 0.0:
+        if t + 2 > max_lag:
+            return math.nan, False
+        known = _extend_acov(c, acov, known, t + 2)
+        rho_even = 1.0 - (mean_var - acov[t + 1]) / var_plus
+        rho_odd = 1.0 - (mean_var - acov[t + 2]) / var_plus
+        if rho_even + rho_odd >= 0.0:
+            rho[t + 1] = rho_even
+            rho[t + 2] = rho_odd
+        t += 2
+    max_t = t - 2
+    if rho_even > 0.0:
+        rho[max_t + 1] = rho_even
+    t = 1
+    while t <= max_t - 2:
+        if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
+            rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
+            rho[t + 2] = rho[t + 1]
+        t += 2
+    total = n_chain * n_draw
+    s = 0.0
+    bad = False
+    for k in range(max_t + 1):
+        s += rho[k]
+        bad = bad or math.isnan(rho[k])
+    s2 = rho[max_t + 1] if max_t + 1 < n_draw else 0.0
+    tau_hat = max(-1.0 + 2.0 * s + s2, 1.0 / math.log10(total))
+    return (math.nan if bad else total / tau_hat), True
+
+
+@njit(cache=True)
+def _geyer(acov_mean, chain_mean_var, n_chain, n_draw, const, out):
+    """ESS from complete chain-averaged autocovariances (V, lags), e.g. from the FFT. Constant variables
+    get the number of draws, as in ArviZ."""
+    rho = np.empty(n_draw)
+    no_chains = np.empty((0, n_draw))
+    for v in range(acov_mean.shape[0]):
+        if const[v]:
+            out[v] = n_chain * n_draw
+        else:
+            out[v] = _geyer_ess(no_chains, acov_mean[v], n_draw - 1, n_draw, chain_mean_var[v], n_chain, n_draw,
+                                rho)[0]
+
+
+@njit(cache=True, nogil=True)
 def _ess_direct(a, max_lag, resolution, out, fallback):
     """ESS of each variable of ``a`` (V, chains, draws) as :func:`_ess` computes it, with the chain
     autocovariances summed directly, lag by lag, only as far as Geyer's truncation needs them (a few lags
@@ -176,77 +185,20 @@ def _ess_direct(a, max_lag, resolution, out, fallback):
     c = np.empty((C, n))
     acov = np.empty(n)
     rho = np.empty(n)
+    means = np.empty(C)
     for v in range(V):
         x = a[v]
-        lo, hi = x[0, 0], x[0, 0]
-        for ch in range(C):
-            for i in range(n):
-                lo = min(lo, x[ch, i])
-                hi = max(hi, x[ch, i])
         fallback[v] = False
-        if hi - lo < resolution:
+        if x.max() - x.min() < resolution:
             out[v] = C * n
             continue
-        means = np.empty(C)
         for ch in range(C):
-            s = 0.0
-            for i in range(n):
-                s += x[ch, i]
-            means[ch] = s / n
+            means[ch] = x[ch].mean()
             for i in range(n):
                 c[ch, i] = x[ch, i] - means[ch]
-        chain_mean_var = 0.0
-        if C > 1:
-            mm = means.mean()
-            for ch in range(C):
-                chain_mean_var += (means[ch] - mm) ** 2
-            chain_mean_var /= C - 1
-        known = _extend_acov(c, acov, -1, 1)  # autocovariances known up to lag ``known``
-        mean_var = acov[0] * n / (n - 1.0)
-        var_plus = mean_var * (n - 1.0) / n
-        if C > 1:
-            var_plus += chain_mean_var
-        for k in range(n):
-            rho[k] = 0.0
-        rho_even = 1.0
-        rho[0] = rho_even
-        rho_odd = 1.0 - (mean_var - acov[1]) / var_plus
-        rho[1] = rho_odd
-        t = 1
-        too_far = False
-        while t < n - 3 and rho_even + rho_odd > 0.0:
-            if t + 2 > max_lag:
-                too_far = True
-                break
-            known = _extend_acov(c, acov, known, t + 2)
-            rho_even = 1.0 - (mean_var - acov[t + 1]) / var_plus
-            rho_odd = 1.0 - (mean_var - acov[t + 2]) / var_plus
-            if rho_even + rho_odd >= 0.0:
-                rho[t + 1] = rho_even
-                rho[t + 2] = rho_odd
-            t += 2
-        if too_far:
-            fallback[v] = True
-            continue
-        max_t = t - 2
-        if rho_even > 0.0:
-            rho[max_t + 1] = rho_even
-        t = 1
-        while t <= max_t - 2:
-            if rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]:
-                rho[t + 1] = (rho[t - 1] + rho[t]) / 2.0
-                rho[t + 2] = rho[t + 1]
-            t += 2
-        total = C * n
-        s = 0.0
-        bad = False
-        for k in range(max_t + 1):
-            s += rho[k]
-            bad = bad or math.isnan(rho[k])
-        s2 = rho[max_t + 1] if max_t + 1 < n else 0.0
-        tau_hat = -1.0 + 2.0 * s + s2
-        tau_hat = max(tau_hat, 1.0 / math.log10(total))
-        out[v] = math.nan if bad else total / tau_hat
+        chain_mean_var = ((means - means.mean()) ** 2).sum() / (C - 1) if C > 1 else 0.0
+        out[v], ok = _geyer_ess(c, acov, -1, max_lag, chain_mean_var, C, n, rho)
+        fallback[v] = not ok
 
 
 def _ess_fast(a: np.ndarray) -> np.ndarray:
@@ -271,8 +223,7 @@ def _ess(a: np.ndarray) -> np.ndarray:
     f = fft.rfft(centred, n=m, axis=2)
     f *= np.conjugate(f)
     acov = fft.irfft(f, n=m, axis=2)[:, :, :n] / n
-    _geyer(np.ascontiguousarray(acov.mean(axis=1)), acov[:, :, 0].mean(axis=1), a.mean(axis=2).var(axis=1, ddof=1),
-           C, n, const, out)
+    _geyer(np.ascontiguousarray(acov.mean(axis=1)), a.mean(axis=2).var(axis=1, ddof=1), C, n, const, out)
     return out
 
 
