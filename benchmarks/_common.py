@@ -83,6 +83,17 @@ def timer(store: dict, key: str):
         store[key + "_cpu"] = cpu_seconds() - c0
 
 
+def time_calls(store: dict, owner, name: str, key: str) -> None:
+    """Replace ``owner.<name>`` by a wrapper timing each call into ``store[key]`` (see :func:`timer`)."""
+    orig = getattr(owner, name)
+
+    def timed(*a, **k):
+        with timer(store, key):
+            return orig(*a, **k)
+
+    setattr(owner, name, timed)
+
+
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process (all threads) and of its finished children (PyMC's
     sampling processes are joined before pm.sample returns)."""

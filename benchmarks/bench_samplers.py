@@ -71,27 +71,12 @@ def worker(args) -> None:
         import hierpool as hp
         import hierpool.sampling as hs
 
-        orig_compile, orig_finalize = nutpie.compile_pymc_model, hs.finalize
-
-        def timed_compile(*a, **k):
-            with C.timer(t, "compile_s"):
-                return orig_compile(*a, **k)
-
-        def timed_finalize(*a, **k):
-            with C.timer(t, "post_s"):
-                return orig_finalize(*a, **k)
-
-        nutpie.compile_pymc_model, hs.finalize = timed_compile, timed_finalize
+        C.time_calls(t, nutpie, "compile_pymc_model", "compile_s")
+        C.time_calls(t, hs, "finalize", "post_s")
         # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
         import hierpool._nutpie as hn
 
-        orig_small = hn.compile_small
-
-        def timed_small(*a, **k):
-            with C.timer(t, "compile_s"):
-                return orig_small(*a, **k)
-
-        hn.compile_small = timed_small
+        C.time_calls(t, hn, "compile_small", "compile_s")
         with C.timer(t, "total_s"):
             gd = hp.prepare(df, y="y", group="group", predictors=preds)
             model = hp.random_intercepts(gd, collapse="auto" if cfg == "collapsed" else False)

@@ -66,11 +66,7 @@ def worker(args) -> None:
     family = args.family
     peaks = {"after_import": C.peak_rss_gb()}
     raw = {}
-    orig_compile, orig_finalize = nutpie.compile_pymc_model, hs.finalize
-
-    def timed_compile(*a, **k):
-        with C.timer(t, "compile_s"):
-            return orig_compile(*a, **k)
+    orig_finalize = hs.finalize
 
     def timed_finalize(dt, *a, **k):
         # keep the un-thinned draws of the small parameters for the diagnostics (outside the timing)
@@ -79,18 +75,12 @@ def worker(args) -> None:
         with C.timer(t, "finalize_s"):
             return orig_finalize(dt, *a, **k)
 
-    nutpie.compile_pymc_model = timed_compile
+    hs.finalize = timed_finalize
+    C.time_calls(t, nutpie, "compile_pymc_model", "compile_s")
     # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
     import hierpool._nutpie as hn
 
-    orig_small = hn.compile_small
-
-    def timed_small(*a, **k):
-        with C.timer(t, "compile_s"):
-            return orig_small(*a, **k)
-
-    hn.compile_small = timed_small
-    hs.finalize = timed_finalize
+    C.time_calls(t, hn, "compile_small", "compile_s")
 
     with C.timer(t, "prepare_s"):
         gd = hp.prepare(df, y="y", group="group", predictors=preds, family=family)

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _kernels as K
 from . import _names as N
 from .families import inverse_link
 
@@ -84,10 +84,7 @@ class FitView:
         ge = self.post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP)
         if not ge.variable._in_memory:
             return None
-        vals = np.asarray(ge.values)
-        if vals.dtype not in (np.float32, np.float64):
-            vals = vals.astype(float)
-        return vals.reshape(self.post.sizes["chain"] * self.post.sizes["draw"], self.n_groups)
+        return K.as_float_array(ge.values).reshape(self.post.sizes["chain"] * self.post.sizes["draw"], self.n_groups)
 
     def group_mean_response(self) -> xr.DataArray:
         """Each group's mean response at the average predictor values, natural scale, per draw."""

@@ -40,7 +40,7 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["rank_rows", "column_order_stats", "column_quantiles", "column_summaries",
+__all__ = ["as_float_array", "rank_rows", "column_order_stats", "column_quantiles", "column_summaries",
            "gaussian_conditional_draws", "gaussian_group_stats", "pointwise_loglik", "N_PARTS"]
 
 #: Partial sums per accumulator in :func:`rank_rows` (fixed, so results do not depend on threads).
@@ -48,6 +48,13 @@ N_PARTS = 4
 _RADIX_BITS = 16
 _RADIX = 1 << _RADIX_BITS
 _MASK = _RADIX - 1
+
+
+def as_float_array(a) -> np.ndarray:
+    """``a`` as a C-contiguous float32 or float64 array, the dtype kept (float32 draws are read as they
+    are stored); other dtypes become float64. No copy when ``a`` already is one."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a if a.dtype in (np.float32, np.float64) else a.astype(np.float64))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -85,6 +92,7 @@ def _from_key(key):
 
 @njit(cache=True, nogil=True, inline="always")
 def _link_value(x, off, link):
+    """The inverse link (code of ``_LINKS``) of ``off + x``, in float64."""
     v = off + x
     if link == 1:
         return 1.0 / (1.0 + np.exp(-v))
@@ -216,9 +224,7 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
     ``N_PARTS`` partial sums.
     """
-    if vals.dtype not in (np.float32, np.float64):
-        vals = vals.astype(np.float64)
-    vals = np.ascontiguousarray(vals)
+    vals = as_float_array(vals)
     S = vals.shape[0]
     offset = np.zeros(S) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(S)
     ranks = np.empty(vals.shape, dtype=np.int32) if out is None else out
@@ -355,12 +361,7 @@ def _column_summaries(mat, offset, link, ks, mean, var, out, block):
         for s in range(S):
             off = offset[s]
             for j in range(j0, j1):
-                v = mat[s, j] + off
-                if link == 1:
-                    v = 1.0 / (1.0 + np.exp(-v))
-                elif link == 2:
-                    v = np.exp(v)
-                cols[j - j0, s] = v
+                cols[j - j0, s] = _link_value(mat[s, j], off, link)
         for j in range(j0, j1):
             col = cols[j - j0]
             total = 0.0
@@ -565,8 +566,7 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     N = y.shape[0]
     X = np.zeros((N, 0)) if X is None else np.ascontiguousarray(X, dtype=np.float64).reshape(N, -1)
     B = np.zeros((S, 0)) if X.shape[1] == 0 else np.ascontiguousarray(beta, dtype=np.float64).reshape(S, -1)
-    U = np.asarray(group_effect)
-    U = np.ascontiguousarray(U if U.dtype in (np.float32, np.float64) else U.astype(np.float64)).reshape(S, -1)
+    U = as_float_array(group_effect).reshape(S, -1)
     sig = np.ones(S) if sigma is None else np.ascontiguousarray(sigma, dtype=np.float64).reshape(S)
     off = np.zeros(N) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(N)
     tr = np.ones(N) if trials is None else np.ascontiguousarray(trials, dtype=np.float64).reshape(N)

@@ -146,10 +146,8 @@ def _mode(k, n, a, t2, steps, tol):
 
 @njit(cache=True)
 def _loglik(k, n, eta):
-    # k * eta - n * log(1 + exp(eta)), stable
-    if eta > 0:
-        return k * eta - n * (eta + np.log1p(np.exp(-eta)))
-    return k * eta - n * np.log1p(np.exp(eta))
+    """k * eta - n * log(1 + exp(eta)), stable."""
+    return k * eta - n * K._log1p_exp(eta)
 
 
 @njit(cache=True)

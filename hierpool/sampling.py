@@ -105,15 +105,13 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     """
     X, gidx, offset, trials = design_from_constant(const)
     C, D = post.sizes["chain"], post.sizes["draw"]
-    order = (*N.SAMPLE_DIMS,)
-    beta = post[N.BETA].transpose(*order, N.PREDICTOR).values if X is not None and N.BETA in post else None
-    sigma = post[N.SIGMA].transpose(*order).values if family == "gaussian" else None
+    beta = post[N.BETA].transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values if X is not None and N.BETA in post else None
+    sigma = post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values if family == "gaussian" else None
     ll = K.pointwise_loglik(
-        family, post[N.INTERCEPT].transpose(*order).values, beta,
-        post[N.GROUP_EFFECT].transpose(*order, N.GROUP).values.reshape(C * D, -1), sigma, y.values,
+        family, post[N.INTERCEPT].transpose(*N.SAMPLE_DIMS).values, beta,
+        post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP).values.reshape(C * D, -1), sigma, y.values,
         None if X is None else X.transpose(N.OBS, N.PREDICTOR).values, gidx.values,
-        None if offset is None else np.asarray(offset.values if hasattr(offset, "values") else offset),
-        None if trials is None else trials.values)
+        None if offset is None else offset.values, None if trials is None else trials.values)
     return xr.DataArray(ll.reshape(C, D, -1), dims=(*N.SAMPLE_DIMS, N.OBS),
                         coords={"chain": post["chain"].values, "draw": post["draw"].values, N.OBS: y[N.OBS].values})
 
