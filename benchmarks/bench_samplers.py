@@ -69,12 +69,12 @@ def worker(args) -> None:
         import nutpie
 
         import hierpool as hp
-        import hierpool.sampling as hs
+        import hierpool.inference.sampling as hs
 
         C.time_calls(t, nutpie, "compile_pymc_model", "compile_s")
         C.time_calls(t, hs, "finalize", "post_s")
-        # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
-        import hierpool._nutpie as hn
+        # collapsed models compile through hierpool.inference.nutpie (Python callbacks); time that as "compile" too
+        import hierpool.inference.nutpie as hn
 
         C.time_calls(t, hn, "compile_small", "compile_s")
         with C.timer(t, "total_s"):

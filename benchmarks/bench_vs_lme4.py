@@ -6,8 +6,8 @@ chains=4)`` + ``hp.shrinkage`` + ``hp.rank_groups`` of every group), each size i
 so that its peak memory is its own, against ``lme4::lmer`` (REML fit only, and with
 ``ranef(condVar = TRUE)`` up to ``--condvar-max`` groups) run by ``Rscript benchmarks/lme4_fit.R`` under
 ``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool integrates the group
-effects out over the (successes, trials) patterns: hierpool.integrated) and 3 continuous predictors
-(nothing to pool: ``sampler="auto"`` runs the Pólya-Gamma Gibbs sampler, hierpool.gibbs) against
+effects out over the (successes, trials) patterns: hierpool.models.integrated) and 3 continuous predictors
+(nothing to pool: ``sampler="auto"`` runs the Pólya-Gamma Gibbs sampler, hierpool.inference.gibbs) against
 ``glmer(nAGQ = 1)``.
 
 Prints markdown tables (times in seconds, memory in GB) and ratios; asserts nothing about time.
@@ -55,7 +55,7 @@ def worker(args) -> None:
     import nutpie
 
     import hierpool as hp
-    import hierpool.sampling as hs
+    import hierpool.inference.sampling as hs
 
     try:  # one-time imports stay outside the timings, as library(lme4) stays outside lmer's: xarray
         import dask.array  # noqa: F401  imports dask (when installed) the first time it wraps an array
@@ -77,8 +77,8 @@ def worker(args) -> None:
 
     hs.finalize = timed_finalize
     C.time_calls(t, nutpie, "compile_pymc_model", "compile_s")
-    # collapsed models compile through hierpool._nutpie (Python callbacks); time that as "compile" too
-    import hierpool._nutpie as hn
+    # collapsed models compile through hierpool.inference.nutpie (Python callbacks); time that as "compile" too
+    import hierpool.inference.nutpie as hn
 
     C.time_calls(t, hn, "compile_small", "compile_s")
 
@@ -88,7 +88,7 @@ def worker(args) -> None:
     with C.timer(t, "model_s"):
         model = hp.random_intercepts(gd)
     peaks["model"] = C.peak_rss_gb()
-    collapse = model.hierpool["collapse"]
+    collapse = hp.describe(model).collapse
     with C.timer(t, "fit_s"):
         dt = hp.fit(model, draws=args.draws, tune=args.tune, chains=args.chains, random_seed=1,
                     progressbar=False)

@@ -8,24 +8,29 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import datasets, plots
-from .compare import compare, cross_validate
-from .data import GroupedData, prepare
-from .io import load, save
-from .models import random_intercepts, regularized_hierarchical, ridge_fixed_effects
-from .ppc import ppc
-from .predict import predict
-from .priors import Prior
-from .ranking import rank_groups, triple_goal
-from .report import summarize
-from .sampling import HierpoolSamplingWarning, check_sampling, fit
-from .shrinkage import implied_ridge, ridge_path, shrinkage
+from hierpool import plots
+from hierpool.analysis.compare import compare, cross_validate
+from hierpool.analysis.ppc import ppc
+from hierpool.analysis.predict import predict
+from hierpool.analysis.ranking import rank_groups, triple_goal
+from hierpool.analysis.report import summarize
+from hierpool.analysis.shrinkage import implied_ridge, ridge_path, shrinkage
+from hierpool.core.config import get_options, set_options
+from hierpool.core.version import __version__
+from hierpool.data import datasets
+from hierpool.data.grouped import GroupedData
+from hierpool.data.prepare import prepare
+from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
+from hierpool.inference.sampling import fit, from_trace
+from hierpool.inference.storage import load, save
+from hierpool.models.description import ModelDescription, describe
+from hierpool.models.factories import random_intercepts, regularized_hierarchical, ridge_fixed_effects
+from hierpool.models.priors import Prior
 
 __all__ = [
+    "__version__",
     "GroupedData", "HierpoolSamplingWarning", "Prior", "check_sampling", "compare", "cross_validate",
-    "datasets", "fit", "implied_ridge", "load", "plots", "ppc", "predict", "prepare", "random_intercepts",
+    "datasets", "describe", "get_options", "set_options", "fit", "from_trace", "ModelDescription", "implied_ridge", "load", "plots", "ppc", "predict", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "shrinkage",
     "summarize", "triple_goal",
 ]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .ranking import rank_groups
-from .shrinkage import ridge_path, shrinkage
+from hierpool.analysis.ranking import rank_groups
+from hierpool.analysis.shrinkage import ridge_path, shrinkage
 
 __all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot"]
 
@@ -53,7 +53,7 @@ def shrinkage_plot(dt_or_table, ax=None):
     Parameters
     ----------
     dt_or_table : xarray.DataTree or pandas.DataFrame
-        A fit, or the table returned by :func:`hierpool.shrinkage`.
+        A fit, or the table returned by :func:`hierpool.analysis.shrinkage`.
     ax : matplotlib Axes or sequence of two Axes, optional
         Two Axes draw both panels; a single Axes only the left panel. Default: a new figure with two.
 
@@ -221,7 +221,7 @@ def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=
 
 
 def ppc_plot(result, stats=None, n_lines=50):
-    """Plot of a posterior predictive check (see :func:`hierpool.ppc.ppc_plot`)."""
-    from .ppc import ppc_plot as _ppc_plot
+    """Plot of a posterior predictive check (see :func:`hierpool.analysis.ppc.ppc_plot`)."""
+    from hierpool.analysis.ppc import ppc_plot as _ppc_plot
 
     return _ppc_plot(result, stats=stats, n_lines=n_lines)

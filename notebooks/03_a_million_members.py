@@ -101,7 +101,7 @@ with timed("prepare"):
     gd = hp.prepare(df, y="y", group="group", predictors=["x1", "x2"])
 with timed("build the model"):
     model = hp.random_intercepts(gd)
-print("collapsed:", model.hierpool["collapse"], "| free variables the sampler sees:",
+print("collapsed:", hp.describe(model).collapse, "| free variables the sampler sees:",
       [v.name for v in model.free_RVs])
 with timed("fit (sampling + drawing every member's effect)"):
     dt = hp.fit(model, draws=DRAWS, tune=DRAWS, chains=4, random_seed=1, progressbar=False,

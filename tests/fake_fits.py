@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool import _names as N
-from hierpool._predictive import linear_predictor, log_likelihood
+from hierpool.core import names as N
 from hierpool.data import design_matrix
+from hierpool.inference.predictive import linear_predictor, log_likelihood
 
 NUMERIC_X = {"column": "x", "kind": "numeric", "names": ["x"]}
 COLOR = {"column": "color", "kind": "string", "levels": ["blue", "green", "red"],

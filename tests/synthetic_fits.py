@@ -12,7 +12,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from hierpool import _names as N
+from hierpool.core import names as N
 
 
 def synthetic_fit(

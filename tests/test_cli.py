@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import hierpool as hp
-from hierpool.cli import demo_spec_text, main
-from hierpool.spec import load_spec
+from hierpool.workflow.cli import demo_spec_text, main
+from hierpool.workflow.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -208,7 +208,7 @@ def test_help_documents_every_command_and_flag():
                  "fit.nc", "compare_loo.csv"):
         assert word in top.stdout
     parser_help = {}
-    from hierpool.cli import build_parser
+    from hierpool.workflow.cli import build_parser
 
     sub = build_parser()._subparsers._group_actions[0].choices
     for cmd in ("run", "demo", "validate"):

@@ -8,15 +8,10 @@ from conftest import compare_posteriors, quiet_fit
 from scipy.stats import multivariate_normal
 
 import hierpool as hp
-from hierpool import _names as N
-from hierpool.collapse import (
-    conditional_group_effects,
-    count_patterns,
-    gaussian_marginal_logp,
-    gaussian_marginal_logp_sizes,
-    gaussian_stats,
-    size_classes,
-)
+from hierpool.core import names as N
+from hierpool.data.stats import count_patterns, gaussian_stats, size_classes
+from hierpool.inference.conditional import conditional_group_effects
+from hierpool.models.collapse import gaussian_marginal_logp, gaussian_marginal_logp_sizes
 
 
 def _gaussian_gd(seed=0, n_groups=15, P=2):
@@ -52,7 +47,7 @@ def test_collapsed_model_logp_is_the_marginal():
     """The model's compiled log density = prior terms + the marginal likelihood, at any point."""
     gd = _gaussian_gd()
     model = hp.random_intercepts(gd)
-    assert model.hierpool["collapse"] == "gaussian" and N.GROUP_EFFECT not in model.named_vars
+    assert hp.describe(model).collapse == "gaussian" and N.GROUP_EFFECT not in model.named_vars
     pot = model.compile_fn(model.logp(vars=model.potentials))
     st = gaussian_stats(gd)
     stats = dict(n=st.n, ybar=st.ybar, xbar=st.xbar, syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs)
@@ -91,7 +86,7 @@ def test_count_collapse_differs_by_a_constant(family):
         kw["exposure"] = "exposure"
     gd = hp.prepare(df, **kw)
     full, coll = hp.random_intercepts(gd, collapse=False), hp.random_intercepts(gd, collapse=True)
-    assert coll.hierpool["collapse"] == "counts"
+    assert hp.describe(coll).collapse == "counts"
     assert count_patterns(gd).y.shape[0] < gd.n_obs
     lf, lc = full.compile_logp(), coll.compile_logp()
     rng = np.random.default_rng(1)
@@ -166,7 +161,7 @@ def _reference_log_ml(k, n, a, tau):
 @pytest.mark.parametrize("tau,tol", [(0.05, 1e-10), (0.5, 1e-10), (1.0, 1e-10), (2.0, 1e-7), (3.0, 1e-5)])
 def test_integrated_marginal_matches_numerical_integration(tau, tol):
     """Adaptive Gauss-Hermite marginal likelihood per pattern against scipy's quad (numpy and pytensor)."""
-    from hierpool import integrated as I
+    from hierpool.models import integrated as I
 
     for a in (-4.0, -1.0, 0.0, 3.0):
         for n in (1, 3, 8, 40):
@@ -184,7 +179,7 @@ def test_integrated_op_gradient_matches_finite_differences(mode):
     import pytensor
     import pytensor.tensor as pt
 
-    from hierpool import integrated as I
+    from hierpool.models import integrated as I
 
     k = np.concatenate([np.arange(t + 1.0) for t in (1, 2, 5, 8)])
     n = np.concatenate([np.full(t + 1, float(t)) for t in (1, 2, 5, 8)])
@@ -211,14 +206,14 @@ def pt_scalar(v):
 
 
 def test_integrated_patterns_and_refit_data():
-    from hierpool import integrated as I
-    from hierpool.collapse import data_for
+    from hierpool.models import integrated as I
+    from hierpool.models.collapse import data_for
 
     df = hp.datasets.simulate("bernoulli", n_groups=30, group_sizes=(1, 4), n_predictors=0, seed=2)
     model = hp.random_intercepts(df, y="y", group="group", family="bernoulli")
-    assert model.hierpool["collapse"] == "integrated"
+    assert hp.describe(model).collapse == "integrated"
     assert set(model.free_RVs) == {model["intercept_centered"], model["tau"]}
-    gd = model.hierpool["data"]
+    gd = hp.describe(model).data
     pat = I.patterns(np.bincount(gd.group_idx, weights=gd.y), gd.group_n)
     assert pat.counts.sum() == 30 and len(pat.k) == sum(t + 1 for t in np.unique(gd.group_n))
     np.testing.assert_array_equal(pat.k[pat.group_pattern], np.bincount(gd.group_idx, weights=gd.y))
@@ -235,7 +230,7 @@ def test_integrated_patterns_and_refit_data():
 
 def test_integrated_conditional_draws_match_quadrature():
     """Rejection draws of one group's effect: mean and sd equal the quadrature moments (MC error)."""
-    from hierpool import integrated as I
+    from hierpool.models import integrated as I
 
     pat = I.patterns(np.array([0.0, 3.0, 5.0]), np.array([5.0, 5.0, 5.0]))
     S = 40_000

@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from scipy.special import expit, logsumexp
 
 import hierpool as hp
-from hierpool.compare import CVResult, fold_ids, heldout_log_density
+from hierpool.analysis.compare import CVResult, fold_ids, heldout_log_density
 
 COLUMNS = ["model", "rank", "elpd", "se", "elpd_diff", "dse", "p", "weight", "n_pareto_k_bad", "warning",
            "p_worse"]

@@ -17,7 +17,7 @@ import xarray as xr
 from pymc.testing import mock_sample
 
 import hierpool as hp
-from hierpool import _names as N
+from hierpool.core import names as N
 
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 
@@ -62,7 +62,7 @@ def test_contract_dims_and_names(variant, family):
     assert model.named_vars_to_dims[N.GROUP_EFFECT] == (N.GROUP,)
     assert model.named_vars_to_dims[N.BETA] == (N.PREDICTOR,)
     assert model.named_vars_to_dims[N.Y] == (N.OBS,)
-    assert model.hierpool["variant"] == variant and model.hierpool["family"] == family
+    assert hp.describe(model).variant == variant and hp.describe(model).family == family
     # the model's log density is finite at the initial point
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 
@@ -71,7 +71,7 @@ def test_contract_dims_and_names(variant, family):
 def test_gaussian_models_collapse_by_default(variant):
     df, kw = family_frame("gaussian")
     model = build(variant, hp.prepare(df, **kw))
-    assert model.hierpool["collapse"] == "gaussian"
+    assert hp.describe(model).collapse == "gaussian"
     assert N.GROUP_EFFECT not in model.named_vars  # integrated out; hp.fit draws it afterwards
     assert {N.INTERCEPT, N.BETA, N.SIGMA} <= set(model.named_vars)
     assert (N.TAU in model.named_vars) == (variant != "ridge_fixed_effects")
@@ -245,7 +245,7 @@ def test_prior_overrides_are_used():
                                      "sigma": 2.0, "beta": {"dist": "Normal", "mu": 0, "sigma": 3}})
     assert "tau_sq" in m.named_vars and N.TAU in m.named_vars
     assert m[N.SIGMA].eval() == 2.0
-    settings = m.hierpool["settings"]
+    settings = hp.describe(m).settings
     assert settings["priors"]["tau_sq"] == {"dist": "InverseGamma", "alpha": 0.001, "beta": 0.001}
     # tau is the square root of tau_sq in every prior draw (IG(0.001, 0.001) draws underflow to 0: use IG(2, 1))
     m = hp.random_intercepts(df, y="y", group="g", priors={"tau_sq": hp.Prior("InverseGamma", alpha=2, beta=1)})
@@ -256,7 +256,7 @@ def test_prior_overrides_are_used():
 def test_missing_sampler_package_names_install(monkeypatch):
     import importlib.util
 
-    from hierpool import sampling
+    from hierpool.inference import sampling as sampling
 
     real = importlib.util.find_spec
     monkeypatch.setattr(sampling.importlib.util, "find_spec",

@@ -1,4 +1,4 @@
-"""The Pólya-Gamma Gibbs sampler (hierpool.gibbs): exact PG draws, exact conditionals, NUTS's posterior."""
+"""The Pólya-Gamma Gibbs sampler (hierpool.inference.gibbs): exact PG draws, exact conditionals, NUTS's posterior."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from conftest import compare_posteriors, quiet_fit
 from scipy.stats import multivariate_normal
 
 import hierpool as hp
-from hierpool import _names as N
-from hierpool import gibbs
+from hierpool.core import names as N
+from hierpool.inference import gibbs
 
 
 # ---------------------------------------------------------------------------------------------- PG draws

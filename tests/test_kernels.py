@@ -4,7 +4,7 @@ conditional draws are reproducible, independent of threads, and have the right d
 import numpy as np
 import pytest
 
-from hierpool import _kernels as K
+from hierpool.core import kernels as K
 
 
 def _stable_ranks(vals, descending):
@@ -114,7 +114,7 @@ def test_column_quantiles_rejects_unknown_method():
 
 @pytest.mark.parametrize("family", ["gaussian", "bernoulli", "poisson"])
 def test_column_summaries_equal_numpy(family):
-    from hierpool.families import inverse_link
+    from hierpool.core.families import inverse_link
 
     rng = np.random.default_rng(7)
     mat = rng.standard_normal((101, 500))
@@ -201,7 +201,7 @@ def test_rhat_ess_equal_arviz(chains, draws):
     import arviz as az
     import xarray as xr
 
-    from hierpool._diagnostics import rhat_ess
+    from hierpool.inference.diagnostics import rhat_ess
 
     rng = np.random.default_rng(chains * draws)
     V = 24
@@ -229,7 +229,7 @@ def test_rhat_ess_equal_arviz(chains, draws):
 def test_direct_and_fft_autocovariances_give_the_same_ess():
     """The ESS from lag-by-lag autocovariance sums equals the FFT's; slowly mixing variables (truncation
     beyond the direct sums' reach) go to the FFT."""
-    from hierpool import _diagnostics as D
+    from hierpool.inference import diagnostics as D
 
     rng = np.random.default_rng(1)
     C, n, V = 4, 400, 12
@@ -274,14 +274,14 @@ def test_gaussian_group_stats_equal_numpy(P):
 @pytest.mark.parametrize("ge_dtype", [np.float64, np.float32])
 def test_pointwise_log_likelihood_equals_the_formula(family, ge_dtype):
     """The stored log-likelihood (one compiled pass) equals log_likelihood(linear_predictor(...)) of
-    hierpool._predictive, row by row and draw by draw: predictors, exposure offsets, trials and float32
+    hierpool.inference.predictive, row by row and draw by draw: predictors, exposure offsets, trials and float32
     group effects (large thinned fits) included."""
     import pandas as pd
     from fake_fits import make_fit
 
-    from hierpool import _names as N
-    from hierpool._predictive import design_from_constant, linear_predictor, log_likelihood
-    from hierpool.sampling import pointwise_log_likelihood
+    from hierpool.core import names as N
+    from hierpool.inference.predictive import design_from_constant, linear_predictor, log_likelihood
+    from hierpool.inference.sampling import pointwise_log_likelihood
 
     rng = np.random.default_rng(4)
     n, J = 60, 7

@@ -11,7 +11,7 @@ import xarray as xr
 from fake_fits import make_fit
 
 import hierpool as hp
-from hierpool.ppc import PPCResult, p_value, ppc_plot
+from hierpool.analysis.ppc import PPCResult, p_value, ppc_plot
 
 
 def _with_pp(dt, y_rep):
@@ -199,8 +199,8 @@ def test_result_dt_works_with_arviz_plot_ppc_dist():
 def test_chunked_replicates_bounded_storage_and_statistics_of_every_draw():
     """Replicates are drawn in chunks of draws; the statistics of every draw equal those of the stored
     replicates; with a small max_stored only the first draws of each chain are kept, the same draws."""
-    from hierpool._fitview import as_fit
-    from hierpool.ppc import _Context, _replicate_and_summarize, _resolve_stats
+    from hierpool.analysis.fitview import as_fit
+    from hierpool.analysis.ppc import _Context, _replicate_and_summarize, _resolve_stats
 
     dt = make_fit(intercept=1.0, beta=[0.5], group_effect=[0.3, -0.2, 0.0, 0.1], sigma=1.5, chains=4, draws=200)
     fv = as_fit(dt)

@@ -18,7 +18,7 @@ from synthetic_fits import synthetic_fit
 
 import hierpool as hp
 
-rank_mod = importlib.import_module("hierpool.ranking")  # hp.rank_groups is the function
+rank_mod = importlib.import_module("hierpool.analysis.ranking")  # hp.rank_groups is the function
 
 # A posterior with known ordering and overlap: g0 always first, g5 always last, g1-g4 overlap.
 MEANS = np.array([10.0, 1.0, 0.8, 0.5, 0.0, -10.0])
@@ -82,8 +82,8 @@ def test_ascending_ranks_mirror_descending(posterior):
 def test_chunking_and_thinning(posterior, monkeypatch):
     dt = synthetic_fit(posterior, 0.0)
     full = hp.rank_groups(dt, top_k=3)
-    monkeypatch.setattr(rank_mod, "MAX_CHUNK_VALUES", 13)  # 2 draws of 6 groups per chunk
-    pd.testing.assert_frame_equal(hp.rank_groups(dt, top_k=3), full)
+    with hp.set_options(memory_gb=13 * 12 * 8 / 1e9):  # chunks of 13 values: 2 draws of 6 groups
+        pd.testing.assert_frame_equal(hp.rank_groups(dt, top_k=3), full)
     thin = hp.rank_groups(dt, top_k=3, max_draws=100).set_index("group").sort_index()
     assert thin.attrs["n_draws_quantiles"] == 100 and thin.attrs["n_draws"] == 1000
     # exact accumulators use every draw

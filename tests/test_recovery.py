@@ -8,7 +8,7 @@ import pytest
 from conftest import quiet_fit
 
 import hierpool as hp
-from hierpool import _names as N
+from hierpool.core import names as N
 
 
 def _interval(da, prob=0.95):

@@ -10,7 +10,7 @@ import pytest
 from synthetic_fits import synthetic_fit
 
 import hierpool as hp
-from hierpool import _names as N
+from hierpool.core import names as N
 
 
 @pytest.fixture(scope="module")

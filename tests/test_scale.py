@@ -9,9 +9,10 @@ import pytest
 from conftest import quiet_fit
 
 import hierpool as hp
-from hierpool import _names as N
-from hierpool.collapse import count_patterns, gaussian_stats
-from hierpool.scale import GroupedStats, reduce
+from hierpool.core import names as N
+from hierpool.data.grouped import GroupedStats
+from hierpool.data.reduce import reduce
+from hierpool.data.stats import count_patterns, gaussian_stats
 
 dd = pytest.importorskip("dask.dataframe")
 

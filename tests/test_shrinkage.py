@@ -22,7 +22,7 @@ from synthetic_fits import synthetic_fit
 
 import hierpool as hp
 
-shrink_mod = importlib.import_module("hierpool.shrinkage")  # hp.shrinkage is the function
+shrink_mod = importlib.import_module("hierpool.analysis.shrinkage")  # hp.shrinkage is the function
 
 TAU, SIGMA, PRIOR_SD = 0.8, 1.0, 10.0
 
@@ -181,8 +181,8 @@ def test_shrinkage_columns_by_hand():
 def test_shrinkage_chunked_equals_unchunked(monkeypatch):
     dt, *_ = _gaussian_synthetic(J=7)
     full = hp.shrinkage(dt)
-    monkeypatch.setattr(shrink_mod, "MAX_CHUNK_VALUES", 700)  # 300 samples -> 2 groups per chunk
-    pd.testing.assert_frame_equal(hp.shrinkage(dt), full)
+    with hp.set_options(memory_gb=700 * 12 * 8 / 1e9):  # chunks of 700 values: 300 samples -> 2 groups
+        pd.testing.assert_frame_equal(hp.shrinkage(dt), full)
 
 
 def test_pooling_nan_where_raw_equals_overall():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import hierpool as hp
-from hierpool.spec import KINDS, ModelSpec, SpecError, load_spec, parse_spec
+from hierpool.workflow.spec import KINDS, ModelSpec, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted((ROOT / "models").glob("*.toml"))
@@ -58,7 +58,7 @@ def test_radon_spec_has_the_three_variants():
 
 
 def test_episodes_spec_is_the_packaged_demo():
-    from hierpool.cli import demo_spec, demo_spec_text
+    from hierpool.workflow.cli import demo_spec, demo_spec_text
 
     assert (ROOT / "models" / "episodes.toml").read_text() == demo_spec_text()
     demo = demo_spec()
@@ -211,10 +211,10 @@ def test_validate_builds_every_model_with_its_settings():
     gd, models = spec.validate()
     assert (gd.n_obs, gd.n_groups) == (30, 6)
     assert list(models) == ["ri", "ridge", "reg"]
-    assert models["ri"].hierpool["settings"]["priors"] == {"tau": {"dist": "HalfNormal", "sigma": 50.0},
+    assert hp.describe(models["ri"]).settings["priors"] == {"tau": {"dist": "HalfNormal", "sigma": 50.0},
                                                            "sigma": 40.0}
-    assert models["ridge"].hierpool["settings"]["lam"] == 0.01
-    assert models["reg"].hierpool["settings"]["tau_scale"] == 20.0
+    assert hp.describe(models["ridge"]).settings["lam"] == 0.01
+    assert hp.describe(models["reg"]).settings["tau_scale"] == 20.0
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

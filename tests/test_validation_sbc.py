@@ -174,7 +174,7 @@ def test_sbc_random_intercepts_bernoulli():
 
 @pytest.mark.slow
 def test_sbc_polya_gamma_gibbs_bernoulli_and_binomial():
-    """The Gibbs sampler (hierpool.gibbs) is calibrated: bernoulli random intercepts, and a binomial ridge
+    """The Gibbs sampler (hierpool.inference.gibbs) is calibrated: bernoulli random intercepts, and a binomial ridge
     (tau fixed by lam), both with a continuous predictor, refitted by Gibbs instead of NUTS."""
     for variant, family, seed in (("random_intercepts", "bernoulli", 14), ("ridge_fixed_effects", "binomial", 15)):
         fit_m, data_m = sbc.build_pair(variant, family)

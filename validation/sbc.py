@@ -28,8 +28,8 @@ How this harness does it, and why:
   its exact conditional; count families pool rows that repeat a group and predictor pattern into cells.
   The *fit* model is what users get; the *data* model is always its row-level twin (``collapse=False``,
   same priors), which can simulate rows (:func:`build_pair`). Each refit maps the simulated rows to the
-  fit model's data containers with ``hierpool.collapse.data_for`` and passes the nutpie trace through
-  ``hierpool.sampling.finalize`` exactly as ``hp.fit`` does, so the post-hoc draws of the group effects
+  fit model's data containers with ``hierpool.models.collapse.data_for`` and passes the nutpie trace through
+  ``hierpool.inference.sampling.finalize`` exactly as ``hp.fit`` does, so the post-hoc draws of the group effects
   are calibrated too.
 - **Parameters and data together.** ``pm.sample_prior_predictive`` on the data model draws the
   parameters and the response of every replication in one call. Ranked: ``intercept`` (at x = 0),
@@ -229,7 +229,7 @@ def build_model(variant: str, family: str, *, design: pd.DataFrame | None = None
 
 def collapse_of(model: pm.Model) -> str | None:
     """How the model's likelihood is collapsed: None (row level), "gaussian" or "counts"."""
-    return getattr(model, "hierpool", {}).get("collapse")
+    return hp.describe(model).collapse
 
 
 def build_pair(variant: str, family: str, *, design: pd.DataFrame | None = None, priors: dict | None = None,
@@ -290,7 +290,7 @@ def compile_model(model: pm.Model):
 def _data_for(model: pm.Model, y: np.ndarray) -> dict:
     """The data containers that refit ``model`` to the row-level response ``y``."""
     try:
-        from hierpool.collapse import data_for
+        from hierpool.models.collapse import data_for
     except ImportError:  # a hierpool without collapsed likelihoods
         return {"y_observed": np.asarray(y, dtype=float)}
     return data_for(model, y)
@@ -301,38 +301,35 @@ def refit(compiled, model: pm.Model, y: np.ndarray, *, draws: int, tune: int, ch
     """Refit a compiled hierpool model to the row-level response ``y``.
 
     Samples with nutpie (what ``hp.fit`` uses by default) and then passes the trace through
-    ``hierpool.sampling.finalize`` with the model's data set to ``y``, exactly as ``hp.fit`` does: for a
+    ``hierpool.inference.sampling.finalize`` with the model's data set to ``y``, exactly as ``hp.fit`` does: for a
     collapsed gaussian model that is where ``group_effect`` is drawn from its exact conditional, so SBC
     checks that step too. Returns the contract's posterior Dataset and the number of divergences.
     """
     import nutpie
 
-    from hierpool.sampling import finalize
+    from hierpool.inference.sampling import finalize
 
     y = np.asarray(y, dtype=float)
     with quiet():
         trace = nutpie.sample(compiled.with_data(**_data_for(model, y)), draws=draws, tune=tune, chains=chains,
                               cores=chains, seed=seed, progress_bar=False, target_accept=target_accept)
         div = int(trace["sample_stats"]["diverging"].sum()) if "sample_stats" in trace.children else 0
-        info = dict(model.hierpool)
-        info["data"] = dataclasses.replace(info["data"], y=y)
-        dt = finalize(trace, info, engine="nutpie", log_likelihood=False, random_seed=seed)
+        dt = finalize(trace, hp.describe(model).with_response(y), engine="nutpie", log_likelihood=False,
+                      random_seed=seed)
     return dt["posterior"].to_dataset(), div
 
 
 def refit_gibbs(model: pm.Model, plan, y: np.ndarray, *, draws: int, tune: int, chains: int,
                 seed: int) -> tuple[xr.Dataset, int]:
     """Refit ``model`` to the response ``y`` with hierpool's Pólya-Gamma Gibbs sampler (``plan`` is
-    ``hierpool.gibbs.plan(model)``; only the response changes between refits), through the same
+    ``hierpool.inference.gibbs.plan(model)``; only the response changes between refits), through the same
     ``finalize`` as ``hp.fit``. Returns the posterior Dataset and 0 (a Gibbs sampler has no divergences)."""
-    from hierpool.sampling import _sample_gibbs
+    from hierpool.inference.sampling import _sample_gibbs
 
     y = np.asarray(y, dtype=float)
-    info = dict(model.hierpool)
-    info["data"] = dataclasses.replace(info["data"], y=y)
     pl = dataclasses.replace(plan, kappa=y - plan.b / 2)
     with quiet():
-        dt = _sample_gibbs(pl, info, draws=draws, tune=tune, chains=chains, cores=chains, random_seed=seed,
+        dt = _sample_gibbs(pl, hp.describe(model).with_response(y), draws=draws, tune=tune, chains=chains, cores=chains, random_seed=seed,
                            progressbar=False, log_likelihood=False, max_group_effect_values=2.5e8)
     return dt["posterior"].to_dataset(), 0
 
@@ -450,7 +447,7 @@ def sbc_ranks(
     draws = math.ceil(thin * n_ranks / chains)
     truth, ys = simulate_from_model(data_model, n_sims, seed)
     if sampler == "gibbs":
-        from hierpool import gibbs
+        from hierpool.inference import gibbs
 
         plan = gibbs.plan(fit_model)
         if isinstance(plan, str):

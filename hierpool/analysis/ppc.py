@@ -21,10 +21,11 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
-from . import _names as N
-from ._fitview import FitView, as_fit
-from ._predictive import design_from_constant, draw_response, linear_predictor
-from ._validate import positive_int, probability
+from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.core import config
+from hierpool.core import names as N
+from hierpool.core.validate import positive_int, probability
+from hierpool.inference.predictive import design_from_constant, draw_response, linear_predictor
 
 __all__ = ["ppc", "ppc_plot", "PPCResult", "STATISTICS"]
 
@@ -250,7 +251,7 @@ def ppc(
     plot: bool = True,
     *,
     ci_prob: float = 0.95,
-    max_stored: float = 1e8,
+    max_stored: float | None = None,
 ) -> PPCResult:
     """Posterior predictive checks of a fit: statistics, Bayesian p-values and a plot.
 
@@ -268,12 +269,12 @@ def ppc(
         (counts) or zeros and ones (bernoulli), and the max, min and SD of the group means.
     n_draws : int
         Number of replicated data sets (posterior draws thinned evenly within each chain). They are drawn
-        and summarized in chunks of about 2e7 values, so the statistics of all ``n_draws`` data sets cost
+        and summarized in chunks of the memory budget's working size (:mod:`hierpool.core.config`), so the statistics of all ``n_draws`` data sets cost
         bounded memory at any number of rows.
-    max_stored : float
-        At most this many replicated values are kept in ``result.y_rep`` and ``result.dt`` (1e8 float64
-        values = 800 MB): when ``n_draws x rows`` exceeds it, they hold the first data sets of each chain
-        that fit (at 2.6M rows: 9 per chain of 4), while ``t_rep``, the table and the p-values use all
+    max_stored : float, optional
+        At most this many replicated values are kept in ``result.y_rep`` and ``result.dt`` (default: the
+        memory budget's stored-array size, 2.5e8 float64 values at ``hp.set_options(memory_gb=2)``): when
+        ``n_draws x rows`` exceeds it, they hold the first data sets of each chain that fit, while ``t_rep``, the table and the p-values use all
         ``n_draws``.
     random_seed : int, optional
     plot : bool
@@ -324,11 +325,11 @@ def ppc(
         t_rep = {name: xr.DataArray(np.asarray(f(flat, ctx), dtype=float).reshape(C, D), dims=N.SAMPLE_DIMS,
                                     coords=coords) for name, f in funcs.items()}
     else:
-        max_stored = float(max_stored)
+        max_stored = float(config.stored_values() if max_stored is None else max_stored)
         if not max_stored >= 1:
             raise ValueError(f"max_stored={max_stored!r} must be a number >= 1 (replicated values kept).")
         y_rep, t_rep = _replicate_and_summarize(fv, funcs, ctx, n_draws, np.random.default_rng(random_seed),
-                                                max_stored, chunk_values=2e7)
+                                                max_stored, chunk_values=config.chunk_values())
         out_dt = dt.copy()
         out_dt["posterior_predictive"] = xr.DataTree(y_rep.to_dataset())
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
@@ -384,7 +385,7 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
 
     Examples
     --------
-    >>> from hierpool.ppc import ppc_plot
+    >>> from hierpool.analysis.ppc import ppc_plot
     >>> fig = ppc_plot(hp.ppc(dt, plot=False))   # doctest: +SKIP
     >>> fig.savefig("ppc.png")                           # doctest: +SKIP
     """

@@ -44,3 +44,26 @@ VARIANTS = ("random_intercepts", "ridge_fixed_effects", "regularized_hierarchica
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 PENALTIES = ("horseshoe", "laplace", "ridge")
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
+
+# internal variables of the factories' models (not part of the public contract)
+INTERCEPT_CENTERED = "intercept_centered"  # the intercept at the predictors' means (where its prior is)
+BETA_STD = "beta_std"  # coefficients per standard deviation of each predictor
+GROUP_EFFECT_Z = "group_effect_z"  # the non-centered group effects
+TAU_SQ = "tau_sq"
+SIGMA_SQ = "sigma_sq"
+Y_OBSERVED = "y_observed"  # the response's data container (refits of new responses without recompiling)
+Y_MARGINAL = "y_marginal"  # the potential of a likelihood with the group effects integrated out
+SIZE_MOMENTS = "size_moments"  # collapsed gaussian: response-dependent statistics per group size
+YBAR_CENTER = "ybar_center"
+SYY_W = "syy_w"
+SXY_W = "sxy_w"
+PATTERN_COUNTS = "pattern_counts"  # integrated bernoulli/binomial: groups per (successes, trials) pattern
+CELL = "cell"  # dim of rows pooled into (group, predictor pattern) cells
+
+# the attribute of a factory's pm.Model that holds its ModelDescription
+MODEL_ATTR = "hierpool"
+
+# more DataTree attrs
+ATTR_SAMPLER = "hierpool_sampler"
+ATTR_THIN = "hierpool_thin"
+ATTR_METHOD = "hierpool_method"

@@ -26,9 +26,9 @@ on the same model within Monte Carlo error.
 Which models it serves (:func:`plan`): the logit-link families (bernoulli, binomial) of
 ``random_intercepts`` and ``ridge_fixed_effects`` and of ``regularized_hierarchical(penalty="ridge")``,
 when the intercept and the coefficients have Normal priors (the defaults) and tau has one of the
-positive priors in :data:`TAU_PRIORS` (or is fixed). Each prior's log density is taken from the PyMC
-model itself and checked against ``pymc.logp`` before sampling, so the two samplers target the same
-posterior. ``hp.fit(..., sampler="gibbs")`` asks for it; ``sampler="auto"`` uses it for such models
+positive priors in :data:`TAU_PRIORS` (or is fixed). Each prior's log density is taken from the
+:class:`~hierpool.models.priors.Prior` objects of the model's description (what the factory built) and
+checked against ``pymc.logp`` before sampling, so the two samplers target the same posterior. ``hp.fit(..., sampler="gibbs")`` asks for it; ``sampler="auto"`` uses it for such models
 with at least :data:`AUTO_MIN_GROUPS` groups (below that, NUTS is fast) and with events that are not
 rare: the smaller of the success and failure shares at least :data:`AUTO_MIN_MINORITY`. Pólya-Gamma
 samplers slow down when events are rare (Johndrow et al. 2019); measured at 5,000 groups of 1-5 rows
@@ -50,8 +50,10 @@ import numpy as np
 import xarray as xr
 from numba import njit
 
-from . import _names as N
-from ._kernels import each_in_threads
+from hierpool.core import names as N
+from hierpool.core.kernels import each_in_threads
+from hierpool.models.description import describe
+from hierpool.models.priors import Prior
 
 __all__ = ["plan", "sample", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
@@ -420,38 +422,39 @@ class Plan:
     x_scale: np.ndarray
 
 
-def _const(var) -> np.ndarray | None:
-    try:
-        return np.asarray(var.eval(), dtype=np.float64)
-    except Exception:  # noqa: BLE001 - anything that is not a constant makes the model ineligible
-        return None
+def _rv_params(prior) -> tuple[str, list[np.ndarray]] | None:
+    """(PyMC op class name, numeric parameters in the op's order) of a :class:`Prior`.
 
+    Read from ``pm.<dist>.dist(**params)``, so every parameterization PyMC accepts (``lam`` or ``scale``,
+    ``sigma`` or ``tau``) arrives in the one order the op uses.
+    """
+    import pymc as pm
 
-def _rv_params(rv) -> tuple[str, list[np.ndarray]] | None:
-    """(op class name, numeric parameters) of a random variable with constant parameters."""
-    if rv.owner is None:
-        return None
+    rv = getattr(pm, prior.dist).dist(**prior.params)
     vals = []
     for inp in rv.owner.inputs[2:]:
-        c = _const(inp)
-        if c is None:
+        try:
+            vals.append(np.asarray(inp.eval(), dtype=np.float64))
+        except Exception:  # noqa: BLE001 - a parameter that is not a constant makes the model ineligible
             return None
-        vals.append(c)
     return type(rv.owner.op).__name__, vals
 
 
-def _normal_prior(rv, shape) -> tuple[np.ndarray, np.ndarray] | None:
-    got = _rv_params(rv)
-    if got is None or got[0] != "NormalRV":
+def _normal_prior(prior, shape) -> tuple[np.ndarray, np.ndarray] | None:
+    if not isinstance(prior, Prior) or prior.dist != "Normal":
+        return None
+    got = _rv_params(prior)
+    if got is None:
         return None
     mu, sd = (np.broadcast_to(p, shape).astype(np.float64) for p in got[1])
     return mu, sd
 
 
-def _check_tau_prior(rv, code, par) -> bool:
+def _check_tau_prior(prior, code, par) -> bool:
     """Our log density equals PyMC's (up to nothing: both are normalized) at a few points."""
     import pymc as pm
 
+    rv = getattr(pm, prior.dist).dist(**prior.params)
     pts = np.array([0.05, 0.3, 1.0, 2.5, 7.0])
     try:
         theirs = np.array([float(pm.logp(rv, float(x)).eval()) for x in pts])
@@ -463,22 +466,19 @@ def _check_tau_prior(rv, code, par) -> bool:
 
 
 def plan(model) -> Plan | str:
-    """The sampler's inputs for ``model``, or a sentence saying why this sampler cannot run it."""
-    from .collapse import count_patterns
-    from .models import model_info
-    from .scale import GroupedStats
+    """The sampler's inputs for ``model``, or a sentence saying why this sampler cannot run it.
 
-    info = model_info(model)
-    gd = info["data"]
-    if gd.family not in ("bernoulli", "binomial"):
-        return f"family={gd.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
-    collapse = info.get("collapse")
-    if collapse not in (None, "counts"):
-        return f"collapse={collapse!r} integrates the group effects out already"
-    named = model.named_vars
-    free = set(model.free_RVs)
-    icpt = named.get("intercept_centered")
-    if icpt is None or icpt not in free:
+    Reads the model's :class:`~hierpool.models.description.ModelDescription`: the data, the collapse
+    choice and the :class:`~hierpool.models.priors.Prior` of every parameter, as the factory built them.
+    """
+    desc = describe(model)
+    gd, pri = desc.data, desc.priors
+    if desc.family not in ("bernoulli", "binomial"):
+        return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
+    if desc.collapse not in (None, "counts"):
+        return f"collapse={desc.collapse!r} integrates the group effects out already"
+    icpt = pri.get("intercept")
+    if not isinstance(icpt, Prior):
         return "the intercept is fixed; the Gibbs blocks need it free with a Normal prior"
     ip = _normal_prior(icpt, ())
     if ip is None:
@@ -486,46 +486,42 @@ def plan(model) -> Plan | str:
     m0, sd0 = [ip[0].reshape(1)], [ip[1].reshape(1)]
     P = gd.n_predictors
     if P:
-        if "beta_std" in named and named["beta_std"] in free:
-            bp = _normal_prior(named["beta_std"], (P,))
+        if N.BETA_STD in pri:
+            bp = _normal_prior(pri[N.BETA_STD], (P,))
             if bp is None:
                 return "the coefficients' prior (penalty) is not Normal"
             m0.append(bp[0])
             sd0.append(bp[1])
-        elif N.BETA in named and named[N.BETA] in free:
-            bp = _normal_prior(named[N.BETA], (P,))
+        elif N.BETA in pri:
+            bp = _normal_prior(pri[N.BETA], (P,))
             if bp is None:
                 return "the coefficients' prior is not Normal"
             m0.append(bp[0] * gd.x_scale)  # beta_std = beta * x_scale
             sd0.append(bp[1] * gd.x_scale)
         else:
             return "the coefficients are not free Normal parameters"
-    # tau: free (on tau or tau^2), fixed, or the ridge's 1/sqrt(lam)
+    # tau: free (a prior on tau or tau^2), fixed, or the ridge's 1/sqrt(lam)
     code, par, on_square, tau_fixed = _FLAT, np.zeros(4), False, 0.0
-    if info["variant"] == "ridge_fixed_effects":
-        tau_fixed = 1.0 / math.sqrt(info["settings"]["lam"])
+    fixed = desc.group_sd_fixed
+    if fixed is not None:
+        tau_fixed = fixed
     else:
-        rv = named.get(N.TAU) if named.get(N.TAU) in free else named.get("tau_sq")
-        if rv is not None and rv in free:
-            on_square = rv.name == "tau_sq"
-            got = _rv_params(rv)
-            if got is None or got[0] not in TAU_PRIORS:
-                return f"tau's prior ({got[0] if got else 'not constant'}) has no log density in hierpool.gibbs"
-            code, n_par = TAU_PRIORS[got[0]]
-            vals = [float(np.asarray(p).reshape(())) for p in got[1][:n_par]]
-            par = np.zeros(4)
-            par[:len(vals)] = vals
-            if got[0] == "HalfNormalRV" and par[0] != 0.0:
-                return "tau's HalfNormal prior has a non-zero location"
-            if not _check_tau_prior(rv, code, par):
-                return f"tau's prior {got[0]} did not match pymc.logp in the self-check"
-        else:
-            t = _const(named[N.TAU]) if N.TAU in named else None
-            if t is None:
-                return "tau is neither free nor fixed at a number"
-            tau_fixed = float(t)
-    if collapse == "counts":  # cells: rows of one group and one predictor pattern, pooled into binomials
-        cp = gd.cells if isinstance(gd, GroupedStats) else count_patterns(gd)
+        key = N.TAU_SQ if N.TAU_SQ in pri else N.TAU
+        prior = pri[key]
+        on_square = key == N.TAU_SQ
+        got = _rv_params(prior)
+        if got is None or got[0] not in TAU_PRIORS:
+            return f"tau's prior ({prior!r}) has no log density in hierpool.inference.gibbs"
+        code, n_par = TAU_PRIORS[got[0]]
+        vals = [float(np.asarray(p).reshape(())) for p in got[1][:n_par]]
+        par = np.zeros(4)
+        par[:len(vals)] = vals
+        if got[0] == "HalfNormalRV" and par[0] != 0.0:
+            return "tau's HalfNormal prior has a non-zero location"
+        if not _check_tau_prior(prior, code, par):
+            return f"tau's prior {prior!r} did not match pymc.logp in the self-check"
+    if desc.collapse == "counts":  # cells: rows of one group and one predictor pattern, pooled into binomials
+        cp = gd.cells
         y, b, gidx, Xs = cp.y, cp.trials, cp.group_idx, cp.Xs
     else:
         y, gidx = gd.y, gd.group_idx
@@ -539,7 +535,7 @@ def plan(model) -> Plan | str:
                 gidx=np.ascontiguousarray(gidx, dtype=np.int64),
                 Xs=np.ascontiguousarray(Xs, dtype=np.float64).reshape(len(y), P), m0=np.concatenate(m0),
                 prec0=1.0 / sd**2, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
-                n_groups=gd.n_groups, has_tau=info["variant"] != "ridge_fixed_effects",
+                n_groups=gd.n_groups, has_tau=desc.variant != "ridge_fixed_effects",
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64))
 
 

@@ -7,13 +7,13 @@ Shen & Louis (1998) triple-goal estimates give one value per group that serves t
 estimates of the individual values, of their ranks, and of their spread (posterior means are
 under-dispersed: their histogram is too narrow).
 
-Memory: the draws are read in chunks (at most ``MAX_CHUNK_VALUES`` values at a time), so the work array
+Memory: the draws are read in chunks (at most :func:`hierpool.core.config.chunk_values` values at a time), so the work array
 of ranks never exceeds one chunk; rank means, top-k probabilities and the triple-goal ingredients
 accumulate exactly over all draws, while the rank quantiles use at most ``max_draws`` (thinned) draws,
 stored as int32.
 
 Speed: the ranks of a draw come from a radix sort and the rank quantiles from a selection per group,
-both compiled (:mod:`hierpool._kernels`); they equal the numpy definitions (stable argsort,
+both compiled (:mod:`hierpool.core.kernels`); they equal the numpy definitions (stable argsort,
 ``np.quantile``) exactly. At a million groups and 252 draws the whole table takes seconds.
 """
 
@@ -25,15 +25,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _kernels as K
-from . import _names as N
-from ._fitview import FitView, as_fit
-from ._validate import one_of, positive_int, probability
+from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.core import config
+from hierpool.core import kernels as K
+from hierpool.core import names as N
+from hierpool.core.validate import one_of, positive_int, probability
 
 __all__ = ["rank_groups", "triple_goal"]
 
 #: Largest number of values (draws x groups) handled at once when ranking.
-MAX_CHUNK_VALUES = 20_000_000
 #: Draws per chunk when the groups are few.
 MAX_CHUNK_DRAWS = 100
 
@@ -51,12 +51,12 @@ def _draw_chunks(view: FitView, by: str):
 
     The ranked value is ``inverse_link(offset + group_effect)`` with the offset the intercept at the
     average predictors (``by="estimate"``) or the group effect itself (``by="effect"``: no offset,
-    identity link); :func:`hierpool._kernels.rank_rows` applies both on the fly, so the stored draws are
+    identity link); :func:`hierpool.core.kernels.rank_rows` applies both on the fly, so the stored draws are
     read in place.
     """
     post = view.post
     n_chain, n_draw, J = post.sizes["chain"], post.sizes["draw"], view.n_groups
-    per = max(1, min(MAX_CHUNK_DRAWS, MAX_CHUNK_VALUES // max(J, 1)))
+    per = max(1, min(MAX_CHUNK_DRAWS, config.chunk_values() // max(J, 1)))
     iac = view.intercept_at_center().transpose(*N.SAMPLE_DIMS) if by == "estimate" else None
     flat = view.group_effect_matrix()
     if flat is not None:  # numpy-backed: rows of the (samples x groups) array, no copies

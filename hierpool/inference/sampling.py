@@ -1,5 +1,4 @@
-"""Fitting: :func:`fit` runs NUTS on a factory's model and returns a self-contained ``xr.DataTree``;
-:func:`check_sampling` reports divergences, R-hat and ESS problems."""
+"""PLACEHOLDER"""
 
 from __future__ import annotations
 
@@ -12,34 +11,31 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from . import _kernels as K
-from . import _names as N
-from . import _nutpie, gibbs, integrated
-from ._diagnostics import rhat_ess
-from ._predictive import design_from_constant
-from ._validate import one_of, positive_int
-from .collapse import draw_gaussian_group_effects, gaussian_stats
-from .models import integrated_patterns, model_info
+from hierpool.core import config
+from hierpool.core import kernels as K
+from hierpool.core import names as N
+from hierpool.core.validate import one_of, positive_int
+from hierpool.inference import gibbs
+from hierpool.inference import nutpie as _nutpie
+from hierpool.inference.conditional import collapsed_group_effects
+from hierpool.inference.diagnostics import check_sampling
+from hierpool.inference.predictive import design_from_constant
+from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["fit", "check_sampling", "HierpoolSamplingWarning"]
+__all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
 
 _INSTALL = {
     "nutpie": "pip install 'hierpool[nutpie]'  (or: pip install nutpie)",
     "numpyro": "pip install 'hierpool[numpyro]'  (or: pip install numpyro jax)",
 }
 
-#: Above this many values (chains x draws x rows) the pointwise log-likelihood is not stored by default.
-LOG_LIK_MAX_VALUES = 200_000_000
-#: Collapses whose group effects are not sampled but drawn from their exact conditional after sampling.
-_INTEGRATED = ("gaussian", "integrated")
 
 
-class HierpoolSamplingWarning(UserWarning):
-    """Divergences, R-hat > 1.01 or low effective sample size in a fit."""
+
 
 
 def _version() -> str:
-    from . import __version__
+    from hierpool.core.version import __version__
 
     return __version__
 
@@ -100,7 +96,7 @@ def constant_data(gd) -> xr.Dataset:
 def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArray, family: str) -> xr.DataArray:
     """log p(y_i | parameters of each draw), dims (chain, draw, obs_id).
 
-    One compiled pass writes the result (:func:`hierpool._kernels.pointwise_loglik`): no temporaries of
+    One compiled pass writes the result (:func:`hierpool.core.kernels.pointwise_loglik`): no temporaries of
     its size, whatever the number of draws and rows.
     """
     X, gidx, offset, trials = design_from_constant(const)
@@ -128,7 +124,7 @@ def fit(
     cores: int | None = None,
     target_accept: float | None = None,
     log_likelihood: bool | str = "auto",
-    max_group_effect_values: float = 2.5e8,
+    max_group_effect_values: float | None = None,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -142,7 +138,7 @@ def fit(
         several).
     sampler : {"auto", "pymc", "nutpie", "numpyro", "gibbs"}
         ``"pymc"``, ``"nutpie"``, ``"numpyro"``: NUTS implementations. ``"gibbs"``: the exact
-        Pólya-Gamma Gibbs sampler of :mod:`hierpool.gibbs`, for logistic (bernoulli, binomial) random
+        Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic (bernoulli, binomial) random
         intercepts with predictors and Normal priors on the intercept and coefficients; ``tune`` is its
         burn-in. ``"auto"`` uses the Gibbs sampler for such models with at least 2,000 groups (there it
         is about ten times faster than NUTS per effective draw) and at least 15% of the rarer outcome
@@ -165,11 +161,12 @@ def fit(
         model's own default (0.99 for a regularized horseshoe).
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood of every row (needed by LOO). ``"auto"`` stores it unless it
-        would exceed 2e8 values.
+        would exceed the memory budget's stored-array size (:mod:`hierpool.core.config`: 2.5e8 values at
+        the default ``hp.set_options(memory_gb=2)``).
     max_group_effect_values : float
         Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
-        predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (2.5e8
-        float64 values = 2 GB), the stored posterior is thinned to fit (every k-th draw,
+        predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
+        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), the stored posterior is thinned to fit (every k-th draw,
         ``attrs["hierpool_thin"]``) and ``group_effect`` is stored in float32 (exact draws rounded to 7
         significant digits: 1 GB at the budget). For integrated-out models the group effects are drawn
         after sampling, one per kept draw, and convergence diagnostics are computed on all draws before
@@ -197,7 +194,9 @@ def fit(
     >>> dt = hp.fit(hp.random_intercepts(df, y="y", group="group"), draws=200, tune=200, random_seed=1,
     ...             progressbar=False)  # doctest: +SKIP
     """
-    info = model_info(model)
+    desc = describe(model)
+    if max_group_effect_values is None:
+        max_group_effect_values = config.stored_values()
     draws = positive_int("draws", draws, 1)
     tune = positive_int("tune", tune, 0)
     chains = positive_int("chains", chains, 1)
@@ -207,27 +206,27 @@ def fit(
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
     if target_accept is None:
-        target_accept = info.get("fit_defaults", {}).get("target_accept")
+        target_accept = desc.fit_defaults.get("target_accept")
     if target_accept is not None:
         kwargs["target_accept"] = target_accept
-    if sampler == "gibbs" or (sampler == "auto" and not kwargs and info["data"].n_groups >= gibbs.AUTO_MIN_GROUPS):
+    if sampler == "gibbs" or (sampler == "auto" and not kwargs and desc.data.n_groups >= gibbs.AUTO_MIN_GROUPS):
         pl = gibbs.plan(model)
         if sampler == "auto" and isinstance(pl, gibbs.Plan) and gibbs.minority_share(pl) < gibbs.AUTO_MIN_MINORITY:
-            pl = "events are rare"  # Pólya-Gamma Gibbs mixes slowly there: NUTS (see hierpool.gibbs)
+            pl = "events are rare"  # Pólya-Gamma Gibbs mixes slowly there: NUTS (see hierpool.inference.gibbs)
         if isinstance(pl, gibbs.Plan):
             if kwargs:
                 raise TypeError(f"sampler='gibbs' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
-            return _sample_gibbs(pl, info, draws=draws, tune=tune, chains=chains, cores=cores,
+            return _sample_gibbs(pl, desc, draws=draws, tune=tune, chains=chains, cores=cores,
                                  random_seed=random_seed, progressbar=progressbar, log_likelihood=log_likelihood,
                                  max_group_effect_values=max_group_effect_values)
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
     var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
-    small = _sample_small(model, info, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
+    small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
-        return finalize(small, info, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
+        return finalize(small, desc, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
                         max_group_effect_values=max_group_effect_values)
     with warnings.catch_warnings():
         # PyMC's own convergence messages are replaced by hierpool's report below.
@@ -244,18 +243,58 @@ def fit(
             model=model,
             **kwargs,
         )
-    return finalize(dt, info, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
+    return finalize(dt, desc, engine=engine, log_likelihood=log_likelihood, random_seed=random_seed,
                     max_group_effect_values=max_group_effect_values)
 
 
-def _sample_small(model, info, engine, var_names, *, draws, tune, chains, cores, random_seed, progressbar, kwargs):
+def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log_likelihood: bool | str = "auto",
+               max_group_effect_values: float | None = None) -> xr.DataTree:
+    """Turn a trace of a factory's model sampled outside :func:`fit` into a hierpool fit.
+
+    A model whose group effects are integrated out (``collapse="gaussian"`` or ``"integrated"``) has no
+    ``group_effect`` when sampled with plain ``pm.sample`` or nutpie: the sampler sees only the intercept,
+    the coefficients, tau and sigma. This draws every group effect from its exact conditional given each
+    posterior draw and adds what :func:`fit` adds (``constant_data``, ``observed_data``, the pointwise
+    log-likelihood, the attrs and the sampling report), so every analysis function reads the result.
+
+    Parameters
+    ----------
+    trace : xarray.DataTree
+        What ``pm.sample(model=model)`` (or ``nutpie.sample``) returned.
+    model : pymc.Model
+        The factory's model that was sampled.
+    random_seed : int, optional
+        Seeds the conditional draws of the group effects.
+    log_likelihood, max_group_effect_values
+        As in :func:`fit`.
+
+    Examples
+    --------
+    >>> import pymc as pm, hierpool as hp
+    >>> model = hp.random_intercepts(hp.datasets.simulate_gaussian(n_groups=20, seed=1), y="y", group="group")
+    >>> trace = pm.sample(model=model, random_seed=1)          # doctest: +SKIP
+    >>> dt = hp.from_trace(trace, model, random_seed=1)      # doctest: +SKIP
+    >>> hp.shrinkage(dt)                                      # doctest: +SKIP
+    """
+    desc = describe(model)
+    if not isinstance(trace, xr.DataTree) or "posterior" not in trace.children:
+        raise TypeError(f"trace must be the DataTree that pm.sample returned; got {type(trace).__name__}.")
+    missing = [v for v in (N.INTERCEPT, N.TAU if N.TAU in model.named_vars else N.INTERCEPT)
+               if v not in trace["posterior"]]
+    if missing:
+        raise ValueError(f"trace.posterior lacks {missing}: sample it with the default var_names.")
+    return finalize(trace, desc, engine="external", log_likelihood=log_likelihood, random_seed=random_seed,
+                    max_group_effect_values=max_group_effect_values)
+
+
+def _sample_small(model, desc: ModelDescription, engine, var_names, *, draws, tune, chains, cores, random_seed, progressbar, kwargs):
     """nutpie with Python callbacks for models whose group effects are integrated out (few parameters;
-    see hierpool._nutpie).
+    see hierpool.inference.nutpie).
 
     Returns nutpie's DataTree, or None to take the ``pymc.sample`` route (another sampler, a model that
     is not collapsed, keyword arguments this route does not know, or nutpie's private API changed).
     """
-    if engine != "nutpie" or info.get("collapse") not in _INTEGRATED or set(kwargs) - _nutpie.SUPPORTED_KWARGS:
+    if engine != "nutpie" or not desc.integrates_out_group_effects or set(kwargs) - _nutpie.SUPPORTED_KWARGS:
         return None
     compiled = _nutpie.compile_small(model, var_names)
     if compiled is None:
@@ -264,7 +303,7 @@ def _sample_small(model, info, engine, var_names, *, draws, tune, chains, cores,
                                 random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
 
 
-def _sample_gibbs(pl, info, *, draws, tune, chains, cores, random_seed, progressbar, log_likelihood,
+def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, random_seed, progressbar, log_likelihood,
                   max_group_effect_values):
     post, u, thin, stats, _ = gibbs.sample(pl, draws=draws, tune=tune, chains=chains, cores=cores,
                                            random_seed=random_seed, progressbar=progressbar,
@@ -273,30 +312,11 @@ def _sample_gibbs(pl, info, *, draws, tune, chains, cores, random_seed, progress
     post = post.isel(draw=keep)
     post[N.GROUP_EFFECT] = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP), coords={"draw": post["draw"].values})
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats.isel(draw=keep)})
-    return finalize(dt, info, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin)
+    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin)
 
 
-def _collapsed_group_effects(post: xr.Dataset, gd, info: dict, random_seed, dtype=np.float64) -> xr.DataArray:
-    """Exact conditional draws of the integrated-out group effects, one per posterior draw."""
-    seed = np.random.SeedSequence([int(random_seed), 1]) if random_seed is not None else np.random.SeedSequence()
-    a = post[N.INTERCEPT]
-    tau = post[N.TAU].values if N.TAU in post else np.full(a.shape, 1.0 / np.sqrt(info["settings"]["lam"]))
-    if info.get("collapse") == "integrated":
-        u = integrated.draw_group_effects(integrated_patterns(gd), a.transpose(*N.SAMPLE_DIMS).values,
-                                          np.broadcast_to(tau, a.shape), seed, dtype=dtype)
-        return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
-    st = gd.gaussian if getattr(gd, "gaussian", None) is not None else gaussian_stats(gd)
-    b = None
-    if gd.n_predictors:
-        a = a + xr.dot(post[N.BETA], xr.DataArray(gd.x_center, dims=N.PREDICTOR), dim=N.PREDICTOR)
-        b = (post[N.BETA] * xr.DataArray(gd.x_scale, dims=N.PREDICTOR)).transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values
-    u = draw_gaussian_group_effects(st, a.transpose(*N.SAMPLE_DIMS).values, b, tau, post[N.SIGMA].values, seed,
-                                    dtype=dtype)
-    return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
-
-
-def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto", random_seed=None,
-             max_group_effect_values: float = 2.5e8, thin: int = 1) -> xr.DataTree:
+def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
+             max_group_effect_values: float | None = None, thin: int = 1) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
     For a collapsed gaussian model the sampling report covers the sampled parameters; then, if
@@ -305,14 +325,16 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
     posterior stays within memory. ``thin`` > 1 says that ``dt`` holds a posterior thinned already
     (the Gibbs sampler's), to record in the attrs.
     """
-    gd = info["data"]
+    gd = desc.data
+    if max_group_effect_values is None:
+        max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
     keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
     stats_thin = 1
-    if info.get("collapse") in _INTEGRATED:
+    if desc.integrates_out_group_effects:
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
@@ -324,7 +346,7 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
         # A posterior thinned to fit memory is stored in float32: the exact draws (computed in float64)
         # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
-        post[N.GROUP_EFFECT] = _collapsed_group_effects(post, gd, info, random_seed, dtype=dtype)
+        post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
     post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
@@ -340,17 +362,17 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
                 stats[v] = stats[v].fillna("").astype(str)
         children["sample_stats"] = stats
     n_values = post.sizes["chain"] * post.sizes["draw"] * gd.n_obs
-    if rows and (log_likelihood is True or (log_likelihood == "auto" and n_values <= LOG_LIK_MAX_VALUES)):
+    if rows and (log_likelihood is True or (log_likelihood == "auto" and n_values <= config.stored_values())):
         ll = pointwise_log_likelihood(post, const, y, gd.family)
         children["log_likelihood"] = ll.rename(N.Y).to_dataset()
     out = xr.DataTree.from_dict(children)
     out.attrs = {
-        N.ATTR_VARIANT: info["variant"],
-        N.ATTR_FAMILY: info["family"],
+        N.ATTR_VARIANT: desc.variant,
+        N.ATTR_FAMILY: desc.family,
         N.ATTR_VERSION: _version(),
-        N.ATTR_SETTINGS: json.dumps(info["settings"]),
-        "hierpool_sampler": engine,
-        "hierpool_thin": thin,
+        N.ATTR_SETTINGS: json.dumps(dict(desc.settings)),
+        N.ATTR_SAMPLER: engine,
+        N.ATTR_THIN: thin,
     }
     if report is None:
         report = check_sampling(out, _stacklevel=4)
@@ -358,58 +380,3 @@ def finalize(dt: xr.DataTree, info: dict, *, engine: str, log_likelihood="auto",
             report["thinned_for_group_effects"] = thin
     out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
     return out
-
-
-def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01,
-                   ess_min_per_chain: float = 100.0, _stacklevel: int = 2) -> dict:
-    """Check divergences, R-hat and ESS of a fit; warn about every problem and return the numbers.
-
-    Returns a dict with ``divergences``, ``max_rhat`` (and the variable it belongs to), ``min_ess_bulk``,
-    ``min_ess_tail`` and a list ``problems`` of messages (empty when all is well). Parameters fixed at a
-    value are skipped. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01, ESS >= 100 per chain.
-    """
-    post = dt["posterior"].to_dataset()
-    n_chains = post.sizes["chain"]
-    report: dict = {"divergences": 0, "draws": int(post.sizes["draw"]), "chains": int(n_chains), "problems": []}
-    if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
-        report["divergences"] = int(dt["sample_stats"]["diverging"].sum())
-    # parameters fixed at a value (priors={"tau": 0.8}) have no sampling variability to diagnose
-    varying = [v for v in post.data_vars
-               if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
-    if varying and post.sizes["draw"] >= 4:
-        # ArviZ's rank-normalized R-hat and bulk/tail ESS, vectorized over the elements of each variable
-        # (arviz.rhat/ess loop in Python: 190 s for 100,000 group effects; this takes seconds)
-        worst = {}
-        for v in varying:
-            arr = post[v].transpose("chain", "draw", ...).values
-            r, eb, et = rhat_ess(arr.reshape(arr.shape[0], arr.shape[1], -1))
-            for name, vals, pick in (("rhat", r, max), ("ess_bulk", eb, min), ("ess_tail", et, min)):
-                val = float(pick(np.nan_to_num(vals, nan=np.inf if pick is min else 0)))
-                if name not in worst or pick(val, worst[name][1]) != worst[name][1]:
-                    worst[name] = (v, val)
-        report.update(max_rhat=worst["rhat"][1], max_rhat_var=worst["rhat"][0],
-                      min_ess_bulk=worst["ess_bulk"][1], min_ess_bulk_var=worst["ess_bulk"][0],
-                      min_ess_tail=worst["ess_tail"][1], min_ess_tail_var=worst["ess_tail"][0])
-        if n_chains > 1 and worst["rhat"][1] > rhat_max:
-            report["problems"].append(
-                f"R-hat up to {worst['rhat'][1]:.3f} (> {rhat_max}) for {worst['rhat'][0]!r}: chains disagree; "
-                "run longer (tune/draws) or reparameterize."
-            )
-        ess_floor = ess_min_per_chain * n_chains
-        for kind in ("ess_bulk", "ess_tail"):
-            if worst[kind][1] < ess_floor:
-                report["problems"].append(
-                    f"{kind.replace('_', ' ')} as low as {worst[kind][1]:.0f} (< {ess_floor:.0f} = "
-                    f"{ess_min_per_chain:.0f} per chain) for {worst[kind][0]!r}: increase draws."
-                )
-    if report["divergences"]:
-        total = n_chains * post.sizes["draw"]
-        report["problems"].append(
-            f"{report['divergences']} of {total} transitions diverged: the posterior may be biased; raise "
-            "target_accept (e.g. hp.fit(..., target_accept=0.95 or 0.99)), or try centered=True for groups "
-            "with many rows each."
-        )
-    if warn:
-        for msg in report["problems"]:
-            warnings.warn(msg, HierpoolSamplingWarning, stacklevel=_stacklevel)
-    return report

@@ -1,6 +1,6 @@
 """Linear predictor, pointwise log-likelihood and response draws computed from a fit's DataTree alone.
 
-Works through the names of :mod:`hierpool._names`, so it serves a fit of any variant, freshly sampled or
+Works through the names of :mod:`hierpool.core.names`, so it serves a fit of any variant, freshly sampled or
 loaded from disk, without the PyMC model. Used by :func:`hierpool.fit` (the stored log-likelihood) and by
 the analysis layer (predictions, posterior predictive checks, cross-validation).
 """
@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import gammaln
 
-from . import _names as N
+from hierpool.core import names as N
 
 
 def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=None) -> xr.DataArray:

@@ -45,11 +45,12 @@ import xarray as xr
 from scipy import sparse
 from scipy.special import logsumexp
 
-from . import _names as N
-from ._fitview import as_fit
-from ._predictive import log_likelihood
-from ._validate import one_of, positive_int
-from .predict import MAX_VALUES, eta_block, flat_draws, new_group_sd, new_rows
+from hierpool.analysis.fitview import as_fit
+from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows
+from hierpool.core import config
+from hierpool.core import names as N
+from hierpool.core.validate import one_of, positive_int
+from hierpool.inference.predictive import log_likelihood
 
 __all__ = ["compare", "cross_validate", "CVResult", "heldout_log_density"]
 
@@ -117,7 +118,7 @@ def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
         if "log_likelihood" not in dt.children or N.Y not in dt["log_likelihood"]:
             raise ValueError(
                 f"fits[{name!r}] has no log_likelihood group: refit with hp.fit(..., log_likelihood=True) "
-                "(it is skipped by default above 2e8 values), or compare with hp.cross_validate."
+                "(it is skipped by default above the memory budget: hp.set_options(memory_gb=...)), or compare with hp.cross_validate."
             )
     _same_data(fits)
     for name, dt in fits.items():
@@ -299,7 +300,7 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
     sigma = d.sigma
     out = []
     known = np.flatnonzero(~rows.is_new)
-    size = max(1, MAX_VALUES // S)
+    size = max(1, config.chunk_values() // S)
     for start in range(0, known.size, size):
         sel = known[start:start + size]
         eta = eta_block(d, rows, sel, None)
@@ -446,7 +447,7 @@ def fold_ids(groups: np.ndarray, folds: int, by: str, rng: np.random.Generator) 
 
 
 def _fit_fold(factory, train: pd.DataFrame, factory_kwargs: dict, fit_kwargs: dict, fold: int):
-    from . import sampling  # fitting needs the sampler; the rest of the analysis only reads fits
+    from hierpool.inference import sampling as sampling
 
     try:
         model = factory(train, **factory_kwargs)

@@ -12,9 +12,9 @@ mixed-model equations).
 - :func:`ridge_path`: each group's estimate as the ridge penalty runs from 0 (raw means) to infinity
   (the overall mean), with the implied ``lam`` marked.
 
-Everything is read from a fit's DataTree through :mod:`hierpool._fitview` (any variant, fresh or
+Everything is read from a fit's DataTree through :mod:`hierpool.analysis.fitview` (any variant, fresh or
 loaded). Per-group summaries run over chunks of groups, so memory stays bounded by
-``MAX_CHUNK_VALUES`` floats beyond the posterior itself.
+:func:`hierpool.core.config.chunk_values` floats beyond the posterior itself.
 """
 
 from __future__ import annotations
@@ -23,21 +23,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _kernels as K
-from . import _names as N
-from ._fitview import FitView, as_fit
-from ._predictive import design_from_constant
-from ._validate import positive_finite, positive_int, probability
-from .families import inverse_link
+from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.core import config
+from hierpool.core import kernels as K
+from hierpool.core import names as N
+from hierpool.core.families import inverse_link
+from hierpool.core.validate import positive_finite, positive_int, probability
+from hierpool.inference.predictive import design_from_constant
 
 __all__ = ["shrinkage", "implied_ridge", "ridge_path"]
 
 #: Largest number of values (samples x groups) materialized at once by the per-group summaries.
-MAX_CHUNK_VALUES = 20_000_000
 
 
 # ------------------------------------------------------------------------------------------------------
-# helpers shared with hierpool.ranking
+# helpers shared with hierpool.analysis.ranking
 def _n_samples(view: FitView) -> int:
     return int(view.post.sizes["chain"] * view.post.sizes["draw"])
 
@@ -48,12 +48,6 @@ def _flat(da: xr.DataArray) -> np.ndarray:
     vals = np.asarray(da.transpose(*dims).values, dtype=float)
     n = da.sizes["chain"] * da.sizes["draw"]
     return vals.reshape(n, -1) if N.GROUP in da.dims else vals.reshape(n)
-
-
-def _group_slices(n_groups: int, n_samples: int, max_values: int | None = None):
-    size = max(1, (max_values or MAX_CHUNK_VALUES) // max(n_samples, 1))
-    for start in range(0, n_groups, size):
-        yield slice(start, min(start + size, n_groups))
 
 
 def _tau_sq(view: FitView) -> np.ndarray:
@@ -156,7 +150,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     compare like with like only approximately. Without predictors (or with predictors balanced across
     groups) they are directly comparable.
 
-    Memory: the summaries are computed over chunks of groups (at most ``MAX_CHUNK_VALUES`` values at a
+    Memory: the summaries are computed over chunks of groups (at most :func:`hierpool.core.config.chunk_values` values at a
     time), so the only array of size draws x groups is the posterior itself (which may be lazy).
 
     Examples
@@ -182,7 +176,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
         mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
         cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)
-    for sl in (() if mat is not None else _group_slices(J, S)):
+    for sl in (() if mat is not None else config.slices(J, S)):
         mu = inverse_link(view.family, iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
         cols["estimate"][sl] = mu.mean(axis=0)
         cols["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0

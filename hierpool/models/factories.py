@@ -1,34 +1,4 @@
-"""The three model factories. Each returns a ``pm.Model`` built under the naming contract of
-:mod:`hierpool._names`: dims ``group``, ``obs_id``, ``predictor``; variables ``intercept``, ``beta``,
-``group_effect``, ``tau`` (hierarchical variants), ``sigma`` (gaussian) and the observed ``y``.
-
-Shared structure of the linear predictor for row i of group j::
-
-    eta_i = intercept_c + sum_k beta_k (x_ik - xbar_k) + group_effect_j [+ log(exposure_i)]
-
-``intercept_c`` is the intercept at the predictors' means (what the intercept prior is placed on, as in
-brms and rstanarm); the posterior's ``intercept`` is the value at x = 0, as lme4 reports it. Standardized
-coefficients ``beta_std = beta * sd(x)`` are what the sampler sees by default, and ``beta`` is reported on
-the user's scale. Links: identity (gaussian), logit (bernoulli, binomial), log (poisson).
-
-Default priors are weakly informative and scaled to the data as rstanarm's autoscaling does. With
-``s = sd(y)`` for gaussian and ``s = 1`` on the logit/log scale, and ``m`` the overall mean of the
-response mapped through the link:
-
-==================  =========================================  ==========================================
-parameter           random_intercepts / regularized            ridge_fixed_effects ("fixed effects")
-==================  =========================================  ==========================================
-intercept_c         Normal(m, 2.5 s)                           Normal(m, 100 s) gaussian, Normal(m, 10)
-beta (per sd of x)  Normal(0, 2.5 s)                           Normal(0, 100 s) gaussian, Normal(0, 10)
-tau                 HalfStudentT(nu=3, sigma=s)                absent: group_effect ~ Normal(0, 1/sqrt(lam))
-sigma (gaussian)    HalfStudentT(nu=3, sigma=s)                HalfStudentT(nu=3, sigma=s)
-==================  =========================================  ==========================================
-
-``regularized_hierarchical`` replaces the prior on beta by its penalty and the prior on tau by a shrinking
-penalized-complexity prior (see its docstring). Every default can be overridden through ``priors=`` by
-parameter name (``"intercept"``, ``"beta"`` on the user's scale, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or
-``"sigma_sq"``); a number fixes the parameter.
-"""
+"""PLACEHOLDER"""
 
 from __future__ import annotations
 
@@ -39,25 +9,16 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from . import _names as N
-from . import integrated
-from ._validate import one_of, positive_finite, positive_int
-from .collapse import count_patterns, gaussian_marginal_logp_sizes, gaussian_stats, size_classes
-from .data import GroupedData, prepare
-from .priors import Prior, normalize_priors, scale_parameter, serialize
-from .scale import GroupedStats, is_dask_or_path
-
-__all__ = ["random_intercepts", "ridge_fixed_effects", "regularized_hierarchical", "model_info"]
-
-def model_info(model: pm.Model) -> dict:
-    """The hierpool description attached to a model built by a factory (variant, family, settings, data)."""
-    info = getattr(model, "hierpool", None)
-    if info is None:
-        raise TypeError(
-            "this pm.Model was not built by a hierpool factory; build it with hp.random_intercepts, "
-            "hp.ridge_fixed_effects or hp.regularized_hierarchical."
-        )
-    return info
+from hierpool.core import names as N
+from hierpool.core.validate import one_of, positive_finite, positive_int
+from hierpool.data.grouped import GroupedData, GroupedStats
+from hierpool.data.prepare import prepare
+from hierpool.data.reduce import is_dask_or_path
+from hierpool.data.stats import size_classes
+from hierpool.models import integrated
+from hierpool.models.collapse import gaussian_marginal_logp_sizes, integrated_patterns, resolve_collapse
+from hierpool.models.description import INTEGRATED_OUT, ModelDescription
+from hierpool.models.priors import Prior, normalize_priors, scale_parameter, serialize
 
 
 def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
@@ -119,27 +80,31 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.EXPOSURE, gd.exposure, dims=N.OBS)
 
 
-def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, beta_std=None):
+def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None):
     """Build the centered intercept and the coefficients; return (intercept_c, beta_std or None).
 
     ``beta_std`` multiplies the standardized predictors ``(x - mean) / sd``; ``beta = beta_std / sd``.
+    The prior of each parameter built here is recorded in ``used`` (the description's priors).
     """
     s = gd.y_scale
     icpt = priors.get("intercept", Prior("Normal", mu=gd.y_location, sigma=width * s))
+    used["intercept"] = icpt
     if isinstance(icpt, Prior):
-        intercept_c = icpt.build("intercept_centered")
+        intercept_c = icpt.build(N.INTERCEPT_CENTERED)
     else:
-        intercept_c = pm.Deterministic("intercept_centered", pt.as_tensor_variable(float(icpt)))
+        intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, pt.as_tensor_variable(float(icpt)))
     if gd.n_predictors == 0:
         pm.Deterministic(N.INTERCEPT, intercept_c)
         return intercept_c, None
     if beta_std is not None:  # the penalty of the regularized variant
         beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
     elif "beta" in priors:  # user's prior, on the user's scale
+        used["beta"] = priors["beta"]
         beta = priors["beta"].build(N.BETA, dims=N.PREDICTOR)
         beta_std = beta * gd.x_scale
     else:
-        beta_std = pm.Normal("beta_std", 0.0, width * s, dims=N.PREDICTOR)
+        used[N.BETA_STD] = Prior("Normal", mu=0.0, sigma=width * s)
+        beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
         beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
     pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
     return intercept_c, beta_std
@@ -148,112 +113,61 @@ def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, beta_std=No
 def _hierarchical_effects(tau, centered: bool):
     if centered:
         return pm.Normal(N.GROUP_EFFECT, 0.0, tau, dims=N.GROUP)
-    z = pm.Normal("group_effect_z", 0.0, 1.0, dims=N.GROUP)
+    z = pm.Normal(N.GROUP_EFFECT_Z, 0.0, 1.0, dims=N.GROUP)
     return pm.Deterministic(N.GROUP_EFFECT, z * tau, dims=N.GROUP)
 
 
-_COLLAPSE_CHOICES = ("auto", True, False, "integrated")
+def _scale_parameter(name: str, priors: dict, default: Prior, used: dict):
+    """Build a standard deviation (tau, sigma) and record its prior (on it or on its square) in ``used``."""
+    key = f"{name}_sq" if f"{name}_sq" in priors else name
+    used[key] = priors.get(key, default)
+    return scale_parameter(name, priors, default)
 
 
-def _group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group successes and trials of a binomial-type fit without predictors (one cell per group)."""
-    cp = gd.cells if isinstance(gd, GroupedStats) else count_patterns(gd)
-    J = gd.n_groups
-    return (np.bincount(cp.group_idx, weights=cp.y, minlength=J),
-            np.bincount(cp.group_idx, weights=cp.trials, minlength=J))
+def _sigma(gd: GroupedData, priors: dict, used: dict):
+    return _scale_parameter(N.SIGMA, priors, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
 
 
-def _can_integrate(gd) -> bool:
-    """Binomial-type data without predictors whose patterns are few enough (hierpool.integrated)."""
-    if gd.family not in ("bernoulli", "binomial") or gd.n_predictors:
-        return False
-    return integrated.n_patterns(_group_totals(gd)[1]) <= integrated.MAX_PATTERNS
-
-
-def integrated_patterns(gd) -> integrated.Patterns:
-    """The (successes, trials) patterns of ``gd``'s groups, computed once per data object."""
-    cached = getattr(gd, "_integrated_patterns", None)
-    if cached is None:
-        cached = integrated.patterns(*_group_totals(gd))
-        object.__setattr__(gd, "_integrated_patterns", cached)  # frozen dataclass: a private memo
-    return cached
-
-
-def _resolve_collapse(gd: GroupedData, collapse) -> str | None:
-    """'gaussian' or 'integrated' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
-    if not any(collapse is c if isinstance(c, bool) else collapse == c for c in _COLLAPSE_CHOICES):
-        raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False, 'integrated'.")
-    if collapse == "integrated" and not isinstance(collapse, bool):
-        if not _can_integrate(gd):
-            raise ValueError(
-                "collapse='integrated' needs a bernoulli or binomial response without predictors and at most "
-                f"{integrated.MAX_PATTERNS} (successes, trials) patterns; this data has family={gd.family!r} and "
-                f"{gd.n_predictors} predictor(s). Use collapse='auto', True or False.")
-        return "integrated"
-    if isinstance(gd, GroupedStats):
-        if collapse is False:
-            raise ValueError("collapse=False needs the rows; data reduced to sufficient statistics (GroupedStats) "
-                             "is always fitted with the exact collapsed likelihood.")
-        if gd.family == "gaussian":
-            return "gaussian"
-        return "integrated" if collapse == "auto" and not isinstance(collapse, bool) and _can_integrate(gd) else "counts"
-    if collapse is False:
-        return None
-    if gd.family == "gaussian":
-        return "gaussian"
-    if collapse is True:
-        return "counts"
-    if _can_integrate(gd):
-        return "integrated"
-    key = np.column_stack([gd.group_idx, gd.X]) if gd.n_predictors else gd.group_idx[:, None]
-    cells = np.unique(key, axis=0).shape[0]
-    return "counts" if cells <= 0.8 * gd.n_obs else None
-
-
-def _sigma(gd: GroupedData, priors: dict):
-    return scale_parameter(N.SIGMA, priors, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-
-
-def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None):
+def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None,
+                used: dict):
     """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
     and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
-    stats_only = isinstance(gd, GroupedStats)
     if collapse == "gaussian":
-        sc = size_classes(gd.gaussian if stats_only else gaussian_stats(gd))
+        sc = size_classes(gd.gaussian)
         data = {
             "sizes": sc.sizes, "counts": sc.counts, "sxx_w": sc.sxx_w, "n_obs": sc.n_obs, "n_groups": sc.n_groups,
             # response-dependent statistics are data containers: refit new responses without recompiling
-            "moments": pm.Data("size_moments", sc.moments),
-            "center": pm.Data("ybar_center", np.asarray(sc.center)),
-            "syy_w": pm.Data("syy_w", np.asarray(sc.syy_w)),
-            "sxy_w": pm.Data("sxy_w", sc.sxy_w, dims=N.PREDICTOR) if gd.n_predictors else sc.sxy_w,
+            "moments": pm.Data(N.SIZE_MOMENTS, sc.moments),
+            "center": pm.Data(N.YBAR_CENTER, np.asarray(sc.center)),
+            "syy_w": pm.Data(N.SYY_W, np.asarray(sc.syy_w)),
+            "sxy_w": pm.Data(N.SXY_W, sc.sxy_w, dims=N.PREDICTOR) if gd.n_predictors else sc.sxy_w,
         }
-        sigma = _sigma(gd, priors)
-        return pm.Potential("y_marginal", gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
+        sigma = _sigma(gd, priors, used)
+        return pm.Potential(N.Y_MARGINAL, gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
     if collapse == "integrated":
         pat = integrated_patterns(gd)
-        counts = pm.Data("pattern_counts", pat.counts)  # the response enters only here (refits: data_for)
-        return pm.Potential("y_marginal", pt.sum(counts * integrated.marginal_logp(pat.k, pat.n, intercept_c,
+        counts = pm.Data(N.PATTERN_COUNTS, pat.counts)  # the response enters only here (refits: data_for)
+        return pm.Potential(N.Y_MARGINAL, pt.sum(counts * integrated.marginal_logp(pat.k, pat.n, intercept_c,
                                                                                    group_effect)))
     if collapse == "counts":
-        cp = gd.cells if stats_only else count_patterns(gd)
+        cp = gd.cells
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials
         offset = None if cp.exposure is None else np.log(cp.exposure)
-        dims = "cell"
-        pm.Model.get_context().add_coord("cell", np.arange(cp.y.shape[0]))
+        dims = N.CELL
+        pm.Model.get_context().add_coord(N.CELL, np.arange(cp.y.shape[0]))
     else:
         Xs = gd.Xs
         gidx, yv, trials, offset, dims = gd.group_idx, gd.y, gd.trials, gd.log_offset, N.OBS
     # The response is a data container ("y_observed") so that a compiled model can be refitted to new
     # responses of the same design without recompiling (simulation-based calibration uses this).
-    y_obs = pm.Data("y_observed", yv, dims=dims)
+    y_obs = pm.Data(N.Y_OBSERVED, yv, dims=dims)
     eta = intercept_c + group_effect[gidx]
     if beta_std is not None:
         eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
     if offset is not None:
         eta = eta + offset
     if gd.family == "gaussian":
-        return pm.Normal(N.Y, mu=eta, sigma=_sigma(gd, priors), observed=y_obs, dims=dims)
+        return pm.Normal(N.Y, mu=eta, sigma=_sigma(gd, priors, used), observed=y_obs, dims=dims)
     if gd.family == "bernoulli" and collapse is None:
         return pm.Bernoulli(N.Y, logit_p=eta, observed=y_obs, dims=dims)
     if gd.family in ("bernoulli", "binomial"):
@@ -261,10 +175,13 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     return pm.Poisson(N.Y, mu=pt.exp(eta), observed=y_obs, dims=dims)
 
 
-def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, collapse: str | None) -> pm.Model:
+def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, collapse: str | None, used: dict,
+            **extra) -> pm.Model:
+    """Attach the model's :class:`ModelDescription` (read back with :func:`describe`)."""
     settings["collapse"] = collapse
-    model.hierpool = {"variant": variant, "family": gd.family, "settings": settings, "data": gd,
-                      "collapse": collapse}
+    desc = ModelDescription(variant=variant, family=gd.family, data=gd, collapse=collapse, priors=used,
+                            settings=settings, **extra)
+    setattr(model, N.MODEL_ATTR, desc)
     return model
 
 
@@ -306,15 +223,18 @@ def random_intercepts(
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
     collapse : {"auto", True, False, "integrated"}
-        Use an exact collapsed likelihood (:mod:`hierpool.collapse`). gaussian: the group effects are
+        Use an exact collapsed likelihood (:mod:`hierpool.models.collapse`). gaussian: the group effects are
         integrated out (the sampler sees intercept, beta, tau, sigma; ``hp.fit`` draws ``group_effect``
         from its exact conditional afterwards), always with "auto". bernoulli/binomial WITHOUT
         predictors: "auto" (or "integrated") integrates the group effects out by adaptive Gauss-Hermite
-        quadrature over the (successes, trials) patterns (:mod:`hierpool.integrated`; the sampler sees
+        quadrature over the (successes, trials) patterns (:mod:`hierpool.models.integrated`; the sampler sees
         intercept and tau) and draws them exactly afterwards. Other counts: rows sharing a group and a
         predictor pattern are pooled into one binomial/Poisson cell (``True``, or "auto" when that removes
         at least 20% of the rows). The posterior is the same either way; ``False`` forces the row-level
         model.
+        A model whose group effects are integrated out has no ``group_effect`` variable: ``hp.fit``
+        draws it; a trace sampled with plain ``pm.sample`` becomes a fit through ``hp.from_trace(trace,
+        model)``, and the analysis functions refuse such a trace with that advice.
 
     Defaults (``s = sd(y)`` gaussian, 1 otherwise; ``m`` = link(overall mean)): intercept at the predictor
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
@@ -337,15 +257,16 @@ def random_intercepts(
     _check_bool("centered", centered)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
-    how = _resolve_collapse(gd, collapse)
+    how = resolve_collapse(gd, collapse)
+    used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=2.5)
-        tau = scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale))
-        u = tau if how in ("gaussian", "integrated") else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used)
+        tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
+        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+        _likelihood(gd, a, b, u, pri, how, used)
     settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
-    return _attach(model, "random_intercepts", gd, settings, how)
+    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered)
 
 
 def ridge_fixed_effects(
@@ -410,18 +331,19 @@ def ridge_fixed_effects(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
     width = 100.0 if gd.family == "gaussian" else 10.0
-    how = _resolve_collapse(gd, collapse)
+    how = resolve_collapse(gd, collapse)
+    used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=width)
-        if how in ("gaussian", "integrated"):
+        a, b = _intercept_and_beta(gd, pri, width=width, used=used)
+        if how in INTEGRATED_OUT:
             u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
             u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        _likelihood(gd, a, b, u, pri, how)
+        _likelihood(gd, a, b, u, pri, how, used)
     settings = {"lam": lam, "priors": serialize(pri), "fixed_effect_prior_sd": width * gd.y_scale,
                 "data": gd.spec()}
-    return _attach(model, "ridge_fixed_effects", gd, settings, how)
+    return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam)
 
 
 def regularized_hierarchical(
@@ -476,7 +398,7 @@ def regularized_hierarchical(
     >>> df = hp.datasets.simulate_gaussian(n_groups=20, n_predictors=3, seed=1)
     >>> model = hp.regularized_hierarchical(df, penalty="laplace", y="y", group="group",
     ...                                     predictors=["x1", "x2", "x3"])
-    >>> model.hierpool["settings"]["penalty"]
+    >>> hp.describe(model).penalty
     'laplace'
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
@@ -498,15 +420,18 @@ def regularized_hierarchical(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "tau", "tau_sq", "sigma", "sigma_sq")),
                            f"regularized_hierarchical (beta's prior is set by penalty={penalty!r})")
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
-    how = _resolve_collapse(gd, collapse)
+    how = resolve_collapse(gd, collapse)
+    used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
         beta_std = None
         if P:
             if penalty == "ridge":
-                beta_std = pm.Normal("beta_std", 0.0, penalty_scale, dims=N.PREDICTOR)
+                used[N.BETA_STD] = Prior("Normal", mu=0.0, sigma=penalty_scale)
+                beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
             elif penalty == "laplace":
-                beta_std = pm.Laplace("beta_std", 0.0, penalty_scale / math.sqrt(2.0), dims=N.PREDICTOR)
+                used[N.BETA_STD] = Prior("Laplace", mu=0.0, b=penalty_scale / math.sqrt(2.0))
+                beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
             else:
                 g = pm.HalfStudentT("hs_global", nu=1, sigma=global_scale)
                 lam_local = pm.HalfStudentT("hs_local", nu=1, sigma=1.0, dims=N.PREDICTOR)
@@ -514,18 +439,17 @@ def regularized_hierarchical(
                 lam_tilde = pt.sqrt(c2 * lam_local**2 / (c2 + g**2 * lam_local**2))
                 z = pm.Normal("hs_z", 0.0, 1.0, dims=N.PREDICTOR)
                 beta_std = z * g * lam_tilde
-        a, b = _intercept_and_beta(gd, pri, width=2.5, beta_std=beta_std)
-        tau = scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale))
-        u = tau if how in ("gaussian", "integrated") else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std)
+        tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
+        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+        _likelihood(gd, a, b, u, pri, how, used)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "centered": centered, "data": gd.spec(),
     }
-    model = _attach(model, "regularized_hierarchical", gd, settings, how)
-    if penalty == "horseshoe" and P:
-        # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
-        model.hierpool["fit_defaults"] = {"target_accept": 0.99}
-    return model
+    # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
+    fit_defaults = {"target_accept": 0.99} if penalty == "horseshoe" and P else {}
+    return _attach(model, "regularized_hierarchical", gd, settings, how, used, penalty=penalty, centered=centered,
+                   fit_defaults=fit_defaults)

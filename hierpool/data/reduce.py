@@ -1,41 +1,20 @@
-"""Data larger than memory: reduce rows to sufficient statistics, with Dask or pandas.
-
-``hp.prepare`` hands a Dask DataFrame or a path to Parquet/CSV files to :func:`reduce`, which makes one
-pass over the rows (partition by partition) and returns a :class:`GroupedStats`: everything the exact
-collapsed models of :mod:`hierpool.collapse` need, and nothing per row.
-
-- gaussian: rows per group, group means of y and of the predictors, and the within-group cross-products
-  ``Syy_w``, ``Sxy_w``, ``Sxx_w``. Any model variant can be fitted from them, exactly.
-- bernoulli, binomial, poisson: one cell per (group, predictor pattern) with summed counts, trials and
-  exposures. Exact too; it shrinks the data when predictors are categorical or discrete (with continuous
-  predictors nearly every row is its own cell).
-
-A fit of a GroupedStats has the full posterior (parameters and every group effect) and every group-level
-analysis (shrinkage, ranks, implied ridge, predictions), but no row-level log-likelihood, so PSIS-LOO and
-posterior predictive checks of rows are not available for it.
-
-Group labels keep their first-seen order (partitions in order), as the pandas path does; categorical
-predictor levels are found in a first pass. Validation matches :func:`hierpool.prepare`: NaN or infinite
-values, responses outside the family's support and single groups raise.
-"""
+"""PLACEHOLDER"""
 
 from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import _names as N
-from ._validate import one_of
-from .collapse import CountPatterns, GaussianStats
-from .data import GroupedBase, _build_terms, _require_columns, design_matrix
-from .families import check_support
-
-__all__ = ["GroupedStats", "reduce", "is_dask_or_path"]
+from hierpool.core import names as N
+from hierpool.core.families import check_support
+from hierpool.core.validate import one_of
+from hierpool.data.grouped import GroupedStats
+from hierpool.data.stats import CountPatterns, GaussianStats
+from hierpool.data.terms import build_terms, design_matrix, require_columns
 
 
 def is_dask_or_path(obj) -> bool:
@@ -43,49 +22,6 @@ def is_dask_or_path(obj) -> bool:
     if isinstance(obj, (str, os.PathLike)):
         return True
     return type(obj).__module__.startswith("dask")
-
-
-@dataclass(frozen=True, eq=False)
-class GroupedStats(GroupedBase):
-    """Sufficient statistics of rows nested in groups (no rows kept). Build it with :func:`reduce`."""
-
-    family: str
-    groups: pd.Index
-    group_n: np.ndarray
-    group_denominator: np.ndarray
-    group_raw_mean: np.ndarray
-    predictors: list[str]
-    x_center: np.ndarray
-    x_scale: np.ndarray
-    terms: list[dict]
-    y_name: str
-    group_name: str
-    n_obs: int
-    y_total_ss: float  # sum (y - mean y)^2 (gaussian), for the default prior scale
-    gaussian: GaussianStats | None = None
-    cells: CountPatterns | None = None
-    trials_name: str | int | None = None
-    exposure_name: str | None = None
-    source: str = field(default="")
-
-    @property
-    def y_sd(self) -> float:
-        """The 1/N standard deviation of the response (gaussian; 0 for counts, which do not use it)."""
-        return float(np.sqrt(self.y_total_ss / self.n_obs))
-
-    def spec(self) -> dict:
-        return {
-            "y": self.y_name, "group": self.group_name, "family": self.family, "trials": self.trials_name,
-            "exposure": self.exposure_name, "predictors": self.predictors, "terms": self.terms,
-            "x_center": self.x_center.tolist(), "x_scale": self.x_scale.tolist(), "rows_kept": False,
-            "n_obs": self.n_obs, "y_sd": self.y_sd,
-            "source": self.source,
-        }
-
-    def __repr__(self) -> str:
-        kind = "gaussian statistics" if self.gaussian is not None else f"{self.cells.y.shape[0]} cells"
-        return (f"GroupedStats(family={self.family!r}, rows={self.n_obs}, groups={self.n_groups}, "
-                f"predictors={self.predictors}, {kind})")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -119,7 +55,7 @@ def _first_seen(ddf, group: str) -> pd.Index:
 
 
 def _levels_frame(ddf, predictors: list[str]) -> pd.DataFrame:
-    """A small pandas frame with every level of each non-numeric predictor (for _build_terms)."""
+    """A small pandas frame with every level of each non-numeric predictor (for build_terms)."""
     sample = {}
     n = 1
     for col in predictors:
@@ -208,9 +144,9 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     if isinstance(df, pd.DataFrame):
         if len(df) == 0:
             raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
-        _require_columns(df, "y", [y])
-        _require_columns(df, "group", [group])
-        _require_columns(df, "predictors", predictors)
+        require_columns(df, "y", [y])
+        require_columns(df, "group", [group])
+        require_columns(df, "predictors", predictors)
         try:
             import dask.dataframe as dd
 
@@ -223,9 +159,9 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
         return _reduce_partitions([df], df, y, group, predictors, family, trials, exposure, source)
     cols = list(ddf.columns)
     probe = pd.DataFrame(columns=cols)
-    _require_columns(probe, "y", [y])
-    _require_columns(probe, "group", [group])
-    _require_columns(probe, "predictors", predictors)
+    require_columns(probe, "y", [y])
+    require_columns(probe, "group", [group])
+    require_columns(probe, "predictors", predictors)
     for role, col in (("y", y), ("group", group)):
         if col in predictors:
             raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
@@ -246,8 +182,8 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
                        compute=None, delayed=None):
     is_dask = compute is not None
     if len(frame.columns) and not (y in frame.columns and group in frame.columns):
-        _require_columns(pd.DataFrame(columns=list(frame.columns)), "y", [y])
-        _require_columns(pd.DataFrame(columns=list(frame.columns)), "group", [group])
+        require_columns(pd.DataFrame(columns=list(frame.columns)), "y", [y])
+        require_columns(pd.DataFrame(columns=list(frame.columns)), "group", [group])
     # pass 1: validation, group order, predictor levels, centers and scales
     if is_dask:
         checks = compute(*[delayed(_validate_partition)(p, y, group, family, trials, exposure) for p in parts])
@@ -273,7 +209,7 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
         raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
     if len(labels) < 2:
         raise ValueError(f"group={group!r} has a single group ({labels[0]!r}); partial pooling needs at least two groups.")
-    terms = _build_terms(levels, predictors)
+    terms = build_terms(levels, predictors)
     P = sum(len(t["names"]) for t in terms)
     names = [n for t in terms for n in t["names"]]
 

@@ -7,7 +7,7 @@ distribution carries the correlation a shared effect implies. The ridge variant 
 on a group effect is ``Normal(0, 1/sqrt(lam))`` with ``lam`` fixed by the user, which is what that model
 assumes about a group it has not seen, and :func:`predict` says so with a ``UserWarning``.
 
-Memory: the linear predictor is computed for blocks of rows of at most ``MAX_VALUES`` (draws x rows)
+Memory: the linear predictor is computed for blocks of rows of at most :func:`hierpool.core.config.chunk_values` (draws x rows)
 values at a time; ``kind="draws"`` returns all draws of all rows and so holds draws x rows values.
 """
 
@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _names as N
-from ._fitview import FitView, as_fit
-from ._predictive import draw_response
-from ._validate import one_of, probability
-from .data import design_matrix
-from .families import inverse_link
+from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.core import config
+from hierpool.core import names as N
+from hierpool.core.families import inverse_link
+from hierpool.core.validate import one_of, probability
+from hierpool.data.terms import design_matrix
+from hierpool.inference.predictive import draw_response
 
 __all__ = ["predict"]
 
 #: Largest number of (draw, row) values of the linear predictor held at once when summarizing.
-MAX_VALUES = 4_000_000
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -234,11 +234,6 @@ def expected_response(family: str, eta: np.ndarray, trials: np.ndarray | None) -
     return mu
 
 
-def _blocks(n: int, S: int, max_values: int) -> list[slice]:
-    size = max(1, max_values // max(S, 1))
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
 # ------------------------------------------------------------------------------------------------------
 def predict(
     dt: xr.DataTree,
@@ -334,7 +329,7 @@ def predict(
     q = [(1 - ci_prob) / 2, (1 + ci_prob) / 2]
     out = {k: np.empty(rows.n) for k in ("estimate", "std_error", "conf_low", "conf_high", "pred_low",
                                           "pred_high")}
-    for sl in _blocks(rows.n, S, MAX_VALUES):
+    for sl in config.slices(rows.n, S):
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
         trials = None if rows.trials is None else rows.trials[sl]
         mu = expected_response(fv.family, eta, trials)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from . import _names as N
+from hierpool.core import names as N
 
 __all__ = ["save", "load"]
 
@@ -63,7 +63,7 @@ def load(path) -> xr.DataTree:
     dt.close()
     if N.ATTR_VARIANT not in dt.attrs:
         raise ValueError(f"{str(path)!r} holds no hierpool fit (no 'hierpool_variant' attr).")
-    from . import __version__
+    from hierpool.core.version import __version__
 
     saved = str(dt.attrs.get(N.ATTR_VERSION, "?"))
     if saved.split(".")[0] != __version__.split(".")[0]:

@@ -554,7 +554,7 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     """log p(y_i | draw s) for every draw and row, shape (draws, rows), written once without temporaries.
 
     ``eta = intercept_s + X_i . beta_s + group_effect_s[group_idx_i] + offset_i``; the densities are those
-    of :func:`hierpool._predictive.log_likelihood` (gaussian with ``sigma_s``, bernoulli, binomial with
+    of :func:`hierpool.inference.predictive.log_likelihood` (gaussian with ``sigma_s``, bernoulli, binomial with
     ``trials`` and its binomial coefficient, poisson with ``-log(y!)``). ``group_effect`` (draws x groups)
     is read in place, float32 or float64.
     """

@@ -2,7 +2,7 @@
 
 A spec is read by :func:`load_spec`, checked completely (keys, types, choices; then, with
 :meth:`ModelSpec.validate`, the data's columns and every model), and run by the ``hierpool`` command
-line (:mod:`hierpool.cli`). Every problem is reported at once, each naming the key, the value and the
+line (:mod:`hierpool.workflow.cli`). Every problem is reported at once, each naming the key, the value and the
 valid choices, before anything is fitted or written.
 
 Format
@@ -71,7 +71,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import _names as N
+from hierpool.core import names as N
 
 __all__ = ["ModelSpec", "SpecError", "load_spec", "parse_spec", "KINDS", "SIMULATORS"]
 
@@ -138,7 +138,7 @@ class ModelSpec:
 
     Examples
     --------
-    >>> from hierpool.spec import parse_spec
+    >>> from hierpool.workflow.spec import parse_spec
     >>> spec = parse_spec('''
     ... [data]
     ... dataset = "dyestuff"
@@ -199,11 +199,11 @@ class ModelSpec:
         d = self.data
         try:
             if "dataset" in d:
-                from .datasets import load
+                from hierpool.data.datasets import load
 
                 df = load(d["dataset"])
             elif "simulate" in d:
-                from . import datasets
+                from hierpool.data import datasets
 
                 params = dict(d.get("parameters", {}))
                 if d["simulate"] == "episodes":
@@ -241,7 +241,7 @@ class ModelSpec:
 
     def prepare(self, df: pd.DataFrame | None = None):
         """Check the data's columns and values against ``[data]`` and return a :class:`GroupedData`."""
-        from .data import prepare
+        from hierpool.data.prepare import prepare
 
         df = self.load_data() if df is None else df
         kw = self.prepare_kwargs()
@@ -278,7 +278,7 @@ class ModelSpec:
 
     def build(self, variant: str, gd=None):
         """Build the ``pm.Model`` of one variant (on ``gd``, or on the spec's data)."""
-        from . import models
+        from hierpool.models import factories as models
 
         gd = self.prepare() if gd is None else gd
         kind = self.variants[variant]["kind"]
@@ -348,7 +348,7 @@ def _check_data(d, problems: list) -> dict:
     elif len(sources) > 1:
         problems.append(f"{sec} gives {' and '.join(sources)}; give exactly one of {', '.join(SOURCE_KEYS)}.")
     if "dataset" in d:
-        from .datasets import NAMES
+        from hierpool.data.datasets import NAMES
 
         _check_choice(sec, "dataset", d["dataset"], NAMES, problems)
     if "path" in d:
@@ -361,7 +361,7 @@ def _check_data(d, problems: list) -> dict:
         if _check_choice(sec, "simulate", d["simulate"], SIMULATORS, problems):
             params = d.get("parameters", {})
             if _check_table(f"{sec} parameters", params, problems):
-                from . import datasets
+                from hierpool.data import datasets
 
                 fn = datasets.simulate_episodes if d["simulate"] == "episodes" else datasets.simulate
                 valid = list(inspect.signature(fn).parameters)
@@ -552,7 +552,7 @@ def parse_spec(spec, source=None) -> ModelSpec:
 
     Examples
     --------
-    >>> from hierpool.spec import parse_spec, SpecError
+    >>> from hierpool.workflow.spec import parse_spec, SpecError
     >>> try:
     ...     parse_spec({"data": {"dataset": "radon", "response": "log_radon", "group": "county",
     ...                          "family": "gausian"}, "variants": {"ri": {"kind": "random_intercepts"}}})
@@ -599,11 +599,11 @@ def parse_spec(spec, source=None) -> ModelSpec:
 
 
 def load_spec(path) -> ModelSpec:
-    """Read and check a TOML model spec file (see :mod:`hierpool.spec` for the format).
+    """Read and check a TOML model spec file (see :mod:`hierpool.workflow.spec` for the format).
 
     Examples
     --------
-    >>> from hierpool.spec import load_spec
+    >>> from hierpool.workflow.spec import load_spec
     >>> spec = load_spec("models/radon.toml")   # doctest: +SKIP
     >>> list(spec.variants)                     # doctest: +SKIP
     ['random_intercepts', 'ridge', 'regularized']

@@ -147,7 +147,7 @@ def simulate(
         Trials per row (binomial).
     seed : int, optional
     """
-    from ._validate import one_of
+    from hierpool.core.validate import one_of
 
     one_of("family", family, ("gaussian", "bernoulli", "binomial", "poisson"))
     rng = np.random.default_rng(seed)
@@ -209,7 +209,7 @@ def simulate_episodes(n_members: int = 2000, seed: int | None = None, tau: float
     --------
     >>> df = hp.datasets.simulate_episodes(n_members=500, seed=1)  # doctest: +SKIP
     """
-    from ._validate import positive_int
+    from hierpool.core.validate import positive_int
 
     n_members = positive_int("n_members", n_members, 2)
     rng = np.random.default_rng(seed)

@@ -38,7 +38,7 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
-from . import _kernels as K
+from hierpool.core import kernels as K
 
 __all__ = ["Patterns", "patterns", "marginal_logp", "draw_group_effects", "N_NODES", "MAX_PATTERNS"]
 

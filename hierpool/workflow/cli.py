@@ -8,7 +8,7 @@
     hierpool validate SPEC
 
 Exit codes: 0 success, 2 a bad spec, bad arguments or output files in the way (nothing is written), 1 any
-other failure. The spec format is documented in :mod:`hierpool.spec`.
+other failure. The spec format is documented in :mod:`hierpool.workflow.spec`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
-from ._names import SAMPLERS
-from .spec import SpecError, load_spec, parse_spec
+from hierpool.core.names import SAMPLERS
+from hierpool.workflow.spec import SpecError, load_spec, parse_spec
 
 __all__ = ["main", "run_spec", "demo_spec"]
 
@@ -40,7 +40,7 @@ spec files (TOML), in short:
                 priors = {tau = {dist = "HalfNormal", sigma = 1.0}}; target_accept
   [sampling]    draws, tune, chains, sampler ("auto"|"pymc"|"nutpie"|"numpyro"|"gibbs"), seed, target_accept, cores
   [output]      dir, ci_prob, top_k, plots, ppc, loo
-See `hierpool demo --print-spec` for a complete example and the docstring of hierpool.spec for all keys.
+See `hierpool demo --print-spec` for a complete example and the docstring of hierpool.workflow.spec for all keys.
 
 output folder of `run` and `demo`:
   summary.txt (what was printed), spec.toml (the spec file), run.json (the sampling used, with overrides,
@@ -59,8 +59,8 @@ class _UsageError(Exception):
 
 # ------------------------------------------------------------------------------------------------------
 def demo_spec_text() -> str:
-    """The TOML text of the embedded demo spec (``hierpool/specs/episodes.toml``)."""
-    return resources.files("hierpool.specs").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
+    """The TOML text of the embedded demo spec (``hierpool/workflow/specs/episodes.toml``)."""
+    return resources.files("hierpool.workflow.specs").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
 
 
 def demo_spec():
@@ -132,7 +132,7 @@ def run_spec(spec, out_dir, *, force: bool = False, quiet: bool = False, progres
     Parameters
     ----------
     spec : ModelSpec
-        From :func:`hierpool.spec.load_spec` (sampling overrides applied with ``spec.with_sampling``).
+        From :func:`hierpool.workflow.spec.load_spec` (sampling overrides applied with ``spec.with_sampling``).
     out_dir : str or Path
     force : bool
         Overwrite existing output files.
@@ -148,7 +148,7 @@ def run_spec(spec, out_dir, *, force: bool = False, quiet: bool = False, progres
 
     Examples
     --------
-    >>> from hierpool.spec import load_spec
+    >>> from hierpool.workflow.spec import load_spec
     >>> spec = load_spec("models/radon.toml").with_sampling(draws=200, tune=200)   # doctest: +SKIP
     >>> run_spec(spec, "radon-results")                                             # doctest: +SKIP
     """
@@ -169,16 +169,17 @@ def _run_spec(spec, out_dir, *, force: bool, quiet: bool, progressbar: bool | No
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import __version__
-    from . import _names as N
-    from .compare import compare
-    from .io import save
-    from .plots import caterpillar, ridge_path_plot, shrinkage_plot
-    from .ppc import ppc, ppc_plot
-    from .ranking import rank_groups
-    from .report import summarize
-    from .sampling import HierpoolSamplingWarning, fit
-    from .shrinkage import implied_ridge, ridge_path, shrinkage
+    from hierpool.analysis.compare import compare
+    from hierpool.analysis.ppc import ppc, ppc_plot
+    from hierpool.analysis.ranking import rank_groups
+    from hierpool.analysis.report import summarize
+    from hierpool.analysis.shrinkage import implied_ridge, ridge_path, shrinkage
+    from hierpool.core import names as N
+    from hierpool.core.version import __version__
+    from hierpool.inference.diagnostics import HierpoolSamplingWarning
+    from hierpool.inference.sampling import fit
+    from hierpool.inference.storage import save
+    from hierpool.plots import caterpillar, ridge_path_plot, shrinkage_plot
 
     p = _Printer(quiet)
     if progressbar is None:
@@ -365,7 +366,7 @@ def _add_output_flags(sp: argparse.ArgumentParser, default: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from hierpool.core.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="hierpool",

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _names as N
-from ._fitview import as_fit
-from ._validate import positive_int, probability
+from hierpool.analysis.fitview import as_fit
+from hierpool.core import names as N
+from hierpool.core.validate import positive_int, probability
 
 __all__ = ["FitSummary", "summarize"]
 
@@ -54,7 +54,7 @@ class FitSummary:
         ``settings``).
     shrinkage : pandas.DataFrame
         The ``head`` groups whose estimates moved furthest from their raw means
-        (:func:`hierpool.shrinkage`).
+        (:func:`hierpool.analysis.shrinkage`).
     ci_prob : float
     """
 
@@ -223,7 +223,7 @@ def summarize(dt: xr.DataTree, ci_prob: float = 0.9, head: int = 8) -> FitSummar
     ...             draws=200, tune=200, random_seed=1, progressbar=False)   # doctest: +SKIP
     >>> hp.summarize(dt)                                                       # doctest: +SKIP
     """
-    from .shrinkage import implied_ridge, shrinkage
+    from hierpool.analysis.shrinkage import implied_ridge, shrinkage
 
     view = as_fit(dt)
     ci_prob = probability("ci_prob", ci_prob)

@@ -13,9 +13,9 @@ from functools import cached_property
 import pandas as pd
 import xarray as xr
 
-from . import _kernels as K
-from . import _names as N
-from .families import inverse_link
+from hierpool.core import kernels as K
+from hierpool.core import names as N
+from hierpool.core.families import inverse_link
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +102,13 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     if "posterior" not in dt.children:
         raise ValueError(f"{arg} has no 'posterior' group; pass the DataTree returned by hp.fit.")
     post = dt["posterior"]
+    if N.GROUP_EFFECT not in post and N.ATTR_VARIANT not in dt.attrs and N.INTERCEPT in post:
+        raise ValueError(
+            f"{arg} has no 'group_effect' and no hierpool attrs: it looks like a trace sampled outside hp.fit "
+            "(pm.sample, nutpie). A hierpool model whose group effects are integrated out (collapse='gaussian' "
+            "or 'integrated') does not sample them. Turn the trace into a fit with hp.from_trace(trace, "
+            "model), which draws them from their exact conditional, or sample with hp.fit(model)."
+        )
     if N.GROUP not in post.dims:
         raise ValueError(
             f"{arg}.posterior has no dim named 'group' (its dims: {sorted(post.dims)}). hierpool reads group "

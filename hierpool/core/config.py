@@ -1,0 +1,80 @@
+"""One memory budget for every chunked computation and every array a fit stores.
+
+``hp.set_options(memory_gb=...)`` sets it (default 2 GB), globally or for a ``with`` block, as
+``xarray.set_options`` does. Everything that could grow with draws x groups or draws x rows derives its
+size from it:
+
+- **stored arrays** (:func:`stored_values`: ``memory_gb * 1e9 / 8`` float64 values, 2.5e8 at the
+  default): the group effects a fit keeps (above it ``hp.fit`` thins the stored draws and keeps
+  ``group_effect`` in float32) and the pointwise log-likelihood (above it, not stored unless asked for);
+- **working chunks** (:func:`chunk_values`: a twelfth of that, about 2e7 values or 170 MB at the default):
+  the blocks of draws x rows or draws x groups that prediction, cross-validation, shrinkage summaries,
+  ranks and posterior predictive checks hold at once. :func:`slices` cuts a range into such chunks.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["set_options", "get_options", "stored_values", "chunk_values", "slices"]
+
+_OPTIONS = {"memory_gb": 2.0}
+_CHUNK_FRACTION = 12  # working chunks: 1/12 of the budget, so several temporaries of a chunk fit in it
+
+
+class set_options:  # noqa: N801 - lower case, as xarray.set_options: used as a function or a context manager
+    """Set hierpool's options, for the session or inside a ``with`` block.
+
+    Parameters
+    ----------
+    memory_gb : float
+        The memory budget in GB (default 2): see :mod:`hierpool.core.config`.
+
+    Examples
+    --------
+    >>> import hierpool as hp
+    >>> with hp.set_options(memory_gb=0.5):
+    ...     hp.get_options()["memory_gb"]
+    0.5
+    """
+
+    def __init__(self, **options):
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ValueError(f"set_options got unknown option {unknown[0]!r}; valid options: {sorted(_OPTIONS)}.")
+        if "memory_gb" in options:
+            gb = options["memory_gb"]
+            if isinstance(gb, bool) or not isinstance(gb, (int, float)) or not math.isfinite(gb) or gb <= 0:
+                raise ValueError(f"memory_gb must be a positive finite number of GB; got {gb!r}.")
+            options["memory_gb"] = float(gb)
+        self._old = dict(_OPTIONS)
+        _OPTIONS.update(options)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _OPTIONS.clear()
+        _OPTIONS.update(self._old)
+
+
+def get_options() -> dict:
+    """The current options (a copy)."""
+    return dict(_OPTIONS)
+
+
+def stored_values() -> int:
+    """How many float64 values one stored array of a fit may hold (group effects, log-likelihood)."""
+    return int(_OPTIONS["memory_gb"] * 1e9 / 8)
+
+
+def chunk_values() -> int:
+    """How many values one working chunk (draws x rows, draws x groups) may hold."""
+    return max(1, stored_values() // _CHUNK_FRACTION)
+
+
+def slices(n: int, per_item: int, max_values: int | None = None) -> list[slice]:
+    """Cut ``range(n)`` into consecutive slices of items that each hold ``per_item`` values, so that a
+    slice holds at most ``max_values`` values (default :func:`chunk_values`; at least one item)."""
+    size = max(1, (chunk_values() if max_values is None else int(max_values)) // max(int(per_item), 1))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]

@@ -1,0 +1,189 @@
+"""Rows nested in groups (:class:`GroupedData`) and their sufficient statistics (:class:`GroupedStats`):
+what every model factory takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from hierpool.core.families import link
+from hierpool.data.stats import CountPatterns, GaussianStats, count_patterns, gaussian_stats
+
+
+class GroupedBase:
+    """What :class:`GroupedData` (rows) and :class:`hierpool.data.GroupedStats` (sufficient statistics)
+    share: sizes and the data scales that the default priors use."""
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    @property
+    def n_predictors(self) -> int:
+        return len(self.predictors)
+
+    @property
+    def overall_mean(self) -> float:
+        """The pooled mean of the response on its natural scale (a rate for binomial/poisson)."""
+        return float((self.group_raw_mean * self.group_denominator).sum() / self.group_denominator.sum())
+
+    @property
+    def y_location(self) -> float:
+        """The overall mean on the linear-predictor scale: the center of the default intercept prior."""
+        return float(link(self.family, self.overall_mean))
+
+    @property
+    def y_scale(self) -> float:
+        """The scale of the linear predictor used by default priors: sd(y) for gaussian, 1 otherwise."""
+        if self.family != "gaussian":
+            return 1.0
+        return self.y_sd if self.y_sd > 0 else 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class GroupedData(GroupedBase):
+    """Validated rows nested in groups, ready for a model factory.
+
+    Build it with :func:`prepare`. Arrays are read-only numpy arrays; ``X`` is on the user's scale
+    (indicators are 0/1), with ``x_center`` and ``x_scale`` the internal centering and scaling.
+    """
+
+    family: str
+    y: np.ndarray
+    group_idx: np.ndarray
+    groups: pd.Index
+    X: np.ndarray
+    predictors: list[str]
+    x_center: np.ndarray
+    x_scale: np.ndarray
+    terms: list[dict]
+    y_name: str
+    group_name: str
+    trials: np.ndarray | None = None
+    exposure: np.ndarray | None = None
+    trials_name: str | int | None = None
+    exposure_name: str | None = None
+    group_n: np.ndarray = field(init=False)
+    group_denominator: np.ndarray = field(init=False)
+    group_raw_mean: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        J = len(self.groups)
+        n = np.bincount(self.group_idx, minlength=J).astype(np.int64)
+        if self.family == "binomial":
+            denom = np.bincount(self.group_idx, weights=self.trials, minlength=J)
+        elif self.family == "poisson" and self.exposure is not None:
+            denom = np.bincount(self.group_idx, weights=self.exposure, minlength=J)
+        else:
+            denom = n.astype(float)
+        sums = np.bincount(self.group_idx, weights=self.y, minlength=J)
+        object.__setattr__(self, "group_n", n)
+        object.__setattr__(self, "group_denominator", denom)
+        object.__setattr__(self, "group_raw_mean", sums / denom)
+        for arr in (self.y, self.group_idx, self.X, self.x_center, self.x_scale, self.group_n,
+                    self.group_denominator, self.group_raw_mean, self.trials, self.exposure):
+            if arr is not None:
+                arr.setflags(write=False)
+
+    # sufficient statistics, computed once (cached properties: the instance stays immutable) -----------
+    @cached_property
+    def gaussian(self) -> GaussianStats:
+        """Group means and within-group cross-products of the response (gaussian models)."""
+        return gaussian_stats(self, self.y)
+
+    @cached_property
+    def cells(self) -> CountPatterns:
+        """Rows pooled into (group, predictor pattern) cells (count models)."""
+        return count_patterns(self)
+
+    # sizes -------------------------------------------------------------------------------------------
+    @property
+    def n_obs(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def y_sd(self) -> float:
+        """The 1/N standard deviation of the response."""
+        return float(np.std(self.y))
+
+    @property
+    def Xs(self) -> np.ndarray:
+        """The predictors centered and scaled as the models see them: ``(X - x_center) / x_scale``."""
+        return (self.X - self.x_center) / self.x_scale
+
+    @property
+    def log_offset(self) -> np.ndarray | None:
+        """log(exposure) for poisson with exposure, else None."""
+        return None if self.exposure is None else np.log(self.exposure)
+
+    def spec(self) -> dict:
+        """The JSON-serializable recipe of this data: columns, family and predictor terms."""
+        return {
+            "y": self.y_name,
+            "group": self.group_name,
+            "family": self.family,
+            "trials": self.trials_name,
+            "exposure": self.exposure_name,
+            "predictors": self.predictors,
+            "terms": self.terms,
+            "x_center": self.x_center.tolist(),
+            "x_scale": self.x_scale.tolist(),
+            "n_obs": self.n_obs,
+            "y_sd": self.y_sd,
+        }
+
+    def __repr__(self) -> str:
+        preds = ", ".join(self.predictors) if self.predictors else "none"
+        sizes = self.group_n
+        return (
+            f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r}, "
+            f"rows={self.n_obs}, groups={self.n_groups} (rows per group: min {sizes.min()}, median "
+            f"{np.median(sizes):g}, max {sizes.max()}), predictors=[{preds}])"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class GroupedStats(GroupedBase):
+    """Sufficient statistics of rows nested in groups (no rows kept). Build it with :func:`reduce`."""
+
+    family: str
+    groups: pd.Index
+    group_n: np.ndarray
+    group_denominator: np.ndarray
+    group_raw_mean: np.ndarray
+    predictors: list[str]
+    x_center: np.ndarray
+    x_scale: np.ndarray
+    terms: list[dict]
+    y_name: str
+    group_name: str
+    n_obs: int
+    y_total_ss: float  # sum (y - mean y)^2 (gaussian), for the default prior scale
+    gaussian: GaussianStats | None = None
+    cells: CountPatterns | None = None
+    trials_name: str | int | None = None
+    exposure_name: str | None = None
+    source: str = field(default="")
+
+    @property
+    def y_sd(self) -> float:
+        """The 1/N standard deviation of the response (gaussian; 0 for counts, which do not use it)."""
+        return float(np.sqrt(self.y_total_ss / self.n_obs))
+
+    def spec(self) -> dict:
+        return {
+            "y": self.y_name, "group": self.group_name, "family": self.family, "trials": self.trials_name,
+            "exposure": self.exposure_name, "predictors": self.predictors, "terms": self.terms,
+            "x_center": self.x_center.tolist(), "x_scale": self.x_scale.tolist(), "rows_kept": False,
+            "n_obs": self.n_obs, "y_sd": self.y_sd,
+            "source": self.source,
+        }
+
+    def __repr__(self) -> str:
+        kind = "gaussian statistics" if self.gaussian is not None else f"{self.cells.y.shape[0]} cells"
+        return (f"GroupedStats(family={self.family!r}, rows={self.n_obs}, groups={self.n_groups}, "
+                f"predictors={self.predictors}, {kind})")

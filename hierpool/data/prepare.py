@@ -1,0 +1,207 @@
+"""From a DataFrame of rows nested in groups to a validated :class:`~hierpool.data.GroupedData`.
+
+Group labels keep their first-seen order in the data (``pd.factorize(sort=False)``); they are the ``group``
+coordinate of every model and table. Predictor coding is described in :mod:`hierpool.data.terms`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+
+from hierpool.core import names as N
+from hierpool.core.families import check_support
+from hierpool.core.validate import one_of
+from hierpool.data.grouped import GroupedData
+from hierpool.data.terms import build_terms, check_finite, design_matrix, numeric_column, require_columns
+
+
+def prepare(
+    df,
+    y: str,
+    group: str,
+    predictors: Sequence[str] | str = (),
+    family: str = "gaussian",
+    trials: str | int | None = None,
+    exposure: str | None = None,
+) -> GroupedData:
+    """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame, dask DataFrame, or str / Path
+        One row per observation. A Dask DataFrame or a path (or glob) of Parquet/CSV files is reduced to
+        sufficient statistics with Dask (:func:`hierpool.data.reduce`), returning a ``GroupedStats`` that
+        the factories fit exactly without keeping rows.
+    y : str
+        Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
+        poisson: non-negative integer counts.
+    group : str
+        Column of group labels (any hashable: member id, county, ...). At least two groups.
+    predictors : sequence of str
+        Columns used as population-level predictors. Numeric columns are used on their scale; category,
+        string and boolean columns become treatment-coded indicators named ``column[level]``.
+    family : {"gaussian", "bernoulli", "binomial", "poisson"}
+        Response family; links are identity, logit, logit and log.
+    trials : str or int, optional
+        binomial only: column of trial counts, or one integer for every row.
+    exposure : str, optional
+        poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+
+    Returns
+    -------
+    GroupedData (pandas input) or GroupedStats (Dask or path input)
+
+    Examples
+    --------
+    >>> import pandas as pd, hierpool as hp
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "g": ["a", "a", "b", "b"], "x": [0.1, 0.5, 0.2, 0.9]})
+    >>> gd = hp.prepare(df, y="y", group="g", predictors=["x"])
+    >>> gd.n_groups, gd.predictors
+    (2, ['x'])
+    """
+    if not isinstance(df, pd.DataFrame):
+        from hierpool.data.reduce import is_dask_or_path, reduce
+
+        if is_dask_or_path(df):
+            return reduce(df, y=y, group=group, predictors=predictors, family=family, trials=trials,
+                          exposure=exposure)
+        raise TypeError(
+            f"df must be a pandas DataFrame, a Dask DataFrame or a path to Parquet/CSV files; got {type(df).__name__}."
+        )
+    one_of("family", family, N.FAMILIES)
+    if len(df) == 0:
+        raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
+    for arg, val in (("y", y), ("group", group)):
+        if not isinstance(val, str):
+            raise TypeError(f"{arg} must be a column name (str); got {val!r}.")
+    if isinstance(predictors, str):
+        predictors = [predictors]
+    predictors = list(predictors)
+    for p in predictors:
+        if not isinstance(p, str):
+            raise TypeError(f"predictors must be column names (str); got {p!r}.")
+    dup = sorted({p for p in predictors if predictors.count(p) > 1})
+    if dup:
+        raise ValueError(f"predictors lists {dup[0]!r} more than once; each predictor may appear once.")
+    require_columns(df, "y", [y])
+    require_columns(df, "group", [group])
+    require_columns(df, "predictors", predictors)
+    for role, col in (("y", y), ("group", group)):
+        if col in predictors:
+            raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
+    if y == group:
+        raise ValueError(f"y and group are the same column {y!r}.")
+
+    # response ---------------------------------------------------------------------------------------
+    ys = df[y]
+    if family == "bernoulli" and pd.api.types.is_bool_dtype(ys):
+        yv = ys.to_numpy(dtype=float)
+    elif not pd.api.types.is_numeric_dtype(ys) or pd.api.types.is_bool_dtype(ys):
+        raise TypeError(
+            f"y={y!r} must be numeric for family={family!r}; got dtype {ys.dtype}."
+            + (" Encode the outcome as 0/1." if family == "bernoulli" else "")
+        )
+    else:
+        yv = ys.to_numpy(dtype=float)
+    check_finite(yv, "y", y, df.index)
+
+    # trials / exposure --------------------------------------------------------------------------------
+    tv = ev = None
+    if trials is not None and family != "binomial":
+        raise ValueError(f"trials={trials!r} is only used with family='binomial' (got family={family!r}).")
+    if exposure is not None and family != "poisson":
+        raise ValueError(f"exposure={exposure!r} is only used with family='poisson' (got family={family!r}).")
+    if family == "binomial":
+        if trials is None:
+            raise ValueError("family='binomial' needs trials=: a column of trial counts or one integer.")
+        if isinstance(trials, Integral) and not isinstance(trials, bool):
+            if trials < 1:
+                raise ValueError(f"trials={trials!r} must be an integer >= 1.")
+            tv = np.full(len(df), float(trials))
+        elif isinstance(trials, str):
+            require_columns(df, "trials", [trials])
+            if trials in (y, group) or trials in predictors:
+                raise ValueError(f"trials={trials!r} is already used as y, group or a predictor.")
+            tv = numeric_column(df[trials], "trials")
+            check_finite(tv, "trials", trials, df.index)
+            if (tv < 1).any() or (np.mod(tv, 1) != 0).any():
+                raise ValueError(f"trials={trials!r} must hold integers >= 1.")
+        else:
+            raise TypeError(f"trials must be a column name or an integer; got {trials!r}.")
+    if family == "poisson" and exposure is not None:
+        if not isinstance(exposure, str):
+            raise TypeError(f"exposure must be a column name; got {exposure!r}.")
+        require_columns(df, "exposure", [exposure])
+        if exposure in (y, group) or exposure in predictors:
+            raise ValueError(f"exposure={exposure!r} is already used as y, group or a predictor.")
+        ev = numeric_column(df[exposure], "exposure")
+        check_finite(ev, "exposure", exposure, df.index)
+        if (ev <= 0).any():
+            raise ValueError(f"exposure={exposure!r} must be positive; found {int((ev <= 0).sum())} rows <= 0.")
+    check_support(family, yv, y, tv)
+
+    # groups -----------------------------------------------------------------------------------------
+    gs = df[group]
+    if gs.isna().any():
+        bad = gs.isna().to_numpy()
+        raise ValueError(
+            f"group={group!r} has {int(bad.sum())} missing labels (first rows: {df.index[bad][:5].tolist()}); "
+            "every row must belong to a group."
+        )
+    if gs.dtype == object:
+        kinds = {type(v).__name__ for v in gs}
+        if len(kinds) > 1:
+            raise TypeError(
+                f"group={group!r} mixes label types ({', '.join(sorted(kinds))}); use one type (e.g. str)."
+            )
+    codes, uniques = pd.factorize(gs, sort=False)
+    labels = pd.Index(np.asarray(uniques), name=N.GROUP)
+    if len(labels) < 2:
+        raise ValueError(
+            f"group={group!r} has a single group ({labels[0]!r}); partial pooling needs at least two groups."
+        )
+
+    # predictors ---------------------------------------------------------------------------------------
+    terms = build_terms(df, predictors)
+    X = design_matrix(df, terms)
+    names = [n for t in terms for n in t["names"]]
+    center = X.mean(axis=0) if X.shape[1] else np.zeros(0)
+    scale = np.ones(X.shape[1])
+    col = 0
+    for t in terms:
+        k = len(t["names"])
+        if t["kind"] == "numeric":
+            sd = X[:, col].std()
+            if not sd > 0:
+                raise ValueError(
+                    f"predictors: column {t['column']!r} is constant ({X[0, col]:g}); a constant predictor is "
+                    "confounded with the intercept. Drop it."
+                )
+            scale[col] = sd
+        col += k
+    dup_names = sorted({n for n in names if names.count(n) > 1})
+    if dup_names:
+        raise ValueError(f"predictors produce the name {dup_names[0]!r} twice; rename a column.")
+
+    return GroupedData(
+        family=family,
+        y=yv,
+        group_idx=codes.astype(np.int64),
+        groups=labels,
+        X=X,
+        predictors=names,
+        x_center=center,
+        x_scale=scale,
+        terms=json.loads(json.dumps(terms, default=str)) if terms else [],
+        y_name=y,
+        group_name=group,
+        trials=tv,
+        exposure=ev,
+        trials_name=trials,
+        exposure_name=exposure,
+    )

@@ -1,0 +1,116 @@
+"""Per-group sufficient statistics: gaussian group means and within-group cross-products (pooled over
+groups of equal size for the sampler), and count cells (rows sharing a group and a predictor pattern).
+
+The likelihoods that read them live in :mod:`hierpool.models.collapse`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hierpool.core import kernels as K
+
+if TYPE_CHECKING:  # annotations only: grouped.py builds on this module
+    from hierpool.data.grouped import GroupedData
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Sufficient statistics of gaussian random intercepts (standardized predictors)."""
+
+    n: np.ndarray  # (J,) rows per group
+    ybar: np.ndarray  # (J,) group means of y
+    xbar: np.ndarray  # (J, P) group means of the standardized predictors
+    syy_w: float  # sum_j sum_i (y_ij - ybar_j)^2
+    sxy_w: np.ndarray  # (P,) sum (x_ij - xbar_j)(y_ij - ybar_j)
+    sxx_w: np.ndarray  # (P, P) sum (x_ij - xbar_j)(x_ij - xbar_j)'
+    n_obs: int
+
+
+def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStats:
+    """One pass over the rows: group counts and means, and within-group cross-products.
+
+    ``y`` replaces the response (same design), e.g. for simulation-based calibration. The statistics of
+    the data's own response are computed once per ``GroupedData`` and reused (model building and the
+    conditional draws after sampling both need them).
+    """
+    if y is None:
+        return gd.gaussian  # computed once per GroupedData (a cached property)
+    y = np.asarray(y, dtype=float)
+    n = gd.group_n.astype(float)
+    if gd.n_predictors:
+        X, center, scale = gd.X, gd.x_center, gd.x_scale
+    else:
+        X, center, scale = np.zeros((y.shape[0], 0)), np.zeros(0), np.ones(0)
+    ybar, xbar, syy, sxy, sxx = K.gaussian_group_stats(y, X, center, scale, gd.group_idx, n)
+    return GaussianStats(n=n, ybar=ybar, xbar=xbar, syy_w=syy, sxy_w=sxy, sxx_w=sxx, n_obs=int(y.shape[0]))
+
+
+@dataclass(frozen=True)
+class SizeClasses:
+    """The gaussian statistics pooled over groups of equal size (what the sampler sees).
+
+    For size class k (``n_k`` rows per group, ``J_k`` groups) ``moments[k] = sum_j r_j r_j'`` with
+    ``r_j = (ybar_j - m, 1, xbar_j)`` and ``m`` the mean of the group means, so that with
+    ``v = (1, -(a - m), -b)`` the sum of ``e_j^2`` over the class is ``v' moments[k] v``.
+    """
+
+    sizes: np.ndarray  # (K,)
+    counts: np.ndarray  # (K,)
+    moments: np.ndarray  # (K, P + 2, P + 2)
+    center: float  # m
+    syy_w: float
+    sxy_w: np.ndarray
+    sxx_w: np.ndarray
+    n_obs: int
+    n_groups: int
+
+
+def size_classes(st: GaussianStats) -> SizeClasses:
+    """Pool :class:`GaussianStats` over groups of equal size: O(J) once, then O(K) per gradient."""
+    sizes, inverse, counts = np.unique(st.n, return_inverse=True, return_counts=True)
+    m = float(st.ybar.mean())
+    R = np.column_stack([st.ybar - m, np.ones_like(st.ybar), st.xbar])
+    moments = np.zeros((sizes.shape[0], R.shape[1], R.shape[1]))
+    for k in range(sizes.shape[0]):
+        Rk = R[inverse == k]
+        moments[k] = Rk.T @ Rk
+    return SizeClasses(sizes=sizes.astype(float), counts=counts.astype(float), moments=moments, center=m,
+                       syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs, n_groups=st.n.shape[0])
+
+
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CountPatterns:
+    """Rows collapsed to unique (group, predictor pattern) cells."""
+
+    group_idx: np.ndarray  # (M,)
+    Xs: np.ndarray  # (M, P) standardized predictors of each cell
+    y: np.ndarray  # (M,) summed counts
+    trials: np.ndarray | None  # (M,) summed trials (bernoulli, binomial)
+    exposure: np.ndarray | None  # (M,) summed exposure (poisson: rows in the cell without exposure=)
+    row_cell: np.ndarray  # (N,) the cell of each row
+
+
+def count_patterns(gd: GroupedData, y: np.ndarray | None = None) -> CountPatterns:
+    """Collapse rows sharing a group and a predictor pattern (bernoulli, binomial, poisson)."""
+    y = gd.y if y is None else np.asarray(y, dtype=float)
+    key = np.column_stack([gd.group_idx.astype(float), gd.X]) if gd.n_predictors else gd.group_idx[:, None]
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    M = first.shape[0]
+    ysum = np.bincount(inverse, weights=y, minlength=M)
+    trials = None
+    if gd.family == "bernoulli":
+        trials = np.bincount(inverse, minlength=M).astype(float)
+    elif gd.family == "binomial":
+        trials = np.bincount(inverse, weights=gd.trials, minlength=M)
+    exposure = None
+    if gd.family == "poisson":  # a cell of r rows with unit exposure has exposure r: Poisson(r * rate)
+        exposure = np.bincount(inverse, weights=gd.exposure, minlength=M).astype(float)
+    Xs = gd.Xs[first]
+    return CountPatterns(group_idx=gd.group_idx[first], Xs=Xs, y=ysum, trials=trials, exposure=exposure,
+                         row_cell=inverse)

@@ -1,0 +1,167 @@
+"""Predictor terms: column checks, the coding of numeric and categorical predictors, and the design matrix.
+
+Decisions, stated once:
+
+- Numeric predictors are used as they are on the user's scale; the models center them at their means and
+  scale them by their standard deviations internally, and report ``beta`` on the user's scale.
+- Categorical predictors (pandas ``category``, string or boolean columns) are expanded to treatment-coded
+  0/1 indicators named ``column[level]``. The reference level is the first category of a ``category``
+  column, the first level in sorted order of a string column (as R does), and ``False`` for booleans.
+  Category levels that never occur in the data get no indicator. Integer columns are numeric; convert them
+  to ``category`` to treat them as levels.
+- Nothing is dropped or coerced silently: a NaN or infinite value anywhere in a used column is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+# ------------------------------------------------------------------------------------------------------
+def require_columns(df: pd.DataFrame, arg: str, cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in list(df.columns)[:20])
+        more = "" if df.shape[1] <= 20 else f", ... ({df.shape[1]} in all)"
+        raise ValueError(f"{arg}={missing[0]!r} is not a column of the data; columns are: {shown}{more}.")
+
+
+def check_finite(values: np.ndarray, arg: str, col: str, index: pd.Index) -> None:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = index[bad][:5].tolist()
+        label = f"{arg}={col!r}" if arg in ("y", "trials", "exposure") else f"{arg}: column {col!r}"
+        raise ValueError(
+            f"{label} has {int(bad.sum())} NaN or infinite values (first rows: {rows}); hierpool "
+            "drops nothing silently: remove or impute these rows before calling prepare()."
+        )
+
+
+def numeric_column(s: pd.Series, arg: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=float)
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_complex_dtype(s):
+        raise TypeError(f"{arg}={s.name!r} must be numeric; got dtype {s.dtype}.")
+    return s.to_numpy(dtype=float)
+
+
+def _predictor_kind(s: pd.Series) -> str:
+    name = s.name
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return "categorical"
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s) or isinstance(
+        s.dtype, pd.PeriodDtype
+    ):
+        raise TypeError(
+            f"predictors: column {name!r} has dtype {s.dtype}, which cannot be used as a predictor; "
+            "derive a numeric column (e.g. days since a date) or a category first."
+        )
+    if pd.api.types.is_complex_dtype(s):
+        raise TypeError(f"predictors: column {name!r} is complex; use numeric, boolean, string or category.")
+    if pd.api.types.is_numeric_dtype(s):
+        return "numeric"
+    if pd.api.types.is_string_dtype(s) or s.dtype == object:
+        non_null = s.dropna()
+        kinds = {type(v).__name__ for v in non_null}
+        if kinds <= {"str"}:
+            return "string"
+        raise TypeError(
+            f"predictors: column {name!r} holds mixed Python objects ({', '.join(sorted(kinds))}); a "
+            "predictor must be numeric, boolean, string or category."
+        )
+    raise TypeError(
+        f"predictors: column {name!r} has dtype {s.dtype}, which cannot be used as a predictor; valid: "
+        "numeric, boolean, string or category."
+    )
+
+
+def _levels(s: pd.Series, kind: str) -> list:
+    if kind == "categorical":
+        present = set(s.unique().tolist())
+        return [c for c in s.cat.categories.tolist() if c in present]
+    if kind == "boolean":
+        return [False, True]
+    return sorted(s.unique().tolist())
+
+
+def _level_name(level) -> str:
+    return str(level)
+
+
+def build_terms(df: pd.DataFrame, predictors: list[str]) -> list[dict]:
+    terms = []
+    for col in predictors:
+        s = df[col]
+        if s.isna().any():
+            bad = s.isna().to_numpy()
+            raise ValueError(
+                f"predictors: column {col!r} has {int(bad.sum())} NaN or missing values (first rows: "
+                f"{df.index[bad][:5].tolist()}); remove or impute them before calling prepare()."
+            )
+        kind = _predictor_kind(s)
+        if kind == "numeric":
+            terms.append({"column": col, "kind": "numeric", "names": [col]})
+            continue
+        levels = _levels(s, kind)
+        if len(levels) < 2 or s.nunique() < 2:
+            raise ValueError(
+                f"predictors: column {col!r} is constant (only level {levels[0]!r}); a constant predictor "
+                "is confounded with the intercept. Drop it."
+            )
+        names = [f"{col}[{_level_name(lv)}]" for lv in levels[1:]]
+        terms.append({"column": col, "kind": kind, "levels": [_json_level(lv) for lv in levels],
+                      "names": names})
+    return terms
+
+
+def _json_level(level):
+    if isinstance(level, (np.generic,)):
+        return level.item()
+    return level
+
+
+def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predictors") -> np.ndarray:
+    """Build the predictor matrix (user's scale) for ``df`` from the ``terms`` recorded by :func:`prepare`.
+
+    Used at fitting time and again at prediction time, so new data is coded exactly like the training
+    data. A level never seen in training raises ``ValueError``.
+    """
+    cols = []
+    needed = [t["column"] for t in terms]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{context}: column {missing[0]!r} is missing from the data; the model needs columns "
+            f"{needed}."
+        )
+    for t in terms:
+        s = df[t["column"]]
+        if s.isna().any():
+            raise ValueError(f"{context}: column {t['column']!r} has {int(s.isna().sum())} missing values.")
+        if t["kind"] == "numeric":
+            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+                raise TypeError(f"{context}: column {t['column']!r} must be numeric; got dtype {s.dtype}.")
+            v = s.to_numpy(dtype=float)
+            check_finite(v, context, t["column"], df.index)
+            cols.append(v[:, None])
+            continue
+        levels = t["levels"]
+        values = s.astype(object).to_numpy() if t["kind"] != "boolean" else s.to_numpy()
+        known = pd.Index(levels, dtype=object)
+        unknown = ~pd.Index(values, dtype=object).isin(known)
+        if unknown.any():
+            new = pd.unique(values[unknown])[:5].tolist()
+            raise ValueError(
+                f"{context}: column {t['column']!r} has levels {new} that were not in the training data; "
+                f"known levels: {levels}."
+            )
+        for lv in levels[1:]:
+            cols.append((values == lv).astype(float)[:, None])
+    if not cols:
+        return np.zeros((len(df), 0))
+    return np.hstack(cols)

@@ -1,0 +1,144 @@
+"""PLACEHOLDER"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import pytensor.tensor as pt
+
+from hierpool.core import names as N
+from hierpool.data.grouped import GroupedData, GroupedStats
+from hierpool.data.stats import count_patterns, gaussian_stats, size_classes
+from hierpool.models import integrated
+
+
+def gaussian_marginal_logp(stats, a, b, tau, sigma, lib=pt):
+    """The exact marginal log-likelihood above; ``lib`` is pytensor.tensor (in a model) or numpy.
+
+    ``stats`` holds (possibly symbolic) ``n, ybar, xbar, syy_w, sxy_w, sxx_w`` and ``n_obs``; ``b`` may be
+    None without predictors.
+    """
+    n, ybar, xbar = stats["n"], stats["ybar"], stats["xbar"]
+    J = stats["n"].shape[0]
+    s2, t2 = sigma**2, tau**2
+    d = s2 + n * t2
+    if b is None:
+        e = ybar - a
+        W = stats["syy_w"]
+    else:
+        e = ybar - a - lib.dot(xbar, b)
+        W = stats["syy_w"] - 2 * lib.dot(b, stats["sxy_w"]) + lib.dot(b, lib.dot(stats["sxx_w"], b))
+    N = stats["n_obs"]
+    return (-0.5 * N * np.log(2 * np.pi) - (N - J) * lib.log(sigma) - 0.5 * lib.sum(lib.log(d))
+            - W / (2 * s2) - 0.5 * lib.sum(n * e**2 / d))
+
+
+def gaussian_marginal_logp_sizes(sc, a, b, tau, sigma, lib=pt):
+    """The same exact marginal log-likelihood as :func:`gaussian_marginal_logp`, from size classes.
+
+    ``sum_j log d_j = sum_k J_k log d_k`` and ``sum_j n_j e_j^2 / d_j = sum_k (n_k / d_k) v' M_k v``,
+    so each evaluation costs O(K (P + 2)^2) for K distinct group sizes, whatever the number of groups.
+    ``sc`` is a :class:`SizeClasses` or a dict with its fields (possibly symbolic).
+    """
+    get = sc.get if isinstance(sc, dict) else lambda k: getattr(sc, k)
+    sizes, counts, M = get("sizes"), get("counts"), get("moments")
+    s2, t2 = sigma**2, tau**2
+    d = s2 + sizes * t2
+    if b is None:
+        v = lib.stack([lib.ones_like(a), -(a - get("center"))]) if lib is pt else np.array([1.0, -(a - get("center"))])
+        W = get("syy_w")
+    else:
+        if lib is pt:
+            v = pt.concatenate([pt.ones((1,)), pt.reshape(-(a - get("center")), (1,)), -b])
+        else:
+            v = np.concatenate([[1.0, -(a - get("center"))], -np.asarray(b)])
+        W = get("syy_w") - 2 * lib.dot(b, get("sxy_w")) + lib.dot(b, lib.dot(get("sxx_w"), b))
+    quad = lib.dot(lib.dot(M, v), v)  # (K,)
+    N, J = get("n_obs"), get("n_groups")
+    return (-0.5 * N * np.log(2 * np.pi) - (N - J) * lib.log(sigma) - 0.5 * lib.sum(counts * lib.log(d))
+            - W / (2 * s2) - 0.5 * lib.sum(sizes * quad / d))
+
+
+COLLAPSE_CHOICES = ("auto", True, False, "integrated")
+
+
+def group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group successes and trials of a binomial-type fit without predictors (one cell per group)."""
+    cp = gd.cells
+    J = gd.n_groups
+    return (np.bincount(cp.group_idx, weights=cp.y, minlength=J),
+            np.bincount(cp.group_idx, weights=cp.trials, minlength=J))
+
+
+def can_integrate(gd) -> bool:
+    """Binomial-type data without predictors whose patterns are few enough (hierpool.models.integrated)."""
+    if gd.family not in ("bernoulli", "binomial") or gd.n_predictors:
+        return False
+    return integrated.n_patterns(group_totals(gd)[1]) <= integrated.MAX_PATTERNS
+
+
+#: Patterns per data object, computed once (data objects are immutable; entries go with them).
+_PATTERNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def integrated_patterns(gd) -> integrated.Patterns:
+    """The (successes, trials) patterns of ``gd``'s groups, computed once per data object."""
+    cached = _PATTERNS.get(gd)
+    if cached is None:
+        cached = _PATTERNS[gd] = integrated.patterns(*group_totals(gd))
+    return cached
+
+
+def resolve_collapse(gd: GroupedData, collapse) -> str | None:
+    """'gaussian' or 'integrated' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
+    if not any(collapse is c if isinstance(c, bool) else collapse == c for c in COLLAPSE_CHOICES):
+        raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False, 'integrated'.")
+    if collapse == "integrated" and not isinstance(collapse, bool):
+        if not can_integrate(gd):
+            raise ValueError(
+                "collapse='integrated' needs a bernoulli or binomial response without predictors and at most "
+                f"{integrated.MAX_PATTERNS} (successes, trials) patterns; this data has family={gd.family!r} and "
+                f"{gd.n_predictors} predictor(s). Use collapse='auto', True or False.")
+        return "integrated"
+    if isinstance(gd, GroupedStats):
+        if collapse is False:
+            raise ValueError("collapse=False needs the rows; data reduced to sufficient statistics (GroupedStats) "
+                             "is always fitted with the exact collapsed likelihood.")
+        if gd.family == "gaussian":
+            return "gaussian"
+        return "integrated" if collapse == "auto" and not isinstance(collapse, bool) and can_integrate(gd) else "counts"
+    if collapse is False:
+        return None
+    if gd.family == "gaussian":
+        return "gaussian"
+    if collapse is True:
+        return "counts"
+    if can_integrate(gd):
+        return "integrated"
+    key = np.column_stack([gd.group_idx, gd.X]) if gd.n_predictors else gd.group_idx[:, None]
+    cells = np.unique(key, axis=0).shape[0]
+    return "counts" if cells <= 0.8 * gd.n_obs else None
+
+
+def data_for(model, y) -> dict:
+    """The data-container values that refit ``model`` to a new response ``y`` of the same design.
+
+    Use with a compiled model, e.g. ``nutpie.compile_pymc_model(model).with_data(**data_for(model, y))``.
+    """
+    from hierpool.models.description import describe
+
+    desc = describe(model)
+    gd, how = desc.data, desc.collapse
+    if how == "gaussian":
+        sc = size_classes(gaussian_stats(gd, y))
+        out = {N.SIZE_MOMENTS: sc.moments, N.YBAR_CENTER: np.asarray(sc.center), N.SYY_W: np.asarray(sc.syy_w)}
+        if gd.n_predictors:
+            out[N.SXY_W] = sc.sxy_w
+        return out
+    if how == "integrated":
+        k_j = np.bincount(gd.group_idx, weights=np.asarray(y, dtype=float), minlength=gd.n_groups)
+        return {N.PATTERN_COUNTS: integrated.patterns(k_j, group_totals(gd)[1]).counts}
+    if how == "counts":
+        return {N.Y_OBSERVED: count_patterns(gd, y).y}
+    return {N.Y_OBSERVED: np.asarray(y, dtype=float)}
