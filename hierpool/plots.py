@@ -10,10 +10,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool.analysis.ranking import rank_groups
-from hierpool.analysis.shrinkage import ridge_path, shrinkage
+from hierpool.analysis import ranking as _ranking
+from hierpool.analysis import shrinkage as _shrinkage
 
-__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot"]
+__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot"]
+
+
+def __dir__():  # the plotting functions only: hp.plots is not a second home of numpy or the tables
+    return sorted(__all__)
 
 
 def _pyplot():
@@ -66,7 +70,7 @@ def shrinkage_plot(dt_or_table, ax=None):
     >>> fig = hp.plots.shrinkage_plot(dt)         # doctest: +SKIP
     >>> fig.savefig("shrinkage.png")              # doctest: +SKIP
     """
-    tab = _table(dt_or_table, shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"))
+    tab = _table(dt_or_table, _shrinkage.shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"))
     plt = _pyplot()
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
@@ -113,15 +117,20 @@ def shrinkage_plot(dt_or_table, ax=None):
     return fig
 
 
-def caterpillar(dt_or_table, top: int | None = None, ax=None, **rank_kwargs):
+#: Groups a caterpillar plot shows by default: a readable figure (about 8 inches tall).
+CATERPILLAR_TOP = 30
+
+
+def caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None, **rank_kwargs):
     """Rank intervals per group: the posterior mean rank and its equal-tailed interval, best first.
 
     Parameters
     ----------
     dt_or_table : xarray.DataTree or pandas.DataFrame
         A fit, or the table returned by :func:`hierpool.rank_groups`.
-    top : int, optional
-        Show only the ``top`` groups with the best mean rank (default: all).
+    top : int or None
+        Show the ``top`` groups with the best mean rank (default 30, a readable figure; the title says
+        how many of how many are shown). ``None`` draws every group: about 0.22 inch per group.
     ax : matplotlib Axes, optional
     **rank_kwargs
         Passed to :func:`hierpool.rank_groups` when a DataTree is given (``ci_prob``, ``descending``...).
@@ -134,12 +143,13 @@ def caterpillar(dt_or_table, top: int | None = None, ax=None, **rank_kwargs):
     --------
     >>> fig = hp.plots.caterpillar(dt, top=20)     # doctest: +SKIP
     """
-    tab = _table(dt_or_table, rank_groups, "caterpillar", ("group", "rank_mean", "rank_low", "rank_high"),
+    tab = _table(dt_or_table, _ranking.rank_groups, "caterpillar", ("group", "rank_mean", "rank_low", "rank_high"),
                  **rank_kwargs)
     tab = tab.sort_values("rank_mean", kind="stable")
+    n_all = len(tab)
     if top is not None:
         if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise ValueError(f"top must be a positive integer or None; got {top!r}.")
+            raise ValueError(f"top must be a positive integer or None (every group); got {top!r}.")
         tab = tab.head(int(top))
     plt = _pyplot()
     if ax is None:
@@ -153,7 +163,8 @@ def caterpillar(dt_or_table, top: int | None = None, ax=None, **rank_kwargs):
     ax.invert_yaxis()
     ci = tab.attrs.get("ci_prob")
     ax.set_xlabel("rank" + (f" ({ci:.0%} interval)" if ci else ""))
-    ax.set_title("Posterior ranks of the groups")
+    shown = "" if len(tab) == n_all else f": the best {len(tab)} of {n_all} (top=None shows all)"
+    ax.set_title("Posterior ranks of the groups" + shown)
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -183,7 +194,7 @@ def ridge_path_plot(dt_or_table, groups=None, n_groups: int = 10, lams=None, ax=
     >>> fig = hp.plots.ridge_path_plot(dt, n_groups=8)   # doctest: +SKIP
     """
     kw = {} if lams is None else {"lams": lams}
-    path = _table(dt_or_table, ridge_path, "ridge_path_plot", ("group", "lam", "estimate"), **kw)
+    path = _table(dt_or_table, _shrinkage.ridge_path, "ridge_path_plot", ("group", "lam", "estimate"), **kw)
     if groups is None:
         first = path[path["lam"] == path["lam"].min()].sort_values("estimate")
         labels = first["group"].to_numpy()

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -76,9 +77,21 @@ def test_caterpillar(dt):
     for seg, lo, hi in zip(segs[0].get_segments(), ranks["rank_low"], ranks["rank_high"], strict=True):
         assert (seg[0, 0], seg[1, 0]) == (lo, hi)
     full = hp.plots.caterpillar(hp.rank_groups(dt, ci_prob=0.5))
-    assert len(full.axes[0].get_yticks()) == 8
+    assert len(full.axes[0].get_yticks()) == 8  # fewer groups than the default top=30: all, no "best k"
+    assert "best" not in full.axes[0].get_title()
+
+
+def test_caterpillar_default_is_readable():
+    """450 members: the default draws 30 (the title says so), top=None every group (issue 16)."""
+    rng = np.random.default_rng(0)
+    tab = pd.DataFrame({"group": [f"m{i}" for i in range(450)], "rank_mean": rng.permutation(450) + 1.0})
+    tab["rank_low"], tab["rank_high"] = tab["rank_mean"] - 5, tab["rank_mean"] + 5
+    fig = hp.plots.caterpillar(tab)
+    assert len(fig.axes[0].get_yticks()) == 30 and fig.get_size_inches()[1] < 9
+    assert "best 30 of 450" in fig.axes[0].get_title()
+    assert len(hp.plots.caterpillar(tab, top=None).axes[0].get_yticks()) == 450
     with pytest.raises(ValueError, match="top must be a positive integer"):
-        hp.plots.caterpillar(dt, top=0)
+        hp.plots.caterpillar(tab, top=0)
 
 
 def test_ridge_path_plot(dt):

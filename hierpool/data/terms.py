@@ -14,6 +14,7 @@ Decisions, stated once:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,6 +49,34 @@ def numeric_column(s: pd.Series, arg: str) -> np.ndarray:
     return s.to_numpy(dtype=float)
 
 
+_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+
+
+def _refuse_text_numbers_and_dates(values: pd.Series, name) -> None:
+    """Refuse a text column whose values are mostly numbers or dates: read from a CSV with one stray
+    entry ("unknown", "n/a"), it would otherwise become hundreds of indicators, one per distinct value.
+
+    A column that is meant as levels says so by being ``category``; this check only reads str columns.
+    """
+    uniq = pd.unique(values.to_numpy())
+    numeric = pd.to_numeric(pd.Series(uniq), errors="coerce").notna().to_numpy()
+    dates = np.array([bool(_DATE.match(v)) for v in uniq])
+    for mask, what, fix in (
+        (numeric, "numbers", f"pd.to_numeric(df[{name!r}], errors='coerce') and decide what the missing entries "
+                             "mean"),
+        (dates, "dates", f"a numeric column derived from pd.to_datetime(df[{name!r}]) (e.g. days since a date)"),
+    ):
+        if mask.sum() >= 2 and mask.mean() >= 0.5:
+            rest = [v for v, m in zip(uniq.tolist(), mask, strict=True) if not m][:5]
+            odd = f"; the others are not: {rest}" if rest else ""
+            raise TypeError(
+                f"predictors: column {name!r} holds text, but {int(mask.sum())} of its {len(uniq)} distinct values "
+                f"are {what} (e.g. {uniq[mask][0]!r}){odd}. As text it would become one indicator per distinct "
+                f"value. Use {fix}; or, to use the values as levels on purpose, convert the column to "
+                f"category: df[{name!r}] = df[{name!r}].astype('category')."
+            )
+
+
 def _predictor_kind(s: pd.Series) -> str:
     name = s.name
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -69,6 +98,7 @@ def _predictor_kind(s: pd.Series) -> str:
         non_null = s.dropna()
         kinds = {type(v).__name__ for v in non_null}
         if kinds <= {"str"}:
+            _refuse_text_numbers_and_dates(non_null, name)
             return "string"
         raise TypeError(
             f"predictors: column {name!r} holds mixed Python objects ({', '.join(sorted(kinds))}); a "

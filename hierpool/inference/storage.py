@@ -14,12 +14,23 @@ from hierpool.core import names as N
 __all__ = ["save", "load"]
 
 
-def _format(path: Path) -> str:
-    return "zarr" if path.suffix == ".zarr" else "netcdf"
+#: File suffixes and the format each one means: netCDF-4 (HDF5, through h5netcdf) or a Zarr folder.
+SUFFIXES = {".nc": "netcdf", ".nc4": "netcdf", ".h5": "netcdf", ".hdf5": "netcdf", ".zarr": "zarr"}
+
+
+def _format(path: Path, arg: str = "path") -> str:
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{arg}={str(path)!r}: a fit is written as netCDF or Zarr, chosen by the suffix; valid suffixes: "
+            f"{', '.join(SUFFIXES)} (got {path.suffix or 'none'!r})."
+        )
+    return fmt
 
 
 def save(dt: xr.DataTree, path, *, overwrite: bool = False) -> Path:
-    """Write a fit to ``path``: netCDF (``.nc``, via h5netcdf) or Zarr (a ``.zarr`` folder).
+    """Write a fit to ``path``: netCDF-4 (``.nc``, ``.nc4``, ``.h5``, via h5netcdf) or Zarr (a ``.zarr``
+    folder), chosen by the suffix; any other suffix is an error (nothing is written under a misleading name).
 
     Parameters
     ----------
@@ -39,9 +50,12 @@ def save(dt: xr.DataTree, path, *, overwrite: bool = False) -> Path:
     if N.ATTR_VARIANT not in dt.attrs:
         raise ValueError("dt has no 'hierpool_variant' attr: it was not produced by hp.fit.")
     path = Path(path)
+    fmt = _format(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path={str(path)!r}: the folder {str(path.parent)!r} does not exist; create it first.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it.")
-    if _format(path) == "zarr":
+    if fmt == "zarr":
         dt.to_zarr(path, mode="w")
     else:
         if path.exists():
@@ -55,10 +69,14 @@ def load(path) -> xr.DataTree:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"path={str(path)!r} does not exist.")
-    if _format(path) == "zarr":
-        dt = xr.open_datatree(path, engine="zarr")
-    else:
-        dt = xr.open_datatree(path, engine="h5netcdf")
+    fmt = _format(path)
+    try:
+        dt = xr.open_datatree(path, engine="zarr" if fmt == "zarr" else "h5netcdf")
+    except Exception as err:  # h5py/zarr raise many types for a file that is not theirs
+        raise ValueError(
+            f"path={str(path)!r} could not be read as {'a Zarr store' if fmt == 'zarr' else 'netCDF-4 (HDF5)'}: "
+            f"{type(err).__name__}: {err}. hp.load reads files written by hp.save."
+        ) from err
     dt = dt.load()
     dt.close()
     if N.ATTR_VARIANT not in dt.attrs:
