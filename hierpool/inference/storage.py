@@ -67,9 +67,9 @@ def save(dt: xr.DataTree, path, *, overwrite: bool = False) -> Path:
 def load(path) -> xr.DataTree:
     """Read a fit written by :func:`save`, fully into memory, and check it is a hierpool fit."""
     path = Path(path)
+    fmt = _format(path)
     if not path.exists():
         raise FileNotFoundError(f"path={str(path)!r} does not exist.")
-    fmt = _format(path)
     try:
         dt = xr.open_datatree(path, engine="zarr" if fmt == "zarr" else "h5netcdf")
     except Exception as err:  # h5py/zarr raise many types for a file that is not theirs
