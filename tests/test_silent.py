@@ -88,3 +88,21 @@ def test_fit_of_data_names_what_to_do(episodes):
 
 def test_plots_namespace_lists_only_plots():
     assert dir(hp.plots) == sorted(["caterpillar", "ppc_plot", "ridge_path_plot", "shrinkage_plot"])
+
+
+# start-up ---------------------------------------------------------------------------------------------------
+def test_import_is_light_and_every_public_name_resolves():
+    """`import hierpool` loads neither PyMC nor pandas (PEP 562 lazy names); every name in __all__
+    resolves. Timing is measured in the README (development section), not asserted here."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hierpool as hp; heavy = [m for m in ('pymc', 'pandas', 'arviz', 'numba', 'pytensor') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import hierpool
+
+    assert sorted(hierpool.__all__) == sorted([*hierpool._LAZY, "__version__", "get_options", "set_options"])
+    for name in hierpool.__all__:
+        assert getattr(hierpool, name) is not None, name
