@@ -24,6 +24,7 @@ _LAZY = {
     "compare": ("hierpool.analysis.compare", "compare"),
     "cross_validate": ("hierpool.analysis.compare", "cross_validate"),
     "ppc": ("hierpool.analysis.ppc", "ppc"),
+    "profile": ("hierpool.analysis.profile", "profile"),
     "predict": ("hierpool.analysis.predict", "predict"),
     "rank_groups": ("hierpool.analysis.ranking", "rank_groups"),
     "triple_goal": ("hierpool.analysis.ranking", "triple_goal"),
@@ -51,7 +52,7 @@ _LAZY = {
 __all__ = [
     "GroupedData", "GroupedStats", "HierpoolSamplingWarning", "ModelDescription", "Prior", "__version__",
     "check_sampling", "compare", "cross_validate", "datasets", "describe", "fit", "from_trace",
-    "get_options", "implied_ridge", "load", "plots", "ppc", "predict", "prepare", "random_intercepts",
+    "get_options", "implied_ridge", "load", "plots", "ppc", "predict", "profile", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "set_options",
     "shrinkage", "summarize", "triple_goal",
 ]
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from hierpool.analysis.compare import compare, cross_validate
     from hierpool.analysis.ppc import ppc
     from hierpool.analysis.predict import predict
+    from hierpool.analysis.profile import profile
     from hierpool.analysis.ranking import rank_groups, triple_goal
     from hierpool.analysis.report import summarize
     from hierpool.analysis.shrinkage import implied_ridge, ridge_path, shrinkage

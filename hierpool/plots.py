@@ -12,8 +12,9 @@ import xarray as xr
 
 from hierpool.analysis import ranking as _ranking
 from hierpool.analysis import shrinkage as _shrinkage
+from hierpool.core import names as N
 
-__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot"]
+__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot", "funnel_plot", "profile_caterpillar"]
 
 
 def __dir__():  # the plotting functions only: hp.plots is not a second home of numpy or the tables
@@ -236,3 +237,122 @@ def ppc_plot(result, stats=None, n_lines=50):
     from hierpool.analysis.ppc import ppc_plot as _ppc_plot
 
     return _ppc_plot(result, stats=stats, n_lines=n_lines)
+
+
+def _profile_table(dt_or_table, **kw) -> pd.DataFrame:
+    from hierpool.analysis.profile import profile
+
+    return _table(dt_or_table, profile, "the profile plots", ("group", "estimate", "conf_low", "conf_high", "flag"),
+                  **kw)
+
+
+def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_seed: int | None = 0):
+    """Funnel plot: each group's observed/expected ratio against its expected count, with control limits.
+
+    Two pairs of limits for each probability in ``limits``, both for a group of average risk:
+
+    - **model-based** (solid): the fitted model's predictive spread, group-to-group variation included:
+      ``u ~ Normal(0, tau)`` over the posterior draws of tau (ridge fits: ``tau = 1/sqrt(lam)``), then
+      ``O ~ Poisson(E exp(u))`` (poisson) or ``O ~ Binomial(n, expit(logit(r) + u))`` (logit link, with
+      ``r`` the overall rate and ``n = E / r`` trials), simulated.
+    - **sampling-only** (dashed): the classic funnel of Spiegelhalter (2005), ``O ~ Poisson(E)`` or
+      ``Binomial(n, r)``, which ignores the variation between groups and so flags many groups once
+      volumes are large.
+
+    Groups that :func:`hierpool.profile` flags at ``prob`` (posterior probability, not the limits) are
+    marked: worse in red, better in blue. Gaussian fits plot the observed minus expected mean against
+    the group size, with ``sigma^2 / n`` (sampling) and ``sigma^2 / n + tau^2`` (model) variances.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from scipy import stats
+
+    from hierpool.analysis.fitview import as_fit
+
+    view = as_fit(dt)
+    tab = _profile_table(dt, prob=prob)
+    post = view.post
+    tau = (post[N.TAU].values.reshape(-1) if N.TAU in post
+           else np.full(1, 1.0 / np.sqrt(view.lam)) if view.lam else np.zeros(1))
+    rng = np.random.default_rng(random_seed)
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    else:
+        fig = ax.figure
+    gaussian = view.family == "gaussian"
+    x = tab["n"].to_numpy(float) if gaussian else tab["expected"].to_numpy(float)
+    y = tab["oe_difference" if gaussian else "oe_ratio"].to_numpy(float)
+    grid = np.geomspace(max(x.min(), 1e-3), x.max(), 60)
+    center = 0.0 if gaussian else 1.0
+    tau_draws = rng.choice(tau, 4000)
+    z_draws = rng.normal(0.0, 1.0, (1, 4000))  # the same standard normals at every point: smooth limits
+    rate = float(np.clip(tab.attrs["overall"], 1e-9, 1 - 1e-9))
+    sigma = float(post[N.SIGMA].mean()) if gaussian and N.SIGMA in post else 1.0
+    for k, p in enumerate(limits):
+        q = ((1 - p) / 2, 1 - (1 - p) / 2)
+        if gaussian:
+            z = stats.norm.ppf(q[1])
+            samp = z * sigma / np.sqrt(grid)
+            model = z * np.sqrt(sigma**2 / grid + np.mean(tau_draws**2))
+            pairs = ((-samp, samp), (-model, model))
+        elif view.family == "poisson":
+            samp = [stats.poisson.ppf(qq, grid) / grid for qq in q]
+            sims = rng.poisson(grid[:, None] * np.exp(z_draws * tau_draws[None, :]))
+            model = [np.quantile(sims, qq, axis=1) / grid for qq in q]
+            pairs = ((samp[0], samp[1]), (model[0], model[1]))
+        else:  # logit link: trials n = E / rate at the overall rate; the group effect shifts the log-odds
+            trials = np.maximum(np.round(grid / rate), 1)
+            samp = [stats.binom.ppf(qq, trials, rate) / grid for qq in q]
+            p_u = 1.0 / (1.0 + np.exp(-(np.log(rate / (1 - rate)) + z_draws * tau_draws[None, :])))
+            sims = rng.binomial(trials[:, None].astype(np.int64), p_u)
+            model = [np.quantile(sims, qq, axis=1) / grid for qq in q]
+            pairs = ((samp[0], samp[1]), (model[0], model[1]))
+        style = dict(color="0.35", lw=1.0, alpha=0.9 if k == 0 else 0.6)
+        for lo_hi, ls, label in ((pairs[0], "--", "sampling only"), (pairs[1], "-", "model (tau + sampling)")):
+            ax.plot(grid, lo_hi[0], ls=ls, **style, label=f"{label}, {p:.1%}")
+            ax.plot(grid, lo_hi[1], ls=ls, **style)
+    ax.axhline(center, color="0.6", lw=0.8)
+    colors = np.where(tab["flag"] == "worse", "C3", np.where(tab["flag"] == "better", "C0", "0.55"))
+    ax.scatter(x, y, s=_marker_sizes(tab["n"].to_numpy()), c=colors, alpha=0.8, edgecolors="none", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("group size n" if gaussian else "expected count E (log scale)")
+    ax.set_ylabel("observed - expected mean" if gaussian else "observed / expected (O/E)")
+    ax.set_title(f"Funnel plot: red worse, blue better at P >= {prob:g}")
+    ax.legend(fontsize="x-small", loc="best")
+    return fig
+
+
+def profile_caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None, **profile_kwargs):
+    """Risk-standardized ratios (gaussian: differences) with their intervals, ordered by estimate,
+    worst first; flagged groups coloured (red worse, blue better). ``top`` as in :func:`caterpillar`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    tab = _profile_table(dt_or_table, **profile_kwargs).sort_values("estimate", ascending=False, kind="stable")
+    n_all = len(tab)
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be a positive integer or None (every group); got {top!r}.")
+        tab = tab.head(int(top))
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(tab) + 1)), layout="constrained")
+    else:
+        fig = ax.figure
+    ypos = np.arange(len(tab))
+    colors = np.where(tab["flag"] == "worse", "C3", np.where(tab["flag"] == "better", "C0", "0.45"))
+    ax.hlines(ypos, tab["conf_low"], tab["conf_high"], colors=colors, lw=2, alpha=0.7)
+    ax.scatter(tab["estimate"], ypos, c=colors, s=14, zorder=3)
+    ax.axvline(0.0 if tab.attrs.get("measure") == "rs_difference" else 1.0, color="0.6", lw=0.8)
+    ax.set_yticks(ypos, tab["group"].astype(str).tolist(), fontsize="small" if len(tab) > 30 else None)
+    ax.invert_yaxis()
+    measure = "risk-standardized difference" if tab.attrs.get("measure") == "rs_difference" else "risk-standardized ratio"
+    ax.set_xlabel(measure + (f" ({tab.attrs['ci_prob']:.0%} interval)" if "ci_prob" in tab.attrs else ""))
+    shown = "" if len(tab) == n_all else f": {len(tab)} of {n_all}, worst first"
+    ax.set_title("Profile" + shown)
+    return fig
