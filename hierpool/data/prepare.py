@@ -17,7 +17,16 @@ from hierpool.core import names as N
 from hierpool.core.families import check_support
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedData
-from hierpool.data.terms import build_terms, check_finite, design_matrix, numeric_column, require_columns
+from hierpool.data.terms import (
+    build_terms,
+    check_finite,
+    check_group_labels,
+    design_matrix,
+    numeric_column,
+    predictor_list,
+    require_columns,
+    require_unique_columns,
+)
 
 
 def prepare(
@@ -42,8 +51,8 @@ def prepare(
         poisson: non-negative integer counts.
     group : str
         Column of group labels (any hashable: member id, county, ...). At least two groups.
-    predictors : sequence of str
-        Columns used as population-level predictors. Numeric columns are used on their scale; category,
+    predictors : sequence of str, str or None
+        Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
         string and boolean columns become treatment-coded indicators named ``column[level]``.
     family : {"gaussian", "bernoulli", "binomial", "poisson"}
         Response family; links are identity, logit, logit and log.
@@ -79,9 +88,8 @@ def prepare(
     for arg, val in (("y", y), ("group", group)):
         if not isinstance(val, str):
             raise TypeError(f"{arg} must be a column name (str); got {val!r}.")
-    if isinstance(predictors, str):
-        predictors = [predictors]
-    predictors = list(predictors)
+    predictors = predictor_list(predictors)
+    require_unique_columns(df, [y, group, *predictors, *[c for c in (trials, exposure) if isinstance(c, str)]])
     for p in predictors:
         if not isinstance(p, str):
             raise TypeError(f"predictors must be column names (str); got {p!r}.")
@@ -153,12 +161,7 @@ def prepare(
             f"group={group!r} has {int(bad.sum())} missing labels (first rows: {df.index[bad][:5].tolist()}); "
             "every row must belong to a group."
         )
-    if gs.dtype == object:
-        kinds = {type(v).__name__ for v in gs}
-        if len(kinds) > 1:
-            raise TypeError(
-                f"group={group!r} mixes label types ({', '.join(sorted(kinds))}); use one type (e.g. str)."
-            )
+    check_group_labels(gs, group)
     codes, uniques = pd.factorize(gs, sort=False)
     labels = pd.Index(np.asarray(uniques), name=N.GROUP)
     if len(labels) < 2:

@@ -14,7 +14,7 @@ from hierpool.core.families import check_support
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
 from hierpool.data.stats import CountPatterns, GaussianStats
-from hierpool.data.terms import build_terms, design_matrix, require_columns
+from hierpool.data.terms import build_terms, design_matrix, predictor_list, require_columns
 
 
 def is_dask_or_path(obj) -> bool:
@@ -136,9 +136,7 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     >>> gs = hp.prepare("episodes/*.parquet", y="los", group="member_id", predictors=["age"])  # doctest: +SKIP
     """
     one_of("family", family, N.FAMILIES)
-    if isinstance(predictors, str):
-        predictors = [predictors]
-    predictors = list(predictors)
+    predictors = predictor_list(predictors)
     if len(predictors) != len(set(predictors)):
         raise ValueError(f"predictors lists a column more than once: {predictors}.")
     if isinstance(df, pd.DataFrame):

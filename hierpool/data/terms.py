@@ -30,6 +30,62 @@ def require_columns(df: pd.DataFrame, arg: str, cols: Sequence[str]) -> None:
         raise ValueError(f"{arg}={missing[0]!r} is not a column of the data; columns are: {shown}{more}.")
 
 
+def predictor_list(predictors) -> list:
+    """``predictors=`` as a list: a str is one column, ``None`` or ``()`` none."""
+    if predictors is None:
+        return []
+    if isinstance(predictors, str):
+        return [predictors]
+    try:
+        return list(predictors)
+    except TypeError:
+        raise TypeError(f"predictors must be a list of column names (or None); got {predictors!r}.") from None
+
+
+def require_unique_columns(df: pd.DataFrame, cols: Sequence) -> None:
+    """Refuse a frame that has one of ``cols`` under the same name twice (pandas would hand back a
+    DataFrame where a column is expected)."""
+    dup = df.columns[df.columns.duplicated()]
+    used = [c for c in cols if c in set(dup)]
+    if used:
+        raise ValueError(
+            f"df has {int((df.columns == used[0]).sum())} columns named {used[0]!r}, a column the model uses "
+            "(y, group, predictors, trials or exposure); rename or drop the duplicates first."
+        )
+
+
+#: Largest group label an int may be: fits store labels as int64 (netCDF), so larger ones cannot be saved.
+_INT64 = 2**63
+
+
+def check_group_labels(labels: pd.Series, group) -> None:
+    """Group labels must be of one type that a fit can store: str, int within 64 bits, float, bool.
+
+    Mixed types ("1" and 1) would split one member into two groups; tuples and other objects, and
+    Python ints beyond 64 bits, fit but cannot be saved (``hp.save`` would fail after sampling).
+    """
+    if labels.dtype != object:
+        return
+    kinds = {type(v).__name__ for v in labels}
+    if len(kinds) > 1:
+        raise TypeError(f"group={group!r} mixes label types ({', '.join(sorted(kinds))}); use one type (e.g. str).")
+    first = labels.iloc[0] if len(labels) else None
+    if first is None or isinstance(first, (str, bool, float, np.floating, np.integer, np.bool_)):
+        return
+    if isinstance(first, int):
+        big = [v for v in pd.unique(labels.to_numpy()) if not -_INT64 <= v < _INT64]
+        if big:
+            raise ValueError(
+                f"group={group!r} has integer labels beyond 64 bits (e.g. {big[0]}), which a fit cannot store; "
+                f"convert them to text first: df[{group!r}] = df[{group!r}].astype(str)."
+            )
+        return
+    raise TypeError(
+        f"group={group!r} holds labels of type {type(first).__name__} (e.g. {first!r}); a fit stores str, int, "
+        f"float or bool labels: convert them, e.g. df[{group!r}] = df[{group!r}].astype(str)."
+    )
+
+
 def check_finite(values: np.ndarray, arg: str, col: str, index: pd.Index) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
