@@ -42,7 +42,7 @@ ATTR_DIAGNOSTICS = "hierpool_diagnostics"
 
 VARIANTS = ("random_intercepts", "ridge_fixed_effects", "regularized_hierarchical")
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
-PENALTIES = ("horseshoe", "laplace", "ridge")
+PENALTIES = ("horseshoe", "laplace", "ridge", "elastic_net")
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
 
 # internal variables of the factories' models (not part of the public contract)

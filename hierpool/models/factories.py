@@ -18,7 +18,7 @@ from hierpool.data.stats import size_classes
 from hierpool.models import integrated
 from hierpool.models.collapse import gaussian_marginal_logp_sizes, integrated_patterns, resolve_collapse
 from hierpool.models.description import INTEGRATED_OUT, ModelDescription
-from hierpool.models.priors import Prior, normalize_priors, scale_parameter, serialize
+from hierpool.models.priors import Prior, elastic_net, normalize_priors, scale_parameter, serialize
 
 
 def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
@@ -357,6 +357,7 @@ def regularized_hierarchical(
     trials=None,
     exposure=None,
     penalty_scale: float | None = None,
+    l1_ratio: float = 0.5,
     expected_nonzero: int | None = None,
     slab_scale: float | None = None,
     slab_df: float = 4.0,
@@ -376,6 +377,12 @@ def regularized_hierarchical(
     - ``"ridge"``: ``Normal(0, penalty_scale)``, default ``penalty_scale = s``.
     - ``"laplace"`` (Bayesian lasso): ``Laplace(0, b = penalty_scale / sqrt(2))``: the same prior sd as
       the ridge, more mass near zero and heavier tails.
+    - ``"elastic_net"``: density ``exp(-r (l1_ratio |b| + (1 - l1_ratio) b^2 / 2))``, with ``l1_ratio``
+      glmnet's ``alpha`` (scikit-learn's ``l1_ratio``; default 0.5; 0 is the ridge, 1 the laplace) and the
+      rate ``r`` set so that the prior sd is ``penalty_scale`` again. The posterior mode with sigma fixed
+      minimizes glmnet's objective ``RSS / (2N) + lambda (alpha |b|_1 + (1 - alpha) / 2 |b|_2^2)`` on the
+      standardized predictors with ``alpha = l1_ratio`` and ``lambda = sigma^2 r / N`` (logit/log link:
+      ``lambda = r / N``, the deviance in place of RSS / sigma^2). Not served by the Gibbs sampler (NUTS).
     - ``"horseshoe"``: the regularized horseshoe of Piironen & Vehtari (2017), non-centered:
       ``beta_std_k = z_k * g * lambda~_k``, ``lambda_k ~ HalfCauchy(1)``, global
       ``g ~ HalfCauchy(g0)`` with ``g0 = p0 / (P - p0) * s / sqrt(N)`` (``p0 = expected_nonzero``, default
@@ -407,6 +414,9 @@ def regularized_hierarchical(
     _check_bool("centered", centered)
     s = gd.y_scale
     penalty_scale = s if penalty_scale is None else positive_finite("penalty_scale", penalty_scale)
+    if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, (int, float)) or not 0.0 <= l1_ratio <= 1.0:
+        raise ValueError(f"l1_ratio={l1_ratio!r} must be a number in [0, 1] (glmnet's alpha: 0 ridge, 1 lasso).")
+    l1_ratio = float(l1_ratio)
     slab_scale = 2.0 * s if slab_scale is None else positive_finite("slab_scale", slab_scale)
     slab_df = positive_finite("slab_df", slab_df)
     tau_scale = 0.5 * s if tau_scale is None else positive_finite("tau_scale", tau_scale)
@@ -432,6 +442,8 @@ def regularized_hierarchical(
             elif penalty == "laplace":
                 used[N.BETA_STD] = Prior("Laplace", mu=0.0, b=penalty_scale / math.sqrt(2.0))
                 beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
+            elif penalty == "elastic_net":
+                beta_std = elastic_net(N.BETA_STD, penalty_scale, l1_ratio, dims=N.PREDICTOR)
             else:
                 g = pm.HalfStudentT("hs_global", nu=1, sigma=global_scale)
                 lam_local = pm.HalfStudentT("hs_local", nu=1, sigma=1.0, dims=N.PREDICTOR)
@@ -445,6 +457,7 @@ def regularized_hierarchical(
         _likelihood(gd, a, b, u, pri, how, used)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
+        **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "centered": centered, "data": gd.spec(),
