@@ -184,7 +184,7 @@ def planned_files(spec: ModelSpec) -> list[str]:
 def check_output(spec: ModelSpec, out_dir, *, force: bool = False) -> Path:
     """Refuse an output folder that already holds a file of this run (unless ``force``) or is a file.
 
-    Imports nothing heavy: the command line refuses in a fraction of a second.
+    Imports nothing: :func:`run_spec` calls it before it imports PyMC, ArviZ or the analysis layer.
 
     Raises
     ------
