@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hierpool as hp
-from hierpool.workflow.cli import demo_spec_text, main
+from hierpool.workflow.cli import demo_spec, demo_spec_text, main
 from hierpool.workflow.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,11 +108,11 @@ def test_run_each_model_spec(name, tmp_path, capsys):
 
 
 def test_demo_runs_the_packaged_episodes_spec(tmp_path, capsys):
-    assert (MODELS / "episodes.toml").read_text() == demo_spec_text()  # `run models/episodes.toml` is the demo
+    assert not (MODELS / "episodes.toml").exists()  # one copy of the demo's spec: the packaged one
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *TINY]) == 0
     stdout = capsys.readouterr().out
-    spec = load_spec(MODELS / "episodes.toml")
+    spec = demo_spec()
     record = check_run(out, spec, stdout)
     assert record["sampling"]["seed"] == 3
     ranks = pd.read_csv(out / "random_intercepts" / "ranks.csv")
@@ -132,7 +132,11 @@ def test_force_overwrites(tmp_path, capsys):
     assert main(["run", str(spec), "--out", str(out), *TINY, "--quiet"]) == 0
     first = hp.load(out / "ri" / "fit.nc")["posterior"]["intercept"].values
     captured = capsys.readouterr()
-    assert captured.out.startswith("wrote 7 files to ")  # --quiet: only the last line
+    # --quiet: only the last line; 8 files: ri/ fit.nc, parameters.csv, shrinkage.csv, ranks.csv,
+    # implied_ridge.csv, and spec.toml, summary.txt, run.json (which lists them all)
+    assert captured.out.startswith("wrote 8 files to ")
+    assert len(json.loads((out / "run.json").read_text())["files"]) == 8
+    assert sum(p.is_file() for p in out.rglob("*")) == 8
     assert main(["run", str(spec), "--out", str(out), *TINY, "--quiet"]) == 2
     assert main(["run", str(spec), "--out", str(out), "--draws", "100", "--tune", "100", "--chains", "2",
                  "--seed", "4", "--quiet", "--force"]) == 0
@@ -185,9 +189,13 @@ def test_validate_reports_the_data_and_the_variants(capsys):
     assert "variant regularized: regularized_hierarchical" in out and "'target_accept': 0.99" in out
 
 
-def test_demo_print_spec(capsys):
+def test_demo_print_spec(tmp_path, capsys):
     assert main(["demo", "--print-spec"]) == 0
-    assert capsys.readouterr().out == (MODELS / "episodes.toml").read_text()
+    printed = capsys.readouterr().out
+    assert printed == demo_spec_text()
+    # what it prints is a spec to copy: saved as a file, it validates and names the demo's variants
+    path = write_spec(tmp_path, printed, name="episodes.toml")
+    assert load_spec(path).variants == demo_spec().variants
 
 
 def test_bad_flags_and_no_command(capsys):

@@ -38,8 +38,10 @@ def problems_of(text, source=None) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------
-def test_models_folder_has_the_three_specs():
-    assert {p.stem for p in MODELS} >= {"radon", "episodes", "efron_morris"}
+def test_models_folder_has_the_specs():
+    # the demo's spec (episodes) ships in the package only: `hierpool demo --print-spec` prints it
+    assert {p.stem for p in MODELS} >= {"radon", "efron_morris"}
+    assert "episodes" not in {p.stem for p in MODELS}
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
@@ -58,10 +60,14 @@ def test_radon_spec_has_the_three_variants():
 
 
 def test_episodes_spec_is_the_packaged_demo():
+    from importlib import resources
+
     from hierpool.workflow.cli import demo_spec, demo_spec_text
 
-    assert (ROOT / "models" / "episodes.toml").read_text() == demo_spec_text()
+    packaged = resources.files("hierpool.workflow.specs").joinpath("episodes.toml").read_text(encoding="utf-8")
+    assert demo_spec_text() == packaged
     demo = demo_spec()
+    assert demo.name == "episodes" and demo.text == packaged
     assert demo.data["simulate"] == "episodes" and demo.data["family"] == "bernoulli"
     assert demo.data["predictors"] == ["age", "los", "emergency"]
     assert isinstance(demo.data["parameters"]["seed"], int)
@@ -257,7 +263,8 @@ def test_simulated_data_follow_the_parameters():
                       .replace('response = "yield_"', 'response = "y"').replace('group = "batch"', 'group = "group"'))
     df = spec.load_data()
     pd.testing.assert_frame_equal(df, hp.datasets.simulate("gaussian", n_groups=9, group_sizes=2, seed=4))
-    assert spec.load_data() is df  # cached
+    # the spec holds no data: a second load simulates again, with the same seed
+    pd.testing.assert_frame_equal(spec.load_data(), df)
 
 
 def test_model_spec_is_a_dataclass_with_a_docstring_example():
