@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from hierpool.core import names as N
-from hierpool.data import design_matrix
+from hierpool.data.terms import design_matrix
 from hierpool.inference.predictive import linear_predictor, log_likelihood
 
 NUMERIC_X = {"column": "x", "kind": "numeric", "names": ["x"]}

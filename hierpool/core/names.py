@@ -43,6 +43,8 @@ ATTR_DIAGNOSTICS = "hierpool_diagnostics"
 VARIANTS = ("random_intercepts", "ridge_fixed_effects", "regularized_hierarchical")
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 PENALTIES = ("horseshoe", "laplace", "ridge", "elastic_net")
+#: The factories' ``collapse=`` choices (hierpool.models.collapse.resolve_collapse).
+COLLAPSE_CHOICES = ("auto", True, False, "integrated")
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
 
 # internal variables of the factories' models (not part of the public contract)

@@ -5,8 +5,4 @@
 reduction to statistics) -> ``prepare`` (the user's entry point). ``datasets`` ships example data.
 """
 
-from hierpool.data import datasets
-from hierpool.data.grouped import GroupedData, GroupedStats
-from hierpool.data.terms import design_matrix
-
-__all__ = ["GroupedData", "GroupedStats", "datasets", "design_matrix"]
+# Nothing is imported here: ``import hierpool`` and the CLI's checks load only the modules they use.

@@ -6,8 +6,4 @@ Gibbs sampler), ``nutpie`` (glue for collapsed models), ``diagnostics`` (R-hat, 
 ``predictive`` (linear predictor and log-likelihood from a fit's DataTree), ``storage`` (save, load).
 """
 
-from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
-from hierpool.inference.sampling import fit
-from hierpool.inference.storage import load, save
-
-__all__ = ["HierpoolSamplingWarning", "check_sampling", "fit", "load", "save"]
+# Nothing is imported here: ``import hierpool`` and the CLI's checks load only the modules they use.

@@ -5,7 +5,4 @@ quadrature), ``collapse`` (which exact collapsed likelihood a model uses), ``fac
 model factories, each returning a ``pm.Model`` with its typed description).
 """
 
-from hierpool.models.factories import random_intercepts, regularized_hierarchical, ridge_fixed_effects
-from hierpool.models.priors import Prior
-
-__all__ = ["Prior", "random_intercepts", "regularized_hierarchical", "ridge_fixed_effects"]
+# Nothing is imported here: ``import hierpool`` and the CLI's checks load only the modules they use.

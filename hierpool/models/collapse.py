@@ -60,7 +60,7 @@ def gaussian_marginal_logp_sizes(sc, a, b, tau, sigma, lib=pt):
             - W / (2 * s2) - 0.5 * lib.sum(sizes * quad / d))
 
 
-COLLAPSE_CHOICES = ("auto", True, False, "integrated")
+COLLAPSE_CHOICES = N.COLLAPSE_CHOICES
 
 
 def group_totals(gd) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ One pydantic model per TOML table: :class:`DataTable` (``[data]``), one model pe
 (``[variants.NAME]``, chosen by its ``kind``), :class:`SamplingTable` (``[sampling]``),
 :class:`OutputTable` (``[output]``), and :class:`SpecFile` for the whole file. The choices come from where
 the rest of the package defines them, so they cannot drift: kinds, families, penalties and samplers from
-:mod:`hierpool.core.names`, ``collapse`` from :data:`hierpool.models.collapse.COLLAPSE_CHOICES` (the
+:mod:`hierpool.core.names`, ``collapse`` from :data:`hierpool.core.names.COLLAPSE_CHOICES` (the
 factories' own constant), dataset names and simulators from :mod:`hierpool.data.datasets`. The last two
 are imported only when a spec uses those keys, so that checking a spec stays light (the ``hierpool`` command
 refuses a bad spec without importing PyMC; ``collapse`` is the exception, as its module builds on PyTensor).
@@ -212,10 +212,8 @@ class _Variant(_Table):
     @field_validator("collapse")
     @classmethod
     def _collapse_choice(cls, v):
-        from hierpool.models.collapse import COLLAPSE_CHOICES
-
-        if not any(_same(v, c) for c in COLLAPSE_CHOICES):
-            raise _choice_error(COLLAPSE_CHOICES)
+        if not any(_same(v, c) for c in N.COLLAPSE_CHOICES):
+            raise _choice_error(N.COLLAPSE_CHOICES)
         return v
 
 
@@ -239,6 +237,7 @@ class RegularizedHierarchical(_Variant):
     kind: Literal["regularized_hierarchical"]
     penalty: Literal[N.PENALTIES] = None
     penalty_scale: float = Field(None, gt=0, description="a positive number")
+    l1_ratio: float = Field(None, ge=0, le=1, description="a number in [0, 1] (glmnet's alpha; elastic_net only)")
     expected_nonzero: int = Field(None, ge=1, description="an integer >= 1")
     slab_scale: float = Field(None, gt=0, description="a positive number")
     slab_df: float = Field(None, gt=0, description="a positive number")
