@@ -94,7 +94,7 @@ def shrinkage_plot(dt_or_table, ax=None):
         a1 = axes[1]
         a1.scatter(n, tab["rho"].to_numpy(float), s=18, color="C0", alpha=0.7, label=r"$\rho_j$ (posterior mean)")
         tau, sigma = tab.attrs.get("tau"), tab.attrs.get("sigma")
-        if tab.attrs.get("family") == "gaussian" and tau and sigma:
+        if tau and sigma:  # sigma: gaussian fits only (the exact curve)
             grid = np.geomspace(max(n.min(), 1.0) * 0.8, n.max() * 1.25, 200)
             a1.plot(grid, tau**2 / (tau**2 + sigma**2 / grid), color="C1",
                     label=rf"$\tau^2/(\tau^2+\sigma^2/n)$, $\tau$={tau:.3g}, $\sigma$={sigma:.3g}")
