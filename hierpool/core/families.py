@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, gammaln, logit
 
+from hierpool.core import names as N
+
 __all__ = ["Family", "get_family", "FAMILIES"]
 
 _LOG_2PI_HALF = 0.5 * np.log(2.0 * np.pi)
@@ -343,8 +345,8 @@ _REGISTRY: dict[str, Family] = {
     )
 }
 
-#: The family names, in the order of the table above.
-FAMILIES = tuple(_REGISTRY)
+#: The family names, in the order of the table above (the names module's, where the contract lists them).
+FAMILIES = N.FAMILIES
 
 
 def get_family(family) -> Family:
