@@ -397,19 +397,20 @@ def fold_ids(groups: np.ndarray, folds: int, by: str, rng: np.random.Generator) 
 
 def _fit_fold(factory, train: pd.DataFrame, factory_kwargs: dict, fit_kwargs: dict, fold: int):
     from hierpool.inference import sampling as sampling
+    from hierpool.inference.diagnostics import HierpoolSamplingWarning
 
     try:
         model = factory(train, **factory_kwargs)
     except (TypeError, ValueError) as err:
         raise type(err)(f"cross_validate fold {fold}: the factory failed on the training rows: {err}") from err
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", sampling.HierpoolSamplingWarning)
+        warnings.simplefilter("always", HierpoolSamplingWarning)
         dt = sampling.fit(model, **fit_kwargs)
     problems = 0
     for w in caught:
-        if issubclass(w.category, sampling.HierpoolSamplingWarning):
+        if issubclass(w.category, HierpoolSamplingWarning):
             problems += 1
-            warnings.warn(f"cross_validate fold {fold}: {w.message}", sampling.HierpoolSamplingWarning,
+            warnings.warn(f"cross_validate fold {fold}: {w.message}", HierpoolSamplingWarning,
                           stacklevel=4)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
