@@ -99,7 +99,7 @@ def shrinkage_plot(dt_or_table, ax=None):
         a1 = axes[1]
         a1.scatter(n, tab["rho"].to_numpy(float), s=18, color="C0", alpha=0.7, label=r"$\rho_j$ (posterior mean)")
         tau, sigma = tab.attrs.get("tau"), tab.attrs.get("sigma")
-        if tab.attrs.get("family") == "gaussian" and tau and sigma:
+        if tau and sigma:  # sigma: gaussian fits only (the exact curve)
             grid = np.geomspace(max(n.min(), 1.0) * 0.8, n.max() * 1.25, 200)
             a1.plot(grid, tau**2 / (tau**2 + sigma**2 / grid), color="C1",
                     label=rf"$\tau^2/(\tau^2+\sigma^2/n)$, $\tau$={tau:.3g}, $\sigma$={sigma:.3g}")
@@ -282,7 +282,7 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
         fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     else:
         fig = ax.figure
-    gaussian = view.family == "gaussian"
+    gaussian = view.fam.link_name == "identity"
     x = tab["n"].to_numpy(float) if gaussian else tab["expected"].to_numpy(float)
     y = tab["oe_difference" if gaussian else "oe_ratio"].to_numpy(float)
     grid = np.geomspace(max(x.min(), 1e-3), x.max(), 60)
@@ -298,7 +298,7 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
             samp = z * sigma / np.sqrt(grid)
             model = z * np.sqrt(sigma**2 / grid + np.mean(tau_draws**2))
             pairs = ((-samp, samp), (-model, model))
-        elif view.family == "poisson":
+        elif view.fam.link_name == "log":
             samp = [stats.poisson.ppf(qq, grid) / grid for qq in q]
             sims = rng.poisson(grid[:, None] * np.exp(z_draws * tau_draws[None, :]))
             model = [np.quantile(sims, qq, axis=1) / grid for qq in q]

@@ -13,8 +13,9 @@ import pandas as pd
 import xarray as xr
 
 from hierpool.core import names as N
+from hierpool.core.families import get_family
 from hierpool.data.terms import design_matrix
-from hierpool.inference.predictive import linear_predictor, log_likelihood
+from hierpool.inference.predictive import linear_predictor
 
 NUMERIC_X = {"column": "x", "kind": "numeric", "names": ["x"]}
 COLOR = {"column": "color", "kind": "string", "levels": ["blue", "green", "red"],
@@ -119,8 +120,8 @@ def make_fit(
         Xda = const[N.X] if P else None
         offset = np.log(const[N.EXPOSURE]) if N.EXPOSURE in const else None
         eta = linear_predictor(posterior, Xda, const[N.GROUP_IDX], offset)
-        ll = log_likelihood(family, obs[N.Y], eta, sigma=posterior.get(N.SIGMA),
-                            trials=const.get(N.TRIALS))
+        ll = get_family(family).log_likelihood(obs[N.Y], eta, sigma=posterior.get(N.SIGMA),
+                                               trials=const.get(N.TRIALS))
         children["log_likelihood"] = ll.transpose(*N.SAMPLE_DIMS, N.OBS).rename(N.Y).to_dataset()
     dt = xr.DataTree.from_dict(children)
     settings = {"data": {"y": "y", "group": "group", "family": family, "trials": trials_name,

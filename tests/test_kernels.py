@@ -114,13 +114,13 @@ def test_column_quantiles_rejects_unknown_method():
 
 @pytest.mark.parametrize("family", ["gaussian", "bernoulli", "poisson"])
 def test_column_summaries_equal_numpy(family):
-    from hierpool.core.families import inverse_link
+    from hierpool.core.families import get_family
 
     rng = np.random.default_rng(7)
     mat = rng.standard_normal((101, 500))
     off = rng.standard_normal(101)
     mean, var, (lo, hi) = K.column_summaries(mat, off, family, [(0.05, "linear"), (0.95, "linear")])
-    mu = inverse_link(family, off[:, None] + mat)
+    mu = get_family(family).inverse_link(off[:, None] + mat)
     np.testing.assert_allclose(mean, mu.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(var, mu.var(axis=0, ddof=1), rtol=1e-10)
     np.testing.assert_allclose(lo, np.quantile(mu, 0.05, axis=0), rtol=1e-14)
@@ -273,14 +273,15 @@ def test_gaussian_group_stats_equal_numpy(P):
 @pytest.mark.parametrize("family", ["gaussian", "bernoulli", "binomial", "poisson"])
 @pytest.mark.parametrize("ge_dtype", [np.float64, np.float32])
 def test_pointwise_log_likelihood_equals_the_formula(family, ge_dtype):
-    """The stored log-likelihood (one compiled pass) equals log_likelihood(linear_predictor(...)) of
-    hierpool.inference.predictive, row by row and draw by draw: predictors, exposure offsets, trials and float32
-    group effects (large thinned fits) included."""
+    """The stored log-likelihood (one compiled pass, the kernel's literal formulas) equals the Family's
+    log_likelihood of linear_predictor(...), row by row and draw by draw: predictors, exposure offsets,
+    trials and float32 group effects (large thinned fits) included."""
     import pandas as pd
     from fake_fits import make_fit
 
     from hierpool.core import names as N
-    from hierpool.inference.predictive import design_from_constant, linear_predictor, log_likelihood
+    from hierpool.core.families import get_family
+    from hierpool.inference.predictive import design_from_constant, linear_predictor
     from hierpool.inference.sampling import pointwise_log_likelihood
 
     rng = np.random.default_rng(4)
@@ -304,6 +305,7 @@ def test_pointwise_log_likelihood_equals_the_formula(family, ge_dtype):
     got = pointwise_log_likelihood(post, const, y, family)
     X, gidx, offset, trials = design_from_constant(const)
     eta = linear_predictor(post, X, gidx, offset)
-    ref = log_likelihood(family, y, eta, sigma=post.get(N.SIGMA), trials=trials).transpose(*N.SAMPLE_DIMS, N.OBS)
+    ref = get_family(family).log_likelihood(y, eta, sigma=post.get(N.SIGMA), trials=trials)
+    ref = ref.transpose(*N.SAMPLE_DIMS, N.OBS)
     assert got.dims == ref.dims
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-12, atol=1e-12)

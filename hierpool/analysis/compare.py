@@ -22,7 +22,8 @@ without their group becoming new, so they are always kept in training and not sc
 ``by="group"`` scores each held-out *group* jointly: its effect is unknown, so for every draw ``s`` it is
 integrated out, ``p(y_g | theta_s) = integral prod_i p(y_i | u, theta_s) Normal(u | 0, tau_s) du``,
 and ``elpd_g = log mean_s p(y_g | theta_s)``. The integral is computed by adaptive Gauss-Hermite
-quadrature (centered at the mode of the integrand, ``n_nodes`` nodes, exact for gaussian models). The
+quadrature (:func:`hierpool.core.quadrature.log_marginal`: centered at the mode of the integrand,
+``n_nodes`` nodes, exact for gaussian models). The
 ridge variant has no tau and uses its prior ``Normal(0, 1/sqrt(lam))``, which is what it assumes about a
 new group. Group-level elpd values are comparable between models, not with row-level ones.
 
@@ -42,15 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import sparse
 from scipy.special import logsumexp
 
 from hierpool.analysis.fitview import as_fit
 from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows
 from hierpool.core import config
 from hierpool.core import names as N
+from hierpool.core.quadrature import log_marginal
 from hierpool.core.validate import one_of, positive_int
-from hierpool.inference.predictive import log_likelihood
 
 __all__ = ["compare", "cross_validate", "CVResult", "heldout_log_density"]
 
@@ -217,7 +217,7 @@ def _response(fv, df: pd.DataFrame, arg: str) -> np.ndarray:
     if col not in df.columns:
         raise ValueError(f"{arg} lacks the response column {col!r}.")
     s = df[col]
-    if fv.family == "bernoulli" and pd.api.types.is_bool_dtype(s):
+    if fv.fam.accepts_bool and pd.api.types.is_bool_dtype(s):
         y = s.to_numpy(dtype=float)
     elif not pd.api.types.is_numeric_dtype(s):
         raise TypeError(f"{arg}: response column {col!r} must be numeric; got dtype {s.dtype}.")
@@ -226,56 +226,6 @@ def _response(fv, df: pd.DataFrame, arg: str) -> np.ndarray:
     if not np.isfinite(y).all():
         raise ValueError(f"{arg}: response column {col!r} has NaN or infinite values.")
     return y
-
-
-def _score_terms(family: str, y, eta, sigma, trials):
-    """(d loglik / d eta, -d2 loglik / d eta2) for each row."""
-    if family == "gaussian":
-        return (y - eta) / sigma**2, np.broadcast_to(1.0 / sigma**2, eta.shape)
-    if family == "poisson":
-        mu = np.exp(eta)
-        return y - mu, mu
-    p = 1.0 / (1.0 + np.exp(-eta))
-    t = 1.0 if trials is None else trials
-    return y - t * p, t * p * (1.0 - p)
-
-
-def _integrated_group_lpd(family, y, eta, sigma, trials, codes, n_groups, tau, n_nodes):
-    """log p(y_g | theta_s) with u_g ~ Normal(0, tau_s) integrated out: (S, n_groups).
-
-    Adaptive Gauss-Hermite: Newton iterations find the mode u* of the integrand per (draw, group), the
-    curvature h there scales the nodes, and log p = logsumexp_k(log w_k + x_k^2/2 + L(u*+x_k/sqrt h))
-    - log(h)/2 with L the log integrand.
-    """
-    S, m = eta.shape
-    G = sparse.csr_matrix((np.ones(m), (np.arange(m), codes)), shape=(m, n_groups))
-
-    def gsum(a):
-        return np.asarray(G.T.dot(a.T)).T  # (S, n_groups)
-
-    tau = np.maximum(tau, 1e-10)[:, None]
-    prec = 1.0 / tau**2
-    sig = None if sigma is None else sigma[:, None]
-    u = np.zeros((S, n_groups))
-    max_step = np.maximum(1.0, 2.0 * tau)
-    for _ in range(100):
-        r, w = _score_terms(family, y, eta + u[:, codes], sig, trials)
-        grad = gsum(r) - u * prec
-        hess = gsum(np.asarray(w)) + prec
-        step = np.clip(grad / hess, -max_step, max_step)
-        u = u + step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    _, w = _score_terms(family, y, eta + u[:, codes], sig, trials)
-    h = gsum(np.asarray(w)) + prec
-    x, wts = np.polynomial.hermite_e.hermegauss(n_nodes)
-    terms = np.empty((n_nodes, S, n_groups))
-    for k in range(n_nodes):
-        uk = u + x[k] / np.sqrt(h)
-        ll = log_likelihood(family, y, eta + uk[:, codes], sigma=sig, trials=trials)
-        log_prior = -0.5 * (uk / tau) ** 2 - np.log(tau) - 0.5 * np.log(2 * np.pi)
-        terms[k] = np.log(wts[k]) + 0.5 * x[k] ** 2 + gsum(ll) + log_prior
-    return logsumexp(terms, axis=0) - 0.5 * np.log(h)
 
 
 def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int = 20,
@@ -305,8 +255,7 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
         sel = known[start:start + size]
         eta = eta_block(d, rows, sel, None)
         trials = None if rows.trials is None else rows.trials[sel]
-        ll = log_likelihood(fv.family, y[sel], eta, sigma=None if sigma is None else sigma[:, None],
-                            trials=trials)
+        ll = fv.fam.log_likelihood(y[sel], eta, sigma=None if sigma is None else sigma[:, None], trials=trials)
         lpd = logsumexp(ll, axis=0) - np.log(S)
         out.append(pd.DataFrame({"unit_kind": "row", "row": sel, "group": rows.labels[sel], "n_rows": 1,
                                  "elpd_i": lpd}))
@@ -328,8 +277,8 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
             sel = new_pos[order[lo:ends[g1 - 1]]]
             eta = eta_block(d, rows, sel, None, include_group_effect=False)
             trials = None if rows.trials is None else rows.trials[sel]
-            lp = _integrated_group_lpd(fv.family, y[sel], eta, sigma, trials, rows.new_code[sel] - g0, g1 - g0,
-                                       tau, n_nodes)
+            lp = log_marginal(fv.fam, y[sel], eta, rows.new_code[sel] - g0, g1 - g0, tau, sigma=sigma,
+                              trials=trials, n_nodes=n_nodes)
             lpd_g[g0:g1] = logsumexp(lp, axis=0) - np.log(S)
             g0 = g1
         first = np.array([new_pos[order[(ends[g - 1] if g else 0)]] for g in range(K)], dtype=np.int64)
@@ -448,19 +397,20 @@ def fold_ids(groups: np.ndarray, folds: int, by: str, rng: np.random.Generator) 
 
 def _fit_fold(factory, train: pd.DataFrame, factory_kwargs: dict, fit_kwargs: dict, fold: int):
     from hierpool.inference import sampling as sampling
+    from hierpool.inference.diagnostics import HierpoolSamplingWarning
 
     try:
         model = factory(train, **factory_kwargs)
     except (TypeError, ValueError) as err:
         raise type(err)(f"cross_validate fold {fold}: the factory failed on the training rows: {err}") from err
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", sampling.HierpoolSamplingWarning)
+        warnings.simplefilter("always", HierpoolSamplingWarning)
         dt = sampling.fit(model, **fit_kwargs)
     problems = 0
     for w in caught:
-        if issubclass(w.category, sampling.HierpoolSamplingWarning):
+        if issubclass(w.category, HierpoolSamplingWarning):
             problems += 1
-            warnings.warn(f"cross_validate fold {fold}: {w.message}", sampling.HierpoolSamplingWarning,
+            warnings.warn(f"cross_validate fold {fold}: {w.message}", HierpoolSamplingWarning,
                           stacklevel=4)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -15,7 +15,7 @@ import xarray as xr
 
 from hierpool.core import kernels as K
 from hierpool.core import names as N
-from hierpool.core.families import inverse_link
+from hierpool.core.families import Family, get_family
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +26,11 @@ class FitView:
     variant: str
     family: str
     settings: dict
+
+    @property
+    def fam(self) -> Family:
+        """The response :class:`~hierpool.core.families.Family` of the fit."""
+        return get_family(self.family)
 
     @cached_property
     def post(self) -> xr.Dataset:
@@ -88,11 +93,11 @@ class FitView:
 
     def group_mean_response(self) -> xr.DataArray:
         """Each group's mean response at the average predictor values, natural scale, per draw."""
-        return inverse_link(self.family, self.intercept_at_center() + self.post[N.GROUP_EFFECT])
+        return self.fam.inverse_link(self.intercept_at_center() + self.post[N.GROUP_EFFECT])
 
     def overall_mean_response(self) -> xr.DataArray:
         """The mean response of an average group (group effect 0) at the average predictors, per draw."""
-        return inverse_link(self.family, self.intercept_at_center())
+        return self.fam.inverse_link(self.intercept_at_center())
 
 
 def as_fit(dt, arg: str = "dt") -> FitView:

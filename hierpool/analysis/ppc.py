@@ -25,7 +25,7 @@ from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.validate import positive_int, probability
-from hierpool.inference.predictive import design_from_constant, draw_response, linear_predictor
+from hierpool.inference.predictive import design_from_constant, linear_predictor
 
 __all__ = ["ppc", "ppc_plot", "PPCResult", "STATISTICS"]
 
@@ -210,8 +210,8 @@ def posterior_predictive(fv: FitView, post: xr.Dataset, rng: np.random.Generator
         sl = slice(d0, min(D, d0 + per))
         sub = post.isel(draw=sl)
         eta = linear_predictor(sub, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS).values
-        sigma = sub[N.SIGMA].values[..., None] if fv.family == "gaussian" else None
-        yield sl, draw_response(fv.family, eta, rng, sigma=sigma, trials=trials)
+        sigma = sub[N.SIGMA].values[..., None] if fv.fam.has_sigma else None
+        yield sl, fv.fam.draw(eta, rng, sigma=sigma, trials=trials)
 
 
 def _replicate_and_summarize(fv: FitView, funcs: dict, ctx, n_draws: int, rng, max_stored: float,

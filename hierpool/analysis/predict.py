@@ -24,10 +24,8 @@ import xarray as xr
 from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
-from hierpool.core.families import inverse_link
 from hierpool.core.validate import one_of, probability
 from hierpool.data.terms import design_matrix
-from hierpool.inference.predictive import draw_response
 
 __all__ = ["predict"]
 
@@ -128,7 +126,7 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df") -> NewRows:
         new_labels = list(uniq)
     trials = offset = None
     t = spec.get("trials")
-    if fv.family == "binomial":
+    if fv.fam.uses_trials:
         if isinstance(t, str):
             trials = _positive_column(new_df, t, arg, integer=True)
         elif isinstance(t, Integral):
@@ -136,7 +134,7 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df") -> NewRows:
         else:
             raise ValueError("the fit is binomial but its settings do not record trials.")
     e = spec.get("exposure")
-    if fv.family == "poisson" and e:
+    if fv.fam.uses_exposure and e:
         offset = np.log(_positive_column(new_df, e, arg, integer=False))
     return NewRows(X=X, labels=labels, known_idx=known_idx.astype(np.int64), new_code=new_code,
                    new_labels=new_labels, offset=offset, trials=trials)
@@ -173,7 +171,7 @@ def flat_draws(fv: FitView) -> Draws:
     if N.BETA in post and N.PREDICTOR in post[N.BETA].dims and post.sizes.get(N.PREDICTOR, 0):
         beta = post[N.BETA].transpose(*order, N.PREDICTOR).values.reshape(icpt.shape[0], -1)
     sigma = post[N.SIGMA].transpose(*order).values.reshape(-1) if N.SIGMA in post else None
-    if fv.family == "gaussian" and sigma is None:
+    if fv.fam.has_sigma and sigma is None:
         raise ValueError("a gaussian fit needs 'sigma' in its posterior to predict new observations.")
     ge = post[N.GROUP_EFFECT].transpose(*order, N.GROUP)
     return Draws(intercept=icpt, beta=beta, sigma=sigma, group_effect=ge,
@@ -224,14 +222,6 @@ def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
     if rows.offset is not None:
         eta = eta + rows.offset[sel]
     return eta
-
-
-def expected_response(family: str, eta: np.ndarray, trials: np.ndarray | None) -> np.ndarray:
-    """E[y | eta] on the response's scale: mean, probability, expected successes, expected count."""
-    mu = inverse_link(family, eta)
-    if family == "binomial":
-        mu = mu * trials
-    return mu
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -315,7 +305,7 @@ def predict(
     if kind == "draws":
         sl = slice(0, rows.n)
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
-        y = draw_response(fv.family, eta, rng, sigma=sigma, trials=rows.trials)
+        y = fv.fam.draw(eta, rng, sigma=sigma, trials=rows.trials)
         C, D = len(d.chain), len(d.draw)
         return xr.DataArray(
             y.reshape(C, D, rows.n),
@@ -332,11 +322,11 @@ def predict(
     for sl in config.slices(rows.n, S):
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
         trials = None if rows.trials is None else rows.trials[sl]
-        mu = expected_response(fv.family, eta, trials)
+        mu = fv.fam.mean(eta, trials)
         out["estimate"][sl] = mu.mean(axis=0)
         out["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
         out["conf_low"][sl], out["conf_high"][sl] = np.quantile(mu, q, axis=0)
-        y = draw_response(fv.family, eta, rng, sigma=sigma, trials=trials)
+        y = fv.fam.draw(eta, rng, sigma=sigma, trials=trials)
         out["pred_low"][sl], out["pred_high"][sl] = np.quantile(y, q, axis=0)
     table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **out}, index=new_df.index)
     table.attrs["ci_prob"] = ci_prob

@@ -34,7 +34,6 @@ import xarray as xr
 from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
-from hierpool.core.families import inverse_link
 from hierpool.core.validate import positive_int, probability
 
 __all__ = ["profile", "expected_and_predicted"]
@@ -86,8 +85,8 @@ def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.n
         if offset is not None:
             eta0 += offset[rows]
         eta1 = eta0 + u[:, sl][:, local]
-        mu0 = np.asarray(inverse_link(view.family, eta0))
-        mu1 = np.asarray(inverse_link(view.family, eta1))
+        mu0 = np.asarray(view.fam.inverse_link(eta0))
+        mu1 = np.asarray(view.fam.inverse_link(eta1))
         if trials is not None:
             mu0, mu1 = mu0 * trials[rows], mu1 * trials[rows]
         bounds = starts[sl.start:sl.stop] - starts[sl.start]
@@ -97,7 +96,7 @@ def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.n
         ex = np.zeros((keep.size, sl.stop - sl.start))
         pr = np.zeros_like(ex)
         ex[:, nonempty], pr[:, nonempty] = e, p
-        if view.family == "gaussian":
+        if view.fam.link_name == "identity":  # means, not totals: differences of response units
             ex, pr = ex / np.maximum(n_rows[sl], 1), pr / np.maximum(n_rows[sl], 1)
         expected[:, sl], predicted[:, sl] = ex, pr
     return expected, predicted, view.groups
@@ -153,7 +152,7 @@ def profile(
     view = as_fit(dt)
     expected, predicted, groups = expected_and_predicted(dt, max_draws=max_draws)
     n = view.group_n.values.astype(np.int64)
-    gaussian = view.family == "gaussian"
+    gaussian = view.fam.link_name == "identity"
     raw = view.raw_mean.values.astype(float)
     denom = view.const[N.GROUP_DENOM].values.astype(float) if N.GROUP_DENOM in view.const else n.astype(float)
     observed = raw if gaussian else raw * denom  # group mean (gaussian) or total events / counts

@@ -27,7 +27,7 @@ from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
-from hierpool.core.families import inverse_link
+from hierpool.core.quadrature import group_modes
 from hierpool.core.validate import positive_finite, positive_int, probability
 from hierpool.inference.predictive import design_from_constant
 
@@ -69,22 +69,18 @@ def _sigma(view: FitView) -> np.ndarray:
 
 
 def _within_variance(view: FitView, mean_response: np.ndarray, group_slice: slice) -> np.ndarray:
-    """Variance of a group's information about its own effect, on the link scale, per sample and group.
+    """Variance of a group's information about its own effect, on the link scale, per sample and group
+    (:meth:`hierpool.core.families.Family.within_variance`).
 
     gaussian: sigma^2 / n_j. bernoulli/binomial: 1 / (D_j p (1 - p)), the inverse Fisher information of the
     logit of a group with D_j trials (rows for bernoulli, summed trials for binomial) at its fitted rate p.
     poisson: 1 / (D_j mu), D_j the rows or summed exposure and mu the fitted rate per unit.
     """
-    if view.family == "gaussian":
-        n = view.group_n.values[group_slice].astype(float)
-        return _sigma(view)[:, None] ** 2 / n[None, :]
-    denom = view.const[N.GROUP_DENOM].values[group_slice].astype(float)[None, :]
-    if view.family in ("bernoulli", "binomial"):
-        info = denom * mean_response * (1.0 - mean_response)
-    else:
-        info = denom * mean_response
-    with np.errstate(divide="ignore"):
-        return 1.0 / info
+    fam = view.fam
+    sigma = _sigma(view)[:, None] if fam.has_sigma else None
+    return fam.within_variance(view.const[N.GROUP_DENOM].values[group_slice].astype(float)[None, :],
+                               mean_response, sigma=sigma,
+                               n=view.group_n.values[group_slice].astype(float)[None, :])
 
 
 def _quantiles(vals: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +92,8 @@ def _quantiles(vals: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray
 def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
     """Posterior mean of ``tau^2 / (tau^2 + sigma^2 / n_j)``: one value per distinct group size."""
     sizes, inverse = np.unique(view.group_n.values.astype(float), return_inverse=True)
-    s2 = _sigma(view)[:, None] ** 2
-    rho_k = np.mean(tau_sq[:, None] / (tau_sq[:, None] + s2 / sizes[None, :]), axis=0)
+    v = view.fam.within_variance(None, None, sigma=_sigma(view)[:, None], n=sizes[None, :])
+    rho_k = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
     return rho_k[inverse.reshape(-1)]
 
 
@@ -165,26 +161,26 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     ci_prob = probability("ci_prob", ci_prob)
     view = as_fit(dt)
     S, J = _n_samples(view), view.n_groups
+    fam = view.fam
     iac = _flat(view.intercept_at_center())  # (S,)
-    overall = float(np.mean(inverse_link(view.family, iac)))
+    overall = float(np.mean(fam.inverse_link(iac)))
     tau_sq = _tau_sq(view)
     ge = view.post[N.GROUP_EFFECT]
     cols = {k: np.empty(J) for k in ("estimate", "std_error", "conf_low", "conf_high", "rho")}
-    mat = view.group_effect_matrix() if view.family == "gaussian" else None
+    # gaussian (identity link, rho from n_j only): one compiled pass over the draws in place, no chunk copies
+    mat = view.group_effect_matrix() if fam.has_sigma else None
     if mat is not None:
-        # one compiled pass over the draws in place (rho depends on n_j only): no chunk copies
         lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
         mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
         cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)
     for sl in (() if mat is not None else config.slices(J, S)):
-        mu = inverse_link(view.family, iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
+        mu = fam.inverse_link(iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
         cols["estimate"][sl] = mu.mean(axis=0)
         cols["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
         cols["conf_low"][sl], cols["conf_high"][sl] = _quantiles(mu, ci_prob)
-        if view.family != "gaussian":  # gaussian: rho depends on n_j only (below)
-            v = _within_variance(view, mu, sl)
-            cols["rho"][sl] = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
-    if view.family == "gaussian":
+        v = _within_variance(view, mu, sl)
+        cols["rho"][sl] = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
+    if mat is not None:
         cols["rho"] = _gaussian_rho(view, tau_sq)
     raw = view.raw_mean.values.astype(float)
     diff = raw - overall
@@ -203,14 +199,14 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     })
     out.attrs.update(ci_prob=ci_prob, overall=overall, family=view.family, variant=view.variant,
                      tau=float(np.median(np.sqrt(tau_sq))),
-                     sigma=float(np.median(_sigma(view))) if view.family == "gaussian" else None)
+                     sigma=float(np.median(_sigma(view))) if fam.has_sigma else None)
     return out
 
 
 # ------------------------------------------------------------------------------------------------------
 def _n_rows_for_software(view: FitView) -> tuple[float, str]:
     """N of the glmnet/scikit-learn objectives: rows, or for binomial the trials (one row per trial)."""
-    if view.family == "binomial":
+    if view.fam.uses_trials:
         trials = view.const[N.TRIALS] if N.TRIALS in view.const else view.const[N.GROUP_DENOM]
         return float(trials.values.sum()), "N = total trials (one row per trial)"
     if N.OBS in view.const.sizes:
@@ -286,32 +282,15 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     with np.errstate(divide="ignore"):
         lam = 1.0 / tau_sq
     n_rows, n_note = _n_rows_for_software(view)
-    rows = [("lam", lam, "1 / tau^2 (hierpool: prior precision of a group effect)")]
-    if view.family == "gaussian":
+    sig2, s_y = None, np.nan
+    if view.fam.has_sigma:
         sig2 = _sigma(view) ** 2
         if "observed_data" in view.dt.children:
             s_y = float(np.std(view.y.values))
         else:  # a fit of sufficient statistics: the reduction recorded sd(y) (NaN if nothing did)
             s_y = float(view.settings.get("data", {}).get("y_sd", np.nan))
-        rows += [
-            ("alpha_sklearn", sig2 * lam, "sigma^2 / tau^2 (scikit-learn Ridge alpha, on the RSS)"),
-            ("lambda_glmnet", s_y * sig2 * lam / n_rows,
-             f"s_y * sigma^2 / (N * tau^2) (glmnet alpha=0, standardize=FALSE; s_y = 1/N sd(y) = {s_y:.6g}, "
-             f"{n_note} = {n_rows:g})"),
-        ]
-    elif view.family in ("bernoulli", "binomial"):
-        with np.errstate(divide="ignore"):
-            rows += [
-                ("alpha_sklearn", lam, "1 / tau^2 (penalty on the summed log-loss)"),
-                ("C_sklearn", tau_sq, "tau^2 (scikit-learn LogisticRegression C)"),
-                ("lambda_glmnet", lam / n_rows, f"1 / (N * tau^2) (glmnet alpha=0; {n_note} = {n_rows:g})"),
-            ]
-    else:
-        rows += [
-            ("alpha_sklearn", lam / n_rows,
-             f"1 / (N * tau^2) (scikit-learn PoissonRegressor alpha, mean deviance; {n_note} = {n_rows:g})"),
-            ("lambda_glmnet", lam / n_rows, f"1 / (N * tau^2) (glmnet alpha=0; {n_note} = {n_rows:g})"),
-        ]
+    rows = [("lam", lam, "1 / tau^2 (hierpool: prior precision of a group effect)")]
+    rows += view.fam.ridge_units(lam, tau_sq, n_rows, n_note, sigma_sq=sig2, s_y=s_y)
     recs = []
     for units, draws, formula in rows:
         lo, hi = _quantiles(np.asarray(draws, dtype=float)[:, None], ci_prob)
@@ -342,44 +321,6 @@ def _fixed_part(view: FitView):
     return eta0, iac, np.asarray(gidx.values, dtype=np.int64), m
 
 
-def _neg_loglik_parts(family, y, eta, m):
-    """Per-row negative log-likelihood (up to constants), its derivative and curvature in eta."""
-    if family == "poisson":
-        mu = np.exp(eta)
-        return mu - y * eta, mu - y, mu
-    mm = 1.0 if m is None else m
-    p = 1.0 / (1.0 + np.exp(-eta))
-    return mm * np.logaddexp(0.0, eta) - y * eta, mm * p - y, mm * p * (1.0 - p)
-
-
-def _penalized_modes(family, y, eta0, gidx, m, J, lam, u0, tol=1e-10, max_iter=100):
-    """argmin_u sum_rows nll(y, eta0 + u[g]) + lam/2 u^2 for every group at once (damped Newton)."""
-    u = u0.copy()
-
-    def objective(u_):
-        f, _, _ = _neg_loglik_parts(family, y, eta0 + u_[gidx], m)
-        return np.bincount(gidx, weights=f, minlength=J) + 0.5 * lam * u_**2
-
-    f0 = objective(u)
-    for _ in range(max_iter):
-        _, g_row, h_row = _neg_loglik_parts(family, y, eta0 + u[gidx], m)
-        g = np.bincount(gidx, weights=g_row, minlength=J) + lam * u
-        h = np.bincount(gidx, weights=h_row, minlength=J) + lam
-        step = -g / h
-        t = np.ones(J)
-        for _ in range(60):  # backtracking (Armijo) per group; the objective is strictly convex
-            cand = u + t * step
-            f1 = objective(cand)
-            bad = f1 > f0 + 1e-4 * t * g * step + 1e-12 * np.abs(f0)
-            if not bad.any():
-                break
-            t = np.where(bad, 0.5 * t, t)
-        u, f0 = cand, f1
-        if np.max(np.abs(t * step)) < tol:
-            break
-    return u
-
-
 def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     """Each group's estimate as a ridge penalty on its effect runs from 0 (raw mean) to infinity (overall).
 
@@ -387,13 +328,16 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     effects are the penalized estimates with the fixed part (intercept, ``beta`` and, gaussian,
     ``sigma``) held at its posterior mean:
 
-    - gaussian, exact and without sampling: ``u_j(lam) = sum_i r_ij / (n_j + sigma^2 lam)``, with
-      ``r = y - intercept - X beta`` the residuals of the group's rows. This is the ridge solution with
-      the fixed effects held fixed, and also the conditional posterior mean of the random intercepts
-      given ``tau = 1/sqrt(lam)`` and the fixed part (so at ``lam = 1/tau^2`` it equals the BLUP);
-    - other families: the penalized mode ``argmin_u -loglik_j(u) + lam/2 u^2`` of each group, found by
-      damped Newton steps vectorized over groups (the effects are independent given the fixed part): the
-      solution of a ridge logistic/Poisson regression on the one-hot dummies with an offset.
+    the penalized mode ``argmin_u -loglik_j(u) + lam/2 u^2`` of each group
+    (:func:`hierpool.core.quadrature.group_modes`: Newton steps vectorized over groups, the effects being
+    independent given the fixed part), the solution of a ridge regression on the one-hot dummies with the
+    fixed part as an offset:
+
+    - gaussian: exact after one step, ``u_j(lam) = sum_i r_ij / (n_j + sigma^2 lam)`` with
+      ``r = y - intercept - X beta`` the residuals of the group's rows; also the conditional posterior
+      mean of the random intercepts given ``tau = 1/sqrt(lam)`` and the fixed part (so at
+      ``lam = 1/tau^2`` it equals the BLUP);
+    - other families: a ridge logistic/Poisson regression with an offset.
 
     The estimate is reported on the natural scale at the average predictor values,
     ``inverse_link(intercept_at_center + u_j)``. As ``lam -> 0`` it tends to the raw mean (without
@@ -446,20 +390,16 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
             positive_finite("lams", float(v))
         lam_grid = np.unique(lam_grid)
     J = view.n_groups
+    fam = view.fam
     eta0, iac, gidx, m = _fixed_part(view)
     y = np.asarray(view.y.values, dtype=float)
+    sigma = float(_sigma(view).mean()) if fam.has_sigma else None
     est = np.empty((J, lam_grid.size))
-    if view.family == "gaussian":
-        sig2 = float(_sigma(view).mean()) ** 2
-        r_sum = np.bincount(gidx, weights=y - eta0, minlength=J)
-        n = view.group_n.values.astype(float)
-        est[:] = iac + r_sum[:, None] / (n[:, None] + sig2 * lam_grid[None, :])
-    else:
-        u = np.zeros(J)
-        for k in np.argsort(lam_grid)[::-1]:  # large lam first: warm starts move outward from 0
-            u = _penalized_modes(view.family, y, eta0, gidx, m, J, lam_grid[k], u)
-            est[:, k] = inverse_link(view.family, iac + u)
-    attrs["overall"] = float(inverse_link(view.family, iac))
+    u = np.zeros((1, J))
+    for k in np.argsort(lam_grid)[::-1]:  # large lam first: warm starts move outward from 0
+        u, _ = group_modes(fam, y, eta0, gidx, J, lam_grid[k], sigma=sigma, trials=m, u0=u)
+        est[:, k] = fam.inverse_link(iac + u[0])
+    attrs["overall"] = float(fam.inverse_link(iac))
     out = pd.DataFrame({
         "group": np.repeat(view.groups.to_numpy(), lam_grid.size),
         "lam": np.tile(lam_grid, J),

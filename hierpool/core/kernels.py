@@ -26,6 +26,12 @@ numpy definitions exactly) with algorithms chosen for this shape:
 
 numba (a dependency of PyTensor, hence of PyMC) compiles each kernel on first use and caches it on disk
 (``cache=True``), so only the first call in a fresh environment pays the compilation.
+
+The family formulas (inverse links, log-likelihoods) are written here again as literals, selected by
+integer codes (``_LINKS``, ``_FAMILY_CODES``): compiled code cannot call the
+:class:`~hierpool.core.families.Family` objects. These literal branches are the only copies of the family
+formulas outside :mod:`hierpool.core.families` (and the binomial pattern kernel of
+:mod:`hierpool.core.quadrature`); tests hold them equal to the Family's to 1e-12 for all four families.
 """
 
 from __future__ import annotations
@@ -554,8 +560,8 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     """log p(y_i | draw s) for every draw and row, shape (draws, rows), written once without temporaries.
 
     ``eta = intercept_s + X_i . beta_s + group_effect_s[group_idx_i] + offset_i``; the densities are those
-    of :func:`hierpool.inference.predictive.log_likelihood` (gaussian with ``sigma_s``, bernoulli, binomial with
-    ``trials`` and its binomial coefficient, poisson with ``-log(y!)``). ``group_effect`` (draws x groups)
+    of :meth:`hierpool.core.families.Family.log_likelihood` written as literals (gaussian with ``sigma_s``,
+    bernoulli, binomial with ``trials`` and its binomial coefficient, poisson with ``-log(y!)``). ``group_effect`` (draws x groups)
     is read in place, float32 or float64.
     """
     from scipy.special import gammaln

@@ -147,16 +147,18 @@ def simulate(
         Trials per row (binomial).
     seed : int, optional
     """
+    from hierpool.core.families import FAMILIES, get_family
     from hierpool.core.validate import one_of
 
-    one_of("family", family, ("gaussian", "bernoulli", "binomial", "poisson"))
+    one_of("family", family, FAMILIES)
+    fam = get_family(family)
     rng = np.random.default_rng(seed)
     sizes = _group_sizes(n_groups, group_sizes, rng)
     labels = np.array([f"g{j}" for j in range(n_groups)], dtype=object)
     gidx = np.repeat(np.arange(n_groups), sizes)
     n = gidx.size
     if intercept is None:
-        intercept = -1.0 if family in ("bernoulli", "binomial") else 0.0
+        intercept = -1.0 if fam.binomial_type else 0.0
     if beta is None:
         base = [0.5, -0.3, 0.2, 0.0, 0.4]
         beta = [base[k % len(base)] for k in range(n_predictors)]
@@ -167,20 +169,16 @@ def simulate(
     df = pd.DataFrame({"group": labels[gidx]})
     for k in range(n_predictors):
         df[f"x{k + 1}"] = X[:, k]
-    if family == "gaussian":
-        y = eta + rng.normal(0.0, sigma, size=n)
-    elif family == "bernoulli":
-        y = rng.binomial(1, expit(eta))
-    elif family == "binomial":
-        y = rng.binomial(trials, expit(eta))
+    y = fam.draw(eta, rng, sigma=sigma, trials=np.full(n, trials) if fam.uses_trials else None)
+    if fam.integer_response:
+        y = y.astype(np.int64)
+    if fam.uses_trials:
         df["trials"] = trials
-    else:
-        y = rng.poisson(np.exp(eta))
     df.insert(0, "y", y)
     df["true_group_effect"] = u[gidx]
     df.attrs["truth"] = {
         "intercept": float(intercept), "beta": beta.tolist(), "tau": float(tau),
-        "sigma": float(sigma) if family == "gaussian" else None,
+        "sigma": float(sigma) if fam.has_sigma else None,
         "group_effect": dict(zip(labels.tolist(), u.tolist(), strict=True)),
     }
     return df

@@ -10,13 +10,18 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from hierpool.core.families import link
+from hierpool.core.families import Family, get_family
 from hierpool.data.stats import CountPatterns, GaussianStats, count_patterns, gaussian_stats
 
 
 class GroupedBase:
     """What :class:`GroupedData` (rows) and :class:`hierpool.data.GroupedStats` (sufficient statistics)
     share: sizes and the data scales that the default priors use."""
+
+    @property
+    def fam(self) -> Family:
+        """The response :class:`~hierpool.core.families.Family`."""
+        return get_family(self.family)
 
     @property
     def n_groups(self) -> int:
@@ -34,14 +39,12 @@ class GroupedBase:
     @property
     def y_location(self) -> float:
         """The overall mean on the linear-predictor scale: the center of the default intercept prior."""
-        return float(link(self.family, self.overall_mean))
+        return float(self.fam.link(self.overall_mean))
 
     @property
     def y_scale(self) -> float:
         """The scale of the linear predictor used by default priors: sd(y) for gaussian, 1 otherwise."""
-        if self.family != "gaussian":
-            return 1.0
-        return self.y_sd if self.y_sd > 0 else 1.0
+        return self.fam.prior_scale(self.y_sd)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,12 +77,7 @@ class GroupedData(GroupedBase):
     def __post_init__(self):
         J = len(self.groups)
         n = np.bincount(self.group_idx, minlength=J).astype(np.int64)
-        if self.family == "binomial":
-            denom = np.bincount(self.group_idx, weights=self.trials, minlength=J)
-        elif self.family == "poisson" and self.exposure is not None:
-            denom = np.bincount(self.group_idx, weights=self.exposure, minlength=J)
-        else:
-            denom = n.astype(float)
+        denom = np.bincount(self.group_idx, weights=self.row_sizes, minlength=J)
         sums = np.bincount(self.group_idx, weights=self.y, minlength=J)
         object.__setattr__(self, "group_n", n)
         object.__setattr__(self, "group_denominator", denom)
@@ -114,6 +112,11 @@ class GroupedData(GroupedBase):
     def Xs(self) -> np.ndarray:
         """The predictors centered and scaled as the models see them: ``(X - x_center) / x_scale``."""
         return (self.X - self.x_center) / self.x_scale
+
+    @property
+    def row_sizes(self) -> np.ndarray:
+        """What each row adds to its group's denominator: 1, its trials, or its exposure."""
+        return self.fam.row_size(self.y.shape[0], trials=self.trials, exposure=self.exposure)
 
     @property
     def log_offset(self) -> np.ndarray | None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hierpool.core import names as N
-from hierpool.core.families import check_support
+from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedData
 from hierpool.data.terms import (
@@ -83,6 +83,7 @@ def prepare(
             f"df must be a pandas DataFrame, a Dask DataFrame or a path to Parquet/CSV files; got {type(df).__name__}."
         )
     one_of("family", family, N.FAMILIES)
+    fam = get_family(family)
     if len(df) == 0:
         raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
     for arg, val in (("y", y), ("group", group)):
@@ -107,12 +108,11 @@ def prepare(
 
     # response ---------------------------------------------------------------------------------------
     ys = df[y]
-    if family == "bernoulli" and pd.api.types.is_bool_dtype(ys):
+    if fam.accepts_bool and pd.api.types.is_bool_dtype(ys):
         yv = ys.to_numpy(dtype=float)
     elif not pd.api.types.is_numeric_dtype(ys) or pd.api.types.is_bool_dtype(ys):
         raise TypeError(
-            f"y={y!r} must be numeric for family={family!r}; got dtype {ys.dtype}."
-            + (" Encode the outcome as 0/1." if family == "bernoulli" else "")
+            f"y={y!r} must be numeric for family={family!r}; got dtype {ys.dtype}." + fam.response_hint()
         )
     else:
         yv = ys.to_numpy(dtype=float)
@@ -120,13 +120,8 @@ def prepare(
 
     # trials / exposure --------------------------------------------------------------------------------
     tv = ev = None
-    if trials is not None and family != "binomial":
-        raise ValueError(f"trials={trials!r} is only used with family='binomial' (got family={family!r}).")
-    if exposure is not None and family != "poisson":
-        raise ValueError(f"exposure={exposure!r} is only used with family='poisson' (got family={family!r}).")
-    if family == "binomial":
-        if trials is None:
-            raise ValueError("family='binomial' needs trials=: a column of trial counts or one integer.")
+    fam.check_arguments(trials, exposure)
+    if fam.uses_trials:
         if isinstance(trials, Integral) and not isinstance(trials, bool):
             if trials < 1:
                 raise ValueError(f"trials={trials!r} must be an integer >= 1.")
@@ -141,7 +136,7 @@ def prepare(
                 raise ValueError(f"trials={trials!r} must hold integers >= 1.")
         else:
             raise TypeError(f"trials must be a column name or an integer; got {trials!r}.")
-    if family == "poisson" and exposure is not None:
+    if exposure is not None:
         if not isinstance(exposure, str):
             raise TypeError(f"exposure must be a column name; got {exposure!r}.")
         require_columns(df, "exposure", [exposure])
@@ -151,7 +146,7 @@ def prepare(
         check_finite(ev, "exposure", exposure, df.index)
         if (ev <= 0).any():
             raise ValueError(f"exposure={exposure!r} must be positive; found {int((ev <= 0).sum())} rows <= 0.")
-    check_support(family, yv, y, tv)
+    fam.check_support(yv, y, tv)
 
     # groups -----------------------------------------------------------------------------------------
     gs = df[group]

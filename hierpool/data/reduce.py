@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hierpool.core import names as N
-from hierpool.core.families import check_support
+from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
 from hierpool.data.stats import CountPatterns, GaussianStats
@@ -84,7 +84,8 @@ def _partition_stats(pdf: pd.DataFrame, y: str, group: str, terms: list[dict], f
     g = pdf[group].to_numpy()
     yv = pdf[y].to_numpy(dtype=float)
     X = design_matrix(pdf, terms, context="predictors")
-    if family == "gaussian":
+    fam = get_family(family)
+    if fam.has_sigma:  # gaussian: group sums and cross-products
         Xk, yk = X - shift_x, yv - shift_y
         frame = pd.DataFrame(np.column_stack([np.ones_like(yk), yk, Xk]))
         frame.insert(0, "g", g)
@@ -95,16 +96,19 @@ def _partition_stats(pdf: pd.DataFrame, y: str, group: str, terms: list[dict], f
         cols[f"x{k}"] = X[:, k]
     frame = pd.DataFrame(cols)
     frame["y"] = yv
-    if family == "bernoulli":
-        frame["trials"] = 1.0
-    elif family == "binomial":
-        frame["trials"] = (np.full(len(pdf), float(trials)) if not isinstance(trials, str)
-                           else pdf[trials].to_numpy(dtype=float))
-    if exposure is not None:
-        frame["exposure"] = pdf[exposure].to_numpy(dtype=float)
+    frame["size"] = _row_sizes(pdf, fam, trials, exposure)  # trials (bernoulli: 1) or exposure (default 1)
     frame["rows"] = 1.0
     keys = ["g"] + [f"x{k}" for k in range(X.shape[1])]
     return {"cells": frame.groupby(keys, sort=False).sum().reset_index()}
+
+
+def _row_sizes(pdf: pd.DataFrame, fam, trials, exposure) -> np.ndarray:
+    """Each row's size (:meth:`hierpool.core.families.Family.row_size`) read from a partition."""
+    tv = None
+    if trials is not None:
+        tv = pdf[trials].to_numpy(dtype=float) if isinstance(trials, str) else np.full(len(pdf), float(trials))
+    ev = None if exposure is None else pdf[exposure].to_numpy(dtype=float)
+    return fam.row_size(len(pdf), trials=tv, exposure=ev)
 
 
 def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -> pd.DataFrame:
@@ -114,10 +118,9 @@ def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -
     out["y_bad"] = int((~np.isfinite(yv)).sum())
     out["group_na"] = int(pdf[group].isna().sum())
     try:
-        tv = None
-        if family == "binomial":
-            tv = np.full(len(pdf), float(trials)) if not isinstance(trials, str) else pdf[trials].to_numpy(dtype=float)
-        check_support(family, yv[np.isfinite(yv)], y, None if tv is None else tv[np.isfinite(yv)])
+        fam = get_family(family)
+        tv = _row_sizes(pdf, fam, trials, None) if fam.uses_trials else None
+        fam.check_support(yv[np.isfinite(yv)], y, None if tv is None else tv[np.isfinite(yv)])
         out["support"] = ""
     except ValueError as err:
         out["support"] = str(err)
@@ -136,6 +139,7 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     >>> gs = hp.prepare("episodes/*.parquet", y="los", group="member_id", predictors=["age"])  # doctest: +SKIP
     """
     one_of("family", family, N.FAMILIES)
+    get_family(family).check_arguments(trials, exposure)
     predictors = predictor_list(predictors)
     if len(predictors) != len(set(predictors)):
         raise ValueError(f"predictors lists a column more than once: {predictors}.")
@@ -163,12 +167,6 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     for role, col in (("y", y), ("group", group)):
         if col in predictors:
             raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
-    if family == "binomial" and trials is None:
-        raise ValueError("family='binomial' needs trials=: a column of trial counts or one integer.")
-    if family != "binomial" and trials is not None:
-        raise ValueError(f"trials={trials!r} is only used with family='binomial' (got family={family!r}).")
-    if family != "poisson" and exposure is not None:
-        raise ValueError(f"exposure={exposure!r} is only used with family='poisson' (got family={family!r}).")
     import dask
 
     parts = ddf.to_delayed()
@@ -214,7 +212,8 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     # pass 2: sums
     shift_x = np.zeros(P)
     shift_y = 0.0
-    if family == "gaussian":
+    gaussian = get_family(family).has_sigma  # reduced to gaussian statistics, else to count cells
+    if gaussian:
         head = (frame.head(1000, npartitions=-1) if is_dask else frame.iloc[:1000])
         shift_x = design_matrix(head, terms).mean(axis=0) if P else shift_x
         shift_y = float(head[y].mean())
@@ -224,7 +223,7 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     else:
         results = [_partition_stats(parts[0], y, group, terms, family, trials, exposure, shift_x, shift_y)]
 
-    if family == "gaussian":
+    if gaussian:
         sums = pd.concat([r["sums"] for r in results]).groupby(level=0, sort=False).sum().reindex(labels)
         arr = sums.to_numpy()
         n = arr[:, 0]
@@ -278,11 +277,9 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     J = len(labels)
     group_n = np.bincount(gidx, weights=rows, minlength=J)
     ysum = np.bincount(gidx, weights=cells["y"].to_numpy(), minlength=J)
-    trials_c = cells["trials"].to_numpy() if "trials" in cells else None
-    exposure_c = (cells["exposure"].to_numpy() if "exposure" in cells
-                  else rows.astype(float) if family == "poisson" else None)  # unit exposure per row
-    denom = (np.bincount(gidx, weights=trials_c, minlength=J) if trials_c is not None and family == "binomial"
-             else np.bincount(gidx, weights=exposure_c, minlength=J) if exposure is not None else group_n)
+    size_c = cells["size"].to_numpy(dtype=float)
+    trials_c, exposure_c = get_family(family).cell_sizes(size_c)
+    denom = np.bincount(gidx, weights=size_c, minlength=J)
     cp = CountPatterns(group_idx=gidx.astype(np.int64), Xs=(Xc - mean_x) / scale if P else Xc,
                        y=cells["y"].to_numpy(dtype=float), trials=trials_c, exposure=exposure_c, row_cell=None)
     return GroupedStats(family=family, groups=labels, group_n=group_n.astype(np.int64), group_denominator=denom,

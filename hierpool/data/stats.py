@@ -103,14 +103,8 @@ def count_patterns(gd: GroupedData, y: np.ndarray | None = None) -> CountPattern
     inverse = inverse.reshape(-1)
     M = first.shape[0]
     ysum = np.bincount(inverse, weights=y, minlength=M)
-    trials = None
-    if gd.family == "bernoulli":
-        trials = np.bincount(inverse, minlength=M).astype(float)
-    elif gd.family == "binomial":
-        trials = np.bincount(inverse, weights=gd.trials, minlength=M)
-    exposure = None
-    if gd.family == "poisson":  # a cell of r rows with unit exposure has exposure r: Poisson(r * rate)
-        exposure = np.bincount(inverse, weights=gd.exposure, minlength=M).astype(float)
+    # a cell's trials (bernoulli: its rows) or exposure (poisson without exposure=: its rows, Poisson(r * rate))
+    trials, exposure = gd.fam.cell_sizes(np.bincount(inverse, weights=gd.row_sizes, minlength=M).astype(float))
     Xs = gd.Xs[first]
     return CountPatterns(group_idx=gd.group_idx[first], Xs=Xs, y=ysum, trials=trials, exposure=exposure,
                          row_cell=inverse)

@@ -1,15 +1,15 @@
-"""Linear predictor, pointwise log-likelihood and response draws computed from a fit's DataTree alone.
+"""The linear predictor and the design of the training rows, computed from a fit's DataTree alone.
 
 Works through the names of :mod:`hierpool.core.names`, so it serves a fit of any variant, freshly sampled or
 loaded from disk, without the PyMC model. Used by :func:`hierpool.fit` (the stored log-likelihood) and by
-the analysis layer (predictions, posterior predictive checks, cross-validation).
+the analysis layer (predictions, posterior predictive checks, cross-validation); the densities and
+response draws are the family's (:mod:`hierpool.core.families`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln
 
 from hierpool.core import names as N
 
@@ -30,32 +30,6 @@ def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=N
     if offset is not None:
         eta = eta + offset
     return eta
-
-
-def log_likelihood(family: str, y, eta, sigma=None, trials=None):
-    """Pointwise log density of ``y`` given the linear predictor (numpy or xarray, broadcasting)."""
-    if family == "gaussian":
-        z = (y - eta) / sigma
-        return -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
-    if family == "bernoulli":
-        return y * eta - np.logaddexp(0.0, eta)
-    if family == "binomial":
-        const = gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)
-        return const + y * eta - trials * np.logaddexp(0.0, eta)
-    if family == "poisson":
-        return y * eta - np.exp(eta) - gammaln(y + 1)
-    raise ValueError(f"unknown family {family!r}")
-
-
-def draw_response(family: str, eta: np.ndarray, rng: np.random.Generator, sigma=None, trials=None):
-    """Draw responses given a linear predictor array (numpy)."""
-    if family == "gaussian":
-        return rng.normal(eta, sigma)
-    if family == "bernoulli":
-        return rng.binomial(1, 1.0 / (1.0 + np.exp(-eta))).astype(float)
-    if family == "binomial":
-        return rng.binomial(trials.astype(np.int64), 1.0 / (1.0 + np.exp(-eta))).astype(float)
-    return rng.poisson(np.exp(eta)).astype(float)
 
 
 def design_from_constant(const: xr.Dataset):

@@ -14,6 +14,7 @@ import xarray as xr
 from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
+from hierpool.core.families import get_family
 from hierpool.core.validate import one_of, positive_int
 from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
@@ -102,7 +103,7 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     X, gidx, offset, trials = design_from_constant(const)
     C, D = post.sizes["chain"], post.sizes["draw"]
     beta = post[N.BETA].transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values if X is not None and N.BETA in post else None
-    sigma = post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values if family == "gaussian" else None
+    sigma = post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values if get_family(family).has_sigma else None
     ll = K.pointwise_loglik(
         family, post[N.INTERCEPT].transpose(*N.SAMPLE_DIMS).values, beta,
         post[N.GROUP_EFFECT].transpose(*N.SAMPLE_DIMS, N.GROUP).values.reshape(C * D, -1), sigma, y.values,

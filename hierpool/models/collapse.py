@@ -73,7 +73,7 @@ def group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
 
 def can_integrate(gd) -> bool:
     """Binomial-type data without predictors whose patterns are few enough (hierpool.models.integrated)."""
-    if gd.family not in ("bernoulli", "binomial") or gd.n_predictors:
+    if not gd.fam.binomial_type or gd.n_predictors:
         return False
     return integrated.n_patterns(group_totals(gd)[1]) <= integrated.MAX_PATTERNS
 
@@ -105,12 +105,12 @@ def resolve_collapse(gd: GroupedData, collapse) -> str | None:
         if collapse is False:
             raise ValueError("collapse=False needs the rows; data reduced to sufficient statistics (GroupedStats) "
                              "is always fitted with the exact collapsed likelihood.")
-        if gd.family == "gaussian":
+        if gd.fam.has_sigma:
             return "gaussian"
         return "integrated" if collapse == "auto" and not isinstance(collapse, bool) and can_integrate(gd) else "counts"
     if collapse is False:
         return None
-    if gd.family == "gaussian":
+    if gd.fam.has_sigma:  # gaussian random intercepts integrate out in closed form
         return "gaussian"
     if collapse is True:
         return "counts"

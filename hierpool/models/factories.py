@@ -47,7 +47,7 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
     kinds = {"intercept": "real", "beta": "real", "tau": "positive", "tau_sq": "positive",
              "sigma": "positive", "sigma_sq": "positive"}
     out = {k: kinds[k] for k in keys}
-    if gd.family != "gaussian":
+    if not gd.fam.has_sigma:
         out.pop("sigma", None)
         out.pop("sigma_sq", None)
     if gd.n_predictors == 0:
@@ -166,13 +166,8 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
     if offset is not None:
         eta = eta + offset
-    if gd.family == "gaussian":
-        return pm.Normal(N.Y, mu=eta, sigma=_sigma(gd, priors, used), observed=y_obs, dims=dims)
-    if gd.family == "bernoulli" and collapse is None:
-        return pm.Bernoulli(N.Y, logit_p=eta, observed=y_obs, dims=dims)
-    if gd.family in ("bernoulli", "binomial"):
-        return pm.Binomial(N.Y, n=trials, logit_p=eta, observed=y_obs, dims=dims)
-    return pm.Poisson(N.Y, mu=pt.exp(eta), observed=y_obs, dims=dims)
+    sigma = _sigma(gd, priors, used) if gd.fam.has_sigma else None
+    return gd.fam.pymc_likelihood(N.Y, eta, y_obs, dims, sigma=sigma, trials=trials)
 
 
 def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, collapse: str | None, used: dict,
@@ -330,7 +325,7 @@ def ridge_fixed_effects(
     lam = positive_finite("lam", lam)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
-    width = 100.0 if gd.family == "gaussian" else 10.0
+    width = gd.fam.fixed_effect_prior_width
     how = resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:

@@ -11,9 +11,10 @@ enters only through how many groups show each pattern. So the sampler sees the i
 parameters, whatever the number of groups), and each gradient costs O(patterns x nodes).
 
 The integral is computed by adaptive Gauss-Hermite quadrature (as ``glmer(nAGQ = q)`` does per group):
-centred at the conditional mode of ``u`` (twelve Newton steps safeguarded by bisection, from the
-empirical-logit normal approximation) and scaled by the curvature there, with :data:`N_NODES` nodes. Tests compare it with
-``scipy.integrate.quad`` over a grid of intercepts, taus and patterns (relative error below 1e-8).
+centred at the conditional mode of ``u`` and scaled by the curvature there, with :data:`N_NODES` nodes,
+by the one quadrature module, :mod:`hierpool.core.quadrature` (its compiled pattern kernel in the Op, its
+general numpy routine as the reference). Tests compare it with ``scipy.integrate.quad`` over a grid of
+intercepts, taus and patterns.
 This is the one collapse in hierpool that is numerical rather than algebraic; its error is far below
 Monte Carlo error, and SBC checks the whole fit.
 
@@ -37,20 +38,17 @@ from pytensor.gradient import disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+from scipy.special import gammaln
 
 from hierpool.core import kernels as K
+from hierpool.core import quadrature as Q
 
 __all__ = ["Patterns", "patterns", "marginal_logp", "draw_group_effects", "N_NODES", "MAX_PATTERNS"]
 
-#: Gauss-Hermite nodes of the adaptive quadrature.
-N_NODES = 60
+#: Gauss-Hermite nodes of the adaptive quadrature (compiled pattern kernel of hierpool.core.quadrature).
+N_NODES = Q.N_NODES
 #: ``collapse="auto"`` integrates the group effects out only up to this many patterns.
 MAX_PATTERNS = 2000
-_NEWTON_STEPS = 6
-
-_GH_X, _GH_W = np.polynomial.hermite.hermgauss(N_NODES)
-_GH_LOGW = np.log(_GH_W) + _GH_X**2  # weights of the integrand divided by exp(-x^2)
-_NODES = np.sqrt(2.0) * _GH_X
 
 
 @dataclass(frozen=True)
@@ -86,110 +84,23 @@ def marginal_logp(k, n, a, tau, lib=pt):
     """log p(k | n, a, tau) per pattern, without the binomial coefficient (a constant of the data).
 
     ``lib`` is pytensor.tensor (in a model: the compiled :class:`IntegratedLogml` Op, with its gradient)
-    or numpy (the same algorithm written with array operations: the reference the tests check the Op
-    against); ``k``, ``n`` arrays of patterns, ``a`` and ``tau`` scalars (or, with numpy, arrays
-    broadcasting against the patterns).
+    or numpy (:func:`hierpool.core.quadrature.log_marginal` with the binomial family's formulas, each
+    pattern a group of one row: the reference the tests check the Op against); ``k``, ``n`` arrays of
+    patterns, ``a`` and ``tau`` scalars (or, with numpy, arrays broadcasting against the patterns).
     """
     if lib is pt:
         return IntegratedLogml()(k, n, a, tau)
-    k, n, a, tau = (np.asarray(v, dtype=float) for v in (k, n, a, tau))
-    t2 = tau**2
-    # The mode solves F(u) = k - n sigmoid(a + u) - u / tau^2 = 0, F decreasing, root inside
-    # (tau^2 (k - n), tau^2 k). Newton steps safeguarded by bisection of that bracket (fixed count).
-    lo, hi = t2 * (k - n), t2 * k
-    p_hat = (k + 0.5) / (n + 1.0)  # start: the normal approximation at the empirical logit
-    w_hat = n * p_hat * (1.0 - p_hat)
-    u = w_hat * (np.log(p_hat) - np.log1p(-p_hat) - a) / (w_hat + 1.0 / t2)
-    for _ in range(_NEWTON_STEPS):
-        s = 1.0 / (1.0 + np.exp(-(a + u)))
-        F = k - n * s - u / t2
-        lo, hi = np.where(F > 0, u, lo), np.where(F > 0, hi, u)
-        newton = u + F / (n * s * (1.0 - s) + 1.0 / t2)
-        u = np.where((newton >= lo) & (newton <= hi), newton, 0.5 * (lo + hi))
-    s = 1.0 / (1.0 + np.exp(-(a + u)))
-    scale = 1.0 / np.sqrt(n * s * (1.0 - s) + 1.0 / t2)
-    nodes = u[..., None] + scale[..., None] * _NODES
-    eta = a[..., None] + nodes
-    log_f = (k[..., None] * eta - n[..., None] * np.logaddexp(0.0, eta) - nodes**2 / (2.0 * t2[..., None])
-             - 0.5 * np.log(2.0 * np.pi * t2[..., None]) + _GH_LOGW)
-    top = log_f.max(axis=-1, keepdims=True)
-    return top[..., 0] + np.log(np.exp(log_f - top).sum(axis=-1)) + np.log(np.sqrt(2.0) * scale)
+    k, n, a, tau = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, n, a, tau)))
+    shape = k.shape
+    k, n, a, tau = (v.reshape(1, -1) for v in (k, n, a, tau))  # one sample, every pattern its own group
+    log_ml = Q.log_marginal("binomial", k[0], a, np.arange(k.shape[1]), k.shape[1], tau, trials=n[0],
+                            n_nodes=N_NODES)
+    log_coef = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    return (log_ml - log_coef).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------------------------
 # the compiled log-likelihood and its gradient (a PyTensor Op with a numba implementation)
-@njit(cache=True)
-def _mode(k, n, a, t2, steps, tol):
-    """Conditional mode of u for pattern (k, n): Newton safeguarded by bisection, as in :func:`marginal_logp`.
-
-    ``steps`` iterations at most; stops early once a step moves u by less than ``tol * (1 + |u|)``
-    (a negative ``tol`` runs exactly ``steps``, as the quadrature does).
-    """
-    lo, hi = t2 * (k - n), t2 * k
-    p_hat = (k + 0.5) / (n + 1.0)
-    w_hat = n * p_hat * (1.0 - p_hat)
-    u = w_hat * (np.log(p_hat) - np.log1p(-p_hat) - a) / (w_hat + 1.0 / t2)
-    for _ in range(steps):
-        s = 1.0 / (1.0 + np.exp(-(a + u)))
-        F = k - n * s - u / t2
-        if F > 0:
-            lo = u
-        else:
-            hi = u
-        newton = u + F / (n * s * (1.0 - s) + 1.0 / t2)
-        new = newton if lo <= newton <= hi else 0.5 * (lo + hi)
-        if abs(new - u) < tol * (1.0 + abs(u)):
-            return new
-        u = new
-    return u
-
-
-@njit(cache=True)
-def _loglik(k, n, eta):
-    """k * eta - n * log(1 + exp(eta)), stable."""
-    return k * eta - n * K._log1p_exp(eta)
-
-
-@njit(cache=True)
-def _logml(k, n, a, tau, want_grad):
-    """Per pattern: log marginal likelihood and (if ``want_grad``) its derivatives in ``a`` and ``tau``.
-
-    The same steps as :func:`marginal_logp`; the derivatives are those of the quadrature sum at fixed
-    nodes (softmax-weighted derivatives of the log integrand).
-    """
-    P = k.shape[0]
-    M = _NODES.shape[0]
-    t2 = tau * tau
-    out, ga, gt = np.empty(P), np.zeros(P), np.zeros(P)
-    h, d_a, d_t = np.empty(M), np.empty(M), np.empty(M)
-    log_norm = 0.5 * np.log(2.0 * np.pi * t2)
-    for p in range(P):
-        kp, n_p = k[p], n[p]
-        u = _mode(kp, n_p, a, t2, _NEWTON_STEPS, -1.0)
-        s = 1.0 / (1.0 + np.exp(-(a + u)))
-        scale = 1.0 / np.sqrt(n_p * s * (1.0 - s) + 1.0 / t2)
-        top = -np.inf
-        for i in range(M):
-            v = u + scale * _NODES[i]
-            eta = a + v
-            h[i] = _loglik(kp, n_p, eta) - v * v / (2.0 * t2) - log_norm + _GH_LOGW[i]
-            top = max(top, h[i])
-            if want_grad:
-                d_a[i] = kp - n_p / (1.0 + np.exp(-eta))
-                d_t[i] = v * v / (t2 * tau) - 1.0 / tau
-        total = sa = st = 0.0
-        for i in range(M):
-            w = np.exp(h[i] - top)
-            total += w
-            if want_grad:
-                sa += w * d_a[i]
-                st += w * d_t[i]
-        out[p] = top + np.log(total) + np.log(np.sqrt(2.0) * scale)
-        if want_grad:
-            ga[p], gt[p] = sa / total, st / total
-    return out, ga, gt
-
-
 class IntegratedLogml(Op):
     """``marginal_logp`` per pattern as one compiled Op: inputs (k, n, a, tau), output (P,)."""
 
@@ -201,7 +112,7 @@ class IntegratedLogml(Op):
 
     def perform(self, node, inputs, outputs):
         k, n, a, tau = inputs
-        outputs[0][0] = _logml(k, n, float(a), float(tau), False)[0]
+        outputs[0][0] = Q.pattern_logml(k, n, float(a), float(tau), False)[0]
 
     def pullback(self, inputs, outputs, output_grads):
         k, n, a, tau = inputs
@@ -223,7 +134,7 @@ class IntegratedLogmlGrad(Op):
 
     def perform(self, node, inputs, outputs):
         k, n, a, tau = inputs
-        _, ga, gt = _logml(k, n, float(a), float(tau), True)
+        _, ga, gt = Q.pattern_logml(k, n, float(a), float(tau), True)
         outputs[0][0], outputs[1][0] = ga, gt
 
 
@@ -231,7 +142,7 @@ class IntegratedLogmlGrad(Op):
 def _numba_logml(op, node=None, **kwargs):
     @numba_njit
     def logml(k, n, a, tau):
-        return _logml(k, n, a.item(), tau.item(), False)[0]
+        return Q.pattern_logml(k, n, a.item(), tau.item(), False)[0]
 
     return logml
 
@@ -240,7 +151,7 @@ def _numba_logml(op, node=None, **kwargs):
 def _numba_logml_grad(op, node=None, **kwargs):
     @numba_njit
     def logml_grad(k, n, a, tau):
-        _, ga, gt = _logml(k, n, a.item(), tau.item(), True)
+        _, ga, gt = Q.pattern_logml(k, n, a.item(), tau.item(), True)
         return ga, gt
 
     return logml_grad
@@ -260,9 +171,9 @@ def _draw_rows(out, r0, seed, a, tau, pk, pn, group_pattern):
         s = r0 + r
         t2 = tau[s] * tau[s]
         for p in range(P):
-            m = _mode(pk[p], pn[p], a[s], t2, 200, 1e-12)
+            m = Q.pattern_mode(pk[p], pn[p], a[s], t2, 200, 1e-12)
             u0[p] = m
-            l0[p] = _loglik(pk[p], pn[p], a[s] + m)
+            l0[p] = Q.pattern_loglik(pk[p], pn[p], a[s] + m)
             g0[p] = pk[p] - pn[p] / (1.0 + np.exp(-(a[s] + m)))
         for j in range(J):
             p = group_pattern[j]
@@ -274,7 +185,7 @@ def _draw_rows(out, r0, seed, a, tau, pk, pn, group_pattern):
                 # squeeze: l'' >= -n/4, so the log acceptance ratio is at least -(n/8) d^2
                 if log_v < -0.125 * pn[p] * d * d:
                     break
-                if log_v < _loglik(pk[p], pn[p], a[s] + u) - l0[p] - g0[p] * d:
+                if log_v < Q.pattern_loglik(pk[p], pn[p], a[s] + u) - l0[p] - g0[p] * d:
                     break
             else:
                 raise RuntimeError("rejection sampler did not accept within 1e6 proposals")
