@@ -580,15 +580,14 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
 
 
 class _Progress:
+    """A ``tqdm.auto`` bar over all chains' iterations (a text bar in a terminal, a widget in Jupyter)."""
+
     def __init__(self, total: int, show: bool):
         self.bar = None
         if show:
-            try:
-                from tqdm.auto import tqdm
+            from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc="Pólya-Gamma Gibbs", unit="it")
-            except ImportError:
-                self.bar = None
+            self.bar = tqdm(total=total, desc="Pólya-Gamma Gibbs", unit="it")
 
     def add(self, n: int):
         if self.bar is not None:
