@@ -43,10 +43,10 @@ seeded from ``random_seed``: the draws depend on the seed only, not on the numbe
 Pólya-Gamma draws come from the ``polyagamma`` package (the one behind PyMC's ``pm.PolyaGamma``), not a
 hand-written sampler, by measurement (``benchmarks/bench_libraries.py``, 2026-11-27, 2-core shared
 machine, CPU seconds, median of 3 interleaved runs): one sweep of 264,130 draws PG(1, eta), eta ~ N(-1, 1.2)
-(the rows of the J = 100k bernoulli benchmark), took 32.5 ms with the hand-written numba Devroye sampler
-this module had, 25.9 ms with polyagamma's C sampler called from numba (0.80x), 25.2 ms through
-``polyagamma.random_polyagamma``; a whole Gibbs run (20,000 groups, 52,874 rows, 3 predictors, 300
-iterations) 2.96 s before, 2.51 s now (0.85x). Same distribution: means of 400k draws within 1.3 MCSE of
+(the rows of the J = 100k bernoulli benchmark), took 32.9 ms with the hand-written numba Devroye sampler
+this module had, 24.9 ms with polyagamma's C sampler called from numba (0.75x), 26.5 ms through
+``polyagamma.random_polyagamma(method="devroye")``; a whole Gibbs run (20,000 groups, 52,874 rows, 3
+predictors, 300 iterations, one chain) 2.99 s before, 2.50 s now (0.83x). Same distribution: means of 400k draws within 1.3 MCSE of
 the exact ``tanh(c/2) / (2c)`` at c = 0, 1.2, 4, two-sample KS p >= 0.2 against the old sampler.
 """
 
