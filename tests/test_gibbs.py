@@ -124,6 +124,18 @@ def test_gibbs_is_reproducible_and_thread_independent(bern_pred):
     np.testing.assert_array_equal(a["posterior"][N.TAU].values, b["posterior"][N.TAU].values)
 
 
+def test_gibbs_progressbar_shows_progress(bern_pred, capsys):
+    """progressbar=True draws a tqdm bar (stderr in a terminal) that reaches chains x (tune + draws)."""
+    pl = gibbs.plan(hp.random_intercepts(bern_pred, collapse=False))
+    gibbs.sample(pl, draws=20, tune=10, chains=2, cores=1, random_seed=1, progressbar=True,
+                 max_group_effect_values=1e6)
+    err = capsys.readouterr().err
+    assert "Pólya-Gamma Gibbs" in err and "60/60" in err, err
+    gibbs.sample(pl, draws=20, tune=10, chains=2, cores=1, random_seed=1, progressbar=False,
+                 max_group_effect_values=1e6)
+    assert "Pólya-Gamma Gibbs" not in capsys.readouterr().err
+
+
 def test_gibbs_thins_group_effects_to_the_budget(bern_pred):
     dt = quiet_fit(hp.random_intercepts(bern_pred, collapse=False), sampler="gibbs", draws=40, tune=10,
                    max_group_effect_values=4 * 10 * 40)

@@ -148,33 +148,21 @@ def test_conditional_draws_reproducible_and_thread_independent(monkeypatch):
     assert not np.array_equal(other, runs[0])
 
 
-def test_ziggurat_standard_normals():
-    """The compiled ziggurat's draws are standard normal: equiprobable-bin chi-square (which would see a
-    wrong layer, wedge or table), the tail beyond the base layer's edge r, and the first four moments,
-    each within its Monte Carlo error at a fixed seed."""
-    from scipy import stats
-
-    n = 4_000_000
-    z = K.standard_normals(np.random.SeedSequence(11), n)
-    edges = stats.norm.ppf(np.linspace(0, 1, 401))
-    counts = np.histogram(z, edges)[0]
-    chi2 = ((counts - n / 400) ** 2 / (n / 400)).sum()
-    assert stats.chi2.sf(chi2, 399) > 1e-4, chi2
-    # beyond r every draw comes from the tail method: how many, and their mean excess over r
-    tail = np.concatenate([np.abs(z[np.abs(z) > K._ZIG_R])] + [
-        np.abs(t[np.abs(t) > K._ZIG_R]) for t in (K.standard_normals(np.random.SeedSequence([11, i]), n)
-                                                  for i in range(4))]) - K._ZIG_R
-    p = 2 * stats.norm.sf(K._ZIG_R)
-    assert abs(tail.size - 5 * n * p) < 4 * np.sqrt(5 * n * p)
-    excess = stats.norm.pdf(K._ZIG_R) / stats.norm.sf(K._ZIG_R) - K._ZIG_R  # E[X - r | X > r]
-    assert abs(tail.mean() - excess) < 4 * tail.std() / np.sqrt(tail.size), (tail.mean(), excess)
-    assert abs(z.mean()) < 4 / np.sqrt(n)
-    assert abs(z.var() - 1) < 4 * np.sqrt(2 / n)
-    assert abs(stats.skew(z)) < 4 * np.sqrt(6 / n)
-    assert abs(stats.kurtosis(z)) < 4 * np.sqrt(24 / n)
-    # reproducible from the seed, different for another
-    np.testing.assert_array_equal(z[:1000], K.standard_normals(np.random.SeedSequence(11), 1000))
-    assert not np.array_equal(z[:1000], K.standard_normals(np.random.SeedSequence(12), 1000))
+def test_conditional_draws_are_numpys_generator_stream():
+    """With mean factor 0 and sd 1 the kernel writes numpy's ``Generator.standard_normal`` stream of each
+    block's child seed exactly (numba runs numpy's algorithm on numpy's bit generator), and float32
+    output is that stream rounded."""
+    S, J = 6, 50_000
+    args = dict(ybar=np.zeros(J), xbar=np.zeros((J, 0)), size_idx=np.zeros(J, np.int64), a=np.zeros(S),
+                b=np.zeros((S, 0)), c=np.zeros((S, 1)), sd=np.ones((S, 1)))
+    out = np.empty((S, J))
+    K.gaussian_conditional_draws(out, np.random.SeedSequence(11), **args, block_values=2 * J)
+    children = np.random.SeedSequence(11).spawn(3)  # blocks of 2 rows
+    want = np.concatenate([np.random.Generator(np.random.PCG64(ch)).standard_normal((2, J)) for ch in children])
+    np.testing.assert_array_equal(out, want)
+    out32 = np.empty((S, J), np.float32)
+    K.gaussian_conditional_draws(out32, np.random.SeedSequence(11), **args, block_values=2 * J)
+    np.testing.assert_array_equal(out32, want.astype(np.float32))
 
 
 def test_conditional_draws_have_the_stated_normal():

@@ -352,22 +352,38 @@ def ppc(
 
 
 # ------------------------------------------------------------------------------------------------------
-def _kde(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density of ``x`` on ``grid`` with Silverman's bandwidth."""
-    n = x.shape[0]
-    spread = min(x.std(), (np.quantile(x, 0.75) - np.quantile(x, 0.25)) / 1.34) or x.std() or 1.0
-    bw = 0.9 * spread * n ** (-0.2)
-    z = (grid[:, None] - x[None, :]) / bw
-    return np.exp(-0.5 * z**2).sum(axis=1) / (n * bw * np.sqrt(2 * np.pi))
+def _plot_tree(result: PPCResult, n_lines: int, max_rows: int = 5000) -> xr.DataTree:
+    """The DataTree arviz-plots draws from: ``posterior_predictive/y`` and ``observed_data/y``, at most
+    ``max_rows`` rows (a random subset: the distribution of a subsample is enough for a picture), whole
+    numbers as integers (arviz-plots' count plots refuse float data)."""
+    y_obs = result.dt["observed_data"][N.Y]
+    y_rep = result.y_rep
+    n = y_obs.sizes[N.OBS]
+    if n > max_rows:
+        keep = np.sort(np.random.default_rng(0).choice(n, max_rows, replace=False))
+        y_obs, y_rep = y_obs.isel({N.OBS: keep}), y_rep.isel({N.OBS: keep})
+    if result.family == "gaussian":  # the density panel overlays n_lines replicated data sets
+        per_chain = max(1, -(-n_lines // y_rep.sizes["chain"]))
+        pick = np.unique(np.linspace(0, y_rep.sizes["draw"] - 1, per_chain).round().astype(int))
+        y_rep = y_rep.isel(draw=pick)
+    else:
+        y_obs, y_rep = y_obs.astype(np.int64), y_rep.astype(np.int64)
+    return xr.DataTree.from_dict({"posterior_predictive": xr.Dataset({N.Y: y_rep.drop_vars(N.OBS, errors="ignore")}),
+                                  "observed_data": xr.Dataset({N.Y: y_obs.drop_vars(N.OBS, errors="ignore")})})
 
 
 def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int = 50, *, figsize=(11, 5.5)):
     """Plot a :class:`PPCResult`: y against replicated data sets, and four statistics' T(y_rep) vs T(y).
 
-    The left panel overlays the distribution of the observed response (black) on ``n_lines`` replicated
-    data sets (blue): density histograms for gaussian, the proportion of rows at each value with the
-    replicated 90% range for counts and 0/1 data. The four panels on the right show histograms of the
-    replicated statistics with the observed value marked and the p-value in the title.
+    The left panel is arviz-plots': :func:`arviz_plots.plot_ppc_dist` (densities of ``n_lines``
+    replicated data sets over the observed one) for gaussian, :func:`arviz_plots.plot_ppc_rootogram`
+    (square-root frequencies of each value, replicated mean and 90% interval against the observed) for
+    counts and 0/1 data. The four panels on the right show histograms of the replicated statistics
+    with the observed value marked and the p-value in the title. They stay in matplotlib: they show the
+    statistics :func:`ppc` computed on all ``n_draws`` data sets (the table's p-values), including the
+    group-level ones (max, min and SD of the group means) and ``sd`` with ``ddof=1``, while
+    :func:`arviz_plots.plot_ppc_tstat` recomputes a row-level statistic from the stored replicates only
+    (fewer when ``max_stored`` capped them), so its picture would not match the table.
 
     Parameters
     ----------
@@ -377,7 +393,7 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
         Up to four statistics of ``result.table`` to show; default: flagged ones first, then the family's
         key statistics (gaussian: sd, max, min, sd_group_mean).
     n_lines : int
-        Replicated data sets drawn in the left panel.
+        Replicated data sets drawn in the left panel (gaussian).
 
     Returns
     -------
@@ -389,7 +405,9 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
     >>> fig = ppc_plot(hp.ppc(dt, plot=False))   # doctest: +SKIP
     >>> fig.savefig("ppc.png")                           # doctest: +SKIP
     """
-    import matplotlib.pyplot as plt
+    import warnings
+
+    from arviz_plots import plot_ppc_dist, plot_ppc_rootogram
 
     if not isinstance(result, PPCResult):
         raise TypeError(f"result must be a PPCResult from hp.ppc; got {type(result).__name__}.")
@@ -406,43 +424,22 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
             raise ValueError(f"stats: {bad[0]!r} is not in result.table; available: {available}.")
         stats = stats[:4]
 
-    fig = plt.figure(figsize=figsize, layout="constrained")
+    tree = _plot_tree(result, n_lines)
+    with warnings.catch_warnings():
+        # 0/1 data: a rootogram of two values is the picture wanted here (arviz-plots suggests PAVA,
+        # a calibration plot, which answers another question); few draws per chain after thinning
+        warnings.filterwarnings("ignore", message=".*look binary.*")
+        warnings.filterwarnings("ignore", message=".*chain dimension to be longer.*")
+        if result.family == "gaussian":
+            pc = plot_ppc_dist(tree, var_names=[N.Y], num_samples=n_lines, kind="kde", backend="matplotlib")
+        else:
+            pc = plot_ppc_rootogram(tree, var_names=[N.Y], ci_prob=0.9, backend="matplotlib")
+    fig = pc.viz["figure"].item()
+    fig.set_size_inches(*figsize)
+    ax0 = fig.axes[0]
     gs = fig.add_gridspec(2, 3)
-    ax0 = fig.add_subplot(gs[:, 0])
-    y_obs = result.dt["observed_data"][N.Y].values.astype(float)
-    flat = result.y_rep.values.reshape(-1, y_obs.shape[0])
-    pick = np.linspace(0, flat.shape[0] - 1, min(n_lines, flat.shape[0])).round().astype(int)
-    if y_obs.shape[0] > 5000:  # the distribution of a subsample of rows is enough for a picture
-        keep = np.random.default_rng(0).choice(y_obs.shape[0], 5000, replace=False)
-        y_obs, flat = y_obs[keep], flat[:, keep]
-    flat = flat[pick]
-    if result.family == "gaussian":
-        lo = min(np.quantile(flat, 0.001), y_obs.min())
-        hi = max(np.quantile(flat, 0.999), y_obs.max())
-        xs = np.linspace(lo, hi, 200)
-        for k in range(flat.shape[0]):
-            ax0.plot(xs, _kde(flat[k], xs), color="C0", alpha=0.2, lw=0.8, label="y_rep" if k == 0 else None)
-        ax0.plot(xs, _kde(y_obs, xs), color="k", lw=2, label="y")
-        ax0.set_ylabel("density")
-    else:
-        top = float(max(np.quantile(flat, 0.995), y_obs.max()))
-        bottom = float(min(np.quantile(flat, 0.005), y_obs.min()))
-        step = 1.0 if top - bottom <= 40 else float(np.ceil((top - bottom + 1) / 30))  # bins of whole numbers
-        edges = np.arange(bottom - 0.5, top + 0.5 + step, step)
-        centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-        obs_p = np.histogram(y_obs, edges)[0] / y_obs.shape[0]
-        rep_p = np.stack([np.histogram(r, edges)[0] for r in flat]) / flat.shape[1]
-        mid = rep_p.mean(axis=0)
-        lo, hi = np.quantile(rep_p, [0.05, 0.95], axis=0)
-        ax0.bar(centers, obs_p, width=0.9 * width, color="0.7", edgecolor="k", label="y")
-        # the mean of a skewed bin can fall outside its 5-95% quantiles: clip the bars at the mean
-        ax0.errorbar(centers, mid, yerr=[np.clip(mid - lo, 0, None), np.clip(hi - mid, 0, None)], fmt="o",
-                     color="C0", ms=4,
-                     label="y_rep (mean, 90%)")
-        ax0.set_ylabel("proportion of rows")
-    ax0.set_xlabel("y")
+    ax0.set_subplotspec(gs[:, 0])
     ax0.set_title("observed vs replicated")
-    ax0.legend(frameon=False)
     tab = result.table.set_index("statistic")
     for k, name in enumerate(stats):
         ax = fig.add_subplot(gs[k // 2, 1 + k % 2])

@@ -12,6 +12,15 @@ O(draws). ESS sums the chain autocovariances lag by lag, only as far as Geyer's 
 few lags when chains mix well; the FFT for variables that mix slowly). 10,000 variables of 4 x 1000
 draws: 2.2 s on 2 threads (6.3 s with one FFT per ESS and two sorts). The tests compare them with ArviZ
 to 1e-8.
+
+Kept hand-written rather than calling arviz-stats, by measurement (``benchmarks/bench_libraries.py``,
+2026-11-27, 2-core machine shared with other jobs, load average 7-8, wall seconds): R-hat, bulk and tail
+ESS of (4 chains, 1000 draws, J) AR(1) chains took 21 s here at J = 10,000 (median of 3) and 93 s at
+J = 100,000 (float32 draws), against about 260 s and 840 s for arviz-stats' array functions with
+``rcParams["stats.module"] = "base"`` (timed on 1,000 variables and scaled: they loop over variables in
+Python, one call each) and 780 s and 3,100 s with ``"numba"`` (its numba module replaces quantiles,
+histograms and KDE, not R-hat or ESS, and its quantile ufunc made the tail ESS slower): 9-37x. The numbers
+agree to 3e-11.
 """
 
 from __future__ import annotations
