@@ -77,25 +77,14 @@ def sim_gaussian():
 
 
 @pytest.fixture(scope="session")
-def sim_bernoulli():
-    return hp.datasets.simulate("bernoulli", n_groups=60, n_predictors=1, tau=1.0, seed=12)
-
-
-@pytest.fixture(scope="session")
 def gaussian_fits(sim_gaussian):
-    """The three variants fitted to the same gaussian data (small but converged)."""
+    """The three variants fitted to the same gaussian data (small but converged). MCMC: slow tests only."""
     gd = hp.prepare(sim_gaussian, y="y", group="group", predictors=["x1", "x2"])
     return {
         "random_intercepts": quiet_fit(hp.random_intercepts(gd)),
         "ridge_fixed_effects": quiet_fit(hp.ridge_fixed_effects(gd, lam=1.0)),
         "regularized_hierarchical": quiet_fit(hp.regularized_hierarchical(gd, penalty="horseshoe")),
     }
-
-
-@pytest.fixture(scope="session")
-def bernoulli_fit(sim_bernoulli):
-    gd = hp.prepare(sim_bernoulli, y="y", group="group", predictors=["x1"], family="bernoulli")
-    return quiet_fit(hp.random_intercepts(gd))
 
 
 @pytest.fixture
