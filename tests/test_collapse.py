@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pymc as pm
 import pytest
 from conftest import compare_posteriors, quiet_fit
+from pymc.testing import mock_sample
 from scipy.stats import multivariate_normal
 
 import hierpool as hp
@@ -130,9 +132,11 @@ def test_collapsed_bernoulli_posterior_equals_full():
     compare_posteriors(full, coll, [N.INTERCEPT, N.BETA, N.TAU, N.GROUP_EFFECT])
 
 
-def test_thinning_keeps_group_effects_within_budget(sim_gaussian):
+def test_thinning_keeps_group_effects_within_budget(sim_gaussian, monkeypatch):
+    monkeypatch.setattr(pm, "sample", mock_sample)  # the thinning, not the sampler, is under test: no MCMC
     gd = hp.prepare(sim_gaussian, y="y", group="group")
-    dt = quiet_fit(hp.random_intercepts(gd), draws=100, tune=100, max_group_effect_values=60 * 4 * 25)
+    dt = quiet_fit(hp.random_intercepts(gd), draws=100, tune=100, max_group_effect_values=60 * 4 * 25,
+                   sampler="pymc")
     assert dt.attrs["hierpool_thin"] == 4
     assert dt["posterior"].sizes["draw"] == 25
     assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 25, 60)

@@ -360,24 +360,28 @@ def test_sampling_problems_are_reported():
 
 
 # ---------------------------------------------------------------------------------------------------
-# real (tiny) sampling: reproducibility and storage
+# storage of a fit with the real contract (sampling mocked); reproducibility (real sampling: slow)
 @pytest.fixture(scope="module")
 def tiny_fit(sim_gaussian):
+    """hp.fit's full output (attrs, sample_stats, group effects drawn afterwards) with prior draws for MCMC."""
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        mp.setattr(pm, "sample", mock_sample)
+        warnings.simplefilter("ignore", hp.HierpoolSamplingWarning)
+        return hp.fit(hp.random_intercepts(sim_gaussian, y="y", group="group", predictors=["x1"]),
+                      draws=100, chains=2, random_seed=7, sampler="pymc", progressbar=False)
+
+
+@pytest.mark.slow
+def test_reproducible_from_seed(sim_gaussian):
     from conftest import quiet_fit
 
-    return quiet_fit(hp.random_intercepts(sim_gaussian, y="y", group="group", predictors=["x1"]),
-                     draws=100, tune=100, random_seed=7)
+    def run(seed):
+        return quiet_fit(hp.random_intercepts(sim_gaussian, y="y", group="group", predictors=["x1"]),
+                         draws=100, tune=100, random_seed=seed)
 
-
-def test_reproducible_from_seed(tiny_fit, sim_gaussian):
-    from conftest import quiet_fit
-
-    again = quiet_fit(hp.random_intercepts(sim_gaussian, y="y", group="group", predictors=["x1"]),
-                      draws=100, tune=100, random_seed=7)
-    xr.testing.assert_equal(tiny_fit["posterior"].to_dataset(), again["posterior"].to_dataset())
-    other = quiet_fit(hp.random_intercepts(sim_gaussian, y="y", group="group", predictors=["x1"]),
-                      draws=100, tune=100, random_seed=8)
-    assert not np.allclose(tiny_fit["posterior"][N.TAU].values, other["posterior"][N.TAU].values)
+    first, again, other = run(7), run(7), run(8)
+    xr.testing.assert_equal(first["posterior"].to_dataset(), again["posterior"].to_dataset())
+    assert not np.allclose(first["posterior"][N.TAU].values, other["posterior"][N.TAU].values)
 
 
 def test_save_load_round_trip(tiny_fit, tmp_path):

@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from fake_fits import make_fit, staircase  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.quiver import Quiver  # noqa: E402
-from synthetic_fits import synthetic_fit  # noqa: E402
 
 import hierpool as hp  # noqa: E402
 
@@ -25,7 +25,7 @@ def dt():
     ge = rng.normal(size=(2, 100, J)) * 0.4 + np.linspace(-2, 2, J)
     tau = np.abs(rng.normal(1.0, 0.1, size=(2, 100)))
     sigma = np.abs(rng.normal(1.5, 0.1, size=(2, 100)))
-    return synthetic_fit(ge, 0.5, tau=tau, sigma=sigma)
+    return make_fit(data=staircase(J), group_effect=ge, intercept=0.5, tau=tau, sigma=sigma)
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from fake_fits import make_fit
+from scipy.stats import norm
 
 import hierpool as hp
 from hierpool.analysis.ppc import PPCResult, p_value, ppc_plot
@@ -78,12 +79,23 @@ def test_replicates_follow_the_model_and_are_stored_in_a_copy():
     assert "posterior_predictive" in res.dt.children
     assert res.y_rep.dims == ("chain", "draw", "obs_id")
     assert res.y_rep.sizes["chain"] * res.y_rep.sizes["draw"] == 400
-    flat = res.y_rep.values.reshape(-1)  # 4,800 values
-    assert flat.mean() == pytest.approx(5.0, abs=0.1)
-    assert flat.std() == pytest.approx(2.0, abs=0.06)
+    flat = res.y_rep.values.reshape(-1)  # 4,800 independent Normal(5, 2) values
+    # tolerances: 4.5 standard errors of iid draws, sd / sqrt(n) for the mean and sd / sqrt(2 n) for the
+    # sd (0.13 and 0.092 here); a sigma 5% off (variance 10%) puts the sd 0.098 away
+    n = flat.size
+    assert flat.mean() == pytest.approx(5.0, abs=4.5 * 2.0 / np.sqrt(n))
+    assert flat.std() == pytest.approx(2.0, abs=4.5 * 2.0 / np.sqrt(2 * n))
     tab = res.table.set_index("statistic")
-    assert tab.loc["mean", "rep_mean"] == pytest.approx(5.0, abs=0.1)
-    assert tab.loc["mean", "rep_low"] < 5.0 < tab.loc["mean", "rep_high"]
+    # the replicated mean of 12 rows is Normal(5, 2 / sqrt(12)) per data set: its average over the 400
+    # replicates is within 4.5 sd / sqrt(400) of 5, and its 2.5% and 95% quantiles within 4.5 standard
+    # errors of a sample quantile, sqrt(q (1 - q) / 400) / density at the quantile, of the exact ones
+    m = 12
+    sd_mean = 2.0 / np.sqrt(m)
+    assert tab.loc["mean", "rep_mean"] == pytest.approx(5.0, abs=4.5 * sd_mean / np.sqrt(400))
+    for col, q in (("rep_low", 0.025), ("rep_high", 0.975)):
+        z = norm.ppf(q)
+        se_q = np.sqrt(q * (1 - q) / 400) / norm.pdf(z) * sd_mean
+        assert tab.loc["mean", col] == pytest.approx(5.0 + z * sd_mean, abs=4.5 * se_q)
     # reproducible
     again = hp.ppc(dt, n_draws=400, random_seed=3, plot=False)
     pd.testing.assert_frame_equal(res.table, again.table)
@@ -99,8 +111,11 @@ def test_bernoulli_defaults_and_proportions():
     assert "prop_one" in tab.index and "sd" not in tab.index
     assert tab.loc["prop_zero", "observed"] + tab.loc["prop_one", "observed"] == pytest.approx(1.0)
     assert tab.loc["prop_one", "observed"] == pytest.approx(data["y"].mean())
-    # zero intercept, zero effects: P(y = 1) = 0.5, so the replicated proportion of ones is near 0.5
-    assert tab.loc["prop_one", "rep_mean"] == pytest.approx(0.5, abs=0.03)
+    # zero intercept, zero effects: each replicated row is 1 with probability 0.5, so the proportion of ones
+    # averaged over the replicated data sets (n_rep x 20 independent rows) is within 4.5 standard errors,
+    # sqrt(0.25 / (20 n_rep)), of 0.5
+    n_rep = res.t_rep.sizes["chain"] * res.t_rep.sizes["draw"]
+    assert tab.loc["prop_one", "rep_mean"] == pytest.approx(0.5, abs=4.5 * np.sqrt(0.25 / (20 * n_rep)))
 
 
 def test_plot_result_and_html():
@@ -169,8 +184,11 @@ def test_misspecified_gaussian_is_flagged_and_well_specified_is_not():
     # Student-t(2) noise: the extremes and the kurtosis of the data are beyond what a gaussian replicates
     assert heavy["kurtosis"] < 0.025
     assert heavy["max"] < 0.025 or heavy["min"] > 0.975
-    # gaussian data: none of these is flagged (the values sit well inside (0.1, 0.9) with these seeds)
-    assert normal.between(0.05, 0.95).all(), normal.to_dict()
+    # gaussian data: a posterior predictive p-value of data from the model is at most as spread as a
+    # uniform one, and P(p <= a) <= 2a (Meng 1994, Ann. Statist. 22, thm. 1); both tails of 4 statistics
+    # at a = 0.002 then flag a correct fit with probability at most 4 x 2 x 2a = 3.2%, whatever the seed
+    a = 0.002
+    assert normal.between(a, 1 - a).all(), normal.to_dict()
 
 
 def test_fit_without_rows_is_refused_with_a_reason():

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy.special import expit  # noqa: E402
-from synthetic_fits import synthetic_fit  # noqa: E402
+from fake_fits import frame, make_fit, staircase  # noqa: E402
 
 import hierpool as hp  # noqa: E402
 
@@ -24,7 +24,8 @@ def _bernoulli_fit(seed=0, S=400, J=6, rows=40):
     ge = rng.normal(0, 0.5, (2, S // 2, J))
     a = rng.normal(-0.8, 0.1, (2, S // 2))
     beta = rng.normal([0.5, -0.3], 0.05, (2, S // 2, 2))
-    dt = synthetic_fit(ge, a, family="bernoulli", y=y, group_idx=gidx, X=X, beta=beta)
+    dt = make_fit("bernoulli", data=frame(gidx, y, x1=X[:, 0], x2=X[:, 1]), intercept=a, beta=beta,
+                  group_effect=ge)
     return dt, dict(ge=ge.reshape(S, J), a=a.reshape(S), beta=beta.reshape(S, 2), X=X, gidx=gidx, y=y)
 
 
@@ -63,7 +64,7 @@ def test_chunked_equals_unchunked_and_draw_thinning():
 def test_gaussian_profile_uses_differences():
     rng = np.random.default_rng(3)
     ge = rng.normal(0, 1, (2, 50, 4))
-    dt = synthetic_fit(ge, 2.0, family="gaussian")
+    dt = make_fit("gaussian", data=staircase(4), group_effect=ge, intercept=2.0)
     tab = hp.profile(dt, margin=0.5)
     assert "oe_difference" in tab and tab.attrs["measure"] == "rs_difference"
     np.testing.assert_allclose(tab["estimate"], ge.reshape(100, 4).mean(axis=0), rtol=1e-12)

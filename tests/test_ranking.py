@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from fake_fits import frame, make_fit, staircase
 from scipy.special import expit
-from synthetic_fits import synthetic_fit
 
 import hierpool as hp
 
@@ -41,7 +41,7 @@ def hand_ranks(values: np.ndarray, descending=True) -> np.ndarray:
 
 
 def test_rank_groups_equals_hand_computation(posterior):
-    dt = synthetic_fit(posterior, 0.0)
+    dt = make_fit(data=staircase(6), group_effect=posterior)
     tab = hp.rank_groups(dt, ci_prob=0.8, top_k=2).set_index("group").loc[[f"g{j}" for j in range(6)]]
     r = hand_ranks(posterior)
     np.testing.assert_allclose(tab["rank_mean"], r.mean(0), rtol=1e-12)
@@ -71,7 +71,7 @@ def test_rank_groups_equals_hand_computation(posterior):
 
 
 def test_ascending_ranks_mirror_descending(posterior):
-    dt = synthetic_fit(posterior, 0.0)
+    dt = make_fit(data=staircase(6), group_effect=posterior)
     desc = hp.rank_groups(dt).set_index("group").sort_index()
     asc = hp.rank_groups(dt, descending=False, top_k=1).set_index("group").sort_index()
     np.testing.assert_allclose(asc["rank_mean"], 7 - desc["rank_mean"])
@@ -80,7 +80,7 @@ def test_ascending_ranks_mirror_descending(posterior):
 
 
 def test_chunking_and_thinning(posterior, monkeypatch):
-    dt = synthetic_fit(posterior, 0.0)
+    dt = make_fit(data=staircase(6), group_effect=posterior)
     full = hp.rank_groups(dt, top_k=3)
     with hp.set_options(memory_gb=13 * 12 * 8 / 1e9):  # chunks of 13 values: 2 draws of 6 groups
         pd.testing.assert_frame_equal(hp.rank_groups(dt, top_k=3), full)
@@ -98,7 +98,7 @@ def test_chunking_and_thinning(posterior, monkeypatch):
 
 
 def test_triple_goal_order_and_spread(posterior):
-    dt = synthetic_fit(posterior, 0.0)
+    dt = make_fit(data=staircase(6), group_effect=posterior)
     tab = hp.rank_groups(dt)
     v = posterior.reshape(-1, 6)
     edf = np.sort(v, axis=1).mean(0)  # posterior mean of the order statistics (ISEL EDF)
@@ -123,7 +123,7 @@ def test_triple_goal_differs_from_means_when_shrunk():
     true = rng.normal(size=J)
     post_mean = 0.5 * true  # shrunk halfway
     ge = (post_mean + np.sqrt(0.5) * rng.normal(size=(S, J)))[None]
-    tab = hp.rank_groups(synthetic_fit(ge, 0.0))
+    tab = hp.rank_groups(make_fit(data=staircase(J), group_effect=ge))
     ratio = tab["triple_goal"].std() / tab["estimate"].std()
     # var of the values per draw ~ var(post_mean) + 0.5; ratio of sds ~ sqrt(1 + 0.5 / var(post_mean))
     want = np.sqrt(1 + 0.5 / np.var(ge[0].mean(0), ddof=1))
@@ -135,8 +135,7 @@ def test_by_effect_gives_same_ranks_on_other_scale():
     ge = rng.normal(size=(2, 100, 5)) + np.linspace(-1, 1, 5)
     a = rng.normal(-1.0, 0.3, size=(2, 100))
     gidx = np.repeat(np.arange(5), 2)
-    dt = synthetic_fit(ge, a, family="bernoulli", tau=1.0, sigma=None, y=np.tile([0.0, 1.0], 5),
-                       group_idx=gidx)
+    dt = make_fit("bernoulli", data=frame(gidx, np.tile([0.0, 1.0], 5)), group_effect=ge, intercept=a)
     est = hp.rank_groups(dt, top_k=2).set_index("group").sort_index()
     eff = hp.rank_groups(dt, top_k=2, by="effect").set_index("group").sort_index()
     for col in ("rank_mean", "rank_low", "rank_high", "p_top_k", "p_best"):
@@ -148,7 +147,7 @@ def test_by_effect_gives_same_ranks_on_other_scale():
 
 def test_ties_broken_by_group_order():
     ge = np.zeros((1, 3, 4))
-    tab = hp.rank_groups(synthetic_fit(ge, 0.0), top_k=2).set_index("group").sort_index()
+    tab = hp.rank_groups(make_fit(data=staircase(4), group_effect=ge), top_k=2).set_index("group").sort_index()
     np.testing.assert_array_equal(tab["rank_mean"], [1, 2, 3, 4])
 
 
@@ -172,7 +171,7 @@ def test_rank_groups_on_a_real_fit_recovers_truth():
 
 # ------------------------------------------------------------------------------------------------------
 def test_bad_input(posterior):
-    dt = synthetic_fit(posterior, 0.0)
+    dt = make_fit(data=staircase(6), group_effect=posterior)
     with pytest.raises(ValueError, match="use 0.9, not 90"):
         hp.rank_groups(dt, ci_prob=90)
     for bad in (0, 7, -1):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_fits import synthetic_fit
+from fake_fits import frame, make_fit, staircase
 
 import hierpool as hp
 from hierpool.core import names as N
@@ -19,8 +19,8 @@ def gaussian_fit():
     C, D, J = 4, 250, 6
     tau = rng.uniform(0.5, 1.5, size=(C, D))
     ge = rng.normal(0.0, 0.3, size=(C, D, J)) + np.arange(J) - 2.5
-    dt = synthetic_fit(ge, intercept=rng.normal(2.5, 0.1, size=(C, D)), tau=tau,
-                       sigma=rng.uniform(0.9, 1.1, size=(C, D)))
+    dt = make_fit(data=staircase(J), group_effect=ge, intercept=rng.normal(2.5, 0.1, size=(C, D)), tau=tau,
+                  sigma=rng.uniform(0.9, 1.1, size=(C, D)))
     dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps({
         "divergences": 3, "draws": D, "chains": C, "max_rhat": 1.02, "max_rhat_var": "tau",
         "min_ess_bulk": 150.0, "min_ess_bulk_var": "tau", "min_ess_tail": 210.0, "min_ess_tail_var": "sigma",
@@ -34,7 +34,7 @@ def test_summary_numbers_come_from_the_fit(gaussian_fit):
     s = hp.summarize(gaussian_fit, ci_prob=0.8, head=3)
     post = gaussian_fit["posterior"]
     assert (s.variant, s.family, s.sampler) == ("random_intercepts", "gaussian", "nutpie")
-    # synthetic_fit gives group j (0..5) j + 1 rows: 21 rows in 6 groups
+    # staircase(6) gives group j (0..5) j + 1 rows: 21 rows in 6 groups
     assert (s.n_rows, s.n_groups, s.chains, s.draws) == (21, 6, 4, 250)
     assert s.group_sizes == {"min": 1, "median": 3.5, "max": 6, "share_under_5": pytest.approx(4 / 6)}
     assert list(s.parameters.index) == ["intercept", "tau", "sigma"]
@@ -78,7 +78,8 @@ def test_text_and_html_show_the_headline_and_the_warnings(gaussian_fit):
 
 def test_ridge_fit_has_no_implied_ridge_and_says_so():
     rng = np.random.default_rng(1)
-    dt = synthetic_fit(rng.normal(size=(2, 100, 4)), variant="ridge_fixed_effects", tau=None, lam=4.0)
+    dt = make_fit(variant="ridge_fixed_effects", data=staircase(4), group_effect=rng.normal(size=(2, 100, 4)),
+                  tau=None, lam=4.0)
     s = hp.summarize(dt)
     assert s.implied_ridge is None
     assert s.settings["lam"] == 4.0
@@ -93,8 +94,8 @@ def test_bernoulli_fit_with_predictors():
     gidx = np.repeat(np.arange(5), 4)
     y = rng.integers(0, 2, size=20).astype(float)
     X = rng.normal(size=(20, 2))
-    dt = synthetic_fit(rng.normal(0, 0.5, size=(2, 50, 5)), family="bernoulli", y=y, group_idx=gidx,
-                       X=X, beta=rng.normal(size=(2, 50, 2)), sigma=None)
+    dt = make_fit("bernoulli", data=frame(gidx, y, x=X), group_effect=rng.normal(0, 0.5, size=(2, 50, 5)),
+                  beta=rng.normal(size=(2, 50, 2)))
     s = hp.summarize(dt)
     assert list(s.parameters.index) == ["intercept", "beta[x1]", "beta[x2]", "tau"]
     assert s.predictors == ["x1", "x2"]

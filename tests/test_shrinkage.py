@@ -3,7 +3,7 @@
 Exact checks against closed forms: a gaussian random-intercepts fit with tau and sigma FIXED has a
 normal posterior whose means, sds and shrinkage factors are known, so every column of ``hp.shrinkage``
 is compared with theory to Monte Carlo error (tolerances from the fit's own ESS). Fast checks use
-hand-built DataTrees (``synthetic_fits``).
+hand-built DataTrees (``fake_fits``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from fake_fits import frame, make_fit, staircase
 from scipy import optimize, stats
 from scipy.special import expit
-from synthetic_fits import synthetic_fit
 
 import hierpool as hp
 
@@ -156,7 +156,7 @@ def _gaussian_synthetic(seed=0, C=2, D=150, J=5, **kw):
     a = rng.normal(size=(C, D)) * 0.1 + 0.3
     tau = np.abs(rng.normal(1.0, 0.2, size=(C, D)))
     sigma = np.abs(rng.normal(2.0, 0.3, size=(C, D)))
-    return synthetic_fit(ge, a, tau=tau, sigma=sigma, **kw), ge, a, tau, sigma
+    return make_fit(data=staircase(J), group_effect=ge, intercept=a, tau=tau, sigma=sigma, **kw), ge, a, tau, sigma
 
 
 def test_shrinkage_columns_by_hand():
@@ -188,7 +188,7 @@ def test_shrinkage_chunked_equals_unchunked(monkeypatch):
 def test_pooling_nan_where_raw_equals_overall():
     ge = np.zeros((1, 4, 3))
     ge[..., 0] = 1.0
-    dt = synthetic_fit(ge, 1.0)  # raw means 0, 1, 2; overall = 1
+    dt = make_fit(data=staircase(3), group_effect=ge, intercept=1.0)  # raw means 0, 1, 2; overall = 1
     tab = hp.shrinkage(dt)
     assert np.isnan(tab["pooling"][1]) and tab["pooling"][0] == pytest.approx(2.0)  # overshot: (0 - 2) / (0 - 1)
 
@@ -204,7 +204,8 @@ def test_rho_bernoulli_and_poisson_by_hand():
     trials = np.arange(1, gidx.size + 1, dtype=float)
     for family, tr in (("bernoulli", None), ("binomial", trials), ("poisson", None)):
         yy = np.minimum(y * 3, tr) if tr is not None else y
-        dt = synthetic_fit(ge, a, family=family, tau=tau, sigma=None, y=yy, group_idx=gidx, trials=tr)
+        data = frame(gidx, yy) if tr is None else frame(gidx, yy, n=tr)
+        dt = make_fit(family, data=data, trials=None if tr is None else "n", group_effect=ge, intercept=a, tau=tau)
         eta = (a[..., None] + ge).reshape(-1, J)
         denom = np.bincount(gidx, weights=tr, minlength=J) if tr is not None else np.bincount(gidx)
         if family == "poisson":
@@ -224,7 +225,7 @@ def test_ridge_fit_uses_its_lam():
     rng = np.random.default_rng(5)
     ge = rng.normal(size=(2, 40, 3))
     sigma = np.abs(rng.normal(1.5, 0.1, size=(2, 40)))
-    dt = synthetic_fit(ge, 0.0, variant="ridge_fixed_effects", tau=None, sigma=sigma, lam=4.0)
+    dt = make_fit(variant="ridge_fixed_effects", data=staircase(3), group_effect=ge, tau=None, sigma=sigma, lam=4.0)
     tab = hp.shrinkage(dt)
     s2 = sigma.reshape(-1, 1) ** 2
     np.testing.assert_allclose(tab["rho"], np.mean(0.25 / (0.25 + s2 / np.arange(1, 4)), axis=0))
@@ -253,7 +254,7 @@ def test_with_predictors_by_hand():
     a = rng.normal(0.2, 0.1, size=(C, D))
     beta = rng.normal([0.5, -0.3], 0.05, size=(C, D, 2))
     sigma = np.abs(rng.normal(1.0, 0.1, size=(C, D)))
-    dt = synthetic_fit(ge, a, tau=0.7, sigma=sigma, y=y, group_idx=gidx, X=X, beta=beta)
+    dt = make_fit(data=frame(gidx, y, x=X), group_effect=ge, intercept=a, tau=0.7, sigma=sigma, beta=beta)
     iac = a + beta @ X.mean(0)
     tab = hp.shrinkage(dt)
     np.testing.assert_allclose(tab["estimate"], (iac[..., None] + ge).reshape(-1, J).mean(0))
@@ -285,15 +286,14 @@ def test_implied_ridge_logit_and_poisson_units():
     tau = np.abs(rng.normal(0.8, 0.1, size=(2, 30)))
     gidx = np.repeat(np.arange(3), 2)
     trials = np.full(6, 10.0)
-    dt = synthetic_fit(ge, 0.0, family="binomial", tau=tau, sigma=None, y=np.arange(6.0), group_idx=gidx,
-                       trials=trials)
+    dt = make_fit("binomial", data=frame(gidx, np.arange(6.0), n=trials), trials="n", group_effect=ge, tau=tau)
     tab = hp.implied_ridge(dt).set_index("units")
     assert tab.index.tolist() == ["lam", "alpha_sklearn", "C_sklearn", "lambda_glmnet"]
     t2 = tau.ravel() ** 2
     assert tab.loc["C_sklearn", "estimate"] == pytest.approx(np.median(t2))
     assert tab.loc["alpha_sklearn", "estimate"] == pytest.approx(np.median(1 / t2))
     assert tab.loc["lambda_glmnet", "estimate"] == pytest.approx(np.median(1 / (60 * t2)))  # N = 60 trials
-    dtp = synthetic_fit(ge, 0.0, family="poisson", tau=tau, sigma=None, y=np.arange(6.0), group_idx=gidx)
+    dtp = make_fit("poisson", data=frame(gidx, np.arange(6.0)), group_effect=ge, tau=tau)
     tp = hp.implied_ridge(dtp).set_index("units")
     assert tp.loc["alpha_sklearn", "estimate"] == pytest.approx(np.median(1 / (6 * t2)))  # mean deviance, N = 6
 
@@ -313,8 +313,9 @@ def test_ridge_path_penalized_mode_matches_scalar_optimizer(family):
         y = rng.poisson(2.0, size=gidx.size).astype(float)
         y[gidx == 0] = 0.0
     a = -0.4
-    dt = synthetic_fit(np.zeros((1, 4, J)), a, family=family, tau=0.9, sigma=None, y=y, group_idx=gidx,
-                       trials=trials)
+    data = frame(gidx, y) if trials is None else frame(gidx, y, n=trials)
+    dt = make_fit(family, data=data, trials=None if trials is None else "n", group_effect=np.zeros((1, 4, J)),
+                  intercept=a, tau=0.9)
     lams = [1e-3, 0.1, 1.0, 30.0]
     long = hp.ridge_path(dt, lams=lams)
     path = long.pivot(index="group", columns="lam", values="estimate")
