@@ -106,3 +106,115 @@ def test_import_is_light_and_every_public_name_resolves():
     assert sorted(hierpool.__all__) == sorted([*hierpool._LAZY, "__version__", "get_options", "set_options"])
     for name in hierpool.__all__:
         assert getattr(hierpool, name) is not None, name
+
+
+# fits without MCMC: prior draws of a collapsed gaussian model, completed by hp.from_trace -----------------
+def _prior_fit(df, **kw):
+    import pymc as pm
+
+    model = hp.random_intercepts(df, **kw)
+    keep = [v for v in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA) if v in model.named_vars]
+    prior = pm.sample_prior_predictive(draws=60, model=model, random_seed=1)["prior"].to_dataset()
+    return hp.from_trace(xr.DataTree.from_dict({"posterior": prior[keep]}), model, random_seed=1)
+
+
+@pytest.fixture(scope="module")
+def int_id_fit(episodes):
+    return _prior_fit(episodes, y="y", group="member", predictors=["los"])
+
+
+# 2. predict with ids of another type --------------------------------------------------------------------------
+def test_predict_refuses_ids_of_another_type_and_warns_when_most_rows_are_new(int_id_fit, episodes):
+    new = episodes.head(20).copy()
+    assert not hp.predict(int_id_fit, new)["new_group"].any()
+    new["member"] = new["member"].astype(str)  # str ids against the fit's int ids: nothing would match
+    with pytest.raises(TypeError, match=r"new_df: group column 'member' holds str labels .* the fit's groups are "
+                                        r"number .*astype\(int"):
+        hp.predict(int_id_fit, new)
+    new["member"] = episodes.head(20)["member"].to_numpy() + 1000  # all unseen
+    with pytest.warns(UserWarning, match=r"100% of the rows \(20 of 20\) belong to groups the fit has not seen"):
+        out = hp.predict(int_id_fit, new)
+    assert out["new_group"].all()
+
+
+# 3. a 0/1 outcome without family --------------------------------------------------------------------------
+def test_binary_outcome_without_family_is_refused(episodes):
+    df = episodes.assign(readmitted=(episodes["y"] > 0).astype(int))
+    with pytest.raises(ValueError, match="y='readmitted' holds only 0 and 1 and no family was given: pass "
+                                         "family='bernoulli'"):
+        hp.prepare(df, y="readmitted", group="member")
+    with pytest.raises(ValueError, match="no family was given"):
+        hp.random_intercepts(df, y="readmitted", group="member")
+    assert hp.prepare(df, y="readmitted", group="member", family="gaussian").family == "gaussian"  # on purpose
+    assert hp.prepare(df, y="readmitted", group="member", family="bernoulli").family == "bernoulli"
+
+
+# 4. the CLI's top_k ------------------------------------------------------------------------------------------
+def test_cli_refuses_top_k_beyond_the_number_of_groups():
+    from hierpool.workflow import run
+    from hierpool.workflow.spec import SpecError, parse_spec
+
+    spec = parse_spec({"data": {"simulate": "grouped", "parameters": {"n_groups": 12, "seed": 1},
+                                "response": "y", "group": "group", "family": "gaussian"},
+                       "variants": {"ri": {"kind": "random_intercepts"}}, "output": {"top_k": 50}})
+    with pytest.raises(SpecError, match=r"\[output\] top_k = 50 exceeds the number of groups in the data \(12\)"):
+        run.check(spec)
+
+
+# 5. target_accept out of range, and R-hat of chains that never met --------------------------------------
+def test_target_accept_is_checked_before_sampling(int_id_fit, episodes):
+    model = hp.random_intercepts(episodes, y="y", group="member")
+    with pytest.raises(ValueError, match=r"target_accept must be in the open interval \(0, 1\); got 1.5"):
+        hp.fit(model, target_accept=1.5)
+    from hierpool.inference.diagnostics import _fmt_rhat
+
+    assert _fmt_rhat(1.0123) == "1.012" and _fmt_rhat(1e308).startswith("> 100")
+
+
+# 6. more folds than groups -------------------------------------------------------------------------------------
+def test_cross_validate_refuses_more_folds_than_groups_before_fitting():
+    df = hp.datasets.simulate_gaussian(n_groups=25, seed=2)
+    with pytest.raises(ValueError, match=r"folds=100 exceeds the number of groups \(25\) for by='group'"):
+        hp.cross_validate(hp.random_intercepts, df, folds=100, by="group", y="y", group="group")
+    with pytest.raises(TypeError, match="pass the DataFrame you gave hp.prepare"):
+        hp.cross_validate(hp.random_intercepts, hp.prepare(df, y="y", group="group"), y="y", group="group")
+
+
+# 7. pooling outside [0, 1] ------------------------------------------------------------------------------------
+def test_pooling_is_a_fraction_or_nan(int_id_fit):
+    tab = hp.shrinkage(int_id_fit)
+    p = tab["pooling"].dropna()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert tab.attrs["pooling_undefined"] == int(tab["pooling"].isna().sum())
+
+
+# 8. group ids a fit cannot store ------------------------------------------------------------------------------
+def test_group_ids_beyond_64_bits_and_objects_are_refused_before_fitting(episodes):
+    df = episodes.copy()
+    df["member"] = pd.Series([2**70 + int(m) for m in df["member"]], dtype=object)
+    with pytest.raises(ValueError, match=r"group='member' has integer labels beyond 64 bits.*astype\(str\)"):
+        hp.prepare(df, y="y", group="member")
+    df["member"] = pd.Series([(int(m), 1) for m in episodes["member"]], dtype=object)
+    with pytest.raises(TypeError, match="holds labels of type tuple"):
+        hp.prepare(df, y="y", group="member")
+
+
+# 9. ppc statistics that can vary --------------------------------------------------------------------------------
+def test_ppc_of_one_row_bernoulli_groups_uses_statistics_that_vary():
+    from fake_fits import frame, make_fit
+
+    rng = np.random.default_rng(4)
+    gidx = np.concatenate([np.arange(40), np.repeat(np.arange(40, 50), 6)])  # 40 one-row members
+    y = rng.binomial(1, 0.3, gidx.size).astype(float)
+    dt = make_fit("bernoulli", data=frame(gidx, y), intercept=-0.8, group_effect=np.zeros(50), jitter=0.3)
+    res = hp.ppc(dt, n_draws=200, plot=False, random_seed=1)
+    stats = set(res.table["statistic"])
+    assert {"groups_all_zero", "groups_all_one"} <= stats
+    assert not {"max_group_mean", "min_group_mean"} & stats
+    assert res.t_rep["groups_all_one"].std() > 0  # it varies across replicates
+
+
+# regularized_hierarchical without predictors ----------------------------------------------------------------
+def test_regularized_without_predictors_says_what_it_is(episodes):
+    with pytest.warns(UserWarning, match="without predictors: there is no coefficient to penalize"):
+        hp.regularized_hierarchical(episodes, y="y", group="member")

@@ -243,7 +243,7 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
         group's first row), ``group``, ``n_rows`` and ``elpd_i``; rows first, then groups.
     """
     fv = as_fit(dt)
-    rows = new_rows(fv, test_df, arg="test_df")
+    rows = new_rows(fv, test_df, arg="test_df", warn_new=False)
     y = _response(fv, test_df, "test_df")
     d = flat_draws(fv)
     S = d.S
@@ -371,6 +371,9 @@ def fold_ids(groups: np.ndarray, folds: int, by: str, rng: np.random.Generator) 
     G = len(uniq)
     out = np.full(codes.shape[0], -1, dtype=np.int64)
     if by == "group":
+        if folds > G:  # some folds would hold no group: refused before any model is fitted
+            raise ValueError(f"folds={folds} exceeds the number of groups ({G}) for by='group'; each fold holds "
+                             f"out whole groups, so folds <= {G} (folds={G} is leave-one-group-out).")
         if G - -(-G // folds) < 2:
             raise ValueError(
                 f"by='group' with folds={folds} needs more groups: with {G} groups a training set would keep "
@@ -503,7 +506,10 @@ def cross_validate(
     if not callable(factory):
         raise TypeError(f"factory must be a model factory (e.g. hp.random_intercepts) or a dict of them; got {factory!r}.")
     if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}.")
+        hint = (" cross-validation splits the rows and prepares each training set anew, so pass the DataFrame "
+                "you gave hp.prepare together with its keywords (y=, group=, predictors=, family=, ...)."
+                if type(data).__name__ in ("GroupedData", "GroupedStats") else "")
+        raise TypeError(f"data must be a pandas DataFrame; got {type(data).__name__}.{hint}")
     folds = positive_int("folds", folds, 2)
     one_of("by", by, ("row", "group"))
     n_nodes = positive_int("n_nodes", n_nodes)

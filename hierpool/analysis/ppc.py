@@ -24,6 +24,7 @@ from scipy import sparse
 from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
+from hierpool.core.families import get_family
 from hierpool.core.validate import positive_int, probability
 from hierpool.inference.predictive import design_from_constant, linear_predictor
 
@@ -43,6 +44,8 @@ STATISTICS = {
     "max_group_mean": "largest group mean",
     "min_group_mean": "smallest group mean",
     "sd_group_mean": "standard deviation of the group means (between-group spread)",
+    "groups_all_zero": "share of groups whose rows are all 0 (bernoulli, binomial, poisson)",
+    "groups_all_one": "share of groups whose rows are all successes (bernoulli, binomial)",
 }
 
 _DEFAULTS = {
@@ -56,7 +59,7 @@ _DEFAULTS = {
 
 _KEY = {
     "gaussian": ["sd", "max", "min", "sd_group_mean"],
-    "bernoulli": ["mean", "max_group_mean", "min_group_mean", "sd_group_mean"],
+    "bernoulli": ["mean", "max_group_mean", "min_group_mean", "groups_all_zero", "groups_all_one", "sd_group_mean"],
     "binomial": ["sd", "max", "prop_zero", "sd_group_mean"],
     "poisson": ["sd", "max", "prop_zero", "sd_group_mean"],
 }
@@ -150,7 +153,13 @@ _FUNCS: dict[str, Callable] = {
     "max_group_mean": lambda y, c: c.group_means(y).max(axis=-1),
     "min_group_mean": lambda y, c: c.group_means(y).min(axis=-1),
     "sd_group_mean": lambda y, c: c.group_means(y).std(axis=-1, ddof=1),
+    "groups_all_zero": lambda y, c: (c.group_means(y) == 0.0).mean(axis=-1),
+    "groups_all_one": lambda y, c: (c.group_means(y) == 1.0).mean(axis=-1),
 }
+
+#: Groups this small make the extreme group means of 0/1 data sit at 0 and 1 in every replicate: the
+#: defaults then check the shares of all-0 and all-1 groups instead (they vary, and test the spread).
+_SMALL_GROUP_DENOM = 5
 
 
 def _resolve_stats(stats, family: str) -> dict[str, Callable]:
@@ -266,7 +275,9 @@ def ppc(
         ``skewness``, ``kurtosis``, ``prop_zero``, ``prop_one``, ``max_group_mean``, ``min_group_mean``,
         ``sd_group_mean``) or ``{name: function}`` with functions mapping an array of responses
         ``(draws, rows)`` to ``(draws,)``. Default by family: mean, sd, min, max, the proportion of zeros
-        (counts) or zeros and ones (bernoulli), and the max, min and SD of the group means.
+        (counts) or zeros and ones (bernoulli), and the max, min and SD of the group means. For 0/1 data
+        with groups of fewer than 5 trials the max and min group means are 1 and 0 in every replicate, so
+        the shares of all-0 and all-1 groups replace them.
     n_draws : int
         Number of replicated data sets (posterior draws thinned evenly within each chain). They are drawn
         and summarized in chunks of the memory budget's working size (:mod:`hierpool.core.config`), so the statistics of all ``n_draws`` data sets cost
@@ -303,6 +314,10 @@ def ppc(
     if not isinstance(plot, bool):
         raise TypeError(f"plot must be True or False; got {plot!r}.")
     funcs = _resolve_stats(stats, fv.family)
+    if stats is None and fv.fam.binomial_type and float(fv.const[N.GROUP_DENOM].min()) < _SMALL_GROUP_DENOM:
+        funcs.pop("max_group_mean", None)
+        funcs.pop("min_group_mean", None)
+        funcs.update(groups_all_zero=_FUNCS["groups_all_zero"], groups_all_one=_FUNCS["groups_all_one"])
     if "observed_data" not in dt.children or N.Y not in dt["observed_data"]:
         raise ValueError(
             "dt has no observed_data/y: posterior predictive checks compare replicated rows with the observed "
@@ -362,7 +377,7 @@ def _plot_tree(result: PPCResult, n_lines: int, max_rows: int = 5000) -> xr.Data
     if n > max_rows:
         keep = np.sort(np.random.default_rng(0).choice(n, max_rows, replace=False))
         y_obs, y_rep = y_obs.isel({N.OBS: keep}), y_rep.isel({N.OBS: keep})
-    if result.family == "gaussian":  # the density panel overlays n_lines replicated data sets
+    if get_family(result.family).has_sigma:  # continuous: the density panel overlays n_lines data sets
         per_chain = max(1, -(-n_lines // y_rep.sizes["chain"]))
         pick = np.unique(np.linspace(0, y_rep.sizes["draw"] - 1, per_chain).round().astype(int))
         y_rep = y_rep.isel(draw=pick)
@@ -430,7 +445,7 @@ def ppc_plot(result: PPCResult, stats: Sequence[str] | None = None, n_lines: int
         # a calibration plot, which answers another question); few draws per chain after thinning
         warnings.filterwarnings("ignore", message=".*look binary.*")
         warnings.filterwarnings("ignore", message=".*chain dimension to be longer.*")
-        if result.family == "gaussian":
+        if get_family(result.family).has_sigma:  # a continuous response: densities; counts: a rootogram
             pc = plot_ppc_dist(tree, var_names=[N.Y], num_samples=n_lines, kind="kde", backend="matplotlib")
         else:
             pc = plot_ppc_rootogram(tree, var_names=[N.Y], ci_prob=0.9, backend="matplotlib")

@@ -83,8 +83,38 @@ def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> 
     return v
 
 
-def new_rows(fv: FitView, new_df, arg: str = "new_df") -> NewRows:
-    """Check ``new_df`` against the fit's data recipe and code it like the training data."""
+#: ``hp.predict`` warns when at least this share of the rows belongs to groups the fit has not seen.
+NEW_GROUP_WARN_SHARE = 0.5
+
+
+def _label_kind(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "bool"
+    if isinstance(v, (Integral, float, np.floating)):
+        return "number"
+    return type(v).__name__
+
+
+def _check_label_kinds(known: pd.Index, labels: np.ndarray, arg: str, group: str) -> None:
+    """Refuse group labels of another kind than the fit's (str ids against int ids would match nothing,
+    and every row would silently become a new group). Numbers match numbers by value (3 == 3.0)."""
+    fit_kinds = {_label_kind(v) for v in known[:1000]}
+    new_kinds = {_label_kind(v) for v in pd.unique(labels)[:1000]}
+    if not new_kinds <= fit_kinds:
+        odd = next(v for v in labels if _label_kind(v) not in fit_kinds)
+        raise TypeError(
+            f"{arg}: group column {group!r} holds {type(odd).__name__} labels (e.g. {odd!r}) but the fit's groups "
+            f"are {', '.join(sorted(fit_kinds))} (e.g. {known[0]!r}); no row would match a known group. Convert "
+            f"the column to the fit's type first (e.g. {arg}[{group!r}].astype({type(known[0]).__name__}))."
+        )
+
+
+def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) -> NewRows:
+    """Check ``new_df`` against the fit's data recipe and code it like the training data.
+
+    ``warn_new``: warn when most rows belong to groups the fit has not seen (off where that is the design,
+    as in cross-validation over groups).
+    """
     if not isinstance(new_df, pd.DataFrame):
         raise TypeError(f"{arg} must be a pandas DataFrame; got {type(new_df).__name__}.")
     spec = _data_spec(fv)
@@ -114,7 +144,15 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df") -> NewRows:
     X = design_matrix(new_df, terms, context=arg)
     labels = gs.to_numpy(dtype=object)
     known = pd.Index(fv.groups.to_numpy(), dtype=object)
+    _check_label_kinds(known, labels, arg, group)
     known_idx = known.get_indexer(pd.Index(labels, dtype=object))
+    share_new = float((known_idx < 0).mean())
+    if warn_new and share_new >= NEW_GROUP_WARN_SHARE:
+        warnings.warn(
+            f"{arg}: {share_new:.0%} of the rows ({int((known_idx < 0).sum())} of {len(labels)}) belong to groups "
+            f"the fit has not seen; they are predicted as new groups (the population's effect, sd tau). If "
+            f"they are members the fit knows, check that {group!r} holds the same ids as in the training data.",
+            UserWarning, stacklevel=4)
     if (known_idx == -1).any() and not known.is_unique:  # pragma: no cover - fits always have unique groups
         raise ValueError("the fit's group labels are not unique.")
     new_code = np.full(len(labels), -1, dtype=np.int64)

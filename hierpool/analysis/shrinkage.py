@@ -121,9 +121,12 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
           scale;
         - ``pooling``: the fraction of the way from the raw mean to the overall mean that the estimate
           moved, ``(raw_mean - estimate) / (raw_mean - overall)``, with ``overall`` the posterior mean of
-          the mean response of an average group (group effect 0). 0 = no pooling, 1 = complete pooling;
-          values outside [0, 1] mean the estimate overshot or moved away. It is NaN where
-          ``raw_mean == overall`` and unstable where the two are close (the denominator is near 0);
+          the mean response of an average group (group effect 0). 0 = no pooling, 1 = complete pooling.
+          It is reported only where it is such a fraction: NaN where ``|raw_mean - overall|`` is below the
+          estimate's posterior sd (the denominator is noise) or where the ratio falls outside [0, 1] (the
+          estimate overshot or moved away: with predictors, the move includes the predictors'
+          adjustment of an unadjusted raw mean). ``attrs["pooling_undefined"]`` counts those rows;
+          ``rho`` below is defined for every group;
         - ``rho``: the theoretical weight on the group's own data, averaged over the posterior draws:
           ``tau^2 / (tau^2 + v_j)`` with ``v_j`` the variance of the group's information about its effect
           on the link scale: gaussian ``sigma^2 / n_j`` (exact: then ``pooling`` estimates ``1 - rho``);
@@ -185,7 +188,12 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     raw = view.raw_mean.values.astype(float)
     diff = raw - overall
     with np.errstate(divide="ignore", invalid="ignore"):
-        pooling = np.where(diff != 0.0, (raw - cols["estimate"]) / diff, np.nan)
+        pooling = (raw - cols["estimate"]) / diff
+    # a fraction only where it is one: not where the raw mean sits within one posterior sd of the overall
+    # mean (the denominator is noise), nor outside [0, 1] (with predictors the raw mean is not adjusted,
+    # and the move includes the adjustment). Those rows are NaN, counted in attrs["pooling_undefined"].
+    undefined = ~(np.abs(diff) >= cols["std_error"]) | ~((pooling >= 0.0) & (pooling <= 1.0))
+    pooling = np.where(undefined, np.nan, pooling)
     out = pd.DataFrame({
         "group": view.groups.to_numpy(),
         "n": view.group_n.values.astype(np.int64),
@@ -198,6 +206,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         "rho": cols["rho"],
     })
     out.attrs.update(ci_prob=ci_prob, overall=overall, family=view.family, variant=view.variant,
+                     pooling_undefined=int(undefined.sum()),
                      tau=float(np.median(np.sqrt(tau_sq))),
                      sigma=float(np.median(_sigma(view))) if fam.has_sigma else None)
     return out

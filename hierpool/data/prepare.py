@@ -34,7 +34,7 @@ def prepare(
     y: str,
     group: str,
     predictors: Sequence[str] | str = (),
-    family: str = "gaussian",
+    family: str | None = None,
     trials: str | int | None = None,
     exposure: str | None = None,
 ) -> GroupedData:
@@ -54,8 +54,11 @@ def prepare(
     predictors : sequence of str, str or None
         Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
         string and boolean columns become treatment-coded indicators named ``column[level]``.
-    family : {"gaussian", "bernoulli", "binomial", "poisson"}
-        Response family; links are identity, logit, logit and log.
+    family : {"gaussian", "bernoulli", "binomial", "poisson"}, optional
+        Response family; links are identity, logit, logit and log. Default: gaussian, except that a
+        response of only 0 and 1 (or booleans) without ``family=`` is an error: say ``"bernoulli"`` for a
+        logistic model, or ``"gaussian"`` for a linear-probability model on purpose. Data beyond memory
+        (Dask, files) needs ``family=`` always: the response is not read before the reduction.
     trials : str or int, optional
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
@@ -77,11 +80,16 @@ def prepare(
         from hierpool.data.reduce import is_dask_or_path, reduce
 
         if is_dask_or_path(df):
+            if family is None:
+                raise ValueError("family= is required for data beyond memory (a Dask DataFrame or files): the "
+                                 f"response is not read before the reduction; valid choices: {', '.join(N.FAMILIES)}.")
             return reduce(df, y=y, group=group, predictors=predictors, family=family, trials=trials,
                           exposure=exposure)
         raise TypeError(
             f"df must be a pandas DataFrame, a Dask DataFrame or a path to Parquet/CSV files; got {type(df).__name__}."
         )
+    family_given = family is not None
+    family = "gaussian" if family is None else family
     one_of("family", family, N.FAMILIES)
     fam = get_family(family)
     if len(df) == 0:
@@ -108,6 +116,12 @@ def prepare(
 
     # response ---------------------------------------------------------------------------------------
     ys = df[y]
+    if not family_given and len(ys) and (pd.api.types.is_bool_dtype(ys) or (
+            pd.api.types.is_numeric_dtype(ys) and ys.isin((0, 1)).all())):
+        raise ValueError(
+            f"y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "
+            "(a logistic model), or family='gaussian' to fit a linear-probability model on purpose."
+        )
     if fam.accepts_bool and pd.api.types.is_bool_dtype(ys):
         yv = ys.to_numpy(dtype=float)
     elif not pd.api.types.is_numeric_dtype(ys) or pd.api.types.is_bool_dtype(ys):

@@ -289,6 +289,11 @@ class HierpoolSamplingWarning(UserWarning):
     """Divergences, R-hat > 1.01 or low effective sample size in a fit."""
 
 
+def _fmt_rhat(r: float) -> str:
+    """R-hat for a message: three decimals, or '> 100' for chains that never met (not a 309-digit number)."""
+    return f"{r:.3f}" if np.isfinite(r) and r < 100 else "> 100 (the chains never mixed)"
+
+
 def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01,
                    ess_min_per_chain: float = 100.0, _stacklevel: int = 2) -> dict:
     """Check divergences, R-hat and ESS of a fit; warn about every problem and return the numbers.
@@ -321,7 +326,7 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
                       min_ess_tail=worst["ess_tail"][1], min_ess_tail_var=worst["ess_tail"][0])
         if n_chains > 1 and worst["rhat"][1] > rhat_max:
             report["problems"].append(
-                f"R-hat up to {worst['rhat'][1]:.3f} (> {rhat_max}) for {worst['rhat'][0]!r}: chains disagree; "
+                f"R-hat up to {_fmt_rhat(worst['rhat'][1])} (> {rhat_max}) for {worst['rhat'][0]!r}: chains disagree; "
                 "run longer (tune/draws) or reparameterize."
             )
         ess_floor = ess_min_per_chain * n_chains

@@ -430,7 +430,7 @@ def plan(model) -> Plan | str:
     """
     desc = describe(model)
     gd, pri = desc.data, desc.priors
-    if desc.family not in ("bernoulli", "binomial"):
+    if not desc.fam.binomial_type:
         return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
     if desc.collapse not in (None, "counts"):
         return f"collapse={desc.collapse!r} integrates the group effects out already"

@@ -15,7 +15,7 @@ from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
 from hierpool.core.families import get_family
-from hierpool.core.validate import one_of, positive_int
+from hierpool.core.validate import one_of, positive_int, probability
 from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
@@ -209,7 +209,7 @@ def fit(
     if target_accept is None:
         target_accept = desc.fit_defaults.get("target_accept")
     if target_accept is not None:
-        kwargs["target_accept"] = target_accept
+        kwargs["target_accept"] = probability("target_accept", target_accept)
     if sampler == "gibbs" or (sampler == "auto" and not kwargs and desc.data.n_groups >= gibbs.AUTO_MIN_GROUPS):
         pl = gibbs.plan(model)
         if sampler == "auto" and isinstance(pl, gibbs.Plan) and gibbs.minority_share(pl) < gibbs.AUTO_MIN_MINORITY:

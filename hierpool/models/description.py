@@ -76,6 +76,13 @@ class ModelDescription:
         object.__setattr__(self, "fit_defaults", MappingProxyType(dict(self.fit_defaults)))
 
     @property
+    def fam(self):
+        """The :class:`~hierpool.core.families.Family` object of :attr:`family`."""
+        from hierpool.core.families import get_family
+
+        return get_family(self.family)
+
+    @property
     def integrates_out_group_effects(self) -> bool:
         """True when the sampled model has no ``group_effect``: it is drawn from its exact conditional
         by :func:`hierpool.fit` after sampling."""

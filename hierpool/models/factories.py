@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -416,6 +417,12 @@ def regularized_hierarchical(
     slab_df = positive_finite("slab_df", slab_df)
     tau_scale = 0.5 * s if tau_scale is None else positive_finite("tau_scale", tau_scale)
     P = gd.n_predictors
+    if P == 0:
+        warnings.warn(
+            "regularized_hierarchical without predictors: there is no coefficient to penalize, so this is "
+            "random_intercepts with the shrinking (penalized-complexity) prior on tau; for that prior alone, "
+            "hp.random_intercepts(..., priors={'tau': hp.Prior('Exponential', lam=...)}) says so directly.",
+            UserWarning, stacklevel=2)
     if expected_nonzero is None:
         expected_nonzero = max(1, P // 3)
     else:

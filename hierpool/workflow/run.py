@@ -149,6 +149,10 @@ def check(spec: ModelSpec) -> tuple[GroupedData, dict[str, pm.Model]]:
     """
     gd = prepare_data(spec)
     problems, models = [], {}
+    top_k = spec.output.get("top_k")
+    if top_k and top_k > gd.n_groups:  # every group would be in the top k: P(top k) = 1 says nothing
+        problems.append(f"[output] top_k = {top_k} exceeds the number of groups in the data ({gd.n_groups}); "
+                        f"choose top_k <= {gd.n_groups}.")
     for name in spec.variants:
         try:
             models[name] = build_model(spec, name, gd)
@@ -255,7 +259,7 @@ def analyse_variant(spec: ModelSpec, variant: str, dt, n_groups: int) -> Variant
     return VariantResults(
         summary=summarize(dt, ci_prob=ci_prob, head=5),
         shrinkage=shrinkage(dt, ci_prob=ci_prob),
-        ranks=rank_groups(dt, ci_prob=ci_prob, top_k=min(top_k, n_groups) if top_k else None),
+        ranks=rank_groups(dt, ci_prob=ci_prob, top_k=top_k or None),
         implied_ridge=implied_ridge(dt, ci_prob=ci_prob) if spec.hierarchical(variant) else None,
         ppc=(ppc(dt, random_seed=spec.sampling["seed"], plot=False, n_draws=PPC_DRAWS)
              if spec.output["ppc"] else None),

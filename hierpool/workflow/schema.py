@@ -169,11 +169,14 @@ class DataTable(_Table):
                                     f"valid keys: {', '.join(valid)}.")
         elif "parameters" in given:
             problems.append("parameters is only used with simulate = ...; remove it or add simulate.")
-        if "trials" in given and self.family != "binomial":
+        from hierpool.core.families import get_family
+
+        fam = get_family(self.family)
+        if "trials" in given and not fam.uses_trials:
             problems.append(f"trials is only used with family = 'binomial'; got family = {self.family!r}.")
-        if "trials" not in given and self.family == "binomial":
+        if "trials" not in given and fam.uses_trials:
             problems.append("family = 'binomial' needs the key 'trials' (a column or an integer).")
-        if "exposure" in given and self.family != "poisson":
+        if "exposure" in given and not fam.uses_exposure:
             problems.append(f"exposure is only used with family = 'poisson'; got family = {self.family!r}.")
         if problems:
             raise _problems_error(problems)
