@@ -1,4 +1,23 @@
-"""PLACEHOLDER"""
+"""Data larger than memory: reduce rows to sufficient statistics, with Dask or pandas.
+
+``hp.prepare`` hands a Dask DataFrame or a path to Parquet/CSV files to :func:`reduce`, which makes one
+pass over the rows (partition by partition) and returns a :class:`GroupedStats`: everything the exact
+collapsed models of :mod:`hierpool.models.collapse` need, and nothing per row.
+
+- gaussian: rows per group, group means of y and of the predictors, and the within-group cross-products
+  ``Syy_w``, ``Sxy_w``, ``Sxx_w``. Any model variant can be fitted from them, exactly.
+- bernoulli, binomial, poisson: one cell per (group, predictor pattern) with summed counts, trials and
+  exposures. Exact too; it shrinks the data when predictors are categorical or discrete (with continuous
+  predictors nearly every row is its own cell).
+
+A fit of a GroupedStats has the full posterior (parameters and every group effect) and every group-level
+analysis (shrinkage, ranks, implied ridge, predictions), but no row-level log-likelihood, so PSIS-LOO and
+posterior predictive checks of rows are not available for it.
+
+Group labels keep their first-seen order (partitions in order), as the pandas path does; categorical
+predictor levels are found in a first pass. Validation matches :func:`hierpool.prepare`: NaN or infinite
+values, responses outside the family's support and single groups raise.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""PLACEHOLDER"""
+"""Fitting: :func:`fit` runs NUTS on a factory's model and returns a self-contained ``xr.DataTree``;
+(:func:`~hierpool.inference.diagnostics.check_sampling` reports divergences, R-hat and ESS problems.)
+
+:func:`from_trace` turns a trace sampled outside :func:`fit` into the same contract.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,43 @@
-"""PLACEHOLDER"""
+"""Exact collapsed likelihoods: what the sampler needs after one pass over the rows.
+
+Gaussian random intercepts (any variant: tau sampled, shrunk, or fixed at 1/sqrt(lam))
+----------------------------------------------------------------------------------------
+Integrating ``u_j ~ Normal(0, tau)`` out of ``y_ij = a + x_ij b + u_j + e_ij`` gives, for group j with
+``n_j`` rows, mean residual ``e_j = ybar_j - a - xbar_j b`` and ``d_j = sigma^2 + n_j tau^2``::
+
+    log p(y | a, b, tau, sigma) = -N/2 log(2 pi) - (N - J) log sigma - 1/2 sum_j log d_j
+                                  - W(b) / (2 sigma^2) - 1/2 sum_j n_j e_j^2 / d_j
+
+with the within-group sum of squares ``W(b) = Syy_w - 2 b'Sxy_w + b'Sxx_w b`` built from within-group
+centered cross-products. So the data enter only through ``n_j``, ``ybar_j``, ``xbar_j`` (J x P) and three
+global within-group cross-products, and each gradient costs O(J P). After sampling, the group effects are
+drawn from their exact conditional normal::
+
+    u_j | a, b, tau, sigma, y ~ Normal(n_j tau^2 e_j / d_j,  sigma^2 tau^2 / d_j)
+
+so the posterior holds ``group_effect`` exactly as the full model's does (same joint distribution).
+
+Counts (bernoulli, binomial, poisson)
+-------------------------------------
+Rows that share a group and a predictor pattern have the same linear predictor, so their likelihood is
+that of one binomial count (successes and trials summed; bernoulli rows are binomial rows with one
+trial) or one Poisson count (counts and exposures summed). The collapsed likelihood differs from the
+row-level one only by the constant ``sum log C(trials, y)`` (binomial) or ``sum log(y!)`` terms (poisson),
+so the posterior is identical.
+
+Bernoulli/binomial data without predictors go further: :mod:`hierpool.models.integrated` integrates the group
+effects out over the (successes, trials) patterns (``collapse="auto"`` picks it), so the sampler sees
+only the intercept and tau.
+
+The stored log-likelihood is per ROW either way, computed after sampling from each draw's parameters and
+group effects (:func:`hierpool.inference.sampling.pointwise_log_likelihood`), so PSIS-LOO means the same thing
+(leave one row out, group effect conditioned on) whether a model was collapsed or not.
+
+
+The collapse choice (:func:`resolve_collapse`) lives here too: which of these likelihoods a model uses.
+The per-group statistics they read are computed in :mod:`hierpool.data.stats`; the exact conditional
+draws of integrated-out group effects in :mod:`hierpool.inference.conditional`.
+"""
 
 from __future__ import annotations
 

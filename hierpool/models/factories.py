@@ -1,4 +1,34 @@
-"""PLACEHOLDER"""
+"""The three model factories. Each returns a ``pm.Model`` built under the naming contract of
+:mod:`hierpool.core.names`: dims ``group``, ``obs_id``, ``predictor``; variables ``intercept``, ``beta``,
+``group_effect``, ``tau`` (hierarchical variants), ``sigma`` (gaussian) and the observed ``y``.
+
+Shared structure of the linear predictor for row i of group j::
+
+    eta_i = intercept_c + sum_k beta_k (x_ik - xbar_k) + group_effect_j [+ log(exposure_i)]
+
+``intercept_c`` is the intercept at the predictors' means (what the intercept prior is placed on, as in
+brms and rstanarm); the posterior's ``intercept`` is the value at x = 0, as lme4 reports it. Standardized
+coefficients ``beta_std = beta * sd(x)`` are what the sampler sees by default, and ``beta`` is reported on
+the user's scale. Links: identity (gaussian), logit (bernoulli, binomial), log (poisson).
+
+Default priors are weakly informative and scaled to the data as rstanarm's autoscaling does. With
+``s = sd(y)`` for gaussian and ``s = 1`` on the logit/log scale, and ``m`` the overall mean of the
+response mapped through the link:
+
+==================  =========================================  ==========================================
+parameter           random_intercepts / regularized            ridge_fixed_effects ("fixed effects")
+==================  =========================================  ==========================================
+intercept_c         Normal(m, 2.5 s)                           Normal(m, 100 s) gaussian, Normal(m, 10)
+beta (per sd of x)  Normal(0, 2.5 s)                           Normal(0, 100 s) gaussian, Normal(0, 10)
+tau                 HalfStudentT(nu=3, sigma=s)                absent: group_effect ~ Normal(0, 1/sqrt(lam))
+sigma (gaussian)    HalfStudentT(nu=3, sigma=s)                HalfStudentT(nu=3, sigma=s)
+==================  =========================================  ==========================================
+
+``regularized_hierarchical`` replaces the prior on beta by its penalty and the prior on tau by a shrinking
+penalized-complexity prior (see its docstring). Every default can be overridden through ``priors=`` by
+parameter name (``"intercept"``, ``"beta"`` on the user's scale, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or
+``"sigma_sq"``); a number fixes the parameter.
+"""
 
 from __future__ import annotations
 
