@@ -32,5 +32,20 @@ __all__ = [
     "GroupedData", "HierpoolSamplingWarning", "Prior", "check_sampling", "compare", "cross_validate",
     "datasets", "describe", "get_options", "set_options", "fit", "from_trace", "ModelDescription", "implied_ridge", "load", "plots", "ppc", "predict", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "shrinkage",
-    "summarize", "triple_goal",
+    "summarize", "triple_goal", "GroupEncoder",
 ]
+
+
+def __getattr__(name: str):
+    """Lazy exports: ``hp.GroupEncoder`` imports scikit-learn only when first used (``import hierpool``
+    stays fast)."""
+    if name == "GroupEncoder":
+        from hierpool.workflow.encoder import GroupEncoder
+
+        globals()[name] = GroupEncoder
+        return GroupEncoder
+    raise AttributeError(f"module 'hierpool' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"GroupEncoder"})
