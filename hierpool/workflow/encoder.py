@@ -199,7 +199,7 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         if isinstance(self.predictors, (str, Integral)):
             raise TypeError(f"predictors must be a sequence of columns, e.g. [{self.predictors!r}]; got "
                             f"{self.predictors!r}.")
-        if not (isinstance(self.cv, Integral) and not isinstance(self.cv, bool)) and not hasattr(self.cv, "split"):
+        if isinstance(self.cv, (bool, str)) or not (isinstance(self.cv, Integral) or hasattr(self.cv, "split")):
             raise TypeError(f"cv must be an integer >= 2 or a cross-validation splitter; got {self.cv!r}.")
         if isinstance(self.cv, Integral) and self.cv < 2:
             raise ValueError(f"cv must be an integer >= 2 or a cross-validation splitter; got {self.cv!r}.")
@@ -254,8 +254,12 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
 
     def _check_y(self, y, n: int) -> tuple[np.ndarray, str, np.ndarray | None]:
         if y is None:
-            raise ValueError("GroupEncoder requires y (the outcome the groups are encoded by); got y=None.")
+            raise ValueError("GroupEncoder requires y to be passed, but the target y is None: give the outcome "
+                             "the groups are encoded by.")
         y = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+        if y.dtype == object and all(isinstance(v, (Integral, float, np.number)) and not isinstance(v, bool)
+                                     for v in y.ravel()):
+            y = y.astype(float)  # numbers held as objects are numbers
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -324,7 +328,7 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         self.tau_ = float(post[N.TAU].mean()) if N.TAU in post else float("nan")
         return frame, gname, pnames, yv, seed
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the group model on all rows of ``X`` and keep each group's features.
 
         Parameters
@@ -354,7 +358,7 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         frame, gname, _ = self._frame(X, reset=False)
         return row_features(self.encodings_, self.population_, frame[gname].to_numpy())
 
-    def fit_transform(self, X, y, **fit_params):
+    def fit_transform(self, X, y=None, **fit_params):
         """Fit on all rows, and return cross-fitted features of the rows of ``X`` (leak-free).
 
         Each row's features come from the fit on the rows of the other folds (``cv``); a row whose group
