@@ -320,7 +320,7 @@ def _quiet(fn, *a, **k):
 def test_leak_free_exactly_with_mcmc():
     g = hp.datasets.simulate("gaussian", n_groups=40, n_predictors=0, seed=12)
     y = g["y"].to_numpy().copy()
-    enc = hp.GroupEncoder(group="group", cv=2, random_state=3, draws=200, tune=200, chains=2)
+    enc = hp.GroupEncoder(group="group", cv=2, random_state=3, draws=100, tune=100, chains=2)
     before = _quiet(enc.fit_transform, g[["group"]], y)
     i = int(np.flatnonzero(g.groupby("group")["y"].transform("size").to_numpy() >= 2)[0])
     y[i] += 5.0
@@ -380,8 +380,12 @@ def test_next_episode_not_worse_than_target_encoder_and_close_to_the_oracle():
     d_or = ll_hp - ll_or
     se_or = d_or.std(ddof=1) / np.sqrt(d_or.size)
     assert abs(d_or.mean()) <= 2 * se_or + 1e-3, (d_or.mean(), se_or)
-    # the features themselves: hierpool's effect means against the exact posterior means given the truth
-    # (differences come from estimating a and tau and from Monte Carlo error): within 15% RMS
+    # the features themselves: given hierpool's own posterior means of the intercept and tau, the exact
+    # posterior means (quadrature) differ from hierpool's effect means only by the hyperparameters'
+    # posterior uncertainty, integrated over by hierpool, and Monte Carlo error: within 5% RMS (measured
+    # 1-2%); against the oracle at the TRUE a and tau the difference is the hyperparameters' estimation error
+    post = enc.datatree_["posterior"]
+    plug = _oracle_effect_mean(k, n, float(post["intercept"].mean()), float(post["tau"].mean()))
     em = enc.encodings_.reindex(members)["effect_mean"].to_numpy()
-    rms = np.sqrt(np.mean((em - oracle_next) ** 2)) / np.sqrt(np.mean(oracle_next**2))
-    assert rms < 0.15, rms
+    rms = np.sqrt(np.mean((em - plug) ** 2) / np.mean(plug**2))
+    assert rms < 0.05, rms
