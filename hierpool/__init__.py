@@ -47,10 +47,11 @@ _LAZY = {
     "regularized_hierarchical": ("hierpool.models.factories", "regularized_hierarchical"),
     "ridge_fixed_effects": ("hierpool.models.factories", "ridge_fixed_effects"),
     "Prior": ("hierpool.models.priors", "Prior"),
+    "GroupEncoder": ("hierpool.workflow.encoder", "GroupEncoder"),  # imports scikit-learn when first used
 }
 
 __all__ = [
-    "GroupedData", "GroupedStats", "HierpoolSamplingWarning", "ModelDescription", "Prior", "__version__",
+    "GroupEncoder", "GroupedData", "GroupedStats", "HierpoolSamplingWarning", "ModelDescription", "Prior", "__version__",
     "check_sampling", "compare", "cross_validate", "datasets", "describe", "fit", "from_trace",
     "get_options", "implied_ridge", "load", "plots", "ppc", "predict", "profile", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "set_options",
@@ -91,3 +92,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from hierpool.models.description import ModelDescription, describe
     from hierpool.models.factories import random_intercepts, regularized_hierarchical, ridge_fixed_effects
     from hierpool.models.priors import Prior
+    from hierpool.workflow.encoder import GroupEncoder

@@ -20,6 +20,8 @@ EXPECTED = {
     "02_ranking_groups": (7, ["members have a raw readmission rate of 100%", "Efron-Morris: partial pooling",
                               "Posterior predictive checks"]),
     "03_a_million_members": (2, ["cover the truth for", "GroupedStats", "fit from the statistics"]),
+    "04_features_for_a_next_stage_model": (2, ["of one-episode members keep their raw outcome", "**The leak.**",
+                                               "Closing: the encoders compared"]),
 }
 
 

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from scipy.special import expit  # noqa: E402
 from fake_fits import frame, make_fit, staircase  # noqa: E402
+from scipy.special import expit  # noqa: E402
 
 import hierpool as hp  # noqa: E402
 
