@@ -15,3 +15,5 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
 fi
 uv pip install --quiet --python .venv/bin/python -e ".[${extras}]"
 echo "hierpool installed in $(pwd)/.venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())'), extras: ${extras})" >&2
+# compile hierpool's numba kernels once, ahead of time (cached on disk): the first analysis does not wait
+.venv/bin/python -m hierpool.workflow.warmup

@@ -1,0 +1,59 @@
+"""Compile hierpool's kernels ahead of time, so that a user's first analysis does not wait for numba.
+
+The compiled kernels (:mod:`hierpool.core.kernels`, the diagnostics, the Gibbs sampler, the integrated
+likelihood) are cached on disk by numba (``cache=True``): only the first call in a fresh environment
+compiles them. ``python -m hierpool.workflow.warmup`` (run by ``scripts/setup.sh`` after installing) makes
+that first call on tiny data, without MCMC: prior draws stand in for a posterior (:func:`hierpool.from_trace`),
+then every analysis a run makes is computed once, for a gaussian fit (float64 group effects and float32,
+as large fits store them) and a bernoulli one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+__all__ = ["warm_up"]
+
+
+def _prior_fit(model, draws: int = 40):
+    import pymc as pm
+    import xarray as xr
+
+    import hierpool as hp
+    from hierpool.core import names as N
+
+    keep = [v for v in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA) if v in model.named_vars]
+    prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=1)["prior"]
+    return hp.from_trace(xr.DataTree.from_dict({"posterior": prior.to_dataset()[keep]}), model, random_seed=1)
+
+
+def warm_up(verbose: bool = False) -> float:
+    """Call every cached kernel once on tiny data; return the seconds it took."""
+    import numpy as np
+
+    import hierpool as hp
+    from hierpool.core import names as N
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for family in ("gaussian", "bernoulli"):
+            df = hp.datasets.simulate(family, n_groups=30, n_predictors=1, seed=1)
+            dt = _prior_fit(hp.random_intercepts(df, y="y", group="group", predictors=["x1"], family=family))
+            for dtype in (np.float64, np.float32):
+                dt["posterior"][N.GROUP_EFFECT] = dt["posterior"][N.GROUP_EFFECT].astype(dtype)
+                hp.shrinkage(dt)
+                hp.rank_groups(dt)
+            hp.ppc(dt, n_draws=20, plot=False, random_seed=1)
+            hp.predict(dt, df.head(5), random_seed=1)
+            hp.check_sampling(dt, warn=False)
+    seconds = time.perf_counter() - t0
+    if verbose:
+        print(f"hierpool: kernels compiled and cached in {seconds:.1f} s", file=sys.stderr)
+    return seconds
+
+
+if __name__ == "__main__":
+    warm_up(verbose=True)
