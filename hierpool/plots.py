@@ -118,6 +118,21 @@ def shrinkage_plot(dt_or_table, ax=None):
     return fig
 
 
+def _interval_rows(tab: pd.DataFrame, top, ax):
+    """The first ``top`` rows of a sorted table and a figure tall enough for one interval per row:
+    ``(rows, number of rows before the cut, figure, axes, y positions)``."""
+    n_all = len(tab)
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top must be a positive integer or None (every group); got {top!r}.")
+        tab = tab.head(int(top))
+    if ax is None:
+        fig, ax = _pyplot().subplots(figsize=(7, max(2.5, 0.22 * len(tab) + 1)), layout="constrained")
+    else:
+        fig = ax.figure
+    return tab, n_all, fig, ax, np.arange(len(tab))
+
+
 #: Groups a caterpillar plot shows by default: a readable figure (about 8 inches tall).
 CATERPILLAR_TOP = 30
 
@@ -146,18 +161,7 @@ def caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None, **rank_
     """
     tab = _table(dt_or_table, _ranking.rank_groups, "caterpillar", ("group", "rank_mean", "rank_low", "rank_high"),
                  **rank_kwargs)
-    tab = tab.sort_values("rank_mean", kind="stable")
-    n_all = len(tab)
-    if top is not None:
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise ValueError(f"top must be a positive integer or None (every group); got {top!r}.")
-        tab = tab.head(int(top))
-    plt = _pyplot()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(tab) + 1)), layout="constrained")
-    else:
-        fig = ax.figure
-    ypos = np.arange(len(tab))
+    tab, n_all, fig, ax, ypos = _interval_rows(tab.sort_values("rank_mean", kind="stable"), top, ax)
     ax.hlines(ypos, tab["rank_low"], tab["rank_high"], color="C0", lw=2, alpha=0.7)
     ax.plot(tab["rank_mean"], ypos, "o", color="C1", ms=4, label="mean rank")
     ax.set_yticks(ypos, tab["group"].astype(str).tolist(), fontsize="small" if len(tab) > 30 else None)
@@ -334,17 +338,7 @@ def profile_caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None,
     matplotlib.figure.Figure
     """
     tab = _profile_table(dt_or_table, **profile_kwargs).sort_values("estimate", ascending=False, kind="stable")
-    n_all = len(tab)
-    if top is not None:
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise ValueError(f"top must be a positive integer or None (every group); got {top!r}.")
-        tab = tab.head(int(top))
-    plt = _pyplot()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(tab) + 1)), layout="constrained")
-    else:
-        fig = ax.figure
-    ypos = np.arange(len(tab))
+    tab, n_all, fig, ax, ypos = _interval_rows(tab, top, ax)
     colors = np.where(tab["flag"] == "worse", "C3", np.where(tab["flag"] == "better", "C0", "0.45"))
     ax.hlines(ypos, tab["conf_low"], tab["conf_high"], colors=colors, lw=2, alpha=0.7)
     ax.scatter(tab["estimate"], ypos, c=colors, s=14, zorder=3)
