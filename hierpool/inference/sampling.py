@@ -284,8 +284,8 @@ def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log
     desc = describe(model)
     if not isinstance(trace, xr.DataTree) or "posterior" not in trace.children:
         raise TypeError(f"trace must be the DataTree that pm.sample returned; got {type(trace).__name__}.")
-    missing = [v for v in (N.INTERCEPT, N.TAU if N.TAU in model.named_vars else N.INTERCEPT)
-               if v not in trace["posterior"]]
+    wanted = [N.INTERCEPT, N.BETA, N.TAU, N.SIGMA] + ([] if desc.integrates_out_group_effects else [N.GROUP_EFFECT])
+    missing = [v for v in wanted if v in model.named_vars and v not in trace["posterior"]]
     if missing:
         raise ValueError(f"trace.posterior lacks {missing}: sample it with the default var_names.")
     return finalize(trace, desc, engine="external", log_likelihood=log_likelihood, random_seed=random_seed,

@@ -24,7 +24,7 @@ def _prior_fit(model, draws: int = 40):
     import hierpool as hp
     from hierpool.core import names as N
 
-    keep = [v for v in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA) if v in model.named_vars]
+    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
     prior = pm.sample_prior_predictive(draws=draws, model=model, random_seed=1)["prior"]
     return hp.from_trace(xr.DataTree.from_dict({"posterior": prior.to_dataset()[keep]}), model, random_seed=1)
 
@@ -36,7 +36,12 @@ def warm_up(verbose: bool = False) -> float:
     import hierpool as hp
     from hierpool.core import names as N
 
+    import logging
+
     t0 = time.perf_counter()
+    pymc_log = logging.getLogger("pymc")
+    level = pymc_log.level
+    pymc_log.setLevel(logging.ERROR)  # "Sampling: [...]" of the prior draws says nothing to a user
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for family in ("gaussian", "bernoulli"):
@@ -49,6 +54,7 @@ def warm_up(verbose: bool = False) -> float:
             hp.ppc(dt, n_draws=20, plot=False, random_seed=1)
             hp.predict(dt, df.head(5), random_seed=1)
             hp.check_sampling(dt, warn=False)
+    pymc_log.setLevel(level)
     seconds = time.perf_counter() - t0
     if verbose:
         print(f"hierpool: kernels compiled and cached in {seconds:.1f} s", file=sys.stderr)
