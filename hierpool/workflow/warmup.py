@@ -31,12 +31,12 @@ def _prior_fit(model, draws: int = 40):
 
 def warm_up(verbose: bool = False) -> float:
     """Call every cached kernel once on tiny data; return the seconds it took."""
+    import logging
+
     import numpy as np
 
     import hierpool as hp
     from hierpool.core import names as N
-
-    import logging
 
     t0 = time.perf_counter()
     pymc_log = logging.getLogger("pymc")
