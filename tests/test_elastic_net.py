@@ -52,7 +52,9 @@ def test_prior_is_normalized_has_sd_scale_and_the_stated_shape(l1_ratio):
     lp = lambda t: float(logp_fn(t))  # noqa: E731
     want = -r * (l1_ratio * (2.0 - 0.5) + (1 - l1_ratio) / 2 * (4.0 - 0.25))
     assert abs((lp(2.0) - lp(0.5)) - want) < 1e-10
-    d = pm.draw(x, 200_000, random_seed=3)
+    with pm.Model():  # one call of the draw function for all of them (pm.draw loops over draws)
+        many = elastic_net("many", scale, l1_ratio, shape=200_000)
+    d = pm.draw(many, random_seed=3)
     kurt = integrate.quad(lambda v: v**4 * f(v), -60, 60, limit=200)[0] / var**2
     se = scale * math.sqrt((kurt - 1) / (4 * d.size))
     assert abs(d.std() - scale) < 4.5 * se

@@ -170,7 +170,12 @@ def test_shrinkage_columns_by_hand():
     np.testing.assert_allclose(tab["conf_low"], np.quantile(mu, 0.1, axis=0))
     np.testing.assert_allclose(tab["conf_high"], np.quantile(mu, 0.9, axis=0))
     overall = a.mean()
-    np.testing.assert_allclose(tab["pooling"], (raw - mu.mean(0)) / (raw - overall))
+    pooling = (raw - mu.mean(0)) / (raw - overall)
+    slack = np.minimum(3 * mu.std(0, ddof=1) / np.sqrt(mu.shape[0]) / np.abs(raw - overall), 0.05)
+    fraction = (pooling >= -slack) & (pooling <= 1 + slack)
+    assert fraction.any() and not fraction.all()  # both kinds of rows are checked
+    np.testing.assert_allclose(tab["pooling"][fraction], pooling[fraction])
+    assert tab["pooling"][~fraction].isna().all() and tab.attrs["pooling_undefined"] == int((~fraction).sum())
     t2, s2 = tau.reshape(-1, 1) ** 2, sigma.reshape(-1, 1) ** 2
     np.testing.assert_allclose(tab["rho"], np.mean(t2 / (t2 + s2 / n), axis=0))
     assert tab.attrs["ci_prob"] == 0.8 and tab.attrs["overall"] == pytest.approx(overall)
@@ -190,7 +195,9 @@ def test_pooling_nan_where_raw_equals_overall():
     ge[..., 0] = 1.0
     dt = make_fit(data=staircase(3), group_effect=ge, intercept=1.0)  # raw means 0, 1, 2; overall = 1
     tab = hp.shrinkage(dt)
-    assert np.isnan(tab["pooling"][1]) and tab["pooling"][0] == pytest.approx(2.0)  # overshot: (0 - 2) / (0 - 1)
+    assert np.isnan(tab["pooling"][1])  # raw == overall
+    assert np.isnan(tab["pooling"][0])  # overshot: (0 - 2) / (0 - 1) = 2 is no fraction (issue 16)
+    assert tab.attrs["pooling_undefined"] == 2
 
 
 def test_rho_bernoulli_and_poisson_by_hand():

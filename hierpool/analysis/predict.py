@@ -83,7 +83,7 @@ def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> 
     return v
 
 
-#: ``hp.predict`` warns when at least this share of the rows belongs to groups the fit has not seen.
+#: ``hp.predict`` warns when more than this share of the rows belongs to groups the fit has not seen.
 NEW_GROUP_WARN_SHARE = 0.5
 
 
@@ -147,7 +147,7 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     _check_label_kinds(known, labels, arg, group)
     known_idx = known.get_indexer(pd.Index(labels, dtype=object))
     share_new = float((known_idx < 0).mean())
-    if warn_new and share_new >= NEW_GROUP_WARN_SHARE:
+    if warn_new and share_new > NEW_GROUP_WARN_SHARE:
         warnings.warn(
             f"{arg}: {share_new:.0%} of the rows ({int((known_idx < 0).sum())} of {len(labels)}) belong to groups "
             f"the fit has not seen; they are predicted as new groups (the population's effect, sd tau). If "

@@ -35,6 +35,9 @@ __all__ = ["shrinkage", "implied_ridge", "ridge_path"]
 
 #: Largest number of values (samples x groups) materialized at once by the per-group summaries.
 
+#: How far outside [0, 1] a pooling fraction may fall by Monte Carlo error before it is reported as NaN.
+POOLING_SLACK = 0.05
+
 
 # ------------------------------------------------------------------------------------------------------
 # helpers shared with hierpool.analysis.ranking
@@ -122,10 +125,11 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         - ``pooling``: the fraction of the way from the raw mean to the overall mean that the estimate
           moved, ``(raw_mean - estimate) / (raw_mean - overall)``, with ``overall`` the posterior mean of
           the mean response of an average group (group effect 0). 0 = no pooling, 1 = complete pooling.
-          It is reported only where it is such a fraction: NaN where ``|raw_mean - overall|`` is below the
-          estimate's posterior sd (the denominator is noise) or where the ratio falls outside [0, 1] (the
-          estimate overshot or moved away: with predictors, the move includes the predictors'
-          adjustment of an unadjusted raw mean). ``attrs["pooling_undefined"]`` counts those rows;
+          It is reported only where it is such a fraction: NaN where ``raw_mean == overall`` or where the
+          ratio falls outside [0, 1] by more than its Monte Carlo error (``3 sd / sqrt(draws) /
+          |raw_mean - overall|``, at most 0.05): the estimate overshot or moved away, as when predictors
+          make the move include their adjustment of an unadjusted raw mean, or a raw mean close to the
+          overall mean makes the ratio explode. ``attrs["pooling_undefined"]`` counts those rows;
           ``rho`` below is defined for every group;
         - ``rho``: the theoretical weight on the group's own data, averaged over the posterior draws:
           ``tau^2 / (tau^2 + v_j)`` with ``v_j`` the variance of the group's information about its effect
@@ -189,10 +193,13 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     diff = raw - overall
     with np.errstate(divide="ignore", invalid="ignore"):
         pooling = (raw - cols["estimate"]) / diff
-    # a fraction only where it is one: not where the raw mean sits within one posterior sd of the overall
-    # mean (the denominator is noise), nor outside [0, 1] (with predictors the raw mean is not adjusted,
-    # and the move includes the adjustment). Those rows are NaN, counted in attrs["pooling_undefined"].
-    undefined = ~(np.abs(diff) >= cols["std_error"]) | ~((pooling >= 0.0) & (pooling <= 1.0))
+    # a fraction only where it is one: outside [0, 1] by more than its Monte Carlo error (3 MC errors of the
+    # estimate over |raw - overall|, at most POOLING_SLACK) the row is NaN, counted in
+    # attrs["pooling_undefined"]: the estimate overshot or moved away (with predictors the raw mean is not
+    # adjusted), or a denominator near 0 blew the ratio up. So is raw == overall.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slack = np.minimum(3.0 * cols["std_error"] / np.sqrt(S) / np.abs(diff), POOLING_SLACK)
+    undefined = ~((pooling >= -slack) & (pooling <= 1.0 + slack))
     pooling = np.where(undefined, np.nan, pooling)
     out = pd.DataFrame({
         "group": view.groups.to_numpy(),

@@ -57,8 +57,8 @@ def prepare(
     family : {"gaussian", "bernoulli", "binomial", "poisson"}, optional
         Response family; links are identity, logit, logit and log. Default: gaussian, except that a
         response of only 0 and 1 (or booleans) without ``family=`` is an error: say ``"bernoulli"`` for a
-        logistic model, or ``"gaussian"`` for a linear-probability model on purpose. Data beyond memory
-        (Dask, files) needs ``family=`` always: the response is not read before the reduction.
+        logistic model, or ``"gaussian"`` for a linear-probability model on purpose (data beyond memory
+        too: the reduction's first pass checks it).
     trials : str or int, optional
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
@@ -80,9 +80,6 @@ def prepare(
         from hierpool.data.reduce import is_dask_or_path, reduce
 
         if is_dask_or_path(df):
-            if family is None:
-                raise ValueError("family= is required for data beyond memory (a Dask DataFrame or files): the "
-                                 f"response is not read before the reduction; valid choices: {', '.join(N.FAMILIES)}.")
             return reduce(df, y=y, group=group, predictors=predictors, family=family, trials=trials,
                           exposure=exposure)
         raise TypeError(

@@ -135,6 +135,7 @@ def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -
     out = {}
     yv = pdf[y].to_numpy(dtype=float)
     out["y_bad"] = int((~np.isfinite(yv)).sum())
+    out["y_not01"] = int((~np.isin(yv, (0.0, 1.0))).sum())
     out["group_na"] = int(pdf[group].isna().sum())
     try:
         fam = get_family(family)
@@ -146,7 +147,7 @@ def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -
     return pd.DataFrame([out])
 
 
-def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", trials=None,
+def reduce(df, y: str, group: str, predictors=(), family: str | None = None, trials=None,
            exposure=None) -> GroupedStats:
     """Reduce rows (pandas, Dask, or Parquet/CSV path) to the sufficient statistics of a collapsed model.
 
@@ -157,6 +158,8 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     --------
     >>> gs = hp.prepare("episodes/*.parquet", y="los", group="member_id", predictors=["age"])  # doctest: +SKIP
     """
+    family_given = family is not None  # without family=: gaussian, unless y holds only 0 and 1 (pass 1 checks)
+    family = "gaussian" if family is None else family
     one_of("family", family, N.FAMILIES)
     get_family(family).check_arguments(trials, exposure)
     predictors = predictor_list(predictors)
@@ -177,7 +180,8 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
     else:
         ddf, source = _open(df)
     if ddf is None:
-        return _reduce_partitions([df], df, y, group, predictors, family, trials, exposure, source)
+        return _reduce_partitions([df], df, y, group, predictors, family, trials, exposure, source,
+                                  family_given=family_given)
     cols = list(ddf.columns)
     probe = pd.DataFrame(columns=cols)
     require_columns(probe, "y", [y])
@@ -190,11 +194,12 @@ def reduce(df, y: str, group: str, predictors=(), family: str = "gaussian", tria
 
     parts = ddf.to_delayed()
     return _reduce_partitions(parts, ddf, y, group, predictors, family, trials, exposure, source,
+                              family_given=family_given,
                               compute=dask.compute, delayed=dask.delayed)
 
 
 def _reduce_partitions(parts, frame, y, group, predictors, family, trials, exposure, source,
-                       compute=None, delayed=None):
+                       compute=None, delayed=None, family_given=True):
     is_dask = compute is not None
     if len(frame.columns) and not (y in frame.columns and group in frame.columns):
         require_columns(pd.DataFrame(columns=list(frame.columns)), "y", [y])
@@ -220,6 +225,11 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     support = [m for m in checks["support"] if m]
     if support:
         raise ValueError(support[0])
+    if not family_given and int(checks["y_not01"].sum()) == 0:
+        raise ValueError(
+            f"y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "
+            "(a logistic model), or family='gaussian' to fit a linear-probability model on purpose."
+        )
     if n_obs == 0:
         raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
     if len(labels) < 2:

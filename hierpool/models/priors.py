@@ -211,8 +211,9 @@ def elastic_net(name: str, scale: float, l1_ratio: float, **kwargs):
     def random(a_, b_, rng=None, size=None):
         from scipy.stats import truncnorm
 
-        mu, sd = -a_ / (2 * b_), 1 / math.sqrt(2 * b_)
-        mag = truncnorm.rvs(-mu / sd, math.inf, loc=mu, scale=sd, size=size, random_state=rng)
+        a_, b_ = np.asarray(a_, dtype=float), np.asarray(b_, dtype=float)
+        mu, sd = -a_ / (2 * b_), 1 / np.sqrt(2 * b_)
+        mag = truncnorm.rvs(-mu / sd, np.inf, loc=mu, scale=sd, size=size, random_state=rng)
         sign = rng.choice(np.array([-1.0, 1.0]), size=size)
         return sign * mag
 
