@@ -195,10 +195,11 @@ def _losses(y, p):
 
 
 def _calibration_slope(y, p):
-    import statsmodels.api as sm
+    """Slope of the logistic regression of y on logit(p) (1: calibrated; unpenalized, as a GLM fit)."""
+    from sklearn.linear_model import LogisticRegression
 
     lp = logit(np.clip(p, 1e-9, 1 - 1e-9))
-    return float(sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit().params[1])
+    return float(LogisticRegression(penalty=None, max_iter=1000).fit(lp[:, None], y).coef_[0, 0])
 
 
 def compare(members: int, new_members: int, seed: int, hp_settings: dict, encoders=ENCODERS) -> dict:
