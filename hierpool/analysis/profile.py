@@ -65,7 +65,6 @@ def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.n
     J = view.n_groups
     order = np.argsort(gidx, kind="stable")
     starts = np.searchsorted(gidx[order], np.arange(J + 1))
-    eta0 = np.zeros((keep.size, 0))
     X = const[N.X].transpose(N.OBS, N.PREDICTOR).values if N.X in const and N.BETA in post else None
     beta = flat(N.BETA).astype(float) if X is not None else None
     offset = np.log(const[N.EXPOSURE].values) if N.EXPOSURE in const else None

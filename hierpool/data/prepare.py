@@ -25,6 +25,7 @@ from hierpool.data.terms import (
     numeric_column,
     predictor_list,
     require_columns,
+    require_roles,
     require_unique_columns,
 )
 
@@ -102,12 +103,7 @@ def prepare(
     dup = sorted({p for p in predictors if predictors.count(p) > 1})
     if dup:
         raise ValueError(f"predictors lists {dup[0]!r} more than once; each predictor may appear once.")
-    require_columns(df, "y", [y])
-    require_columns(df, "group", [group])
-    require_columns(df, "predictors", predictors)
-    for role, col in (("y", y), ("group", group)):
-        if col in predictors:
-            raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
+    require_roles(df, y, group, predictors)
     if y == group:
         raise ValueError(f"y and group are the same column {y!r}.")
 

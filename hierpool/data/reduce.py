@@ -33,7 +33,7 @@ from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
 from hierpool.data.stats import CountPatterns, GaussianStats
-from hierpool.data.terms import build_terms, design_matrix, predictor_list, require_columns
+from hierpool.data.terms import build_terms, design_matrix, predictor_list, require_columns, require_roles
 
 
 def is_dask_or_path(obj) -> bool:
@@ -168,9 +168,7 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     if isinstance(df, pd.DataFrame):
         if len(df) == 0:
             raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
-        require_columns(df, "y", [y])
-        require_columns(df, "group", [group])
-        require_columns(df, "predictors", predictors)
+        require_roles(df, y, group, predictors)
         try:
             import dask.dataframe as dd
 
@@ -183,13 +181,7 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
         return _reduce_partitions([df], df, y, group, predictors, family, trials, exposure, source,
                                   family_given=family_given)
     cols = list(ddf.columns)
-    probe = pd.DataFrame(columns=cols)
-    require_columns(probe, "y", [y])
-    require_columns(probe, "group", [group])
-    require_columns(probe, "predictors", predictors)
-    for role, col in (("y", y), ("group", group)):
-        if col in predictors:
-            raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
+    require_roles(pd.DataFrame(columns=cols), y, group, predictors)
     import dask
 
     parts = ddf.to_delayed()

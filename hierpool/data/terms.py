@@ -86,6 +86,17 @@ def check_group_labels(labels: pd.Series, group) -> None:
     )
 
 
+def require_roles(df: pd.DataFrame, y: str, group: str, predictors: Sequence[str]) -> None:
+    """The response, group and predictor columns exist in ``df`` (any frame with those columns), and no
+    predictor is the response or the group column."""
+    require_columns(df, "y", [y])
+    require_columns(df, "group", [group])
+    require_columns(df, "predictors", predictors)
+    for role, col in (("y", y), ("group", group)):
+        if col in predictors:
+            raise ValueError(f"predictors includes {col!r}, which is the {role} column; remove it.")
+
+
 def check_finite(values: np.ndarray, arg: str, col: str, index: pd.Index) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
