@@ -141,11 +141,81 @@ def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict,
     return intercept_c, beta_std
 
 
-def _hierarchical_effects(tau, centered: bool):
-    if centered:
-        return pm.Normal(N.GROUP_EFFECT, 0.0, tau, dims=N.GROUP)
-    z = pm.Normal(N.GROUP_EFFECT_Z, 0.0, 1.0, dims=N.GROUP)
-    return pm.Deterministic(N.GROUP_EFFECT, z * tau, dims=N.GROUP)
+#: Prototype knob (measurement only): the group-level SD guess that "auto" compares each group's
+#: data variance with; None = the default prior scale of tau.
+_TAU_GUESS = None
+
+
+def centered_groups(gd, tau_guess: float) -> np.ndarray:
+    """Which groups "auto" centers: those whose own data pin their effect down more tightly than the
+    group-level distribution does, ``v_j < tau_guess^2`` (``v_j`` the family's within-group variance of
+    the group's information on the link scale, at the group's raw mean)."""
+    sigma = None
+    if gd.fam.has_sigma:
+        sigma = gd.y_sd
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = gd.fam.within_variance(gd.group_denominator, gd.group_raw_mean, sigma=sigma, n=gd.group_n)
+    v = np.nan_to_num(np.asarray(v, dtype=float), nan=np.inf)
+    return v < tau_guess**2
+
+
+def _dl_tau(gd):
+    """DerSimonian-Laird moment estimate of tau from smoothed link-scale group estimates (prototype)."""
+    k = gd.group_raw_mean * gd.group_denominator
+    n = gd.group_denominator
+    if gd.fam.binomial_type:
+        e = np.log((k + 0.5) / (n - k + 0.5))
+        v = 1 / (k + 0.5) + 1 / (n - k + 0.5)
+    else:
+        e = np.log((k + 0.5) / n)
+        v = 1 / (k + 0.5)
+    w = 1 / v
+    eb = (w * e).sum() / w.sum()
+    Q = (w * (e - eb) ** 2).sum()
+    t2 = max(0.0, (Q - (len(e) - 1)) / (w.sum() - (w**2).sum() / w.sum()))
+    print("DL tau", np.sqrt(t2))
+    return max(np.sqrt(t2), 0.05)
+
+
+def _hierarchical_effects(gd, intercept_c, tau, centered):
+    J = gd.n_groups
+    if centered is False:
+        z = pm.Normal(N.GROUP_EFFECT_Z, 0.0, 1.0, dims=N.GROUP)
+        return pm.Deterministic(N.GROUP_EFFECT, z * tau, dims=N.GROUP)
+    t0 = gd.y_scale if _TAU_GUESS is None else (_dl_tau(gd) if _TAU_GUESS == "dl" else _TAU_GUESS)
+    if centered == "adaptive":
+        sigma = gd.y_sd if gd.fam.has_sigma else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = gd.fam.within_variance(gd.group_denominator, gd.group_raw_mean, sigma=sigma, n=gd.group_n)
+        v = np.nan_to_num(np.asarray(v, dtype=float), nan=np.inf)
+        w = tau**2 / (tau**2 + v)
+        tt = pm.Normal("group_effect_pnc", w * intercept_c * tau ** (w - 1.0), tau**w, shape=J)
+        theta = tau ** (1.0 - w) * tt + (1.0 - w) * intercept_c
+        return pm.Deterministic(N.GROUP_EFFECT, theta - intercept_c, dims=N.GROUP)
+    if centered == "partial":
+        sigma = gd.y_sd if gd.fam.has_sigma else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = gd.fam.within_variance(gd.group_denominator, gd.group_raw_mean, sigma=sigma, n=gd.group_n)
+        v = np.nan_to_num(np.asarray(v, dtype=float), nan=np.inf)
+        w = t0**2 / (t0**2 + v)
+        tt = pm.Normal("group_effect_pnc", w * intercept_c * tau ** (w - 1.0), tau**w, shape=J)
+        theta = tau ** (1.0 - w) * tt + (1.0 - w) * intercept_c
+        return pm.Deterministic(N.GROUP_EFFECT, theta - intercept_c, dims=N.GROUP)
+    if centered is True:
+        mask = np.ones(J, dtype=bool)
+    else:
+        mask = centered_groups(gd, t0)
+    idx_c, idx_nc = np.flatnonzero(mask), np.flatnonzero(~mask)
+    parts = []
+    if idx_c.size:
+        theta = pm.Normal(N.GROUP_INTERCEPT, intercept_c, tau, shape=idx_c.size)
+        parts.append(theta - intercept_c)
+    if idx_nc.size:
+        z = pm.Normal(N.GROUP_EFFECT_Z, 0.0, 1.0, shape=idx_nc.size)
+        parts.append(z * tau)
+    inv = np.argsort(np.concatenate([idx_c, idx_nc]))
+    u = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0]
+    return pm.Deterministic(N.GROUP_EFFECT, u, dims=N.GROUP)
 
 
 def _scale_parameter(name: str, priors: dict, default: Prior, used: dict):
@@ -280,7 +350,8 @@ def random_intercepts(
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure))
-    _check_bool("centered", centered)
+    if centered not in ("auto", "partial", "adaptive"):
+        _check_bool("centered", centered)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
     how = resolve_collapse(gd, collapse)
@@ -289,7 +360,7 @@ def random_intercepts(
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
         _likelihood(gd, a, b, u, pri, how, used)
     settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
     return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered)
@@ -485,7 +556,7 @@ def regularized_hierarchical(
                 beta_std = z * g * lam_tilde
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std)
         tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
         _likelihood(gd, a, b, u, pri, how, used)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,

