@@ -83,7 +83,7 @@ def test_types_are_not_coerced():
     probs = problems({**spec_dict(centered=1), "sampling": {"draws": 100.0, "seed": "1"},
                       "output": {"plots": 0, "ci_prob": "0.9"}})
     assert probs == [
-        "[variants.v] centered = 1 must be true or false.",
+        "[variants.v] centered = 1 must be true, false or 'auto'.",
         "[sampling] draws = 100.0 must be an integer >= 1.",
         "[sampling] seed = '1' must be an integer >= 0.",
         "[output] ci_prob = '0.9' must be in the open interval (0, 1).",

@@ -51,7 +51,8 @@ SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
 INTERCEPT_CENTERED = "intercept_centered"  # the intercept at the predictors' means (where its prior is)
 BETA_STD = "beta_std"  # coefficients per standard deviation of each predictor
 GROUP_EFFECT_Z = "group_effect_z"  # the non-centered group effects
-GROUP_INTERCEPT = "group_intercept"  # hierarchically centered groups: intercept_c + group_effect
+GROUP_INTERCEPT = "group_intercept"  # centered=True: intercept_c + group_effect
+GROUP_EFFECT_PARTIAL = "group_effect_partial"  # centered="auto": partially non-centered group effects
 TAU_SQ = "tau_sq"
 SIGMA_SQ = "sigma_sq"
 Y_OBSERVED = "y_observed"  # the response's data container (refits of new responses without recompiling)

@@ -340,8 +340,8 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
         total = n_chains * post.sizes["draw"]
         report["problems"].append(
             f"{report['divergences']} of {total} transitions diverged: the posterior may be biased; raise "
-            "target_accept (e.g. hp.fit(..., target_accept=0.95 or 0.99)), or try centered=True for groups "
-            "with many rows each."
+            "target_accept (e.g. hp.fit(..., target_accept=0.95 or 0.99)), or compare the parameterizations "
+            "of the group effects (the factories' centered='auto', True or False)."
         )
     if warn:
         for msg in report["problems"]:

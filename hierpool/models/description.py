@@ -52,8 +52,9 @@ class ModelDescription:
         The ridge variant's prior precision of each group effect.
     penalty : str or None
         The regularized variant's penalty on the coefficients.
-    centered : bool
-        Whether sampled group effects are centered.
+    centered : bool or "auto"
+        How sampled group effects are parameterized: non-centered (False), hierarchically centered
+        (True) or partially non-centered per group ("auto"); see :func:`hierpool.random_intercepts`.
     settings : mapping
         JSON-serializable settings, stored in a fit's attrs (:data:`hierpool.core.names.ATTR_SETTINGS`).
     fit_defaults : mapping
@@ -68,7 +69,7 @@ class ModelDescription:
     settings: Mapping
     lam: float | None = None
     penalty: str | None = None
-    centered: bool = False
+    centered: bool | str = False
     fit_defaults: Mapping = field(default_factory=dict)
 
     def __post_init__(self):

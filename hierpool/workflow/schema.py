@@ -220,11 +220,23 @@ class _Variant(_Table):
         return v
 
 
+def _centered_choice(v):
+    """The factories' ``centered`` choices: true, false or "auto" (a bool or that string, nothing coerced)."""
+    if not (isinstance(v, bool) or v == "auto"):
+        raise PydanticCustomError("spec", "must be true, false or 'auto'.")
+    return v
+
+
 class RandomIntercepts(_Variant):
     """``kind = "random_intercepts"``: :func:`hierpool.random_intercepts`."""
 
     kind: Literal["random_intercepts"]
-    centered: bool = Field(None, description="true or false")
+    centered: Any = Field(None, description="true, false or 'auto'")
+
+    @field_validator("centered")
+    @classmethod
+    def _centered(cls, v):
+        return _centered_choice(v)
 
 
 class RidgeFixedEffects(_Variant):
@@ -245,7 +257,12 @@ class RegularizedHierarchical(_Variant):
     slab_scale: float = Field(None, gt=0, description="a positive number")
     slab_df: float = Field(None, gt=0, description="a positive number")
     tau_scale: float = Field(None, gt=0, description="a positive number")
-    centered: bool = Field(None, description="true or false")
+    centered: Any = Field(None, description="true, false or 'auto'")
+
+    @field_validator("centered")
+    @classmethod
+    def _centered(cls, v):
+        return _centered_choice(v)
 
 
 #: The model of each variant kind (the kinds are :data:`hierpool.core.names.VARIANTS`).
