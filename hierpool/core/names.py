@@ -69,3 +69,5 @@ MODEL_ATTR = "hierpool"
 ATTR_SAMPLER = "hierpool_sampler"
 ATTR_THIN = "hierpool_thin"
 ATTR_METHOD = "hierpool_method"
+#: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
+METHODS = ("full_bayes", "empirical_bayes")

@@ -23,7 +23,7 @@ from hierpool.core.validate import one_of, positive_int, probability
 from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
-from hierpool.inference.diagnostics import check_sampling
+from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
 from hierpool.inference.predictive import design_from_constant
 from hierpool.models.description import ModelDescription, describe
 
@@ -130,6 +130,9 @@ def fit(
     target_accept: float | None = None,
     log_likelihood: bool | str = "auto",
     max_group_effect_values: float | None = None,
+    method: str = "full_bayes",
+    criterion: str = "reml",
+    n_nodes: int = 20,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -176,6 +179,20 @@ def fit(
         significant digits: 1 GB at the budget). For integrated-out models the group effects are drawn
         after sampling, one per kept draw, and convergence diagnostics are computed on all draws before
         thinning; the Gibbs sampler's diagnostics are computed on the kept draws.
+    method : {"full_bayes", "empirical_bayes"}
+        ``"full_bayes"`` (default): the joint posterior of every parameter. ``"empirical_bayes"``: tau (and
+        sigma for gaussian), the intercept and beta fixed at their marginal maximum-likelihood (REML for
+        gaussian) estimates, and the group effects drawn exactly from their conditional posterior given them
+        (:mod:`hierpool.inference.empirical_bayes`): lme4's ``ranef`` and ``condVar`` for gaussian; adaptive
+        Gauss-Hermite quadrature (``n_nodes``) for counts, where glmer's default is the Laplace
+        approximation. Random-intercepts models only; priors are not used. The result has the same
+        contract (``chains`` x ``draws`` conditional draws of ``group_effect``, the estimates repeated),
+        ``attrs["hierpool_method"]`` says which, and the report holds the estimates. ``sampler``,
+        ``tune`` and NUTS settings do not apply.
+    criterion : {"reml", "ml"}
+        Gaussian empirical Bayes: REML (lme4's default) or maximum likelihood. Counts use ML.
+    n_nodes : int
+        Quadrature nodes per group for count empirical Bayes (glmer's ``nAGQ``); default 20.
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -207,6 +224,12 @@ def fit(
     chains = positive_int("chains", chains, 1)
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood={log_likelihood!r} is not valid; valid choices: True, False, 'auto'.")
+    one_of("method", method, N.METHODS)
+    if method == "empirical_bayes":
+        return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
+                                    n_nodes=n_nodes, log_likelihood=log_likelihood,
+                                    max_group_effect_values=max_group_effect_values, sampler=sampler,
+                                    target_accept=target_accept, kwargs=kwargs)
     engine = resolve_sampler(sampler)
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
@@ -292,6 +315,28 @@ def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log
                     max_group_effect_values=max_group_effect_values)
 
 
+def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, criterion, n_nodes, log_likelihood,
+                         max_group_effect_values, sampler, target_accept, kwargs) -> xr.DataTree:
+    from hierpool.inference import empirical_bayes as eb
+
+    if desc.variant != "random_intercepts":
+        raise ValueError(f"method='empirical_bayes' fits random_intercepts models; got a {desc.variant!r} model "
+                         "(its group-effect scale is chosen by the user or shrunk by a prior, not estimated).")
+    if desc.group_sd_fixed is not None:
+        raise ValueError("method='empirical_bayes' estimates tau; this model fixes it (priors={'tau': value}).")
+    one_of("criterion", criterion, eb.CRITERIA)
+    n_nodes = positive_int("n_nodes", n_nodes, 1)
+    if sampler != "auto" or target_accept is not None or kwargs:
+        given = (["sampler"] if sampler != "auto" else []) + (["target_accept"] if target_accept is not None else [])
+        raise TypeError(f"method='empirical_bayes' samples nothing; it takes no sampler settings; got "
+                        f"{given + sorted(kwargs)}.")
+    post, info = eb.estimate(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
+                             n_nodes=n_nodes, max_group_effect_values=max_group_effect_values)
+    dt = xr.DataTree.from_dict({"posterior": post})
+    return finalize(dt, desc, engine="empirical_bayes", log_likelihood=log_likelihood, random_seed=random_seed,
+                    max_group_effect_values=max_group_effect_values, method="empirical_bayes", extra_report=info)
+
+
 def _sample_small(model, desc: ModelDescription, engine, var_names, *, draws, tune, chains, cores, random_seed, progressbar, kwargs):
     """nutpie with Python callbacks for models whose group effects are integrated out (few parameters;
     see hierpool.inference.nutpie).
@@ -321,14 +366,16 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
 
 
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
-             max_group_effect_values: float | None = None, thin: int = 1) -> xr.DataTree:
+             max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
+             extra_report: dict | None = None) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
     For a collapsed gaussian model the sampling report covers the sampled parameters; then, if
     chains x draws x groups exceeds ``max_group_effect_values``, the posterior is thinned (every k-th
     draw, recorded in ``attrs["hierpool_thin"]``) before ``group_effect`` is drawn, so that the stored
     posterior stays within memory. ``thin`` > 1 says that ``dt`` holds a posterior thinned already
-    (the Gibbs sampler's), to record in the attrs.
+    (the Gibbs sampler's), to record in the attrs. ``method="empirical_bayes"``: ``dt`` holds the
+    group effects already (conditional draws given fixed estimates), and ``extra_report`` the estimates.
     """
     gd = desc.data
     if max_group_effect_values is None:
@@ -339,7 +386,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     const = constant_data(gd)
     report = None
     stats_thin = 1
-    if desc.integrates_out_group_effects:
+    if desc.integrates_out_group_effects and method == "full_bayes":
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
@@ -378,10 +425,26 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         N.ATTR_SETTINGS: json.dumps(dict(desc.settings)),
         N.ATTR_SAMPLER: engine,
         N.ATTR_THIN: thin,
+        N.ATTR_METHOD: method,
     }
+    if report is None and method == "empirical_bayes":
+        # independent exact draws given fixed estimates: nothing for R-hat or ESS to diagnose; what can go
+        # wrong is the estimation, reported here
+        report = {"divergences": 0, "draws": int(post.sizes["draw"]), "chains": int(post.sizes["chain"]),
+                  "problems": []}
+        if extra_report and not extra_report.get("converged", True):
+            report["problems"].append(f"the (RE)ML optimizer did not converge: {extra_report.get('optimizer', '')}")
+        if extra_report and extra_report.get("singular"):
+            report["problems"].append("tau is estimated at 0 (a boundary, lme4's 'singular fit'): every group "
+                                      "effect is shrunk to 0; full Bayes (method='full_bayes') integrates over "
+                                      "tau instead")
+        for p in report["problems"]:
+            warnings.warn(p, HierpoolSamplingWarning, stacklevel=4)
     if report is None:
         report = check_sampling(out, _stacklevel=4)
         if thin > 1:
             report["thinned_for_group_effects"] = thin
+    if extra_report:
+        report.update(extra_report)
     out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
     return out
