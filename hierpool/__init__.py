@@ -23,6 +23,7 @@ _LAZY = {
     "datasets": ("hierpool.data.datasets", None),
     "compare": ("hierpool.analysis.compare", "compare"),
     "cross_validate": ("hierpool.analysis.compare", "cross_validate"),
+    "eb_vs_full_bayes": ("hierpool.analysis.methods", "eb_vs_full_bayes"),
     "ppc": ("hierpool.analysis.ppc", "ppc"),
     "profile": ("hierpool.analysis.profile", "profile"),
     "predict": ("hierpool.analysis.predict", "predict"),
@@ -52,7 +53,7 @@ _LAZY = {
 
 __all__ = [
     "GroupEncoder", "GroupedData", "GroupedStats", "HierpoolSamplingWarning", "ModelDescription", "Prior", "__version__",
-    "check_sampling", "compare", "cross_validate", "datasets", "describe", "fit", "from_trace",
+    "check_sampling", "compare", "cross_validate", "datasets", "describe", "eb_vs_full_bayes", "fit", "from_trace",
     "get_options", "implied_ridge", "load", "plots", "ppc", "predict", "profile", "prepare", "random_intercepts",
     "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "set_options",
     "shrinkage", "summarize", "triple_goal",

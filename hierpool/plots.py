@@ -14,7 +14,8 @@ from hierpool.analysis import ranking as _ranking
 from hierpool.analysis import shrinkage as _shrinkage
 from hierpool.core import names as N
 
-__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot", "funnel_plot", "profile_caterpillar"]
+__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot", "funnel_plot", "profile_caterpillar",
+           "eb_vs_full_bayes"]
 
 
 def __dir__():  # the plotting functions only: hp.plots is not a second home of numpy or the tables
@@ -349,4 +350,47 @@ def profile_caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None,
     ax.set_xlabel(measure + (f" ({tab.attrs['ci_prob']:.0%} interval)" if "ci_prob" in tab.attrs else ""))
     shown = "" if len(tab) == n_all else f": {len(tab)} of {n_all}, worst first"
     ax.set_title("Profile" + shown)
+    return fig
+
+
+def eb_vs_full_bayes(table_or_fits, full_bayes=None, ci_prob: float = 0.9):
+    """Empirical Bayes against full Bayes: interval widths by group size, and the plug-in tau against
+    tau's posterior.
+
+    Takes the table of :func:`hierpool.eb_vs_full_bayes`, or the two fits (``eb_vs_full_bayes(eb, fb)``).
+    Left: each group's interval-width ratio (EB over full Bayes) against its size; below 1 means the
+    plug-in interval is narrower. Right: each group's effect estimated both ways, on the identity line
+    when they agree. The title states tau's plug-in value and its posterior interval.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from hierpool.analysis.methods import eb_vs_full_bayes as _table_fn
+
+    if isinstance(table_or_fits, pd.DataFrame):
+        tab = _table(table_or_fits, _table_fn, "eb_vs_full_bayes", ("n", "width_ratio", "estimate_eb", "estimate_fb"))
+    elif full_bayes is None:
+        raise TypeError("eb_vs_full_bayes takes the table of hp.eb_vs_full_bayes, or the two fits: "
+                        "eb_vs_full_bayes(eb_fit, full_bayes_fit).")
+    else:
+        tab = _table_fn(table_or_fits, full_bayes, ci_prob=ci_prob)
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    a1.scatter(tab["n"], tab["width_ratio"], s=14, alpha=0.6, edgecolors="none")
+    a1.axhline(1.0, color="0.5", lw=0.8)
+    a1.set_xscale("log")
+    a1.set_xlabel("group size n (log scale)")
+    a1.set_ylabel("interval width: empirical / full Bayes")
+    lo = float(min(tab["estimate_eb"].min(), tab["estimate_fb"].min()))
+    hi = float(max(tab["estimate_eb"].max(), tab["estimate_fb"].max()))
+    a2.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+    a2.scatter(tab["estimate_fb"], tab["estimate_eb"], s=14, alpha=0.6, edgecolors="none")
+    a2.set_xlabel("group effect, full Bayes (posterior mean)")
+    a2.set_ylabel("group effect, empirical Bayes")
+    at = tab.attrs
+    if "tau_eb" in at:
+        fig.suptitle(f"tau plug-in {at['tau_eb']:.3g}; posterior mean {at['tau_fb']:.3g} "
+                     f"[{at['ci_prob']:.0%}: {at['tau_fb_low']:.3g}, {at['tau_fb_high']:.3g}], "
+                     f"P(tau < plug-in) = {at['p_tau_below_eb']:.2f}")
     return fig

@@ -258,3 +258,35 @@ def test_empirical_bayes_refusals():
         hp.fit(hp.random_intercepts(df, y="y", group="group", priors={"tau": 0.5}), method="empirical_bayes")
     with pytest.raises(ValueError, match="n_nodes"):
         hp.fit(m, method="empirical_bayes", n_nodes=0)
+
+
+def test_eb_vs_full_bayes_table_and_plot(sleep_fit):
+    """The side-by-side table: EB columns equal the EB fit's own summaries; the full-Bayes side is read
+    from a fit (here a stand-in: the EB draws with tau widened, marked full_bayes, so no MCMC runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, eb_dt = sleep_fit
+    fb = eb_dt.copy()
+    fb.attrs[N.ATTR_METHOD] = "full_bayes"
+    post = fb["posterior"].to_dataset()
+    rng = np.random.default_rng(0)
+    post[N.TAU] = post[N.TAU] * xr_lognormal(rng, post[N.TAU].shape)
+    post[N.GROUP_EFFECT] = post[N.GROUP_EFFECT] * 1.5
+    fb["posterior"] = post
+    tab = hp.eb_vs_full_bayes(eb_dt, fb, ci_prob=0.9)
+    assert list(tab["group"]) == list(eb_dt["posterior"][N.GROUP].values)
+    u = eb_dt["posterior"][N.GROUP_EFFECT].stack(s=("chain", "draw")).transpose(N.GROUP, "s").values
+    np.testing.assert_allclose(tab["estimate_eb"], u.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(tab["conf_low_eb"], np.quantile(u, 0.05, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(tab["width_ratio"], 1 / 1.5, rtol=1e-9)
+    assert tab.attrs["tau_eb"] == pytest.approx(_info(eb_dt)["tau"])
+    assert 0 < tab.attrs["p_tau_below_eb"] < 1
+    fig = hp.plots.eb_vs_full_bayes(tab)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="method='empirical_bayes'"):
+        hp.eb_vs_full_bayes(fb, eb_dt)
+
+
+def xr_lognormal(rng, shape):
+    return np.exp(rng.normal(0, 0.3, shape))
