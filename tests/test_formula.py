@@ -4,7 +4,9 @@ matrix as the reference for interactions and transforms, clear refusals, specs a
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,8 @@ from hierpool.data.formula import parse_formula
 from hierpool.data.terms import design_matrix
 from hierpool.workflow.cli import main
 from hierpool.workflow.spec import SpecError, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +362,22 @@ def test_hierpool_validate_a_formula_spec(tmp_path, capsys):
     path.write_text(textwrap.dedent(SPEC).replace("(1 | member_id)", "(1 | member_id) + (1 | age)"))
     assert main(["validate", str(path)]) == 2
     assert "several grouping factors (member_id, age) is not supported yet" in capsys.readouterr().err
+
+
+_SHIPPED = [ROOT / "models" / "radon.toml", ROOT / "models" / "efron_morris.toml",
+            ROOT / "hierpool" / "workflow" / "specs" / "episodes.toml"]
+
+
+@pytest.mark.parametrize("path", _SHIPPED, ids=lambda p: p.stem)
+def test_the_formula_in_each_shipped_spec_builds_the_same_data(path):
+    """Each shipped spec shows its [data] as a formula in a comment: uncommented, it gives the same data."""
+    text = path.read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("# formula = "))
+    formula = line.split('"')[1]
+    keyed = text
+    for key in ("response", "group", "predictors"):
+        keyed = re.sub(rf"(?m)^{key} = .*\n", "", keyed)
+    keyed = keyed.replace("[data]\n", f'[data]\nformula = "{formula}"\n', 1)
+    kw_spec, fo_spec = parse_spec(text, source=path), parse_spec(keyed, source=path)
+    assert "formula" in fo_spec.data and "response" not in fo_spec.data
+    assert_same(fo_spec.prepare(), kw_spec.prepare())

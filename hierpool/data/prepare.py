@@ -44,6 +44,13 @@ def prepare(
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
 
+    The columns' roles are given by keywords (``y=``, ``group=``, ``predictors=``, ...) or by an lme4-style
+    formula in their place, ``prepare(df, "readmitted ~ age + los + C(admission) + (1 | member)",
+    family="bernoulli")``: the two build identical data (:mod:`hierpool.data.formula` lists what a formula
+    may say: ``C(x)``, interactions ``a:b`` and ``a*b``, transforms such as ``np.log(x)`` and ``scale(x)``,
+    ``cbind(successes, failures)``, ``offset(log(exposure))``; one grouping factor with random intercepts,
+    ``(1 | g)``, and always an intercept).
+
     Parameters
     ----------
     df : pandas.DataFrame, dask DataFrame, or str / Path
@@ -52,7 +59,7 @@ def prepare(
         the factories fit exactly without keeping rows.
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
-        poisson: non-negative integer counts.
+        poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
     group : str
         Column of group labels (any hashable: member id, county, ...). At least two groups.
     predictors : sequence of str, str or None
@@ -67,6 +74,11 @@ def prepare(
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
         poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+    formula : str, optional
+        An lme4-style formula instead of ``y``, ``group`` and ``predictors`` (which must then not be
+        given); ``family``, and ``trials``/``exposure`` unless the formula gives them, stay keywords. The
+        formula is kept as ``gd.formula``. Predictor names follow the keyword form: ``x``, ``c[level]``
+        (also for ``C(c)``), ``a:c[level]`` for interactions, and a transform as written (``np.log(x)``).
 
     Returns
     -------
@@ -79,6 +91,8 @@ def prepare(
     >>> gd = hp.prepare(df, y="y", group="g", predictors=["x"])
     >>> gd.n_groups, gd.predictors
     (2, ['x'])
+    >>> hp.prepare(df, "y ~ x + (1 | g)").predictors
+    ['x']
     """
     if formula is not None or (isinstance(y, str) and "~" in y):
         from hierpool.data.formula import prepare_formula

@@ -10,6 +10,10 @@ Decisions, stated once:
   Category levels that never occur in the data get no indicator. Integer columns are numeric; convert them
   to ``category`` to treat them as levels.
 - Nothing is dropped or coerced silently: a NaN or infinite value anywhere in a used column is an error.
+- A formula (:mod:`hierpool.data.formula`) adds two kinds of term, built from the column terms above (so
+  the same checks apply): ``transform`` (a numeric expression of numeric columns, named as written, e.g.
+  ``np.log(x)``) and ``interaction`` (row-wise products of its factors' columns, named ``a:b[level]``).
+  Their columns are scaled like numeric ones, except products of indicators (scale 1).
 """
 
 from __future__ import annotations

@@ -117,7 +117,12 @@ class _Table(BaseModel):
 
 # ------------------------------------------------------------------------------------------------------
 class DataTable(_Table):
-    """``[data]``: where the data come from and which columns play which role."""
+    """``[data]``: where the data come from and which columns play which role.
+
+    The roles are ``response``, ``group`` and ``predictors``, or one ``formula`` in their place (lme4
+    syntax, :mod:`hierpool.data.formula`), checked here without the data: its syntax, the one
+    ``(1 | group)`` term, and ``cbind``/``offset`` against ``family``, ``trials`` and ``exposure``.
+    """
 
     dataset: str = Field(None, description="one of hp.datasets.NAMES")
     path: str = Field(None, min_length=1, description="a file name (a string)")
@@ -203,8 +208,8 @@ class DataTable(_Table):
         if "trials" in given and not fam.uses_trials:
             problems.append(f"trials is only used with family = 'binomial'; got family = {self.family!r}.")
         if "trials" not in given and fam.uses_trials and not cbind:
-            problems.append("family = 'binomial' needs the key 'trials' (a column or an integer), or a formula "
-                            "with cbind(successes, failures).")
+            alt = ", or a formula with cbind(successes, failures) ~ ..." if "formula" in given else ""
+            problems.append(f"family = 'binomial' needs the key 'trials' (a column or an integer){alt}.")
         if "exposure" in given and not fam.uses_exposure:
             problems.append(f"exposure is only used with family = 'poisson'; got family = {self.family!r}.")
         if problems:
