@@ -318,7 +318,9 @@ def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
         return
     cross = Xs.T @ Xs / Xs.shape[0]  # centered and scaled columns: the intercept is already projected out
     tol = 1e-9 * max(1.0, float(np.trace(cross)))
-    for k in range(1, Xs.shape[1] + 1):
+    if np.linalg.matrix_rank(cross, tol=tol) == Xs.shape[1]:
+        return
+    for k in range(1, Xs.shape[1] + 1):  # find the first column that adds nothing
         if np.linalg.matrix_rank(cross[:k, :k], tol=tol) < k:
             raise _bad(text, f"the column {names[k - 1]!r} is a linear combination of the intercept and the "
                              f"columns before it ({', '.join(names[:k - 1]) or 'none'}); its coefficient is not "
@@ -369,7 +371,7 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if (fails < 0).any() or (np.mod(fails, 1) != 0).any():
             raise _bad(formula, f"the failures column {f.failures!r} of cbind must hold integers >= 0.")
         trials = f"cbind({f.response}, {f.failures})"
-        cols = [c for c in dict.fromkeys([f.response, f.group, *f.columns]) if c in df.columns]
+        cols = [c for c in dict.fromkeys([f.response, f.group, *f.columns, exposure]) if c in df.columns]
         succ = numeric_column(df[f.response], "y")
         data = df[cols].assign(**{trials: succ + fails})
     gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
