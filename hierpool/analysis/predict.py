@@ -25,7 +25,7 @@ from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.validate import one_of, probability
-from hierpool.data.terms import design_matrix
+from hierpool.data.terms import design_matrix, term_columns
 
 __all__ = ["predict"]
 
@@ -83,6 +83,22 @@ def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> 
     return v
 
 
+def _cbind_trials(df: pd.DataFrame, cols: list[str], arg: str) -> np.ndarray:
+    """Trials of a fit prepared from ``cbind(successes, failures)``: the sum of the two columns."""
+    parts = []
+    for col in cols:
+        s = df[col]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            raise TypeError(f"{arg}: column {col!r} (of cbind) must be numeric; got dtype {s.dtype}.")
+        parts.append(s.to_numpy(dtype=float))
+    v = parts[0] + parts[1]
+    bad = ~np.isfinite(v) | (v < 1) | (np.mod(v, 1) != 0)
+    if bad.any():
+        raise ValueError(f"{arg}: columns {cols} of cbind must add up to integer trials >= 1; "
+                         f"{int(bad.sum())} rows do not (first rows: {df.index[bad][:5].tolist()}).")
+    return v
+
+
 #: ``hp.predict`` warns when more than this share of the rows belongs to groups the fit has not seen.
 NEW_GROUP_WARN_SHARE = 0.5
 
@@ -120,16 +136,18 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     spec = _data_spec(fv)
     group = spec["group"]
     terms = spec.get("terms") or []
-    needed = [group] + [t["column"] for t in terms]
+    needed = list(dict.fromkeys([group] + [c for t in terms for c in term_columns(t)]))
     if isinstance(spec.get("trials"), str):
         needed.append(spec["trials"])
+    elif isinstance(spec.get("trials"), list):  # cbind(successes, failures): trials are their sum
+        needed += [c for c in spec["trials"] if c not in needed]
     if spec.get("exposure"):
         needed.append(spec["exposure"])
     missing = [c for c in needed if c not in new_df.columns]
     if missing:
         raise ValueError(
             f"{arg} lacks column {missing[0]!r}; the fit needs columns {needed} (group, predictors"
-            f"{', trials' if isinstance(spec.get('trials'), str) else ''}"
+            f"{', trials' if isinstance(spec.get('trials'), (str, list)) else ''}"
             f"{', exposure' if spec.get('exposure') else ''}). Columns of {arg}: {list(new_df.columns)[:20]}."
         )
     if len(new_df) == 0:
@@ -167,6 +185,8 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     if fv.fam.uses_trials:
         if isinstance(t, str):
             trials = _positive_column(new_df, t, arg, integer=True)
+        elif isinstance(t, list):  # cbind(successes, failures)
+            trials = _cbind_trials(new_df, t, arg)
         elif isinstance(t, Integral):
             trials = np.full(len(new_df), float(t))
         else:

@@ -68,8 +68,9 @@ class GroupedData(GroupedBase):
     group_name: str
     trials: np.ndarray | None = None
     exposure: np.ndarray | None = None
-    trials_name: str | int | None = None
+    trials_name: str | int | list[str] | None = None  # a list: cbind(successes, failures), trials = their sum
     exposure_name: str | None = None
+    formula: str | None = None  # the formula it was prepared from, if any
     group_n: np.ndarray = field(init=False)
     group_denominator: np.ndarray = field(init=False)
     group_raw_mean: np.ndarray = field(init=False)
@@ -137,6 +138,7 @@ class GroupedData(GroupedBase):
             "x_scale": self.x_scale.tolist(),
             "n_obs": self.n_obs,
             "y_sd": self.y_sd,
+            **({"formula": self.formula} if self.formula else {}),
         }
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from hierpool.data.terms import (
     check_finite,
     check_group_labels,
     design_matrix,
+    indicator_term,
     numeric_column,
     predictor_list,
     require_columns,
@@ -32,14 +33,23 @@ from hierpool.data.terms import (
 
 def prepare(
     df,
-    y: str,
-    group: str,
+    y: str | None = None,
+    group: str | None = None,
     predictors: Sequence[str] | str = (),
     family: str | None = None,
     trials: str | int | None = None,
     exposure: str | None = None,
+    *,
+    formula: str | None = None,
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
+
+    The columns' roles are given by keywords (``y=``, ``group=``, ``predictors=``, ...) or by an lme4-style
+    formula in their place, ``prepare(df, "readmitted ~ age + los + C(admission) + (1 | member)",
+    family="bernoulli")``: the two build identical data (:mod:`hierpool.data.formula` lists what a formula
+    may say: ``C(x)``, interactions ``a:b`` and ``a*b``, transforms such as ``np.log(x)`` and ``scale(x)``,
+    ``cbind(successes, failures)``, ``offset(log(exposure))``; one grouping factor with random intercepts,
+    ``(1 | g)``, and always an intercept).
 
     Parameters
     ----------
@@ -49,7 +59,7 @@ def prepare(
         the factories fit exactly without keeping rows.
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
-        poisson: non-negative integer counts.
+        poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
     group : str
         Column of group labels (any hashable: member id, county, ...). At least two groups.
     predictors : sequence of str, str or None
@@ -64,6 +74,11 @@ def prepare(
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
         poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+    formula : str, optional
+        An lme4-style formula instead of ``y``, ``group`` and ``predictors`` (which must then not be
+        given); ``family``, and ``trials``/``exposure`` unless the formula gives them, stay keywords. The
+        formula is kept as ``gd.formula``. Predictor names follow the keyword form: ``x``, ``c[level]``
+        (also for ``C(c)``), ``a:c[level]`` for interactions, and a transform as written (``np.log(x)``).
 
     Returns
     -------
@@ -76,7 +91,25 @@ def prepare(
     >>> gd = hp.prepare(df, y="y", group="g", predictors=["x"])
     >>> gd.n_groups, gd.predictors
     (2, ['x'])
+    >>> hp.prepare(df, "y ~ x + (1 | g)").predictors
+    ['x']
     """
+    if formula is not None or (isinstance(y, str) and "~" in y):
+        from hierpool.data.formula import prepare_formula
+
+        if formula is None:
+            formula, y = y, None
+        return prepare_formula(df, formula, y=y, group=group, predictors=predictors, family=family, trials=trials,
+                               exposure=exposure)
+    if y is None or group is None:
+        raise TypeError("prepare() needs y= and group= (column names), or a formula such as "
+                        "'y ~ x + (1 | group)'.")
+    return _prepare(df, y, group, predictors, family, trials, exposure)
+
+
+def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dict] | None = None):
+    """:func:`prepare` without the formula: ``terms`` (from a formula) replace those built from ``predictors``
+    (then the columns the terms read)."""
     if not isinstance(df, pd.DataFrame):
         from hierpool.data.reduce import is_dask_or_path, reduce
 
@@ -172,7 +205,7 @@ def prepare(
         )
 
     # predictors ---------------------------------------------------------------------------------------
-    terms = build_terms(df, predictors)
+    terms = build_terms(df, predictors) if terms is None else terms
     X = design_matrix(df, terms)
     names = [n for t in terms for n in t["names"]]
     center = X.mean(axis=0) if X.shape[1] else np.zeros(0)
@@ -180,14 +213,16 @@ def prepare(
     col = 0
     for t in terms:
         k = len(t["names"])
-        if t["kind"] == "numeric":
-            sd = X[:, col].std()
+        for c in range(col, col + k):
+            sd = X[:, c].std()
             if not sd > 0:
+                what = f"column {t['column']!r}" if t["kind"] == "numeric" else f"the column {names[c]!r}"
                 raise ValueError(
-                    f"predictors: column {t['column']!r} is constant ({X[0, col]:g}); a constant predictor is "
+                    f"predictors: {what} is constant ({X[0, c]:g}); a constant predictor is "
                     "confounded with the intercept. Drop it."
                 )
-            scale[col] = sd
+            if not indicator_term(t):
+                scale[c] = sd
         col += k
     dup_names = sorted({n for n in names if names.count(n) > 1})
     if dup_names:

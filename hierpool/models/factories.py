@@ -63,8 +63,9 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
             )
         return data
     if isinstance(data, pd.DataFrame) or is_dask_or_path(data):
-        if "y" not in given or "group" not in given:
-            raise ValueError("with a DataFrame, give at least y= and group= (the keywords of hp.prepare).")
+        if "formula" not in given and ("y" not in given or "group" not in given):
+            raise ValueError("with a DataFrame, give at least y= and group= (the keywords of hp.prepare), or "
+                             "formula= such as 'y ~ x + (1 | group)'.")
         return prepare(data, **{k: v for k, v in prepare_kwargs.items() if v is not None})
     raise TypeError(f"data must be a GroupedData (from hp.prepare) or a pandas DataFrame; got {type(data).__name__}.")
 
@@ -226,6 +227,7 @@ def random_intercepts(
     family=None,
     trials=None,
     exposure=None,
+    formula=None,
     priors: dict | None = None,
     centered: bool = False,
     collapse: bool | str = "auto",
@@ -239,8 +241,9 @@ def random_intercepts(
     ----------
     data : GroupedData or pandas.DataFrame
         Prepared data, or a frame together with the keywords of :func:`hierpool.prepare`.
-    y, group, predictors, family, trials, exposure
-        As in :func:`hierpool.prepare` (only with a DataFrame).
+    y, group, predictors, family, trials, exposure, formula
+        As in :func:`hierpool.prepare` (only with a DataFrame): keywords, or an lme4-style ``formula``
+        such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`).
     priors : dict, optional
         Overrides by parameter name: ``"intercept"`` (at the predictors' means), ``"beta"`` (user's
         scale), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
@@ -279,7 +282,7 @@ def random_intercepts(
     ['group', 'obs_id', 'predictor']
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure))
+                                exposure=exposure, formula=formula))
     _check_bool("centered", centered)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
@@ -305,6 +308,7 @@ def ridge_fixed_effects(
     family=None,
     trials=None,
     exposure=None,
+    formula=None,
     priors: dict | None = None,
     collapse: bool | str = "auto",
 ) -> pm.Model:
@@ -333,6 +337,7 @@ def ridge_fixed_effects(
     Parameters
     ----------
     data : GroupedData or pandas.DataFrame
+        Prepared data, or a frame with prepare's keywords or a ``formula`` (see :func:`random_intercepts`).
     lam : float
         Prior precision of each group effect, > 0 (on the linear-predictor scale: response units for
         gaussian, log-odds or log-rate otherwise).
@@ -352,7 +357,7 @@ def ridge_fixed_effects(
     False
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure))
+                                exposure=exposure, formula=formula))
     lam = positive_finite("lam", lam)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
@@ -382,6 +387,7 @@ def regularized_hierarchical(
     family=None,
     trials=None,
     exposure=None,
+    formula=None,
     penalty_scale: float | None = None,
     l1_ratio: float = 0.5,
     expected_nonzero: int | None = None,
@@ -435,7 +441,7 @@ def regularized_hierarchical(
     'laplace'
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure))
+                                exposure=exposure, formula=formula))
     one_of("penalty", penalty, N.PENALTIES)
     _check_bool("centered", centered)
     s = gd.y_scale

@@ -20,9 +20,13 @@ Format
     # simulate = "episodes"             # a simulator: "episodes" (hp.datasets.simulate_episodes) or
     #                                   # "grouped" (hp.datasets.simulate), with
     # parameters = {n_members = 2000, seed = 1}
-    response = "log_radon"              # required
-    group = "county"                    # required
+    response = "log_radon"              # required (unless formula)
+    group = "county"                    # required (unless formula)
     predictors = ["basement", "uranium"]
+    # formula = "log_radon ~ basement + uranium + (1 | county)"
+    #                                   # instead of response, group and predictors: an lme4-style formula
+    #                                   # (hierpool.data.formula: C(x), a*b, np.log(x), scale(x),
+    #                                   # cbind(successes, failures), offset(log(exposure)))
     family = "gaussian"                 # required: gaussian, bernoulli, binomial, poisson
     # trials = "at_bats"                # binomial: a column or one integer
     # exposure = "years"                # poisson: a column of positive exposures
@@ -89,7 +93,8 @@ class ModelSpec:
     name : str
     description : str
     data : dict
-        The ``[data]`` keys given, with ``predictors`` always a list and ``parameters`` a dict.
+        The ``[data]`` keys given, with ``predictors`` always a list (empty with a ``formula``) and
+        ``parameters`` a dict.
     variants : dict
         ``{name: {"kind": ..., settings...}}`` in the spec's order (the settings given).
     sampling : dict
@@ -156,8 +161,11 @@ class ModelSpec:
     def prepare_kwargs(self) -> dict:
         """The keywords of :func:`hierpool.prepare` that ``[data]`` gives."""
         d = self.data
-        kw = {"y": d["response"], "group": d["group"], "predictors": list(d.get("predictors", [])),
-              "family": d["family"]}
+        if "formula" in d:
+            kw = {"formula": d["formula"], "family": d["family"]}
+        else:
+            kw = {"y": d["response"], "group": d["group"], "predictors": list(d.get("predictors", [])),
+                  "family": d["family"]}
         for k in ("trials", "exposure"):
             if k in d:
                 kw[k] = d[k]
