@@ -38,6 +38,7 @@ def prepare(
     family: str | None = None,
     trials: str | int | None = None,
     exposure: str | None = None,
+    se: str | None = None,
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
 
@@ -64,6 +65,13 @@ def prepare(
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
         poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+    se : str, optional
+        Summary-level data (meta-analysis, published provider rates): ``df`` holds ONE row per group,
+        ``y`` the group's estimate and ``se`` the column of its known standard error (finite, > 0). The
+        model is then ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)``, ``u_j ~ Normal(0, tau)``, with
+        no residual ``sigma`` (gaussian only; predictors give a meta-regression). A repeated group
+        label, an ``se`` <= 0 or NaN, another family, ``trials``/``exposure`` or a Dask/path input
+        is an error. See :mod:`hierpool.data.summary`.
 
     Returns
     -------
@@ -76,7 +84,15 @@ def prepare(
     >>> gd = hp.prepare(df, y="y", group="g", predictors=["x"])
     >>> gd.n_groups, gd.predictors
     (2, ['x'])
+    >>> gd8 = hp.prepare(hp.datasets.eight_schools(), y="effect", se="stderr", group="school")
+    >>> gd8.n_groups, gd8.summary_level
+    (8, True)
     """
+    if se is not None:
+        from hierpool.data.summary import prepare_summary
+
+        return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
+                               exposure=exposure)
     if not isinstance(df, pd.DataFrame):
         from hierpool.data.reduce import is_dask_or_path, reduce
 
