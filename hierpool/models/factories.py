@@ -363,6 +363,10 @@ def ridge_fixed_effects(
     With ``lam = 1/tau^2`` (gaussian: sigma^2/tau^2 in scikit-learn units) the group effects equal the
     random-intercepts model's BLUP for that tau: the mixed-model equations of Henderson.
 
+    Summary-level data (``se=``, one estimate per group with a known standard error) works here too:
+    ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)`` with ``u_j ~ Normal(0, 1/sqrt(lam))``, integrated
+    out exactly; the equivalent scikit-learn ridge is ``Ridge(alpha=lam)`` with ``sample_weight = 1/se^2``.
+
     Parameters
     ----------
     data : GroupedData or pandas.DataFrame
