@@ -266,7 +266,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
 
     Groups that :func:`hierpool.profile` flags at ``prob`` (posterior probability, not the limits) are
     marked: worse in red, better in blue. Gaussian fits plot the observed minus expected mean against
-    the group size, with ``sigma^2 / n`` (sampling) and ``sigma^2 / n + tau^2`` (model) variances.
+    the group size, with ``sigma^2 / n`` (sampling) and ``sigma^2 / n + tau^2`` (model) variances;
+    summary-level fits (``hp.prepare(..., se=)``) against each estimate's standard error, with ``se^2``
+    and ``se^2 + tau^2`` (the meta-analysis funnel, drawn on a log axis).
 
     Returns
     -------
@@ -288,7 +290,8 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     else:
         fig = ax.figure
     gaussian = view.fam.link_name == "identity"
-    x = tab["n"].to_numpy(float) if gaussian else tab["expected"].to_numpy(float)
+    summary = view.summary_level  # one estimate per group with a known se: the classic meta-analysis funnel
+    x = (view.se_by_group() if summary else tab["n"].to_numpy(float)) if gaussian else tab["expected"].to_numpy(float)
     y = tab["oe_difference" if gaussian else "oe_ratio"].to_numpy(float)
     grid = np.geomspace(max(x.min(), 1e-3), x.max(), 60)
     center = 0.0 if gaussian else 1.0
@@ -300,8 +303,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
         q = ((1 - p) / 2, 1 - (1 - p) / 2)
         if gaussian:
             z = stats.norm.ppf(q[1])
-            samp = z * sigma / np.sqrt(grid)
-            model = z * np.sqrt(sigma**2 / grid + np.mean(tau_draws**2))
+            se_grid = grid if summary else sigma / np.sqrt(grid)  # the sampling SD at each x
+            samp = z * se_grid
+            model = z * np.sqrt(se_grid**2 + np.mean(tau_draws**2))
             pairs = ((-samp, samp), (-model, model))
         elif view.fam.link_name == "log":
             samp = [stats.poisson.ppf(qq, grid) / grid for qq in q]
@@ -323,7 +327,7 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     colors = np.where(tab["flag"] == "worse", "C3", np.where(tab["flag"] == "better", "C0", "0.55"))
     ax.scatter(x, y, s=_marker_sizes(tab["n"].to_numpy()), c=colors, alpha=0.8, edgecolors="none", zorder=3)
     ax.set_xscale("log")
-    ax.set_xlabel("group size n" if gaussian else "expected count E (log scale)")
+    ax.set_xlabel(("standard error se" if summary else "group size n") if gaussian else "expected count E (log scale)")
     ax.set_ylabel("observed - expected mean" if gaussian else "observed / expected (O/E)")
     ax.set_title(f"Funnel plot: red worse, blue better at P >= {prob:g}")
     ax.legend(fontsize="x-small", loc="best")

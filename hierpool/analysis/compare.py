@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from hierpool.analysis.fitview import as_fit
-from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows
+from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows, row_sigma
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.quadrature import log_marginal
@@ -130,10 +130,12 @@ def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
         bad[name] = (int(np.sum(k > threshold)), float(threshold), int(k.size))
     for name, (n_bad, threshold, n) in bad.items():
         if n_bad:
+            # summary-level data has one row per group: holding out a row is holding out its group
+            by = "group" if N.SE in fits[name]["constant_data"] else "row"
             warnings.warn(
                 f"model {name!r}: {n_bad} of {n} observations have Pareto k > {threshold:.2f}, so its PSIS-LOO "
                 "estimate is unreliable (typically rows of groups with one or two rows, whose effect hinges "
-                "on them). Check with K-fold cross-validation: hp.cross_validate(..., by='row').",
+                f"on them). Check with K-fold cross-validation: hp.cross_validate(..., by={by!r}).",
                 UserWarning,
                 stacklevel=3,
             )
@@ -255,7 +257,7 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
         sel = known[start:start + size]
         eta = eta_block(d, rows, sel, None)
         trials = None if rows.trials is None else rows.trials[sel]
-        ll = fv.fam.log_likelihood(y[sel], eta, sigma=None if sigma is None else sigma[:, None], trials=trials)
+        ll = fv.fam.log_likelihood(y[sel], eta, sigma=row_sigma(d, rows, sel), trials=trials)
         lpd = logsumexp(ll, axis=0) - np.log(S)
         out.append(pd.DataFrame({"unit_kind": "row", "row": sel, "group": rows.labels[sel], "n_rows": 1,
                                  "elpd_i": lpd}))
@@ -277,7 +279,8 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
             sel = new_pos[order[lo:ends[g1 - 1]]]
             eta = eta_block(d, rows, sel, None, include_group_effect=False)
             trials = None if rows.trials is None else rows.trials[sel]
-            lp = log_marginal(fv.fam, y[sel], eta, rows.new_code[sel] - g0, g1 - g0, tau, sigma=sigma,
+            sd = sigma if rows.se is None else row_sigma(d, rows, sel)  # per draw, or per row (summary data)
+            lp = log_marginal(fv.fam, y[sel], eta, rows.new_code[sel] - g0, g1 - g0, tau, sigma=sd,
                               trials=trials, n_nodes=n_nodes)
             lpd_g[g0:g1] = logsumexp(lp, axis=0) - np.log(S)
             g0 = g1

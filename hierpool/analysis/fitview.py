@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -59,6 +60,29 @@ class FitView:
     @property
     def raw_mean(self) -> xr.DataArray:
         return self.const[N.GROUP_RAW_MEAN]
+
+    @property
+    def summary_level(self) -> bool:
+        """A fit of summary-level data (``hp.prepare(..., se=)``): one row per group, whose response has a
+        known standard error (constant_data ``se``) in place of a residual ``sigma``."""
+        return N.SE in self.const
+
+    def se_by_group(self) -> np.ndarray:
+        """Summary-level fits: the known standard error of each group's estimate, in group order (J,)."""
+        out = np.full(self.n_groups, np.nan)
+        out[self.const[N.GROUP_IDX].values] = self.const[N.SE].values
+        return out
+
+    def row_sd(self, post: xr.Dataset | None = None) -> np.ndarray | None:
+        """The response SD of every training row, broadcasting against (chain, draw, obs_id) arrays of
+        ``post`` (default: the posterior): sigma per draw (gaussian), the known se per row (summary-level
+        data), or None (other families)."""
+        if self.summary_level:
+            return self.const[N.SE].values[None, None, :]
+        if not self.fam.has_sigma:
+            return None
+        post = self.post if post is None else post
+        return post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values[..., None]
 
     @property
     def hierarchical(self) -> bool:

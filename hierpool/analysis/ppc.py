@@ -219,8 +219,7 @@ def posterior_predictive(fv: FitView, post: xr.Dataset, rng: np.random.Generator
         sl = slice(d0, min(D, d0 + per))
         sub = post.isel(draw=sl)
         eta = linear_predictor(sub, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS).values
-        sigma = sub[N.SIGMA].values[..., None] if fv.fam.has_sigma else None
-        yield sl, fv.fam.draw(eta, rng, sigma=sigma, trials=trials)
+        yield sl, fv.fam.draw(eta, rng, sigma=fv.row_sd(sub), trials=trials)
 
 
 def _replicate_and_summarize(fv: FitView, funcs: dict, ctx, n_draws: int, rng, max_stored: float,

@@ -45,6 +45,7 @@ class NewRows:
     new_labels: list  # the K new group labels, in first-seen order
     offset: np.ndarray | None  # log(exposure)
     trials: np.ndarray | None
+    se: np.ndarray | None = None  # summary-level fits: the known standard error of each row's response
 
     @property
     def n(self) -> int:
@@ -65,7 +66,7 @@ def _data_spec(fv: FitView) -> dict:
     return spec
 
 
-def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> np.ndarray:
+def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool, what: str = "exposure") -> np.ndarray:
     s = df[col]
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         raise TypeError(f"{arg}: column {col!r} must be numeric; got dtype {s.dtype}.")
@@ -79,7 +80,7 @@ def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> 
     if integer and ((v < 1).any() or (np.mod(v, 1) != 0).any()):
         raise ValueError(f"{arg}: column {col!r} (trials) must hold integers >= 1.")
     if not integer and (v <= 0).any():
-        raise ValueError(f"{arg}: column {col!r} (exposure) must be positive; {int((v <= 0).sum())} rows are <= 0.")
+        raise ValueError(f"{arg}: column {col!r} ({what}) must be positive; {int((v <= 0).sum())} rows are <= 0.")
     return v
 
 
@@ -143,12 +144,16 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
         needed += [c for c in spec["trials"] if c not in needed]
     if spec.get("exposure"):
         needed.append(spec["exposure"])
+    if spec.get("se"):
+        needed.append(spec["se"])
     missing = [c for c in needed if c not in new_df.columns]
     if missing:
         raise ValueError(
             f"{arg} lacks column {missing[0]!r}; the fit needs columns {needed} (group, predictors"
             f"{', trials' if isinstance(spec.get('trials'), (str, list)) else ''}"
-            f"{', exposure' if spec.get('exposure') else ''}). Columns of {arg}: {list(new_df.columns)[:20]}."
+            f"{', exposure' if spec.get('exposure') else ''}"
+            f"{', se: the standard error of each new estimate (summary-level fit)' if spec.get('se') else ''}"
+            f"). Columns of {arg}: {list(new_df.columns)[:20]}."
         )
     if len(new_df) == 0:
         raise ValueError(f"{arg} has no rows.")
@@ -194,8 +199,9 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     e = spec.get("exposure")
     if fv.fam.uses_exposure and e:
         offset = np.log(_positive_column(new_df, e, arg, integer=False))
+    se = _positive_column(new_df, spec["se"], arg, integer=False, what="se") if spec.get("se") else None
     return NewRows(X=X, labels=labels, known_idx=known_idx.astype(np.int64), new_code=new_code,
-                   new_labels=new_labels, offset=offset, trials=trials)
+                   new_labels=new_labels, offset=offset, trials=trials, se=se)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -229,7 +235,7 @@ def flat_draws(fv: FitView) -> Draws:
     if N.BETA in post and N.PREDICTOR in post[N.BETA].dims and post.sizes.get(N.PREDICTOR, 0):
         beta = post[N.BETA].transpose(*order, N.PREDICTOR).values.reshape(icpt.shape[0], -1)
     sigma = post[N.SIGMA].transpose(*order).values.reshape(-1) if N.SIGMA in post else None
-    if fv.fam.has_sigma and sigma is None:
+    if fv.fam.has_sigma and sigma is None and not fv.summary_level:
         raise ValueError("a gaussian fit needs 'sigma' in its posterior to predict new observations.")
     ge = post[N.GROUP_EFFECT].transpose(*order, N.GROUP)
     return Draws(intercept=icpt, beta=beta, sigma=sigma, group_effect=ge,
@@ -258,6 +264,14 @@ def new_group_sd(fv: FitView, *, warn: bool = True, stacklevel: int = 3) -> np.n
             stacklevel=stacklevel,
         )
     return np.full(S, sd)
+
+
+def row_sigma(d: Draws, rows: NewRows, sel) -> np.ndarray | None:
+    """The response SD of the rows selected by ``sel``, broadcasting against (S, rows): sigma per draw, or
+    the rows' own standard errors (summary-level fits), or None (other families)."""
+    if rows.se is not None:
+        return rows.se[sel][None, :]
+    return None if d.sigma is None else d.sigma[:, None]
 
 
 def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
@@ -300,8 +314,10 @@ def predict(
     new_df : pandas.DataFrame
         Rows to predict. Must hold the group column and the predictor columns used in the fit (categorical
         predictors are coded exactly as in training; a level never seen in training is an error), the
-        trials column of a binomial fit (unless training used one constant number of trials) and the
-        exposure column of a poisson fit with exposure. The response column is not needed.
+        trials column of a binomial fit (unless training used one constant number of trials), the
+        exposure column of a poisson fit with exposure, and the se column of a summary-level fit
+        (``hp.prepare(..., se=)``: a new observation there is a new estimate with its own standard error,
+        drawn from ``Normal(mean, se)``). The response column is not needed.
     kind : {"mean", "draws"}
         ``"mean"``: a table, one row per row of ``new_df``. ``"draws"``: the posterior predictive draws.
     ci_prob : float
@@ -358,12 +374,11 @@ def predict(
     if include_group_effect and rows.new_labels:
         sd = new_group_sd(fv, stacklevel=3)
         new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
-    sigma = None if d.sigma is None else d.sigma[:, None]
 
     if kind == "draws":
         sl = slice(0, rows.n)
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
-        y = fv.fam.draw(eta, rng, sigma=sigma, trials=rows.trials)
+        y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=rows.trials)
         C, D = len(d.chain), len(d.draw)
         return xr.DataArray(
             y.reshape(C, D, rows.n),
@@ -384,7 +399,7 @@ def predict(
         out["estimate"][sl] = mu.mean(axis=0)
         out["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
         out["conf_low"][sl], out["conf_high"][sl] = np.quantile(mu, q, axis=0)
-        y = fv.fam.draw(eta, rng, sigma=sigma, trials=trials)
+        y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=trials)
         out["pred_low"][sl], out["pred_high"][sl] = np.quantile(y, q, axis=0)
     table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **out}, index=new_df.index)
     table.attrs["ci_prob"] = ci_prob

@@ -32,6 +32,7 @@ GROUP_RAW_MEAN = "group_raw_mean"
 GROUP_DENOM = "group_denominator"  # rows, trials or exposure summed per group
 TRIALS = "trials"
 EXPOSURE = "exposure"
+SE = "se"  # summary-level data: the known standard error of each row's response (obs_id)
 
 # DataTree attrs
 ATTR_VARIANT = "hierpool_variant"

@@ -18,6 +18,16 @@ class GroupedBase:
     """What :class:`GroupedData` (rows) and :class:`hierpool.data.GroupedStats` (sufficient statistics)
     share: sizes and the data scales that the default priors use."""
 
+    #: Summary-level data (one estimate per group with its known standard error): the standard errors,
+    #: else None. Only :class:`GroupedData` built by ``prepare(..., se=)`` has them.
+    se = None
+
+    @property
+    def summary_level(self) -> bool:
+        """True for summary-level data: one row per group, a response with a known standard error ``se``
+        (:func:`hierpool.data.summary.prepare_summary`), so the model has no residual ``sigma``."""
+        return self.se is not None
+
     @property
     def fam(self) -> Family:
         """The response :class:`~hierpool.core.families.Family`."""
@@ -53,6 +63,8 @@ class GroupedData(GroupedBase):
 
     Build it with :func:`prepare`. Arrays are read-only numpy arrays; ``X`` is on the user's scale
     (indicators are 0/1), with ``x_center`` and ``x_scale`` the internal centering and scaling.
+    Summary-level data (``prepare(..., se=)``) has one row per group and ``se``, the known standard
+    error of each row's response.
     """
 
     family: str
@@ -71,6 +83,8 @@ class GroupedData(GroupedBase):
     trials_name: str | int | list[str] | None = None  # a list: cbind(successes, failures), trials = their sum
     exposure_name: str | None = None
     formula: str | None = None  # the formula it was prepared from, if any
+    se: np.ndarray | None = None
+    se_name: str | None = None
     group_n: np.ndarray = field(init=False)
     group_denominator: np.ndarray = field(init=False)
     group_raw_mean: np.ndarray = field(init=False)
@@ -84,7 +98,7 @@ class GroupedData(GroupedBase):
         object.__setattr__(self, "group_denominator", denom)
         object.__setattr__(self, "group_raw_mean", sums / denom)
         for arr in (self.y, self.group_idx, self.X, self.x_center, self.x_scale, self.group_n,
-                    self.group_denominator, self.group_raw_mean, self.trials, self.exposure):
+                    self.group_denominator, self.group_raw_mean, self.trials, self.exposure, self.se):
             if arr is not None:
                 arr.setflags(write=False)
 
@@ -139,11 +153,16 @@ class GroupedData(GroupedBase):
             "n_obs": self.n_obs,
             "y_sd": self.y_sd,
             **({"formula": self.formula} if self.formula else {}),
+            **({"se": self.se_name} if self.se is not None else {}),
         }
 
     def __repr__(self) -> str:
         preds = ", ".join(self.predictors) if self.predictors else "none"
         sizes = self.group_n
+        if self.se is not None:
+            return (f"GroupedData(summary-level, y={self.y_name!r}, se={self.se_name!r}, group={self.group_name!r}, "
+                    f"groups={self.n_groups} (one estimate each; se from {self.se.min():.4g} to "
+                    f"{self.se.max():.4g}), predictors=[{preds}])")
         return (
             f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r}, "
             f"rows={self.n_obs}, groups={self.n_groups} (rows per group: min {sizes.min()}, median "

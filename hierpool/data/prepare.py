@@ -41,6 +41,7 @@ def prepare(
     exposure: str | None = None,
     *,
     formula: str | None = None,
+    se: str | None = None,
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
 
@@ -79,6 +80,13 @@ def prepare(
         given); ``family``, and ``trials``/``exposure`` unless the formula gives them, stay keywords. The
         formula is kept as ``gd.formula``. Predictor names follow the keyword form: ``x``, ``c[level]``
         (also for ``C(c)``), ``a:c[level]`` for interactions, and a transform as written (``np.log(x)``).
+    se : str, optional
+        Summary-level data (meta-analysis, published provider rates): ``df`` holds ONE row per group,
+        ``y`` the group's estimate and ``se`` the column of its known standard error (finite, > 0). The
+        model is then ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)``, ``u_j ~ Normal(0, tau)``, with
+        no residual ``sigma`` (gaussian only; predictors give a meta-regression). A repeated group
+        label, an ``se`` <= 0 or NaN, another family, ``trials``/``exposure`` or a Dask/path input
+        is an error. See :mod:`hierpool.data.summary`.
 
     Returns
     -------
@@ -93,8 +101,13 @@ def prepare(
     (2, ['x'])
     >>> hp.prepare(df, "y ~ x + (1 | g)").predictors
     ['x']
+    >>> gd8 = hp.prepare(hp.datasets.eight_schools(), y="effect", se="stderr", group="school")
+    >>> gd8.n_groups, gd8.summary_level
+    (8, True)
     """
     if formula is not None or (isinstance(y, str) and "~" in y):
+        if se is not None:
+            raise TypeError("se= (summary-level data) takes the keywords y=, se= and group=, not a formula.")
         from hierpool.data.formula import prepare_formula
 
         if formula is None:
@@ -104,6 +117,11 @@ def prepare(
     if y is None or group is None:
         raise TypeError("prepare() needs y= and group= (column names), or a formula such as "
                         "'y ~ x + (1 | group)'.")
+    if se is not None:
+        from hierpool.data.summary import prepare_summary
+
+        return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
+                               exposure=exposure)
     return _prepare(df, y, group, predictors, family, trials, exposure)
 
 

@@ -24,7 +24,7 @@ from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
-from hierpool.inference.predictive import design_from_constant
+from hierpool.inference.predictive import design_from_constant, linear_predictor
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
@@ -95,6 +95,8 @@ def constant_data(gd) -> xr.Dataset:
         ds[N.TRIALS] = ((N.OBS,), gd.trials)
     if gd.exposure is not None:
         ds[N.EXPOSURE] = ((N.OBS,), gd.exposure)
+    if gd.summary_level:  # summary-level data: the known standard error of each row (= group)
+        ds[N.SE] = ((N.OBS,), gd.se)
     return ds
 
 
@@ -105,6 +107,11 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     its size, whatever the number of draws and rows.
     """
     X, gidx, offset, trials = design_from_constant(const)
+    if N.SE in const:  # summary-level data: the known se of each row in place of sigma (rows = groups: few)
+        eta = linear_predictor(post, X, gidx, offset)
+        ll = get_family(family).log_likelihood(y, eta, sigma=const[N.SE])
+        return ll.transpose(*N.SAMPLE_DIMS, N.OBS).drop_vars(
+            [c for c in ll.coords if c not in (*N.SAMPLE_DIMS, N.OBS)]).rename(None)
     C, D = post.sizes["chain"], post.sizes["draw"]
     beta = post[N.BETA].transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values if X is not None and N.BETA in post else None
     sigma = post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values if get_family(family).has_sigma else None
@@ -324,6 +331,10 @@ def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, 
                          "(its group-effect scale is chosen by the user or shrunk by a prior, not estimated).")
     if desc.group_sd_fixed is not None:
         raise ValueError("method='empirical_bayes' estimates tau; this model fixes it (priors={'tau': value}).")
+    if desc.data.summary_level:  # its REML profiles sigma, which summary-level data replaces by the known se
+        raise ValueError("method='empirical_bayes' does not fit summary-level data (prepare(..., se=)) yet: its "
+                         "gaussian REML estimates a residual sigma, which the known standard errors replace. Use "
+                         "method='full_bayes' (the default).")
     one_of("criterion", criterion, eb.CRITERIA)
     n_nodes = positive_int("n_nodes", n_nodes, 1)
     if sampler != "auto" or target_accept is not None or kwargs:

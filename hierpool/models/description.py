@@ -23,7 +23,7 @@ from hierpool.models.priors import Prior
 __all__ = ["ModelDescription", "describe"]
 
 #: Collapses whose group effects are integrated out of the sampled model and drawn after sampling.
-INTEGRATED_OUT = ("gaussian", "integrated")
+INTEGRATED_OUT = ("gaussian", "known_se", "integrated")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +38,10 @@ class ModelDescription:
         One of :data:`hierpool.core.names.FAMILIES`.
     data : GroupedData or GroupedStats
         The data the model was built on.
-    collapse : {"gaussian", "integrated", "counts", None}
+    collapse : {"gaussian", "known_se", "integrated", "counts", None}
         The exact collapsed likelihood in use (:func:`hierpool.models.collapse.resolve_collapse`):
-        group effects integrated out ("gaussian", "integrated"), rows pooled into cells ("counts"), or
+        group effects integrated out ("gaussian"; "known_se" for summary-level data; "integrated"),
+        rows pooled into cells ("counts"), or
         the row-level likelihood (None).
     priors : mapping of str to Prior or float
         The prior of every parameter the model has, defaults included, on the scale it is placed:

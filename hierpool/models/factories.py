@@ -47,7 +47,12 @@ from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
 from hierpool.data.stats import size_classes
 from hierpool.models import integrated
-from hierpool.models.collapse import gaussian_marginal_logp_sizes, integrated_patterns, resolve_collapse
+from hierpool.models.collapse import (
+    gaussian_marginal_logp_sizes,
+    integrated_patterns,
+    known_se_marginal_logp,
+    resolve_collapse,
+)
 from hierpool.models.description import INTEGRATED_OUT, ModelDescription
 from hierpool.models.priors import Prior, elastic_net, normalize_priors, scale_parameter, serialize
 
@@ -79,7 +84,7 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
     kinds = {"intercept": "real", "beta": "real", "tau": "positive", "tau_sq": "positive",
              "sigma": "positive", "sigma_sq": "positive"}
     out = {k: kinds[k] for k in keys}
-    if not gd.fam.has_sigma:
+    if not gd.fam.has_sigma or gd.summary_level:  # summary-level data: the known se replaces sigma
         out.pop("sigma", None)
         out.pop("sigma_sq", None)
     if gd.n_predictors == 0:
@@ -101,6 +106,8 @@ def _data_containers(gd: GroupedData, how: str | None):
     if gd.n_predictors:
         pm.Data(N.X_CENTER, gd.x_center, dims=N.PREDICTOR)
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
+    if gd.summary_level:  # the known standard errors, read by the likelihood
+        pm.Data(N.SE, gd.se, dims=N.OBS)
     if isinstance(gd, GroupedStats) or how == "gaussian":
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
@@ -176,6 +183,11 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         }
         sigma = _sigma(gd, priors, used)
         return pm.Potential(N.Y_MARGINAL, gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
+    if collapse == "known_se":  # summary-level data: y_j ~ Normal(a + x_j b, sqrt(tau^2 + se_j^2))
+        y_obs = pm.Data(N.Y_OBSERVED, gd.y, dims=N.OBS)
+        mean = intercept_c if beta_std is None else intercept_c + pt.dot(pt.as_tensor_variable(gd.Xs), beta_std)
+        se = pm.Model.get_context()[N.SE]
+        return pm.Potential(N.Y_MARGINAL, known_se_marginal_logp(y_obs, se, mean, group_effect))
     if collapse == "integrated":
         pat = integrated_patterns(gd)
         counts = pm.Data(N.PATTERN_COUNTS, pat.counts)  # the response enters only here (refits: data_for)
@@ -198,7 +210,10 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
     if offset is not None:
         eta = eta + offset
-    sigma = _sigma(gd, priors, used) if gd.fam.has_sigma else None
+    if gd.summary_level:  # the known standard errors in place of a residual sigma
+        sigma = pm.Model.get_context()[N.SE]
+    else:
+        sigma = _sigma(gd, priors, used) if gd.fam.has_sigma else None
     return gd.fam.pymc_likelihood(N.Y, eta, y_obs, dims, sigma=sigma, trials=trials)
 
 
@@ -228,6 +243,7 @@ def random_intercepts(
     trials=None,
     exposure=None,
     formula=None,
+    se=None,
     priors: dict | None = None,
     centered: bool = False,
     collapse: bool | str = "auto",
@@ -241,9 +257,10 @@ def random_intercepts(
     ----------
     data : GroupedData or pandas.DataFrame
         Prepared data, or a frame together with the keywords of :func:`hierpool.prepare`.
-    y, group, predictors, family, trials, exposure, formula
+    y, group, predictors, family, trials, exposure, formula, se
         As in :func:`hierpool.prepare` (only with a DataFrame): keywords, or an lme4-style ``formula``
-        such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`).
+        such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`); ``se=`` reads
+        summary-level data (one estimate per group with its known standard error; see below).
     priors : dict, optional
         Overrides by parameter name: ``"intercept"`` (at the predictors' means), ``"beta"`` (user's
         scale), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
@@ -264,6 +281,21 @@ def random_intercepts(
         A model whose group effects are integrated out has no ``group_effect`` variable: ``hp.fit``
         draws it; a trace sampled with plain ``pm.sample`` becomes a fit through ``hp.from_trace(trace,
         model)``, and the analysis functions refuse such a trace with that advice.
+        Summary-level data (``hp.prepare(..., se=)``): "auto" or True integrate the group effects out
+        exactly, ``y_j ~ Normal(intercept + x_j beta, sqrt(tau^2 + se_j^2))`` (the sampler sees the
+        intercept, beta and tau; ``group_effect`` is drawn from its exact conditional afterwards);
+        ``False`` samples them non-centered with ``y_j ~ Normal(..., sigma=se_j)``.
+
+    **Summary-level data** (one estimate ``y_j`` per group with a known standard error ``se_j``: the eight
+    schools, published provider rates) has no ``sigma``: ``y_j ~ Normal(intercept + x_j beta + u_j,
+    se_j)``. The default prior scale ``s`` is then the sd of the estimates. Why collapsed by default,
+    measured on the eight schools with posteriordb's prior (mu ~ Normal(0, 5), tau ~ HalfCauchy(5)),
+    ``hp.fit`` defaults (nutpie, target_accept 0.8, 4 x 1000 draws), 10 seeds
+    (``benchmarks/eight_schools_collapse.py``, 2-core machine, wall time with compilation): collapsed,
+    0 divergences in 10 fits, bulk ESS of tau 1,794 (min 1,471), 1.9 s per fit; ``collapse=False``
+    (non-centered), 32 divergences with at least one in every fit (so every fit warns, and the funnel
+    it signals is under-explored), ESS of tau 2,163, 6.9 s; ``collapse=False, target_accept=0.95``, 0
+    divergences, ESS 1,873, 10.6 s. Both reproduce the exact posterior (tests/test_summary_data.py).
 
     Defaults (``s = sd(y)`` gaussian, 1 otherwise; ``m`` = link(overall mean)): intercept at the predictor
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
@@ -282,7 +314,7 @@ def random_intercepts(
     ['group', 'obs_id', 'predictor']
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula))
+                                exposure=exposure, formula=formula, se=se))
     _check_bool("centered", centered)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
@@ -309,6 +341,7 @@ def ridge_fixed_effects(
     trials=None,
     exposure=None,
     formula=None,
+    se=None,
     priors: dict | None = None,
     collapse: bool | str = "auto",
 ) -> pm.Model:
@@ -334,6 +367,10 @@ def ridge_fixed_effects(
     With ``lam = 1/tau^2`` (gaussian: sigma^2/tau^2 in scikit-learn units) the group effects equal the
     random-intercepts model's BLUP for that tau: the mixed-model equations of Henderson.
 
+    Summary-level data (``se=``, one estimate per group with a known standard error) works here too:
+    ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)`` with ``u_j ~ Normal(0, 1/sqrt(lam))``, integrated
+    out exactly; the equivalent scikit-learn ridge is ``Ridge(alpha=lam)`` with ``sample_weight = 1/se^2``.
+
     Parameters
     ----------
     data : GroupedData or pandas.DataFrame
@@ -357,7 +394,7 @@ def ridge_fixed_effects(
     False
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula))
+                                exposure=exposure, formula=formula, se=se))
     lam = positive_finite("lam", lam)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
@@ -388,6 +425,7 @@ def regularized_hierarchical(
     trials=None,
     exposure=None,
     formula=None,
+    se=None,
     penalty_scale: float | None = None,
     l1_ratio: float = 0.5,
     expected_nonzero: int | None = None,
@@ -441,7 +479,7 @@ def regularized_hierarchical(
     'laplace'
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula))
+                                exposure=exposure, formula=formula, se=se))
     one_of("penalty", penalty, N.PENALTIES)
     _check_bool("centered", centered)
     s = gd.y_scale
