@@ -290,3 +290,37 @@ def test_eb_vs_full_bayes_table_and_plot(sleep_fit):
 
 def xr_lognormal(rng, shape):
     return np.exp(rng.normal(0, 0.3, shape))
+
+
+def test_summary_level_reml_equals_dense_computation():
+    """Summary-level data (``prepare(..., se=)``): the meta-analysis REML of tau and the GLS coefficients
+    equal a dense computation here (scipy's multivariate normal on the marginal, plus the REML term, by
+    bounded scalar minimization), to 1e-5; eight schools gives tau = 0 and the precision-weighted mean
+    7.6856 (metafor's rma(method = "REML") reports tau^2 = 0, estimate 7.6856)."""
+    rng = np.random.default_rng(4)
+    J = 30
+    se = rng.uniform(0.5, 3.0, J)
+    x = rng.normal(size=J)
+    y = 1.0 + 0.8 * x + rng.normal(0, 1.5, J) + rng.normal(0, se)
+    df = pd.DataFrame({"study": [f"s{j}" for j in range(J)], "y": y, "se": se, "x": x})
+    m = hp.random_intercepts(df, y="y", se="se", group="study", predictors=["x"])
+    info = _info(hp.fit(m, method="empirical_bayes", random_seed=1, draws=20))
+    X1 = np.column_stack([np.ones(J), x])
+
+    def neg_reml(tau):
+        V = np.diag(tau**2 + se**2)
+        Vi = np.linalg.inv(V)
+        coef = np.linalg.solve(X1.T @ Vi @ X1, X1.T @ Vi @ y)
+        return -(stats.multivariate_normal(X1 @ coef, V).logpdf(y) - 0.5 * np.linalg.slogdet(X1.T @ Vi @ X1)[1])
+
+    ref = optimize.minimize_scalar(neg_reml, bounds=(1e-6, 20), method="bounded", options={"xatol": 1e-10})
+    assert info["tau"] == pytest.approx(ref.x, rel=1e-5)
+    Vi = np.diag(1 / (ref.x**2 + se**2))
+    coef = np.linalg.solve(X1.T @ Vi @ X1, X1.T @ Vi @ y)
+    assert [info["intercept"], info["beta"]["x"]] == pytest.approx(list(coef), rel=1e-5)
+
+    eight = hp.random_intercepts(hp.datasets.eight_schools(), y="effect", se="stderr", group="school")
+    with pytest.warns(hp.HierpoolSamplingWarning, match="singular"):
+        e = _info(hp.fit(eight, method="empirical_bayes", random_seed=1, draws=20))
+    assert e["singular"] and e["tau"] < 1e-4
+    assert e["intercept"] == pytest.approx(7.6856, abs=1e-4)

@@ -132,6 +132,47 @@ def gaussian_reml(st, reml: bool = True) -> dict:
     return best
 
 
+def _known_se_profile(y, se, X1, tau: float, reml: bool) -> dict:
+    """-2 log-likelihood of ``y_j ~ Normal(X1_j coef, sqrt(tau^2 + se_j^2))`` at the GLS ``coef(tau)``."""
+    w = 1.0 / (tau**2 + se**2)
+    xtwx = (X1 * w[:, None]).T @ X1
+    coef = np.linalg.solve(xtwx, X1.T @ (w * y))
+    r = y - X1 @ coef
+    dev = float(np.sum(np.log(2.0 * math.pi / w)) + np.sum(w * r**2))
+    if reml:
+        dev += float(np.linalg.slogdet(xtwx)[1]) - X1.shape[1] * math.log(2.0 * math.pi)
+    return {"deviance": dev, "coef": coef, "tau": float(tau)}
+
+
+def known_se_reml(y, se, X=None, reml: bool = True) -> dict:
+    """REML (or ML) tau of summary-level data, ``y_j ~ Normal(x_j b + u_j, se_j)``, ``u_j ~ Normal(0, tau)``:
+    the random-effects meta-analysis (``metafor::rma(method = "REML")``), ``X`` on the user's scale.
+
+    Minimizes ``sum_j log(tau^2 + se_j^2) + sum_j w_j r_j^2 (+ log|X'WX| for REML)`` over ``tau >= 0`` (a
+    log-scale grid, then bounded Brent), with the GLS coefficients profiled out. Returns ``coef``
+    (intercept first), ``tau``, ``deviance``, ``singular``, ``converged``.
+    """
+    y = np.asarray(y, dtype=float)
+    se = np.asarray(se, dtype=float)
+    X1 = np.column_stack([np.ones(y.size)] + ([] if X is None else [np.asarray(X, dtype=float)]))
+    if y.size <= X1.shape[1]:
+        raise ValueError(f"method='empirical_bayes' needs more groups ({y.size}) than intercept and predictors "
+                         f"({X1.shape[1]}).")
+    scale = float(np.std(y)) + float(np.median(se))
+    grid = np.concatenate([[0.0], scale * np.logspace(-4, 2, 49)])
+    devs = np.array([_known_se_profile(y, se, X1, t, reml)["deviance"] for t in grid])
+    k = int(np.argmin(devs))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    res = optimize.minimize_scalar(lambda t: _known_se_profile(y, se, X1, t, reml)["deviance"], bounds=(lo, hi),
+                                   method="bounded", options={"xatol": 1e-10 * max(hi, 1e-8)})
+    best = _known_se_profile(y, se, X1, float(res.x), reml)
+    if devs[k] < best["deviance"]:
+        best = _known_se_profile(y, se, X1, grid[k], reml)
+    best["singular"] = best["tau"] < 1e-6 * scale
+    best["converged"] = bool(res.success)
+    return best
+
+
 # ------------------------------------------------------------------------------------------------------
 # counts: ML by adaptive Gauss-Hermite quadrature, with its gradient
 def marginal_loglik(fam, y, eta, codes, n_groups: int, tau: float, *, trials=None, n_nodes: int = 20,
@@ -352,6 +393,20 @@ def estimate(desc: ModelDescription, *, draws: int, chains: int, random_seed, cr
     keep = max(1, min(draws, int(max_group_effect_values // max(chains * J, 1))))
     seed = np.random.SeedSequence([int(random_seed), 7]) if random_seed is not None else np.random.SeedSequence()
     info: dict = {"method": "empirical_bayes"}
+    if gd.summary_level:
+        from hierpool.inference.conditional import draw_known_se_group_effects
+
+        est = known_se_reml(gd.y, gd.se, gd.X if P else None, reml=criterion == "reml")
+        tau, coef = est["tau"], est["coef"]
+        shape = (chains, keep)
+        intercept, beta = float(coef[0]), (coef[1:] if P else None)
+        u = draw_known_se_group_effects(gd, np.full(shape, intercept),
+                                        np.broadcast_to(beta, (*shape, P)) if P else None, np.full(shape, tau), seed)
+        info.update(criterion=criterion, deviance=est["deviance"], tau=tau, intercept=intercept,
+                    converged=est["converged"], singular=est["singular"])
+        if P:
+            info["beta"] = dict(zip(gd.predictors, map(float, beta), strict=True))
+        return _posterior(u, intercept, beta, tau, None, chains, keep), info
     if gd.fam.has_sigma:
         est = gaussian_reml(gd.gaussian, reml=criterion == "reml")
         # REML's log|X'V^-1 X| on the user's predictors (lme4's REMLcrit), not on the standardized ones
@@ -377,14 +432,7 @@ def estimate(desc: ModelDescription, *, draws: int, chains: int, random_seed, cr
         eta = np.broadcast_to(eta, cp.y.shape).astype(float)
         u = draw_conditional(gd.fam, cp.y, eta, cp.group_idx, J, max(tau, 1e-8), chains * keep, trials=cp.trials,
                              seed=seed).reshape(chains, keep, J)
-    coords = {"chain": np.arange(chains), "draw": np.arange(keep)}
-    post = xr.Dataset({N.INTERCEPT: (N.SAMPLE_DIMS, np.full(shape, intercept)),
-                       N.GROUP_EFFECT: ((*N.SAMPLE_DIMS, N.GROUP), u),
-                       N.TAU: (N.SAMPLE_DIMS, np.full(shape, tau))}, coords=coords)
-    if P:
-        post[N.BETA] = ((*N.SAMPLE_DIMS, N.PREDICTOR), np.broadcast_to(beta, (*shape, P)).copy())
-    if sigma is not None:
-        post[N.SIGMA] = (N.SAMPLE_DIMS, np.full(shape, sigma))
+    post = _posterior(u, intercept, beta, tau, sigma, chains, keep)
     info.update(tau=tau, intercept=intercept, converged=est["converged"], singular=est["singular"])
     if sigma is not None:
         info["sigma"] = sigma
@@ -393,3 +441,17 @@ def estimate(desc: ModelDescription, *, draws: int, chains: int, random_seed, cr
     if keep < draws:
         info["draws_reduced_to"] = keep
     return post, info
+
+
+def _posterior(u, intercept, beta, tau, sigma, chains: int, keep: int) -> xr.Dataset:
+    """The contract's posterior: the estimates repeated over (chain, draw), the group effects' draws."""
+    shape = (chains, keep)
+    coords = {"chain": np.arange(chains), "draw": np.arange(keep)}
+    post = xr.Dataset({N.INTERCEPT: (N.SAMPLE_DIMS, np.full(shape, intercept)),
+                       N.GROUP_EFFECT: ((*N.SAMPLE_DIMS, N.GROUP), np.asarray(u).reshape(chains, keep, -1)),
+                       N.TAU: (N.SAMPLE_DIMS, np.full(shape, tau))}, coords=coords)
+    if beta is not None:
+        post[N.BETA] = ((*N.SAMPLE_DIMS, N.PREDICTOR), np.broadcast_to(beta, (*shape, len(beta))).copy())
+    if sigma is not None:
+        post[N.SIGMA] = (N.SAMPLE_DIMS, np.full(shape, sigma))
+    return post

@@ -331,10 +331,6 @@ def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, 
                          "(its group-effect scale is chosen by the user or shrunk by a prior, not estimated).")
     if desc.group_sd_fixed is not None:
         raise ValueError("method='empirical_bayes' estimates tau; this model fixes it (priors={'tau': value}).")
-    if desc.data.summary_level:  # its REML profiles sigma, which summary-level data replaces by the known se
-        raise ValueError("method='empirical_bayes' does not fit summary-level data (prepare(..., se=)) yet: its "
-                         "gaussian REML estimates a residual sigma, which the known standard errors replace. Use "
-                         "method='full_bayes' (the default).")
     one_of("criterion", criterion, eb.CRITERIA)
     n_nodes = positive_int("n_nodes", n_nodes, 1)
     if sampler != "auto" or target_accept is not None or kwargs:
