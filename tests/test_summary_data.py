@@ -152,8 +152,6 @@ def test_factories_refuse_sigma_prior_and_keep_no_sigma():
         assert N.SIGMA not in model.named_vars
     with pytest.raises(ValueError, match=r"collapse='integrated' needs a bernoulli or binomial response"):
         hp.random_intercepts(gd, collapse="integrated")
-    with pytest.raises(ValueError, match=r"method='empirical_bayes' does not fit summary-level data"):
-        hp.fit(hp.random_intercepts(gd), method="empirical_bayes")
 
 
 def test_collapse_choice():
