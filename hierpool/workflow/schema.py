@@ -259,6 +259,8 @@ class RandomIntercepts(_Variant):
 
     kind: Literal["random_intercepts"]
     centered: bool = Field(None, description="true or false")
+    method: Literal[N.METHODS] = Field(None, description="hp.fit's method: 'full_bayes' (default) or "
+                                                         "'empirical_bayes' (tau at its (RE)ML estimate)")
 
 
 class RidgeFixedEffects(_Variant):

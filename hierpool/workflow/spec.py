@@ -35,6 +35,7 @@ Format
     kind = "random_intercepts"
     priors = {tau = {dist = "HalfNormal", sigma = 1.0}}   # optional; a number fixes the parameter
     # collapse = "auto"                 # "auto", true, false, "integrated" (the factories' choices)
+    # method = "empirical_bayes"        # tau at its (RE)ML estimate instead of full Bayes (lme4's view)
 
     [variants.ridge]
     kind = "ridge_fixed_effects"
@@ -65,7 +66,8 @@ Format
 
 Settings of each variant ``kind`` are the keyword arguments of the factory of that name
 (:func:`hierpool.random_intercepts`, :func:`hierpool.ridge_fixed_effects`,
-:func:`hierpool.regularized_hierarchical`), plus ``target_accept``. The format is written once, as
+:func:`hierpool.regularized_hierarchical`), plus ``target_accept`` (and, for random intercepts,
+``method``: :func:`hierpool.fit`'s ``"full_bayes"`` or ``"empirical_bayes"``). The format is written once, as
 pydantic models, in :mod:`hierpool.workflow.schema`; ``hierpool demo --print-spec`` prints a complete
 example.
 """
@@ -172,9 +174,9 @@ class ModelSpec:
         return kw
 
     def factory_kwargs(self, variant: str) -> dict:
-        """The factory keywords of one variant (its settings without kind, name and target_accept)."""
+        """The factory keywords of one variant (its settings without kind, name, target_accept and method)."""
         v = self.variants[variant]
-        return {k: val for k, val in v.items() if k not in ("kind", "name", "target_accept")}
+        return {k: val for k, val in v.items() if k not in ("kind", "name", "target_accept", "method")}
 
     def fit_kwargs(self, variant: str) -> dict:
         """Keywords of :func:`hierpool.fit` for one variant: ``[sampling]`` with the variant's overrides."""
@@ -186,6 +188,9 @@ class ModelSpec:
                 kw[k] = s[k]
         if "target_accept" in self.variants[variant]:
             kw["target_accept"] = self.variants[variant]["target_accept"]
+        if self.variants[variant].get("method") == "empirical_bayes":  # nothing is sampled: no sampler settings
+            kw = {"draws": kw["draws"], "chains": kw["chains"], "random_seed": kw["random_seed"],
+                  "method": "empirical_bayes"}
         return kw
 
     def hierarchical(self, variant: str) -> bool:
