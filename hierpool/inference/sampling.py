@@ -181,11 +181,13 @@ def fit(
     max_group_effect_values : float
         Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
         predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
-        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), the stored posterior is thinned to fit (every k-th draw,
-        ``attrs["hierpool_thin"]``) and ``group_effect`` is stored in float32 (exact draws rounded to 7
-        significant digits: 1 GB at the budget). For integrated-out models the group effects are drawn
-        after sampling, one per kept draw, and convergence diagnostics are computed on all draws before
-        thinning; the Gibbs sampler's diagnostics are computed on the kept draws.
+        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
+        the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
+        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws rounded to 7 significant digits: 1 GB at
+        the budget), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
+        integrated-out models the group effects are drawn after sampling, one per kept draw; the
+        convergence report covers every draw of the population parameters (so it agrees with
+        ``az.summary(dt)``), and for the Gibbs sampler also the kept draws of the group effects.
     method : {"full_bayes", "empirical_bayes"}
         ``"full_bayes"`` (default): the joint posterior of every parameter. ``"empirical_bayes"``: tau (and
         sigma for gaussian), the intercept and beta fixed at their marginal maximum-likelihood (REML for
@@ -209,7 +211,22 @@ def fit(
         Groups ``posterior`` (intercept, beta, group_effect, tau, sigma as the variant has them),
         ``sample_stats``, ``observed_data``, ``log_likelihood`` and ``constant_data`` (group_idx, group_n,
         group_raw_mean, X, ...). ``attrs`` hold ``hierpool_variant``, ``hierpool_family``,
-        ``hierpool_version``, ``hierpool_settings`` (JSON) and ``hierpool_diagnostics`` (JSON).
+        ``hierpool_version``, ``hierpool_settings`` (JSON), ``hierpool_thin`` and
+        ``hierpool_diagnostics`` (JSON).
+
+        Layout of a fit thinned for memory (``attrs["hierpool_thin"]`` = k > 1; the design decision of
+        hierpool issue 17: what was sampled is kept, only what must be is thinned): ``posterior`` holds
+        every chain x draw of intercept, beta, tau and sigma and no ``group_effect``; a group
+        ``posterior_group_effects`` holds ``group_effect`` (chain, draw, group; float32) at every k-th
+        draw, its ``draw`` coordinate the kept draws' labels in the full chains (0, k, 2k, ...);
+        ``sample_stats`` keeps every draw; ``log_likelihood`` is computed at the kept draws (with their
+        labels). Every hierpool analysis function reads such a fit through the posterior aligned on the
+        kept draws (:class:`hierpool.analysis.fitview.FitView` ``.post``: the population parameters at
+        those draws plus ``group_effect``), so their results are those of a fit of the kept draws;
+        ``hp.summarize``'s parameter table and ``az.summary(dt)`` use every draw. For ``az.loo`` on such
+        a fit directly, give it the aligned posterior (``hp.compare`` does): its relative efficiency
+        comes from the posterior's ESS. Without thinning (k = 1, the usual case) ``group_effect`` is in
+        ``posterior`` with every draw and there is no ``posterior_group_effects``.
 
     Warns
     -----
