@@ -306,3 +306,22 @@ def test_gibbs_thinned_analysis_equals_the_aligned_draws(gibbs_fit):
     ll = pointwise_log_likelihood(ref["posterior"].to_dataset(), ref["constant_data"].to_dataset(),
                                   ref["observed_data"][N.Y], "bernoulli")
     np.testing.assert_allclose(dt["log_likelihood"][N.Y].values, ll.values, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------
+# a real fit: nutpie on the collapsed gaussian model, thinned by a small budget
+@pytest.mark.slow
+def test_nutpie_fit_keeps_every_draw(data):
+    _, model, gd, _, _ = data
+    dt = quiet_fit(model, sampler="nutpie", draws=500, tune=300, cores=2,
+                   max_group_effect_values=4 * 500 * gd.n_groups / 10)
+    assert dt.attrs[N.ATTR_THIN] == 10
+    assert dt["posterior"].sizes["draw"] == 500 and dt["sample_stats"].sizes["draw"] == 500
+    assert dt[N.GROUP_EFFECTS_GROUP].sizes["draw"] == 50
+    import json
+
+    rep = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+    s = az.summary(dt, var_names=POP, round_to="none")
+    np.testing.assert_allclose(rep["max_rhat"], s["r_hat"].max(), rtol=1e-8)
+    np.testing.assert_allclose(rep["min_ess_bulk"], s["ess_bulk"].min(), rtol=1e-8)
+    _frames_equal(hp.shrinkage(dt), hp.shrinkage(aligned_reference(dt)))
