@@ -140,9 +140,10 @@ def test_gibbs_thins_group_effects_to_the_budget(bern_pred):
     dt = quiet_fit(hp.random_intercepts(bern_pred, collapse=False), sampler="gibbs", draws=40, tune=10,
                    max_group_effect_values=4 * 10 * 40)
     assert dt.attrs["hierpool_thin"] == 4
-    assert dt["posterior"].sizes["draw"] == 10
-    assert dt["posterior"][N.GROUP_EFFECT].dtype == np.float32
-    assert dt["sample_stats"].sizes["draw"] == 10
+    assert dt["posterior"].sizes["draw"] == 40  # every draw of intercept, beta, tau
+    ge = dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    assert ge.sizes["draw"] == 10 and ge.dtype == np.float32
+    assert dt["sample_stats"].sizes["draw"] == 40
 
 
 def test_gibbs_refuses_what_it_cannot_sample(bern_pred, sim_gaussian):

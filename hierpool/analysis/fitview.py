@@ -35,7 +35,32 @@ class FitView:
 
     @cached_property
     def post(self) -> xr.Dataset:
-        return self.dt["posterior"].to_dataset()
+        """The posterior every analysis function reads: one draw = one joint draw of all parameters.
+
+        A fit thinned for memory (``attrs["hierpool_thin"]`` > 1) keeps every draw of the population
+        parameters in ``posterior`` and ``group_effect`` at every k-th draw in ``posterior_group_effects``;
+        here they are aligned on the kept draws (the population parameters selected at the draw labels of
+        the group effects, plus ``group_effect``, not copied), so analysis code sees one posterior either
+        way. Without thinning this is the ``posterior`` group as it is.
+        """
+        post = self.dt["posterior"].to_dataset()
+        if not self.thinned:
+            return post
+        ge = self.dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+        out = post.sel(draw=ge["draw"].values)
+        out[N.GROUP_EFFECT] = ge.variable  # same draw labels and order: no alignment, no copy
+        return out.assign_coords({N.GROUP: ge[N.GROUP].values})
+
+    @property
+    def thinned(self) -> bool:
+        """Whether the group effects are stored apart, at every k-th draw (``posterior_group_effects``)."""
+        return N.GROUP_EFFECTS_GROUP in self.dt.children
+
+    @property
+    def population_post(self) -> xr.Dataset:
+        """Every stored draw of the population-level parameters (intercept, beta, tau, sigma)."""
+        post = self.dt["posterior"].to_dataset()
+        return post[[v for v in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA) if v in post]]
 
     @cached_property
     def const(self) -> xr.Dataset:
@@ -131,6 +156,8 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     if "posterior" not in dt.children:
         raise ValueError(f"{arg} has no 'posterior' group; pass the DataTree returned by hp.fit.")
     post = dt["posterior"]
+    if N.GROUP_EFFECTS_GROUP in dt.children:  # thinned for memory: group effects apart, at the kept draws
+        post = _check_thinned(dt, arg)
     if N.GROUP_EFFECT not in post and N.ATTR_VARIANT not in dt.attrs and N.INTERCEPT in post:
         raise ValueError(
             f"{arg} has no 'group_effect' and no hierpool attrs: it looks like a trace sampled outside hp.fit "
@@ -163,3 +190,28 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     settings = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}"))
     return FitView(dt=dt, variant=str(dt.attrs[N.ATTR_VARIANT]), family=str(dt.attrs[N.ATTR_FAMILY]),
                    settings=settings)
+
+
+def _check_thinned(dt: xr.DataTree, arg: str) -> xr.Dataset:
+    """Check a fit whose group effects are stored apart (``posterior_group_effects``) and return the
+    posterior aligned on their draws, for the checks of :func:`as_fit`."""
+    ge_node = dt[N.GROUP_EFFECTS_GROUP]
+    if N.GROUP_EFFECT not in ge_node:
+        raise ValueError(f"{arg}.{N.GROUP_EFFECTS_GROUP} lacks 'group_effect'; variables present: "
+                         f"{sorted(ge_node.data_vars)}.")
+    if N.GROUP_EFFECT in dt["posterior"]:
+        raise ValueError(f"{arg} holds 'group_effect' both in posterior and in {N.GROUP_EFFECTS_GROUP}; keep one.")
+    ge = ge_node[N.GROUP_EFFECT]
+    missing = [d for d in (*N.SAMPLE_DIMS, N.GROUP) if d not in ge.dims]
+    if missing:
+        raise ValueError(f"{arg}.{N.GROUP_EFFECTS_GROUP}.group_effect lacks dims {missing} (its dims: {ge.dims}).")
+    post = dt["posterior"]
+    kept = ge["draw"].values
+    absent = np.setdiff1d(kept, post["draw"].values)
+    if absent.size or not np.array_equal(ge["chain"].values, post["chain"].values):
+        raise ValueError(
+            f"{arg}.{N.GROUP_EFFECTS_GROUP} does not match the posterior: its draws must be draws of the "
+            f"posterior (missing: {absent[:5].tolist()}) and its chains the posterior's.")
+    out = post.to_dataset().sel(draw=kept)
+    out[N.GROUP_EFFECT] = ge
+    return out

@@ -68,7 +68,11 @@ MODEL_ATTR = "hierpool"
 
 # more DataTree attrs
 ATTR_SAMPLER = "hierpool_sampler"
-ATTR_THIN = "hierpool_thin"
+ATTR_THIN = "hierpool_thin"  # keep every k-th draw for the group effects (1: every draw, no thinning)
+#: DataTree group of a fit thinned for memory (``ATTR_THIN`` > 1): ``group_effect`` (chain, draw, group) at
+#: the kept draws, whose ``draw`` coordinate holds their indices in the full chains (0, k, 2k, ...). The
+#: ``posterior`` group then keeps every draw of the population-level parameters and no ``group_effect``.
+GROUP_EFFECTS_GROUP = "posterior_group_effects"
 ATTR_METHOD = "hierpool_method"
 #: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
 METHODS = ("full_bayes", "empirical_bayes")

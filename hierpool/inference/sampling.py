@@ -181,11 +181,13 @@ def fit(
     max_group_effect_values : float
         Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
         predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
-        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), the stored posterior is thinned to fit (every k-th draw,
-        ``attrs["hierpool_thin"]``) and ``group_effect`` is stored in float32 (exact draws rounded to 7
-        significant digits: 1 GB at the budget). For integrated-out models the group effects are drawn
-        after sampling, one per kept draw, and convergence diagnostics are computed on all draws before
-        thinning; the Gibbs sampler's diagnostics are computed on the kept draws.
+        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
+        the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
+        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws rounded to 7 significant digits: 1 GB at
+        the budget), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
+        integrated-out models the group effects are drawn after sampling, one per kept draw; the
+        convergence report covers every draw of the population parameters (so it agrees with
+        ``az.summary(dt)``), and for the Gibbs sampler also the kept draws of the group effects.
     method : {"full_bayes", "empirical_bayes"}
         ``"full_bayes"`` (default): the joint posterior of every parameter. ``"empirical_bayes"``: tau (and
         sigma for gaussian), the intercept and beta fixed at their marginal maximum-likelihood (REML for
@@ -209,7 +211,22 @@ def fit(
         Groups ``posterior`` (intercept, beta, group_effect, tau, sigma as the variant has them),
         ``sample_stats``, ``observed_data``, ``log_likelihood`` and ``constant_data`` (group_idx, group_n,
         group_raw_mean, X, ...). ``attrs`` hold ``hierpool_variant``, ``hierpool_family``,
-        ``hierpool_version``, ``hierpool_settings`` (JSON) and ``hierpool_diagnostics`` (JSON).
+        ``hierpool_version``, ``hierpool_settings`` (JSON), ``hierpool_thin`` and
+        ``hierpool_diagnostics`` (JSON).
+
+        Layout of a fit thinned for memory (``attrs["hierpool_thin"]`` = k > 1; the design decision of
+        hierpool issue 17: what was sampled is kept, only what must be is thinned): ``posterior`` holds
+        every chain x draw of intercept, beta, tau and sigma and no ``group_effect``; a group
+        ``posterior_group_effects`` holds ``group_effect`` (chain, draw, group; float32) at every k-th
+        draw, its ``draw`` coordinate the kept draws' labels in the full chains (0, k, 2k, ...);
+        ``sample_stats`` keeps every draw; ``log_likelihood`` is computed at the kept draws (with their
+        labels). Every hierpool analysis function reads such a fit through the posterior aligned on the
+        kept draws (:class:`hierpool.analysis.fitview.FitView` ``.post``: the population parameters at
+        those draws plus ``group_effect``), so their results are those of a fit of the kept draws;
+        ``hp.summarize``'s parameter table and ``az.summary(dt)`` use every draw. For ``az.loo`` on such
+        a fit directly, give it the aligned posterior (``hp.compare`` does): its relative efficiency
+        comes from the posterior's ESS. Without thinning (k = 1, the usual case) ``group_effect`` is in
+        ``posterior`` with every draw and there is no ``posterior_group_effects``.
 
     Warns
     -----
@@ -365,24 +382,47 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
     post, u, thin, stats, _ = gibbs.sample(pl, draws=draws, tune=tune, chains=chains, cores=cores,
                                            random_seed=random_seed, progressbar=progressbar,
                                            max_group_effect_values=max_group_effect_values)
-    keep = slice(None, None, thin)
-    post = post.isel(draw=keep)
-    post[N.GROUP_EFFECT] = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP), coords={"draw": post["draw"].values})
-    dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats.isel(draw=keep)})
-    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin)
+    # every draw of intercept, beta and tau is kept; the group effects of every thin-th draw
+    ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
+    dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+                    group_effect=ge)
+
+
+def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
+    """The draw labels kept for the group effects: every ``thin``-th, starting with the first."""
+    return np.asarray(draw)[::thin]
 
 
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
              max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
-             extra_report: dict | None = None) -> xr.DataTree:
+             extra_report: dict | None = None, group_effect: xr.DataArray | None = None) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
-    For a collapsed gaussian model the sampling report covers the sampled parameters; then, if
-    chains x draws x groups exceeds ``max_group_effect_values``, the posterior is thinned (every k-th
-    draw, recorded in ``attrs["hierpool_thin"]``) before ``group_effect`` is drawn, so that the stored
-    posterior stays within memory. ``thin`` > 1 says that ``dt`` holds a posterior thinned already
-    (the Gibbs sampler's), to record in the attrs. ``method="empirical_bayes"``: ``dt`` holds the
-    group effects already (conditional draws given fixed estimates), and ``extra_report`` the estimates.
+    Layout. Without thinning (``thin`` = 1, the common case) ``posterior`` holds every draw of every
+    parameter, ``group_effect`` included. A fit thinned for memory (``thin`` > 1, recorded in
+    ``attrs["hierpool_thin"]``) keeps what was sampled and thins only the group effects:
+
+    - ``posterior`` holds EVERY draw of intercept, beta, tau and sigma (so ``az.summary(dt)`` and the
+      sampling report see the same draws) and no ``group_effect``;
+    - ``posterior_group_effects`` (:data:`hierpool.core.names.GROUP_EFFECTS_GROUP`) holds ``group_effect``
+      (chain, draw, group) in float32 at every ``thin``-th draw; its ``draw`` coordinate holds the kept
+      draws' labels in the full chains (0, thin, 2 thin, ...), so ``posterior.sel(draw=...)`` finds the
+      population parameters each group-effect draw belongs to;
+    - ``sample_stats`` keeps every draw; ``log_likelihood`` (it needs the group effects) is computed at
+      the kept draws and carries their labels.
+
+    The analysis reads a fit through :class:`hierpool.analysis.fitview.FitView`, whose ``post`` is the
+    posterior aligned on the kept draws (population parameters at those draws plus ``group_effect``).
+
+    For a model whose group effects are integrated out, the sampling report covers the sampled
+    parameters (all draws); then, if chains x draws x groups exceeds ``max_group_effect_values``, the group
+    effects are drawn from their exact conditional at every ``thin``-th draw only. ``group_effect`` and
+    ``thin`` > 1 (the Gibbs sampler) say that ``dt``'s posterior holds every draw of the population
+    parameters and ``group_effect`` the group effects at every ``thin``-th draw (draw coordinate: their
+    labels). ``method="empirical_bayes"``: ``dt`` holds the group effects already (conditional draws given
+    fixed estimates), and ``extra_report`` the estimates.
     """
     gd = desc.data
     if max_group_effect_values is None:
@@ -392,37 +432,54 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     post = post[keep]
     const = constant_data(gd)
     report = None
-    stats_thin = 1
     if desc.integrates_out_group_effects and method == "full_bayes":
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
         total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups
-        thin = stats_thin = max(1, int(np.ceil(total / max_group_effect_values)))
+        thin = max(1, int(np.ceil(total / max_group_effect_values)))
+        kept = post.isel(draw=slice(None, None, thin))
         if thin > 1:
-            post = post.isel(draw=slice(None, None, thin))
             report["thinned_for_group_effects"] = thin
-        # A posterior thinned to fit memory is stored in float32: the exact draws (computed in float64)
+        # Group effects thinned to fit memory are stored in float32: the exact draws (computed in float64)
         # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
-        post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
-    post = post.assign_coords({N.GROUP: const[N.GROUP].values})
+        group_effect = collapsed_group_effects(kept, desc, random_seed, dtype=dtype).assign_coords(
+            chain=kept["chain"].values, draw=kept["draw"].values)
+    if group_effect is not None:
+        want = _kept_draws(post["draw"].values, thin)
+        if not np.array_equal(group_effect["draw"].values, want):
+            raise ValueError(f"group_effect's draws {group_effect['draw'].values[:5]}... are not every {thin}-th "
+                             "draw of the posterior.")
+        group_effect = group_effect.transpose(*N.SAMPLE_DIMS, N.GROUP).assign_coords(
+            {N.GROUP: const[N.GROUP].values})
+        if thin == 1:
+            post[N.GROUP_EFFECT] = group_effect
+    if N.GROUP in post.dims:
+        post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
+    # the posterior at the draws that have group effects: what the log-likelihood needs
+    aligned = post
+    if thin > 1:
+        aligned = post.sel(draw=group_effect["draw"].values)
+        aligned[N.GROUP_EFFECT] = group_effect
     children = {"posterior": post, "constant_data": const}
+    if thin > 1:
+        children[N.GROUP_EFFECTS_GROUP] = group_effect.to_dataset(name=N.GROUP_EFFECT)
     rows = hasattr(gd, "y")  # GroupedStats keeps no rows: no observed_data, no row log-likelihood
     if rows:
         y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
         children["observed_data"] = y.to_dataset()
     if "sample_stats" in dt.children:
-        stats = dt["sample_stats"].to_dataset().isel(draw=slice(None, None, stats_thin))
+        stats = dt["sample_stats"].to_dataset()  # every draw, as the posterior
         for v in list(stats.data_vars):  # nutpie's divergence messages: object arrays with NaN
             if stats[v].dtype == object:
                 stats[v] = stats[v].fillna("").astype(str)
         children["sample_stats"] = stats
-    n_values = post.sizes["chain"] * post.sizes["draw"] * gd.n_obs
+    n_values = aligned.sizes["chain"] * aligned.sizes["draw"] * gd.n_obs
     if rows and (log_likelihood is True or (log_likelihood == "auto" and n_values <= config.stored_values())):
-        ll = pointwise_log_likelihood(post, const, y, gd.family)
+        ll = pointwise_log_likelihood(aligned, const, y, gd.family)
         children["log_likelihood"] = ll.rename(N.Y).to_dataset()
     out = xr.DataTree.from_dict(children)
     out.attrs = {
