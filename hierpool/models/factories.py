@@ -26,8 +26,10 @@ sigma (gaussian)    HalfStudentT(nu=3, sigma=s)                HalfStudentT(nu=3
 
 ``regularized_hierarchical`` replaces the prior on beta by its penalty and the prior on tau by a shrinking
 penalized-complexity prior (see its docstring). Every default can be overridden through ``priors=`` by
-parameter name (``"intercept"``, ``"beta"`` on the user's scale, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or
-``"sigma_sq"``); a number fixes the parameter.
+parameter name (``"intercept"``, ``"beta"`` on the user's scale, for all coefficients or per predictor as
+``{"beta": {"age": prior}}``, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"``); a number fixes
+the parameter. ``intercept_at="zero"`` moves the intercept's prior from the means to x = 0 (the BUGS
+convention): the intercept at x = 0 is then sampled and ``intercept_c`` derived from it.
 """
 
 from __future__ import annotations
@@ -332,10 +334,30 @@ def random_intercepts(
         such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`); ``se=`` reads
         summary-level data (one estimate per group with its known standard error; see below).
     priors : dict, optional
-        Overrides by parameter name: ``"intercept"`` (at the predictors' means), ``"beta"`` (user's
-        scale), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
+        Overrides by parameter name: ``"intercept"`` (where ``intercept_at`` places it), ``"beta"``,
+        ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
         :class:`hierpool.Prior` objects, dicts like ``{"dist": "HalfNormal", "sigma": 1}``, or numbers
-        that fix the parameter.
+        that fix the parameter. ``"beta"`` takes one prior for every coefficient or a dict by predictor
+        name, ``{"beta": {"age": hp.Prior("Normal", mu=0, sigma=0.1)}}`` (as brms's ``prior(normal(0,
+        0.1), class = b, coef = age)`` and bambi's priors by term): the coefficients not named keep the
+        default, and a name that is not a predictor is refused with the valid names. Keys are the
+        predictor names exactly as in ``model.coords["predictor"]`` (a formula's ``c[b]`` too: no
+        bracket syntax to parse). A dict is one prior exactly when its ``"dist"`` is a string, so a
+        predictor named ``dist`` works as well. Every prior on ``beta`` is on the **user's scale** of
+        its predictor: ``beta_k ~ prior`` itself (a free variable ``beta[name]`` per named coefficient),
+        and the model multiplies by the predictor's sd to get the coefficient of the standardized
+        predictor that the likelihood uses, ``beta_std_k = beta_k * sd_k`` (no Jacobian: the density is
+        placed on ``beta_k``). The defaults are instead on ``beta_std`` (``Normal(0, 2.5 s)`` per sd of
+        x, i.e. ``Normal(0, 2.5 s / sd_k)`` on ``beta_k``).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits. ``"means"`` (default; rstanarm's and brms's choice): on the
+        intercept at the predictors' means, ``intercept_c``; the reported ``intercept`` (at x = 0) is
+        ``intercept_c - sum_k beta_k xbar_k``. ``"zero"`` (published BUGS analyses, e.g. posteriordb's
+        seeds): on the intercept at x = 0 itself, which is then the free variable, with ``intercept_c =
+        intercept + sum_k beta_k xbar_k`` (a shift of determinant 1, so the density is exact). The
+        default prior at zero is ``Normal(m, 2.5 s sqrt(1 + sum_k (xbar_k / sd_k)^2))``, the spread the
+        default priors at the means imply for the intercept at x = 0. Without predictors both are the
+        same model.
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
     collapse : {"auto", True, False, "integrated"}
@@ -452,7 +474,11 @@ def ridge_fixed_effects(
         Prior precision of each group effect, > 0 (on the linear-predictor scale: response units for
         gaussian, log-odds or log-rate otherwise).
     priors : dict, optional
-        Overrides for ``"intercept"``, ``"beta"``, ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+        Overrides for ``"intercept"``, ``"beta"`` (one prior, or a dict by predictor name),
+        ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits (see :func:`random_intercepts`); at zero the default sd is
+        ``100 s`` (10 on the logit/log scale) times ``sqrt(1 + sum_k (xbar_k / sd_k)^2)``.
     collapse : {"auto", True, False, "integrated"}
         Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian, and bernoulli/binomial
         without predictors: group effects integrated out given lam, and drawn from their conditional
@@ -542,7 +568,9 @@ def regularized_hierarchical(
     tau gets a penalized-complexity prior (Simpson et al. 2017): ``tau ~ Exponential(rate)`` with
     ``P(tau > tau_scale) = 0.05``, i.e. ``rate = -log(0.05) / tau_scale``; default ``tau_scale = s / 2``.
     Its density is largest at tau = 0, so it shrinks the random-effects model toward complete pooling
-    unless the data insist. Override with ``priors={"tau": ...}``.
+    unless the data insist. Override with ``priors={"tau": ...}`` (or ``"intercept"``, ``"sigma"``; the
+    penalty sets beta's prior, so ``"beta"`` is not taken here). ``intercept_at="zero"`` places the
+    intercept's prior at x = 0 instead of at the predictors' means, as in :func:`random_intercepts`.
 
     Examples
     --------

@@ -4,7 +4,9 @@
 (keys are parameter names such as ``"tau"``), keep them in the fit's attrs as JSON and rebuild them from
 there. A plain number in ``priors=`` fixes that parameter at the value (useful for exact checks and for
 reproducing analyses with a known variance). ``"tau_sq"`` and ``"sigma_sq"`` put the prior on the variance
-instead, e.g. the classic ``Prior("InverseGamma", alpha=0.001, beta=0.001)`` on tau^2.
+instead, e.g. the classic ``Prior("InverseGamma", alpha=0.001, beta=0.001)`` on tau^2. ``"beta"`` takes
+one prior for every coefficient or a dict by predictor name (:func:`is_per_term`), each on the user's
+scale of its predictor.
 """
 
 from __future__ import annotations
