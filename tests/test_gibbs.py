@@ -88,7 +88,7 @@ def test_log_marginal_of_tau_equals_dense_gaussian_marginal():
     ours, dense = [], []
     for s in (-1.5, -0.4, 0.2, 0.9):
         L, v, scr = np.empty((P + 1, P + 1)), np.empty(P + 1), np.zeros(2)
-        ours.append(gibbs._log_marginal_s(s, code, par, False, W, S, Kj, G, Dk, m0, 1 / sd0**2, L, v, scr))
+        ours.append(gibbs._log_marginal_s(s, code, par, False, W, S, Kj, G, Dk, m0, np.diag(1 / sd0**2), L, v, scr))
         cov = np.diag(1 / omega) + D @ np.diag(sd0**2) @ D.T + math.exp(2 * s) * Z @ Z.T
         prior = gibbs._log_prior_s(code, par, False, s)
         dense.append(multivariate_normal(D @ m0, cov).logpdf(z) + prior)

@@ -47,6 +47,9 @@ PENALTIES = ("horseshoe", "laplace", "ridge", "elastic_net")
 #: The factories' ``collapse=`` choices (hierpool.models.collapse.resolve_collapse).
 COLLAPSE_CHOICES = ("auto", True, False, "integrated")
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
+#: The factories' ``intercept_at=`` choices: where the intercept's prior is placed (at the predictors'
+#: means, as brms and rstanarm do, or at x = 0, as published BUGS analyses do).
+INTERCEPT_AT = ("means", "zero")
 
 # internal variables of the factories' models (not part of the public contract)
 INTERCEPT_CENTERED = "intercept_centered"  # the intercept at the predictors' means (where its prior is)

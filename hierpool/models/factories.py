@@ -26,8 +26,10 @@ sigma (gaussian)    HalfStudentT(nu=3, sigma=s)                HalfStudentT(nu=3
 
 ``regularized_hierarchical`` replaces the prior on beta by its penalty and the prior on tau by a shrinking
 penalized-complexity prior (see its docstring). Every default can be overridden through ``priors=`` by
-parameter name (``"intercept"``, ``"beta"`` on the user's scale, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or
-``"sigma_sq"``); a number fixes the parameter.
+parameter name (``"intercept"``, ``"beta"`` on the user's scale, for all coefficients or per predictor as
+``{"beta": {"age": prior}}``, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"``); a number fixes
+the parameter. ``intercept_at="zero"`` moves the intercept's prior from the means to x = 0 (the BUGS
+convention): the intercept at x = 0 is then sampled and ``intercept_c`` derived from it.
 """
 
 from __future__ import annotations
@@ -119,33 +121,102 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.EXPOSURE, gd.exposure, dims=N.OBS)
 
 
-def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None):
-    """Build the centered intercept and the coefficients; return (intercept_c, beta_std or None).
+def default_intercept_prior(gd, width: float, intercept_at: str) -> Prior:
+    """The default prior of the intercept where it is placed (see :func:`_intercept_and_beta`).
+
+    At the means: ``Normal(m, width * s)``. At x = 0: ``Normal(m, width * s * sqrt(1 + sum_k (xbar_k /
+    sd_k)^2))``, the marginal that the default priors at the means (``Normal(m, width * s)`` on the
+    intercept at the means and ``Normal(0, width * s)`` on each ``beta_std``) imply for the intercept at
+    x = 0, so that moving the prior's place alone does not make a predictor far from zero (a year, an
+    age) pull the intercept toward ``m``.
+    """
+    sd = width * gd.y_scale
+    if intercept_at == "zero" and gd.n_predictors:
+        ratio = np.asarray(gd.x_center, dtype=float) / np.asarray(gd.x_scale, dtype=float)
+        sd *= math.sqrt(1.0 + float(ratio @ ratio))
+    return Prior("Normal", mu=gd.y_location, sigma=sd)
+
+
+def _coefficients(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None):
+    """Build ``beta`` (user's scale, in the posterior) and return ``(beta, beta_std)`` tensors.
 
     ``beta_std`` multiplies the standardized predictors ``(x - mean) / sd``; ``beta = beta_std / sd``.
-    The prior of each parameter built here is recorded in ``used`` (the description's priors).
+    A prior the user gives (all coefficients or per coefficient) is on the user's scale of the
+    predictor: ``beta_k ~ prior`` and ``beta_std_k = beta_k * sd_k`` (exact: no Jacobian, the prior's
+    density is on beta_k itself). Coefficients without a user prior get the default ``Normal(0, width *
+    s)`` on ``beta_std_k`` (so ``Normal(0, width * s / sd_k)`` on ``beta_k``). A number fixes the
+    coefficient(s) on the user's scale.
     """
-    s = gd.y_scale
-    icpt = priors.get("intercept", Prior("Normal", mu=gd.y_location, sigma=width * s))
-    used["intercept"] = icpt
-    if isinstance(icpt, Prior):
-        intercept_c = icpt.build(N.INTERCEPT_CENTERED)
-    else:
-        intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, pt.as_tensor_variable(float(icpt)))
-    if gd.n_predictors == 0:
-        pm.Deterministic(N.INTERCEPT, intercept_c)
-        return intercept_c, None
+    xs = gd.x_scale
+    default = Prior("Normal", mu=0.0, sigma=width * gd.y_scale)
+    given = priors.get("beta")
     if beta_std is not None:  # the penalty of the regularized variant
-        beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
-    elif "beta" in priors:  # user's prior, on the user's scale
-        used["beta"] = priors["beta"]
-        beta = priors["beta"].build(N.BETA, dims=N.PREDICTOR)
-        beta_std = beta * gd.x_scale
+        beta = pm.Deterministic(N.BETA, beta_std / xs, dims=N.PREDICTOR)
+    elif isinstance(given, dict):  # per coefficient, on the user's scale; the others keep the default
+        used["beta"] = dict(given)
+        parts = []
+        for k, name in enumerate(gd.predictors):
+            p = given.get(name)
+            if isinstance(p, Prior):
+                parts.append(p.build(f"{N.BETA}[{name}]"))
+            elif p is not None:
+                parts.append(pt.as_tensor_variable(float(p)))
+            else:
+                used[N.BETA_STD] = default
+                parts.append(default.build(f"{N.BETA_STD}[{name}]") / float(xs[k]))
+        beta = pm.Deterministic(N.BETA, pt.stack(parts), dims=N.PREDICTOR)
+        beta_std = beta * xs
+    elif given is not None:  # one prior (or a fixed value) for every coefficient, on the user's scale
+        used["beta"] = given
+        if isinstance(given, Prior):
+            beta = given.build(N.BETA, dims=N.PREDICTOR)
+        else:
+            beta = pm.Deterministic(N.BETA, pt.as_tensor_variable(np.full(gd.n_predictors, float(given))),
+                                    dims=N.PREDICTOR)
+        beta_std = beta * xs
     else:
-        used[N.BETA_STD] = Prior("Normal", mu=0.0, sigma=width * s)
-        beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
-        beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
-    pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
+        used[N.BETA_STD] = default
+        beta_std = default.build(N.BETA_STD, dims=N.PREDICTOR)
+        beta = pm.Deterministic(N.BETA, beta_std / xs, dims=N.PREDICTOR)
+    return beta, beta_std
+
+
+def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None,
+                        intercept_at: str = "means"):
+    """Build the intercept and the coefficients; return (intercept_c, beta_std or None).
+
+    ``intercept_c`` is the intercept at the predictors' means, what the likelihood uses with the
+    centered predictors. Where the intercept's prior sits (``intercept_at``):
+
+    - ``"means"``: the prior is on ``intercept_c`` (a free variable); the posterior's ``intercept``
+      (at x = 0) is the deterministic ``intercept_c - sum_k beta_k xbar_k``.
+    - ``"zero"``: the prior is on ``intercept`` (at x = 0, a free variable) and ``intercept_c = intercept
+      + sum_k beta_k xbar_k`` is deterministic. The map (intercept, beta) -> (intercept_c, beta) is linear
+      with determinant 1, so this is exactly the model with the prior density on the intercept at x = 0
+      (no Jacobian term).
+
+    Without predictors the two places coincide and the graph is that of "means". The prior of each
+    parameter built here is recorded in ``used`` (the description's priors).
+    """
+    icpt = priors.get("intercept", default_intercept_prior(gd, width, intercept_at))
+    used["intercept"] = icpt
+    if gd.n_predictors == 0 or intercept_at == "means":
+        if isinstance(icpt, Prior):
+            intercept_c = icpt.build(N.INTERCEPT_CENTERED)
+        else:
+            intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, pt.as_tensor_variable(float(icpt)))
+        if gd.n_predictors == 0:
+            pm.Deterministic(N.INTERCEPT, intercept_c)
+            return intercept_c, None
+        beta, beta_std = _coefficients(gd, priors, width, used, beta_std)
+        pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
+        return intercept_c, beta_std
+    beta, beta_std = _coefficients(gd, priors, width, used, beta_std)
+    if isinstance(icpt, Prior):
+        intercept = icpt.build(N.INTERCEPT)
+    else:
+        intercept = pm.Deterministic(N.INTERCEPT, pt.as_tensor_variable(float(icpt)))
+    intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, intercept + pt.dot(beta, gd.x_center))
     return intercept_c, beta_std
 
 
@@ -245,6 +316,7 @@ def random_intercepts(
     formula=None,
     se=None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     centered: bool = False,
     collapse: bool | str = "auto",
 ) -> pm.Model:
@@ -262,10 +334,30 @@ def random_intercepts(
         such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`); ``se=`` reads
         summary-level data (one estimate per group with its known standard error; see below).
     priors : dict, optional
-        Overrides by parameter name: ``"intercept"`` (at the predictors' means), ``"beta"`` (user's
-        scale), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
+        Overrides by parameter name: ``"intercept"`` (where ``intercept_at`` places it), ``"beta"``,
+        ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
         :class:`hierpool.Prior` objects, dicts like ``{"dist": "HalfNormal", "sigma": 1}``, or numbers
-        that fix the parameter.
+        that fix the parameter. ``"beta"`` takes one prior for every coefficient or a dict by predictor
+        name, ``{"beta": {"age": hp.Prior("Normal", mu=0, sigma=0.1)}}`` (as brms's ``prior(normal(0,
+        0.1), class = b, coef = age)`` and bambi's priors by term): the coefficients not named keep the
+        default, and a name that is not a predictor is refused with the valid names. Keys are the
+        predictor names exactly as in ``model.coords["predictor"]`` (a formula's ``c[b]`` too: no
+        bracket syntax to parse). A dict is one prior exactly when its ``"dist"`` is a string, so a
+        predictor named ``dist`` works as well. Every prior on ``beta`` is on the **user's scale** of
+        its predictor: ``beta_k ~ prior`` itself (a free variable ``beta[name]`` per named coefficient),
+        and the model multiplies by the predictor's sd to get the coefficient of the standardized
+        predictor that the likelihood uses, ``beta_std_k = beta_k * sd_k`` (no Jacobian: the density is
+        placed on ``beta_k``). The defaults are instead on ``beta_std`` (``Normal(0, 2.5 s)`` per sd of
+        x, i.e. ``Normal(0, 2.5 s / sd_k)`` on ``beta_k``).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits. ``"means"`` (default; rstanarm's and brms's choice): on the
+        intercept at the predictors' means, ``intercept_c``; the reported ``intercept`` (at x = 0) is
+        ``intercept_c - sum_k beta_k xbar_k``. ``"zero"`` (published BUGS analyses, e.g. posteriordb's
+        seeds): on the intercept at x = 0 itself, which is then the free variable, with ``intercept_c =
+        intercept + sum_k beta_k xbar_k`` (a shift of determinant 1, so the density is exact). The
+        default prior at zero is ``Normal(m, 2.5 s sqrt(1 + sum_k (xbar_k / sd_k)^2))``, the spread the
+        default priors at the means imply for the intercept at x = 0. Without predictors both are the
+        same model.
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
     collapse : {"auto", True, False, "integrated"}
@@ -316,18 +408,20 @@ def random_intercepts(
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure, formula=formula, se=se))
     _check_bool("centered", centered)
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
-                                                         "sigma_sq")), "random_intercepts")
+                                                         "sigma_sq")), "random_intercepts", gd.predictors)
     how = resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, intercept_at=intercept_at)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
         u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
         _likelihood(gd, a, b, u, pri, how, used)
-    settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
-    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered)
+    settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec()}
+    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered,
+                   intercept_at=intercept_at)
 
 
 def ridge_fixed_effects(
@@ -343,6 +437,7 @@ def ridge_fixed_effects(
     formula=None,
     se=None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     collapse: bool | str = "auto",
 ) -> pm.Model:
     """Fixed group effects on one-hot dummies with a ridge (L2) prior of precision ``lam``.
@@ -379,7 +474,11 @@ def ridge_fixed_effects(
         Prior precision of each group effect, > 0 (on the linear-predictor scale: response units for
         gaussian, log-odds or log-rate otherwise).
     priors : dict, optional
-        Overrides for ``"intercept"``, ``"beta"``, ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+        Overrides for ``"intercept"``, ``"beta"`` (one prior, or a dict by predictor name),
+        ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits (see :func:`random_intercepts`); at zero the default sd is
+        ``100 s`` (10 on the logit/log scale) times ``sqrt(1 + sum_k (xbar_k / sd_k)^2)``.
     collapse : {"auto", True, False, "integrated"}
         Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian, and bernoulli/binomial
         without predictors: group effects integrated out given lam, and drawn from their conditional
@@ -396,22 +495,23 @@ def ridge_fixed_effects(
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure, formula=formula, se=se))
     lam = positive_finite("lam", lam)
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
-                           "ridge_fixed_effects")
+                           "ridge_fixed_effects", gd.predictors)
     width = gd.fam.fixed_effect_prior_width
     how = resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=width, used=used)
+        a, b = _intercept_and_beta(gd, pri, width=width, used=used, intercept_at=intercept_at)
         if how in INTEGRATED_OUT:
             u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
             u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
         _likelihood(gd, a, b, u, pri, how, used)
-    settings = {"lam": lam, "priors": serialize(pri), "fixed_effect_prior_sd": width * gd.y_scale,
-                "data": gd.spec()}
-    return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam)
+    settings = {"lam": lam, "priors": serialize(pri), "intercept_at": intercept_at,
+                "fixed_effect_prior_sd": width * gd.y_scale, "data": gd.spec()}
+    return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam, intercept_at=intercept_at)
 
 
 def regularized_hierarchical(
@@ -433,6 +533,7 @@ def regularized_hierarchical(
     slab_df: float = 4.0,
     tau_scale: float | None = None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     centered: bool = False,
     collapse: bool | str = "auto",
 ) -> pm.Model:
@@ -467,7 +568,9 @@ def regularized_hierarchical(
     tau gets a penalized-complexity prior (Simpson et al. 2017): ``tau ~ Exponential(rate)`` with
     ``P(tau > tau_scale) = 0.05``, i.e. ``rate = -log(0.05) / tau_scale``; default ``tau_scale = s / 2``.
     Its density is largest at tau = 0, so it shrinks the random-effects model toward complete pooling
-    unless the data insist. Override with ``priors={"tau": ...}``.
+    unless the data insist. Override with ``priors={"tau": ...}`` (or ``"intercept"``, ``"sigma"``; the
+    penalty sets beta's prior, so ``"beta"`` is not taken here). ``intercept_at="zero"`` places the
+    intercept's prior at x = 0 instead of at the predictors' means, as in :func:`random_intercepts`.
 
     Examples
     --------
@@ -481,6 +584,7 @@ def regularized_hierarchical(
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure, formula=formula, se=se))
     one_of("penalty", penalty, N.PENALTIES)
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     _check_bool("centered", centered)
     s = gd.y_scale
     penalty_scale = s if penalty_scale is None else positive_finite("penalty_scale", penalty_scale)
@@ -527,7 +631,7 @@ def regularized_hierarchical(
                 lam_tilde = pt.sqrt(c2 * lam_local**2 / (c2 + g**2 * lam_local**2))
                 z = pm.Normal("hs_z", 0.0, 1.0, dims=N.PREDICTOR)
                 beta_std = z * g * lam_tilde
-        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std, intercept_at=intercept_at)
         tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
         u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
         _likelihood(gd, a, b, u, pri, how, used)
@@ -536,9 +640,9 @@ def regularized_hierarchical(
         **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
-        "priors": serialize(pri), "centered": centered, "data": gd.spec(),
+        "priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
     }
     # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
     fit_defaults = {"target_accept": 0.99} if penalty == "horseshoe" and P else {}
     return _attach(model, "regularized_hierarchical", gd, settings, how, used, penalty=penalty, centered=centered,
-                   fit_defaults=fit_defaults)
+                   fit_defaults=fit_defaults, intercept_at=intercept_at)
