@@ -266,7 +266,7 @@ display(Markdown("\n".join([
     f"- *Full Bayes*: false-flag rate {fbs['false-flag rate']:.1%}, miss rate {fbs['miss rate']:.0%}.",
     "",
     "The posterior flags shrink small hospitals toward the average, so a small hospital is flagged only on "
-    "strong evidence: they buy few false flags with misses among small hospitals, which no method can "
+    "strong evidence: they trade false flags for misses among small hospitals, which no method can "
     "judge reliably (see the miss rates by volume). The hierarchical flags need no choice of limit beyond "
     "the stated probability.",
 ])))
