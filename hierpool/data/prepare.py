@@ -61,8 +61,13 @@ def prepare(
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
         poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
-    group : str
-        Column of group labels (any hashable: member id, county, ...). At least two groups.
+    group : str or list of str
+        Column of group labels (any hashable: member id, county, ...). At least two groups. Several
+        grouping factors: a list, ``["member", "hospital"]`` (crossed; the first is ``group``), and
+        ``"hospital/ward"`` (nested, = ``["hospital", "hospital:ward"]``; a name ``"a:b"`` that is not a
+        column is the interaction of columns ``a`` and ``b``, its levels named ``"<a>:<b>"``); formulas say
+        the same with ``(1 | member) + (1 | hospital)`` and ``(1 | hospital/ward)``. See
+        :mod:`hierpool.data.factors`. Needs a pandas DataFrame.
     predictors : sequence of str, str or None
         Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
         string and boolean columns become treatment-coded indicators named ``column[level]``.

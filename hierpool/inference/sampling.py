@@ -233,6 +233,12 @@ def fit(
         ``sample_stats``, ``observed_data``, ``log_likelihood`` and ``constant_data`` (group_idx, group_n,
         group_raw_mean, X, ...). ``attrs`` hold ``hierpool_variant``, ``hierpool_family``,
         ``hierpool_version``, ``hierpool_settings`` (JSON) and ``hierpool_diagnostics`` (JSON).
+        A model with several grouping factors (crossed or nested) keeps ``group``, ``group_effect`` and
+        ``tau`` for its FIRST factor and adds, for every further factor ``f``, dim ``group__f``,
+        ``group_effect__f``, ``tau__f`` (absent for the ridge) and constant_data ``group_idx__f``,
+        ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f``; ``attrs["hierpool_factors"]``
+        lists the factors (JSON), and the log-likelihood includes every factor's effect. Analysis functions
+        take ``factor=`` (default the first; :func:`hierpool.select_factor`).
 
     Warns
     -----
