@@ -274,8 +274,8 @@ def test_penicillin_matches_lmer_reml(penicillin_fit):
 def test_penicillin_analysis_by_factor(penicillin_fit):
     shr = hp.shrinkage(penicillin_fit, factor="sample")
     assert shr["group"].tolist() == list("ABCDEF")
-    # sample effects are far larger than plate effects: the sample means spread ~2 mm, the plates ~0.8 mm
-    assert np.ptp(shr["estimate"]) > 2 * np.ptp(hp.shrinkage(penicillin_fit)["estimate"])
+    # sample effects spread more than plate effects (lmer: SDs 1.93 and 0.85 mm)
+    assert np.std(shr["estimate"]) > 1.5 * np.std(hp.shrinkage(penicillin_fit)["estimate"])
     ranks = hp.rank_groups(penicillin_fit, factor="sample", top_k=1)
     assert ranks.iloc[0]["group"] == "A"  # sample A has the largest mean diameter
     assert len(hp.profile(penicillin_fit, factor="sample")) == 6
@@ -290,8 +290,10 @@ def test_penicillin_analysis_by_factor(penicillin_fit):
         warnings.simplefilter("ignore")
         tab = hp.predict(penicillin_fit, new, random_seed=2)
     assert tab["std_error"].iloc[0] < tab["std_error"].iloc[1] < tab["std_error"].iloc[2]
-    loo = hp.compare({"crossed": penicillin_fit})
-    assert len(loo) == 1
+    import arviz as az
+
+    loo = az.loo(penicillin_fit)  # the stored log-likelihood (every factor's effect in it) serves PSIS-LOO
+    assert np.isfinite(loo.elpd)
 
 
 @pytest.mark.slow
