@@ -215,3 +215,72 @@ def _check_thinned(dt: xr.DataTree, arg: str) -> xr.Dataset:
     out = post.to_dataset().sel(draw=kept)
     out[N.GROUP_EFFECT] = ge
     return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# several grouping factors: present the chosen one as ``group``
+_FACTOR_BASES_POST = (N.GROUP_EFFECT, N.TAU)
+_FACTOR_BASES_CONST = (N.GROUP_IDX, N.GROUP_N, N.GROUP_RAW_MEAN, N.GROUP_DENOM)
+
+
+def fit_factors(dt: xr.DataTree) -> list[str]:
+    """The grouping factors of a fit, the first (``group``) first: ``attrs["hierpool_factors"]``, or the
+    data recipe's group for a fit with one factor (``[]`` when neither says)."""
+    if N.ATTR_FACTORS in dt.attrs:
+        return list(json.loads(dt.attrs[N.ATTR_FACTORS]))
+    spec = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}")).get("data") or {}
+    return [spec["group"]] if isinstance(spec.get("group"), str) else []
+
+
+def select_factor(dt, factor: str | None = None, arg: str = "factor"):
+    """``dt`` with grouping factor ``factor`` presented as ``group`` (dim ``group``, ``group_effect``, ``tau``
+    and the constant_data ``group_idx``, ``group_n``, ``group_raw_mean``, ``group_denominator``), the first
+    factor moved to its ``__<first>`` names; so every analysis function reads the chosen factor unchanged.
+
+    ``factor=None`` (or the first factor) returns ``dt`` itself. The other factors keep their ``__f`` names,
+    and their effects still enter each training row's linear predictor where an analysis uses it (posterior
+    predictive checks, ``hp.profile``'s expected and predicted outcomes, the log-likelihood). Group-level
+    summaries of the chosen factor (``hp.shrinkage``'s estimate, ranks) are at the other factors' average
+    level, effect 0.
+
+    Raises
+    ------
+    ValueError
+        ``factor`` is not one of the fit's grouping factors (the message lists them).
+    """
+    if factor is None or not isinstance(dt, xr.DataTree):
+        return dt
+    if not isinstance(factor, str):
+        raise TypeError(f"{arg} must be the name of a grouping factor (str); got {factor!r}.")
+    factors = fit_factors(dt)
+    if factor not in factors:
+        raise ValueError(f"{arg}={factor!r} is not a grouping factor of this fit; valid choices: "
+                         f"{', '.join(repr(f) for f in factors) or 'none recorded'}.")
+    first = factors[0]
+    if factor == first:
+        return dt
+
+    def swap(ds: xr.Dataset, bases) -> xr.Dataset:
+        ren = {}
+        for b in bases:
+            if b in ds:
+                ren[b] = N.factor_var(b, first)
+            if N.factor_var(b, factor) in ds:
+                ren[N.factor_var(b, factor)] = b
+        dims = {N.GROUP: N.factor_var(N.GROUP, first), N.factor_var(N.GROUP, factor): N.GROUP}
+        tmp = {k: f"__swap__{v}" for k, v in {**ren, **dims}.items() if k in ds.variables or k in ds.dims}
+        ds = ds.rename(tmp)
+        return ds.rename({v: v[len("__swap__"):] for v in tmp.values()})
+
+    post = swap(dt["posterior"].to_dataset(), _FACTOR_BASES_POST)
+    const = swap(dt["constant_data"].to_dataset(), _FACTOR_BASES_CONST)
+    children = {k: dt[k].to_dataset() for k in dt.children if k not in ("posterior", "constant_data")}
+    out = xr.DataTree.from_dict({"posterior": post, "constant_data": const, **children})
+    attrs = dict(dt.attrs)
+    settings = json.loads(attrs.get(N.ATTR_SETTINGS, "{}"))
+    if isinstance(settings.get("data"), dict):
+        settings["data"] = {**settings["data"], "group": factor}
+    attrs[N.ATTR_SETTINGS] = json.dumps(settings)
+    attrs[N.ATTR_FACTORS] = json.dumps([factor, first, *[f for f in factors[1:] if f != factor]])
+    out.attrs = attrs
+    return out

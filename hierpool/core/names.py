@@ -79,3 +79,20 @@ GROUP_EFFECTS_GROUP = "posterior_group_effects"
 ATTR_METHOD = "hierpool_method"
 #: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
 METHODS = ("full_bayes", "empirical_bayes")
+
+# several grouping factors (crossed or nested; hierpool.data.factors) ----------------------------------
+#: With one grouping factor a fit has ``group``, ``group_effect``, ``tau`` as above. With several, the FIRST
+#: factor keeps those names and every other factor ``f`` (as written: ``"hospital"``, nested
+#: ``"hospital:ward"``) gets ``<base>__<f>``: dim ``group__f``, posterior ``group_effect__f`` (dims
+#: ``group__f``) and ``tau__f`` (``tau_sq__f`` for a prior on its square), constant_data ``group_idx__f``
+#: (dims ``obs_id``), ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f`` (dims ``group__f``).
+#: The double underscore keeps the names apart from any column name used as a factor.
+FACTOR_SEP = "__"
+#: DataTree attrs: the grouping factors in order (JSON list), present on fits with several factors.
+ATTR_FACTORS = "hierpool_factors"
+
+
+def factor_var(base: str, factor: str | None) -> str:
+    """The name of ``base`` (``group``, ``group_effect``, ``tau``, ``group_idx``, ...) for an extra
+    grouping factor; ``factor=None`` is the first factor, whose names are the single-factor ones."""
+    return base if factor is None else f"{base}{FACTOR_SEP}{factor}"

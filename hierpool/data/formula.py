@@ -11,6 +11,9 @@ formula                                      meaning
 ``cbind(s, f) ~ ...``                        binomial: ``y="s"``, trials ``s + f`` per row (``family``
                                              defaults to "binomial"; any other family is refused)
 ``(1 | g)``                                  ``group="g"``: random intercepts, the one grouping factor
+``(1 | a) + (1 | b)``                        ``group=["a", "b"]``: crossed factors (first: ``group``)
+``(1 | a/b)``                                ``group="a/b"`` = ``["a", "a:b"]``: nested; the levels of
+                                             ``a:b`` are named ``"<a>:<b>"`` (:mod:`hierpool.data.factors`)
 ``x``                                        a column, coded as ``predictors=["x"]`` codes it: numeric
                                              as is; category, string and boolean columns as treatment
                                              indicators ``x[level]``
@@ -47,8 +50,9 @@ Decisions where lme4 and formulae leave a choice:
 - Data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns only (``y ~ x + c + (1 | g)``
   with ``offset(log(e))``); interactions, transforms, ``C()`` and ``cbind`` need a pandas DataFrame.
 
-Not supported yet, refused with a message (issue 15): random slopes ``(1 + x | g)``, several grouping
-factors ``(1 | a) + (1 | b)``, nested factors ``(1 | a/b)``.
+Not supported yet, refused with a message (issue 15): random slopes ``(1 + x | g)``. Several grouping
+factors (crossed ``(1 | a) + (1 | b)``, nested ``(1 | a/b)``) need a pandas DataFrame, and the first factor
+must be a column (not an interaction ``a:b``).
 """
 
 from __future__ import annotations
@@ -91,6 +95,12 @@ class Formula:
     terms: tuple[tuple[Factor, ...], ...]
     failures: str | None = None  # cbind(response, failures)
     exposure: str | None = None  # offset(log(exposure))
+    factors: tuple[str, ...] = ()  # every grouping factor, ``group`` first (nested a/b: "a", "a:b")
+
+    @property
+    def group_arg(self):
+        """``prepare``'s ``group=``: the one factor's column, or the list of factors."""
+        return self.group if len(self.factors) <= 1 else list(self.factors)
 
     @property
     def columns(self) -> list[str]:
@@ -102,7 +112,7 @@ class Formula:
         (interactions, transforms, ``C()``, ``cbind``)."""
         if self.failures or any(len(t) > 1 or t[0].kind != "column" for t in self.terms):
             return None
-        return {"y": self.response, "group": self.group, "predictors": [t[0].columns[0] for t in self.terms],
+        return {"y": self.response, "group": self.group_arg, "predictors": [t[0].columns[0] for t in self.terms],
                 "exposure": self.exposure}
 
 
@@ -180,7 +190,9 @@ def _response(text: str, model) -> tuple[str, str | None]:
                      "transform the response in the DataFrame first.")
 
 
-def _group(text: str, gterms) -> str:
+def _group(text: str, gterms) -> list[str]:
+    """The grouping factors of the random-effect terms, in the order written (nested ``a/b`` gives ``a`` and
+    ``a:b``, as formulae expands it)."""
     from formulae.terms import Intercept, Variable
 
     if not gterms:
@@ -188,18 +200,18 @@ def _group(text: str, gterms) -> str:
         raise _bad(text, f"no random-effect term{hint}; hierpool's models need one grouping factor, e.g. "
                          "'y ~ x + (1 | group)'.")
     for gt in gterms:
-        comps = gt.factor.components
-        if len(comps) > 1:
-            raise _bad(text, _NOT_YET.format(what="a nested or interacted grouping factor ((1 | a/b), (1 | a:b))"))
-        if not isinstance(comps[0], Variable):
-            raise _bad(text, f"the grouping factor {comps[0].name!r} must be a column; make a column of it first.")
+        for comp in gt.factor.components:
+            if not isinstance(comp, Variable):
+                raise _bad(text, f"the grouping factor {comp.name!r} must be a column; make a column of it first.")
     for gt in gterms:
         if not isinstance(gt.expr, Intercept):
-            raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {gt.factor.components[0].name})"))
-    groups = list(dict.fromkeys(gt.factor.components[0].name for gt in gterms))
-    if len(groups) > 1:
-        raise _bad(text, _NOT_YET.format(what=f"several grouping factors ({', '.join(groups)})"))
-    return groups[0]
+            name = ":".join(c.name for c in gt.factor.components)
+            raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {name})"))
+    factors = list(dict.fromkeys(":".join(c.name for c in gt.factor.components) for gt in gterms))
+    if ":" in factors[0]:
+        raise _bad(text, f"the first grouping factor {factors[0]!r} is an interaction; write a factor that is a "
+                         "column first (e.g. '(1 | a) + (1 | a:b)', or '(1 | a/b)').")
+    return factors
 
 
 def parse_formula(text: str) -> Formula:
@@ -232,7 +244,8 @@ def parse_formula(text: str) -> Formula:
     if not any(isinstance(t, Intercept) for t in terms):
         raise _bad(text, "removes the intercept (0 + or - 1); hierpool's models always have an intercept, from "
                          "which the group effects deviate. Remove the 0 / - 1.")
-    group = _group(text, [t for t in terms if isinstance(t, GroupSpecificTerm)])
+    factors = _group(text, [t for t in terms if isinstance(t, GroupSpecificTerm)])
+    group = factors[0]
     fixed, exposure = [], None
     for t in terms:
         if not isinstance(t, Term):
@@ -245,16 +258,18 @@ def parse_formula(text: str) -> Formula:
             continue
         fixed.append(tuple(_factor(text, c) for c in comps))
     f = Formula(text=text, response=response, group=group, terms=tuple(fixed), failures=failures,
-                exposure=exposure)
-    for role, col in (("grouping factor", group), ("response", response), ("failures of cbind", failures),
+                exposure=exposure, factors=tuple(factors))
+    factor_cols = list(dict.fromkeys(c for name in factors for c in name.split(":")))
+    for role, col in (*(("grouping factor", c) for c in factor_cols), ("response", response), ("failures of cbind", failures),
                       ("exposure", exposure)):
         uses = [" : ".join(x.text for x in term).replace(" : ", ":") for term in fixed
                 if any(col in x.columns for x in term)]
         if col is not None and uses:
             raise _bad(text, f"the {role} {col!r} is also a fixed term ({uses[0]!r}); a column cannot be both. "
                              "Remove it from the fixed terms.")
-    if group in (response, failures, exposure):
-        raise _bad(text, f"the grouping factor {group!r} is also the response or the exposure.")
+    for col in factor_cols:
+        if col in (response, failures, exposure):
+            raise _bad(text, f"the grouping factor {col!r} is also the response or the exposure.")
     return f
 
 
@@ -356,8 +371,11 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
             raise _bad(formula, "data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns "
                                 "only; interactions, transforms, C() and cbind need a pandas DataFrame.")
         kw = kw or {"y": f.response, "group": f.group, "predictors": f.columns}
+        if len(f.factors) > 1:
+            raise _bad(formula, "several grouping factors need a pandas DataFrame; data beyond memory (Dask, "
+                                "Parquet/CSV paths) takes one grouping factor.")
         return _prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure)
-    needed = [f.response, f.failures, f.group, exposure if isinstance(exposure, str) else None, *f.columns]
+    needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")), exposure if isinstance(exposure, str) else None, *f.columns]
     missing = [c for c in dict.fromkeys(needed) if c is not None and c not in df.columns]
     if missing:
         shown = ", ".join(repr(c) for c in list(df.columns)[:20])
@@ -371,9 +389,15 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if (fails < 0).any() or (np.mod(fails, 1) != 0).any():
             raise _bad(formula, f"the failures column {f.failures!r} of cbind must hold integers >= 0.")
         trials = f"cbind({f.response}, {f.failures})"
-        cols = [c for c in dict.fromkeys([f.response, f.group, *f.columns, exposure]) if c in df.columns]
+        cols = [c for c in dict.fromkeys([f.response, *(c for name in f.factors for c in name.split(":")),
+                                          *f.columns, exposure]) if c in df.columns]
         succ = numeric_column(df[f.response], "y")
         data = df[cols].assign(**{trials: succ + fails})
-    gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
+    if len(f.factors) > 1:
+        from hierpool.data.prepare import prepare_factors
+
+        gd = prepare_factors(data, f.response, list(f.factors), f.columns, family, trials, exposure, terms=terms)
+    else:
+        gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
     _check_rank(formula, gd.Xs, gd.predictors)
     return replace(gd, formula=formula, **({"trials_name": [f.response, f.failures]} if f.failures else {}))

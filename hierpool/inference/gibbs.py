@@ -483,6 +483,9 @@ def plan(model) -> Plan | str:
     """
     desc = describe(model)
     gd, pri = desc.data, desc.priors
+    if getattr(gd, "factors", ()):
+        return (f"the model has several grouping factors ({', '.join(gd.factor_names)}); the Gibbs blocks "
+                "update one factor's effects")
     if not desc.fam.binomial_type:
         return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
     if desc.collapse not in (None, "counts"):

@@ -24,7 +24,7 @@ from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
-from hierpool.inference.predictive import design_from_constant, linear_predictor
+from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
@@ -37,6 +37,14 @@ _INSTALL = {
 
 
 
+
+
+def _factor_vars(gd) -> list[str]:
+    """The posterior variables of the further grouping factors (effects and SDs), if any."""
+    out = []
+    for f in getattr(gd, "factors", ()):
+        out += [N.factor_var(N.GROUP_EFFECT, f.name), N.factor_var(N.TAU, f.name)]
+    return out
 
 
 def _version() -> str:
@@ -97,6 +105,14 @@ def constant_data(gd) -> xr.Dataset:
         ds[N.EXPOSURE] = ((N.OBS,), gd.exposure)
     if gd.summary_level:  # summary-level data: the known standard error of each row (= group)
         ds[N.SE] = ((N.OBS,), gd.se)
+    for f in getattr(gd, "factors", ()):  # further grouping factors (hierpool.data.factors)
+        dim = N.factor_var(N.GROUP, f.name)
+        st = gd.factor_stats(f)
+        ds.coords[dim] = f.levels.to_numpy()
+        ds[N.factor_var(N.GROUP_IDX, f.name)] = ((N.OBS,), f.idx)
+        ds[N.factor_var(N.GROUP_N, f.name)] = ((dim,), st["n"])
+        ds[N.factor_var(N.GROUP_RAW_MEAN, f.name)] = ((dim,), st["raw_mean"])
+        ds[N.factor_var(N.GROUP_DENOM, f.name)] = ((dim,), st["denominator"])
     return ds
 
 
@@ -107,6 +123,13 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     its size, whatever the number of draws and rows.
     """
     X, gidx, offset, trials = design_from_constant(const)
+    extra = other_factor_effects(post, const)
+    if extra is not None:  # several grouping factors: every factor's effect enters each row's eta
+        eta = linear_predictor(post, X, gidx, offset, extra=extra)
+        sigma = post[N.SIGMA] if get_family(family).has_sigma else None
+        ll = get_family(family).log_likelihood(y, eta, sigma=sigma, trials=trials)
+        return ll.transpose(*N.SAMPLE_DIMS, N.OBS).drop_vars(
+            [c for c in ll.coords if c not in (*N.SAMPLE_DIMS, N.OBS)]).rename(None)
     if N.SE in const:  # summary-level data: the known se of each row in place of sigma (rows = groups: few)
         eta = linear_predictor(post, X, gidx, offset)
         ll = get_family(family).log_likelihood(y, eta, sigma=const[N.SE])
@@ -227,6 +250,12 @@ def fit(
         a fit directly, give it the aligned posterior (``hp.compare`` does): its relative efficiency
         comes from the posterior's ESS. Without thinning (k = 1, the usual case) ``group_effect`` is in
         ``posterior`` with every draw and there is no ``posterior_group_effects``.
+        A model with several grouping factors (crossed or nested) keeps ``group``, ``group_effect`` and
+        ``tau`` for its FIRST factor and adds, for every further factor ``f``, dim ``group__f``,
+        ``group_effect__f``, ``tau__f`` (absent for the ridge) and constant_data ``group_idx__f``,
+        ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f``; ``attrs["hierpool_factors"]``
+        lists the factors (JSON), and the log-likelihood includes every factor's effect. Analysis functions
+        take ``factor=`` (default the first; :func:`hierpool.select_factor`).
 
     Warns
     -----
@@ -274,7 +303,8 @@ def fit(
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
-    var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
+    var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, *_factor_vars(desc.data))
+                 if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
@@ -346,6 +376,9 @@ def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, 
     if desc.variant != "random_intercepts":
         raise ValueError(f"method='empirical_bayes' fits random_intercepts models; got a {desc.variant!r} model "
                          "(its group-effect scale is chosen by the user or shrunk by a prior, not estimated).")
+    if getattr(desc.data, "factors", ()):
+        raise ValueError(f"method='empirical_bayes' fits one grouping factor; this model has several "
+                         f"({', '.join(desc.data.factor_names)}). Use method='full_bayes'.")
     if desc.group_sd_fixed is not None:
         raise ValueError("method='empirical_bayes' estimates tau; this model fixes it (priors={'tau': value}).")
     one_of("criterion", criterion, eb.CRITERIA)
@@ -428,7 +461,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
-    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in post]
+    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, *_factor_vars(gd)) if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
@@ -459,6 +492,10 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
+    for f in getattr(gd, "factors", ()):
+        dim = N.factor_var(N.GROUP, f.name)
+        if dim in post.dims:
+            post = post.assign_coords({dim: const[dim].values})
     # the posterior at the draws that have group effects: what the log-likelihood needs
     aligned = post
     if thin > 1:
@@ -491,6 +528,8 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         N.ATTR_THIN: thin,
         N.ATTR_METHOD: method,
     }
+    if getattr(gd, "factors", ()):
+        out.attrs[N.ATTR_FACTORS] = json.dumps(gd.factor_names)
     if report is None and method == "empirical_bayes":
         # independent exact draws given fixed estimates: nothing for R-hat or ESS to diagnose; what can go
         # wrong is the estimation, reported here

@@ -48,7 +48,7 @@ from hierpool.data.grouped import GroupedData, GroupedStats
 from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
 from hierpool.data.stats import size_classes
-from hierpool.models import integrated
+from hierpool.models import crossed, integrated
 from hierpool.models.collapse import (
     gaussian_marginal_logp_sizes,
     integrated_patterns,
@@ -79,7 +79,16 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
 
 def _coords(gd: GroupedData) -> dict:
     rows = np.arange(gd.n_obs) if isinstance(gd, GroupedData) else np.arange(0)  # GroupedStats keeps no rows
-    return {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors)}
+    return {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors),
+            **crossed.factor_coords(gd)}
+
+
+def _resolve_collapse(gd, collapse) -> str | None:
+    """resolve_collapse, or the row level for a model with several grouping factors (models.crossed)."""
+    if crossed.has_factors(gd):
+        resolve_collapse(gd, collapse)  # the same check of the argument
+        return crossed.resolve_collapse_factors(gd, collapse)
+    return resolve_collapse(gd, collapse)
 
 
 def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
@@ -91,6 +100,8 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
         out.pop("sigma_sq", None)
     if gd.n_predictors == 0:
         out.pop("beta", None)
+    if "tau" in keys:  # several grouping factors: each further factor's SD, tau__<factor>
+        out.update(crossed.factor_prior_keys(gd))
     return out
 
 
@@ -113,6 +124,7 @@ def _data_containers(gd: GroupedData, how: str | None):
     if isinstance(gd, GroupedStats) or how == "gaussian":
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
+    crossed.factor_data(gd)
     if gd.n_predictors:
         pm.Data(N.X, gd.X, dims=(N.OBS, N.PREDICTOR))
     if gd.trials is not None:
@@ -239,9 +251,10 @@ def _sigma(gd: GroupedData, priors: dict, used: dict):
 
 
 def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None,
-                used: dict):
+                used: dict, extra=None):
     """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
-    and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
+    and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have.
+    ``extra``: the further grouping factors' effects at each row (row-level models only), or None."""
     if collapse == "gaussian":
         sc = size_classes(gd.gaussian)
         data = {
@@ -277,6 +290,8 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     # responses of the same design without recompiling (simulation-based calibration uses this).
     y_obs = pm.Data(N.Y_OBSERVED, yv, dims=dims)
     eta = intercept_c + group_effect[gidx]
+    if extra is not None:
+        eta = eta + extra
     if beta_std is not None:
         eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
     if offset is not None:
@@ -324,6 +339,13 @@ def random_intercepts(
 
     ``eta = intercept + X beta + group_effect[group]``, ``group_effect_j ~ Normal(0, tau)``, non-centered
     by default (``group_effect = tau * z``, ``z ~ Normal(0, 1)``), which samples well when groups are small.
+
+    **Several grouping factors** (crossed ``group=["member", "hospital"]`` or ``"y ~ (1 | member) +
+    (1 | hospital)"``, nested ``group="hospital/ward"`` or ``(1 | hospital/ward)``): the first factor keeps
+    ``group``, ``group_effect`` and ``tau``; every further factor ``f`` adds ``group_effect__f ~ Normal(0,
+    tau__f)`` (dim ``group__f``) to the linear predictor, with ``tau__f`` given tau's default prior
+    (override: ``priors={"tau__f": ...}``). Such models are fitted at the row level (``collapse="auto"``
+    means ``False``; ``True``/``"integrated"`` are refused); see :mod:`hierpool.models.crossed`.
 
     Parameters
     ----------
@@ -411,14 +433,16 @@ def random_intercepts(
     one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts", gd.predictors)
-    how = resolve_collapse(gd, collapse)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, intercept_at=intercept_at)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
         u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how, used)
+        extra = crossed.factor_effects(gd, pri, used, tau_default=Prior("HalfStudentT", nu=3, sigma=gd.y_scale),
+                                       centered=centered)
+        _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec()}
     return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered,
                    intercept_at=intercept_at)
@@ -499,7 +523,7 @@ def ridge_fixed_effects(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects", gd.predictors)
     width = gd.fam.fixed_effect_prior_width
-    how = resolve_collapse(gd, collapse)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
@@ -508,7 +532,8 @@ def ridge_fixed_effects(
             u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
             u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        _likelihood(gd, a, b, u, pri, how, used)
+        extra = crossed.factor_effects(gd, pri, used, tau_default=None, lam=lam)
+        _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {"lam": lam, "priors": serialize(pri), "intercept_at": intercept_at,
                 "fixed_effect_prior_sd": width * gd.y_scale, "data": gd.spec()}
     return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam, intercept_at=intercept_at)
@@ -610,7 +635,7 @@ def regularized_hierarchical(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "tau", "tau_sq", "sigma", "sigma_sq")),
                            f"regularized_hierarchical (beta's prior is set by penalty={penalty!r})")
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
-    how = resolve_collapse(gd, collapse)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
@@ -632,9 +657,11 @@ def regularized_hierarchical(
                 z = pm.Normal("hs_z", 0.0, 1.0, dims=N.PREDICTOR)
                 beta_std = z * g * lam_tilde
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std, intercept_at=intercept_at)
-        tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
+        tau_prior = Prior("Exponential", lam=-math.log(0.05) / tau_scale)
+        tau = _scale_parameter(N.TAU, pri, tau_prior, used)
         u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how, used)
+        extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered)
+        _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
