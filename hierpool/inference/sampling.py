@@ -163,6 +163,8 @@ def fit(
     method: str = "full_bayes",
     criterion: str = "reml",
     n_nodes: int = 20,
+    min_ess: float | None = None,
+    max_rounds: int = 4,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -225,6 +227,18 @@ def fit(
         Gaussian empirical Bayes: REML (lme4's default) or maximum likelihood. Counts use ML.
     n_nodes : int
         Quadrature nodes per group for count empirical Bayes (glmer's ``nAGQ``); default 20.
+    min_ess : float, optional
+        Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
+        sigma and the further factors' SDs) reach ``min_ess`` and their R-hat is at most 1.01, in rounds:
+        the first round is ``chains`` x ``draws`` as asked (so a small ``draws``, e.g. 250, spends less when
+        the chains mix well); while a target is missed, another round of ``chains`` new chains (own tuning,
+        own seed) is added, up to ``max_rounds`` rounds. The returned fit holds every round's chains
+        (``chains`` x rounds), its report says ``rounds``, ``min_ess`` and whether it was reached, and a
+        missed target warns. Each round's group-effect memory is ``max_group_effect_values / max_rounds``,
+        so the whole fit stays within the budget. (New chains rather than longer ones: PyMC and nutpie
+        cannot resume a finished run; each round pays its tuning again.)
+    max_rounds : int
+        The most rounds ``min_ess`` may take (default 4).
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -278,6 +292,13 @@ def fit(
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood={log_likelihood!r} is not valid; valid choices: True, False, 'auto'.")
     one_of("method", method, N.METHODS)
+    if min_ess is not None:
+        if method == "empirical_bayes":
+            raise TypeError("min_ess applies to sampling; method='empirical_bayes' draws independent exact draws.")
+        return _fit_until_ess(model, desc, min_ess=min_ess, max_rounds=max_rounds, draws=draws, tune=tune,
+                              chains=chains, sampler=sampler, random_seed=random_seed, progressbar=progressbar,
+                              cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                              max_group_effect_values=max_group_effect_values, kwargs=kwargs)
     if method == "empirical_bayes":
         return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
                                     n_nodes=n_nodes, log_likelihood=log_likelihood,
@@ -367,6 +388,86 @@ def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log
         raise ValueError(f"trace.posterior lacks {missing}: sample it with the default var_names.")
     return finalize(trace, desc, engine="external", log_likelihood=log_likelihood, random_seed=random_seed,
                     max_group_effect_values=max_group_effect_values)
+
+
+def _population_vars(post: xr.Dataset) -> list[str]:
+    """The population-level parameters of a posterior that vary (a fixed tau has nothing to diagnose)."""
+    names = [v for v in post.data_vars if v != N.GROUP_EFFECT and not v.startswith(N.GROUP_EFFECT + "__")]
+    return [v for v in names if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
+
+
+def _worst_ess(post: xr.Dataset) -> tuple[float, float, float]:
+    """(min bulk ESS, min tail ESS, max R-hat) over the population-level parameters."""
+    from hierpool.inference.diagnostics import rhat_ess
+
+    bulk, tail, rhat = np.inf, np.inf, 0.0
+    for v in _population_vars(post):
+        arr = post[v].transpose("chain", "draw", ...).values
+        r, eb_, et = rhat_ess(arr.reshape(arr.shape[0], arr.shape[1], -1))
+        bulk = min(bulk, float(np.nanmin(eb_)))
+        tail = min(tail, float(np.nanmin(et)))
+        rhat = max(rhat, float(np.nanmax(r)))
+    return bulk, tail, rhat
+
+
+def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
+    """Fits of the same model and data, their chains side by side (renumbered 0, 1, ...)."""
+    first = parts[0]
+    children = {}
+    for name in first.children:
+        if "chain" in first[name].to_dataset().dims:
+            dss, offset = [], 0
+            for p in parts:
+                ds = p[name].to_dataset()
+                dss.append(ds.assign_coords(chain=np.arange(offset, offset + ds.sizes["chain"])))
+                offset += ds.sizes["chain"]
+            children[name] = xr.concat(dss, dim="chain", join="exact", combine_attrs="override")
+        else:
+            children[name] = first[name].to_dataset()
+    out = xr.DataTree.from_dict(children)
+    out.attrs = dict(first.attrs)
+    return out
+
+
+def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws, tune, chains, sampler, random_seed,
+                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, kwargs) -> xr.DataTree:
+    if isinstance(min_ess, bool) or not isinstance(min_ess, (int, float)) or not min_ess > 0:
+        raise ValueError(f"min_ess={min_ess!r} must be a positive number (bulk and tail ESS to reach), e.g. 400.")
+    max_rounds = positive_int("max_rounds", max_rounds, 1)
+    seeds = np.random.SeedSequence(random_seed).generate_state(max_rounds) if random_seed is not None else \
+        [None] * max_rounds
+    parts, trail = [], []
+    dt = None
+    for r in range(max_rounds):
+        with warnings.catch_warnings():  # one report for the combined fit, below
+            warnings.simplefilter("ignore", HierpoolSamplingWarning)
+            parts.append(fit(model, draws=draws, tune=tune, chains=chains, sampler=sampler,
+                             random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
+                             cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                             max_group_effect_values=max_group_effect_values / max_rounds, **kwargs))
+        dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
+        bulk, tail, rhat = _worst_ess(dt["posterior"].to_dataset())
+        trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]), "min_ess_bulk": bulk,
+                      "min_ess_tail": tail, "max_rhat": rhat})
+        if bulk >= min_ess and tail >= min_ess and rhat <= 1.01:
+            break
+    report = json.loads(parts[0].attrs[N.ATTR_DIAGNOSTICS])
+    extra = {k: v for k, v in report.items() if k not in ("divergences", "draws", "chains", "problems", "max_rhat",
+                                                          "max_rhat_var", "min_ess_bulk", "min_ess_bulk_var",
+                                                          "min_ess_tail", "min_ess_tail_var")}
+    # the ESS floor is the target asked for (not 100 per chain: rounds multiply the chains)
+    report = check_sampling(dt, ess_min_per_chain=float(min_ess) / dt["posterior"].sizes["chain"], _stacklevel=4)
+    reached = trail[-1]["min_ess_bulk"] >= min_ess and trail[-1]["min_ess_tail"] >= min_ess and \
+        trail[-1]["max_rhat"] <= 1.01
+    report.update(extra, rounds=len(parts), min_ess=float(min_ess), min_ess_reached=bool(reached), ess_rounds=trail)
+    if not reached:
+        msg = (f"min_ess={min_ess:g} not reached after {len(parts)} rounds ({trail[-1]['chains']} chains): min bulk "
+               f"ESS {trail[-1]['min_ess_bulk']:.0f}, tail {trail[-1]['min_ess_tail']:.0f}, max R-hat "
+               f"{trail[-1]['max_rhat']:.3f} over the population parameters; raise draws or max_rounds.")
+        report["problems"].append(msg)
+        warnings.warn(msg, HierpoolSamplingWarning, stacklevel=3)
+    dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
+    return dt
 
 
 def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, criterion, n_nodes, log_likelihood,
