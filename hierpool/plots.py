@@ -14,7 +14,8 @@ from hierpool.analysis import ranking as _ranking
 from hierpool.analysis import shrinkage as _shrinkage
 from hierpool.core import names as N
 
-__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot", "funnel_plot", "profile_caterpillar"]
+__all__ = ["shrinkage_plot", "caterpillar", "ridge_path_plot", "ppc_plot", "funnel_plot", "profile_caterpillar",
+           "eb_vs_full_bayes"]
 
 
 def __dir__():  # the plotting functions only: hp.plots is not a second home of numpy or the tables
@@ -45,7 +46,7 @@ def _marker_sizes(n: np.ndarray) -> np.ndarray:
     return 12.0 + 60.0 * np.sqrt(n / max(n.max(), 1.0))
 
 
-def shrinkage_plot(dt_or_table, ax=None):
+def shrinkage_plot(dt_or_table, ax=None, factor: str | None = None):
     """Raw group means against pooled estimates, with arrows toward the overall mean; and rho against n.
 
     Left panel: each group at (raw mean, estimate), point area growing with its number of rows; an arrow
@@ -71,7 +72,8 @@ def shrinkage_plot(dt_or_table, ax=None):
     >>> fig = hp.plots.shrinkage_plot(dt)         # doctest: +SKIP
     >>> fig.savefig("shrinkage.png")              # doctest: +SKIP
     """
-    tab = _table(dt_or_table, _shrinkage.shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"))
+    tab = _table(dt_or_table, _shrinkage.shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"),
+                 **({} if factor is None else {"factor": factor}))
     plt = _pyplot()
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
@@ -250,7 +252,8 @@ def _profile_table(dt_or_table, **kw) -> pd.DataFrame:
                   **kw)
 
 
-def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_seed: int | None = 0):
+def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_seed: int | None = 0,
+                factor: str | None = None):
     """Funnel plot: each group's observed/expected ratio against its expected count, with control limits.
 
     Two pairs of limits for each probability in ``limits``, both for a group of average risk:
@@ -265,7 +268,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
 
     Groups that :func:`hierpool.profile` flags at ``prob`` (posterior probability, not the limits) are
     marked: worse in red, better in blue. Gaussian fits plot the observed minus expected mean against
-    the group size, with ``sigma^2 / n`` (sampling) and ``sigma^2 / n + tau^2`` (model) variances.
+    the group size, with ``sigma^2 / n`` (sampling) and ``sigma^2 / n + tau^2`` (model) variances;
+    summary-level fits (``hp.prepare(..., se=)``) against each estimate's standard error, with ``se^2``
+    and ``se^2 + tau^2`` (the meta-analysis funnel, drawn on a log axis).
 
     Returns
     -------
@@ -273,8 +278,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     """
     from scipy import stats
 
-    from hierpool.analysis.fitview import as_fit
+    from hierpool.analysis.fitview import as_fit, select_factor
 
+    dt = select_factor(dt, factor)  # a fit with several grouping factors: the one to plot (default: first)
     view = as_fit(dt)
     tab = _profile_table(dt, prob=prob)
     post = view.post
@@ -287,7 +293,8 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     else:
         fig = ax.figure
     gaussian = view.fam.link_name == "identity"
-    x = tab["n"].to_numpy(float) if gaussian else tab["expected"].to_numpy(float)
+    summary = view.summary_level  # one estimate per group with a known se: the classic meta-analysis funnel
+    x = (view.se_by_group() if summary else tab["n"].to_numpy(float)) if gaussian else tab["expected"].to_numpy(float)
     y = tab["oe_difference" if gaussian else "oe_ratio"].to_numpy(float)
     grid = np.geomspace(max(x.min(), 1e-3), x.max(), 60)
     center = 0.0 if gaussian else 1.0
@@ -299,8 +306,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
         q = ((1 - p) / 2, 1 - (1 - p) / 2)
         if gaussian:
             z = stats.norm.ppf(q[1])
-            samp = z * sigma / np.sqrt(grid)
-            model = z * np.sqrt(sigma**2 / grid + np.mean(tau_draws**2))
+            se_grid = grid if summary else sigma / np.sqrt(grid)  # the sampling SD at each x
+            samp = z * se_grid
+            model = z * np.sqrt(se_grid**2 + np.mean(tau_draws**2))
             pairs = ((-samp, samp), (-model, model))
         elif view.fam.link_name == "log":
             samp = [stats.poisson.ppf(qq, grid) / grid for qq in q]
@@ -322,7 +330,7 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     colors = np.where(tab["flag"] == "worse", "C3", np.where(tab["flag"] == "better", "C0", "0.55"))
     ax.scatter(x, y, s=_marker_sizes(tab["n"].to_numpy()), c=colors, alpha=0.8, edgecolors="none", zorder=3)
     ax.set_xscale("log")
-    ax.set_xlabel("group size n" if gaussian else "expected count E (log scale)")
+    ax.set_xlabel(("standard error se" if summary else "group size n") if gaussian else "expected count E (log scale)")
     ax.set_ylabel("observed - expected mean" if gaussian else "observed / expected (O/E)")
     ax.set_title(f"Funnel plot: red worse, blue better at P >= {prob:g}")
     ax.legend(fontsize="x-small", loc="best")
@@ -349,4 +357,47 @@ def profile_caterpillar(dt_or_table, top: int | None = CATERPILLAR_TOP, ax=None,
     ax.set_xlabel(measure + (f" ({tab.attrs['ci_prob']:.0%} interval)" if "ci_prob" in tab.attrs else ""))
     shown = "" if len(tab) == n_all else f": {len(tab)} of {n_all}, worst first"
     ax.set_title("Profile" + shown)
+    return fig
+
+
+def eb_vs_full_bayes(table_or_fits, full_bayes=None, ci_prob: float = 0.9):
+    """Empirical Bayes against full Bayes: interval widths by group size, and the plug-in tau against
+    tau's posterior.
+
+    Takes the table of :func:`hierpool.eb_vs_full_bayes`, or the two fits (``eb_vs_full_bayes(eb, fb)``).
+    Left: each group's interval-width ratio (EB over full Bayes) against its size; below 1 means the
+    plug-in interval is narrower. Right: each group's effect estimated both ways, on the identity line
+    when they agree. The title states tau's plug-in value and its posterior interval.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from hierpool.analysis.methods import eb_vs_full_bayes as _table_fn
+
+    if isinstance(table_or_fits, pd.DataFrame):
+        tab = _table(table_or_fits, _table_fn, "eb_vs_full_bayes", ("n", "width_ratio", "estimate_eb", "estimate_fb"))
+    elif full_bayes is None:
+        raise TypeError("eb_vs_full_bayes takes the table of hp.eb_vs_full_bayes, or the two fits: "
+                        "eb_vs_full_bayes(eb_fit, full_bayes_fit).")
+    else:
+        tab = _table_fn(table_or_fits, full_bayes, ci_prob=ci_prob)
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    a1.scatter(tab["n"], tab["width_ratio"], s=14, alpha=0.6, edgecolors="none")
+    a1.axhline(1.0, color="0.5", lw=0.8)
+    a1.set_xscale("log")
+    a1.set_xlabel("group size n (log scale)")
+    a1.set_ylabel("interval width: empirical / full Bayes")
+    lo = float(min(tab["estimate_eb"].min(), tab["estimate_fb"].min()))
+    hi = float(max(tab["estimate_eb"].max(), tab["estimate_fb"].max()))
+    a2.plot([lo, hi], [lo, hi], color="0.5", lw=0.8)
+    a2.scatter(tab["estimate_fb"], tab["estimate_eb"], s=14, alpha=0.6, edgecolors="none")
+    a2.set_xlabel("group effect, full Bayes (posterior mean)")
+    a2.set_ylabel("group effect, empirical Bayes")
+    at = tab.attrs
+    if "tau_eb" in at:
+        fig.suptitle(f"tau plug-in {at['tau_eb']:.3g}; posterior mean {at['tau_fb']:.3g} "
+                     f"[{at['ci_prob']:.0%}: {at['tau_fb_low']:.3g}, {at['tau_fb_high']:.3g}], "
+                     f"P(tau < plug-in) = {at['p_tau_below_eb']:.2f}")
     return fig

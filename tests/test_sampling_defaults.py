@@ -15,11 +15,12 @@ import warnings
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 
 import hierpool as hp
 from hierpool.core import names as N
-from hierpool.models.factories import group_information
+from hierpool.models.parameterization import group_information, information
 
 PARAMETERIZATIONS = (False, True, "auto")
 
@@ -70,6 +71,61 @@ def test_parameterizations_are_one_posterior(family):
             # exact identities: the same density, and every parameterization maps back to the same effects
             np.testing.assert_allclose(logp, vals[0][0], rtol=1e-10, atol=1e-8)
             np.testing.assert_allclose(effect, u, rtol=0, atol=1e-10)
+
+
+def _effect_jacobian(model, centered, tau, u, w, mean_shift):
+    """(sampled value, log |d sampled / d u|) of one factor's effects ``u`` under ``centered``."""
+    if centered is False:
+        return u / tau, -u.size * np.log(tau)
+    if centered is True:
+        return u + mean_shift, 0.0
+    return (u + w * mean_shift) / tau ** (1 - w), -np.sum((1 - w) * np.log(tau))
+
+
+def test_crossed_factors_are_one_posterior():
+    """Two crossed factors (poisson counts): the further factor is parameterized like the first, centred at
+    0; the joint density of (intercept, taus, both factors' effects) is the same for every choice."""
+    rng = np.random.default_rng(5)
+    a_lab, b_lab = np.repeat(np.arange(15), 4), np.tile(np.arange(4), 15)
+    eta = 0.3 + rng.normal(0, 1.2, 15)[a_lab] + rng.normal(0, 0.6, 4)[b_lab]
+    df = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "member": [f"m{i}" for i in a_lab],
+                       "hospital": [f"h{j}" for j in b_lab]})
+    models = {c: hp.random_intercepts(df, y="y", group=["member", "hospital"], family="poisson", centered=c)
+              for c in PARAMETERIZATIONS}
+    gd = hp.describe(models["auto"]).data
+    (f,) = gd.factors
+    st = gd.factor_stats(f)
+    info = (group_information(gd), information(gd, st["denominator"], st["raw_mean"], st["n"]))
+    tau_f, eff_f = N.factor_var(N.TAU, f.name), N.factor_var(N.GROUP_EFFECT, f.name)
+    names = {False: (N.GROUP_EFFECT_Z, N.factor_var(N.GROUP_EFFECT_Z, f.name)),
+             True: (N.GROUP_INTERCEPT, eff_f),
+             "auto": (N.GROUP_EFFECT_PARTIAL, N.factor_var(N.GROUP_EFFECT_PARTIAL, f.name))}
+    for _ in range(3):
+        a, taus = rng.normal(0.3, 0.5), rng.uniform(0.2, 2.0, size=2)
+        us = (rng.normal(0, taus[0], 15), rng.normal(0, taus[1], 4))
+        out = []
+        for c, model in models.items():
+            point = {N.INTERCEPT_CENTERED: a, "tau_log__": np.log(taus[0]), f"{tau_f}_log__": np.log(taus[1])}
+            log_jac = 0.0
+            for k in range(2):
+                t2i = taus[k] ** 2 * info[k]
+                value, lj = _effect_jacobian(model, c, taus[k], us[k], t2i / (1 + t2i), a if k == 0 else 0.0)
+                point[names[c][k]] = value
+                log_jac += lj
+            graphs = model.replace_rvs_by_values([model[N.GROUP_EFFECT], model[eff_f]])
+            effects = model.compile_fn(graphs, inputs=model.value_vars, on_unused_input="ignore")(point)
+            for got, want in zip(effects, us, strict=True):
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+            out.append(model.compile_logp()(point) + log_jac)
+        np.testing.assert_allclose(out, out[0], rtol=1e-10, atol=1e-8)  # exact identity
+
+
+def test_summary_level_information_is_the_inverse_variance():
+    df = pd.DataFrame({"effect": [28.0, 8.0, -3.0, 7.0], "stderr": [15.0, 10.0, 16.0, 11.0], "school": list("ABCD")})
+    gd = hp.prepare(df, y="effect", se="stderr", group="school")
+    np.testing.assert_allclose(group_information(gd), 1.0 / df["stderr"].to_numpy() ** 2, rtol=1e-12)
+    m = hp.random_intercepts(gd, collapse=False)
+    assert N.GROUP_EFFECT_PARTIAL in m.named_vars
 
 
 def test_regularized_hierarchical_takes_the_same_choices():

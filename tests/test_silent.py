@@ -87,7 +87,8 @@ def test_fit_of_data_names_what_to_do(episodes):
 
 
 def test_plots_namespace_lists_only_plots():
-    assert dir(hp.plots) == sorted(["caterpillar", "funnel_plot", "ppc_plot", "profile_caterpillar", "ridge_path_plot", "shrinkage_plot"])
+    assert dir(hp.plots) == sorted(["caterpillar", "eb_vs_full_bayes", "funnel_plot", "ppc_plot", "profile_caterpillar",
+                                    "ridge_path_plot", "shrinkage_plot"])
 
 
 # start-up ---------------------------------------------------------------------------------------------------

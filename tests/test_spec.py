@@ -111,6 +111,35 @@ def test_fit_kwargs_merge_sampling_and_variant_target_accept():
     assert spec.factory_kwargs("reg") == {"penalty": "laplace"}
 
 
+def test_empirical_bayes_variant():
+    """``method = "empirical_bayes"`` on a random-intercepts variant: hp.fit gets the method and no sampler
+    settings, the factory never sees it; other kinds refuse the key, and a bad value names the choices."""
+    spec = parse_spec(spec_text("""
+        [variants.eb]
+        kind = "random_intercepts"
+        method = "empirical_bayes"
+        [sampling]
+        draws = 300
+        seed = 5
+        target_accept = 0.9
+    """))
+    assert spec.fit_kwargs("eb") == {"draws": 300, "chains": 4, "random_seed": 5, "method": "empirical_bayes"}
+    assert spec.factory_kwargs("eb") == {}
+    with pytest.raises(SpecError, match="method"):
+        parse_spec(spec_text("""
+            [variants.r]
+            kind = "ridge_fixed_effects"
+            lam = 1.0
+            method = "empirical_bayes"
+        """))
+    with pytest.raises(SpecError, match="full_bayes.*empirical_bayes"):
+        parse_spec(spec_text("""
+            [variants.eb]
+            kind = "random_intercepts"
+            method = "eb"
+        """))
+
+
 def test_with_sampling_overrides_and_checks():
     spec = parse_spec(spec_text())
     small = spec.with_sampling(draws=50, tune=None, seed=3)

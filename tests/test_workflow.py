@@ -40,12 +40,13 @@ def test_kinds_are_the_variants_and_their_settings_the_factories_keywords():
     from hierpool.models import factories
 
     assert tuple(KINDS) == tuple(schema.KIND_MODELS) == N.VARIANTS
-    data_keywords = {"data", "y", "group", "predictors", "family", "trials", "exposure"}
+    data_keywords = {"data", "y", "group", "predictors", "family", "trials", "exposure", "formula", "se"}
     for kind, model in schema.KIND_MODELS.items():
         keywords = set(inspect.signature(getattr(factories, kind)).parameters) - data_keywords
-        settings = set(model.model_fields) - {"kind", "name", "target_accept"}  # name and target_accept: not
+        # name, target_accept and method (hp.fit's): not the factory's
+        settings = set(model.model_fields) - {"kind", "name", "target_accept", "method"}
         assert keywords == settings, kind  # the factory's; every factory setting can be given, nothing else
-        assert set(KINDS[kind]) <= settings
+        assert set(KINDS[kind]) - {"method"} <= settings
 
 
 @pytest.mark.parametrize("choice", ["auto", True, False, "integrated"])

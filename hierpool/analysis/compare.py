@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from hierpool.analysis.fitview import as_fit
-from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows
+from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_rows, row_sigma
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.quadrature import log_marginal
@@ -78,7 +78,7 @@ def _same_data(fits: Mapping[str, xr.DataTree]) -> None:
     ref_name, ref = next(iter(fits.items()))
     y0 = ref["observed_data"][N.Y].values
     g0 = ref["constant_data"][N.GROUP_IDX].values
-    lab0 = np.asarray(ref["posterior"][N.GROUP].values, dtype=object)
+    lab0 = np.asarray(as_fit(ref).groups, dtype=object)
     for name, dt in fits.items():
         if name == ref_name:
             continue
@@ -95,12 +95,26 @@ def _same_data(fits: Mapping[str, xr.DataTree]) -> None:
                 f"{n_diff} rows. LOO compares models of the same observations."
             )
         g = dt["constant_data"][N.GROUP_IDX].values
-        lab = np.asarray(dt["posterior"][N.GROUP].values, dtype=object)
+        lab = np.asarray(as_fit(dt).groups, dtype=object)
         if g.shape != g0.shape or not np.array_equal(lab0[g0], lab[g]):
             raise ValueError(
                 f"fits {ref_name!r} and {name!r} were fitted to different data: the rows' groups differ. "
                 "LOO compares models of the same observations with the same grouping."
             )
+
+
+def _loo_tree(dt: xr.DataTree) -> xr.DataTree:
+    """What :func:`arviz.loo` reads: the log-likelihood and the posterior of the same draws.
+
+    A fit thinned for memory stores the log-likelihood at the draws that have group effects, while its
+    posterior keeps every draw of the population parameters; arviz's relative efficiency (mean ESS of
+    the posterior / number of log-likelihood draws) must come from the aligned draws, as in an unthinned
+    fit of those draws, not from all of them (it would exceed 1 and shorten the Pareto tails).
+    """
+    fv = as_fit(dt)
+    if not fv.thinned:
+        return dt
+    return xr.DataTree.from_dict({"posterior": fv.post, "log_likelihood": dt["log_likelihood"].to_dataset()})
 
 
 def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
@@ -124,16 +138,18 @@ def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
     for name, dt in fits.items():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Pareto.*", category=UserWarning)
-            loos[name] = az.loo(dt, var_name=N.Y, pointwise=True)
+            loos[name] = az.loo(_loo_tree(dt), var_name=N.Y, pointwise=True)
         k = np.asarray(loos[name].pareto_k).reshape(-1)
         threshold = loos[name].good_k if loos[name].good_k is not None else 0.7
         bad[name] = (int(np.sum(k > threshold)), float(threshold), int(k.size))
     for name, (n_bad, threshold, n) in bad.items():
         if n_bad:
+            # summary-level data has one row per group: holding out a row is holding out its group
+            by = "group" if N.SE in fits[name]["constant_data"] else "row"
             warnings.warn(
                 f"model {name!r}: {n_bad} of {n} observations have Pareto k > {threshold:.2f}, so its PSIS-LOO "
                 "estimate is unreliable (typically rows of groups with one or two rows, whose effect hinges "
-                "on them). Check with K-fold cross-validation: hp.cross_validate(..., by='row').",
+                f"on them). Check with K-fold cross-validation: hp.cross_validate(..., by={by!r}).",
                 UserWarning,
                 stacklevel=3,
             )
@@ -255,7 +271,7 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
         sel = known[start:start + size]
         eta = eta_block(d, rows, sel, None)
         trials = None if rows.trials is None else rows.trials[sel]
-        ll = fv.fam.log_likelihood(y[sel], eta, sigma=None if sigma is None else sigma[:, None], trials=trials)
+        ll = fv.fam.log_likelihood(y[sel], eta, sigma=row_sigma(d, rows, sel), trials=trials)
         lpd = logsumexp(ll, axis=0) - np.log(S)
         out.append(pd.DataFrame({"unit_kind": "row", "row": sel, "group": rows.labels[sel], "n_rows": 1,
                                  "elpd_i": lpd}))
@@ -277,7 +293,8 @@ def heldout_log_density(dt: xr.DataTree, test_df: pd.DataFrame, *, n_nodes: int 
             sel = new_pos[order[lo:ends[g1 - 1]]]
             eta = eta_block(d, rows, sel, None, include_group_effect=False)
             trials = None if rows.trials is None else rows.trials[sel]
-            lp = log_marginal(fv.fam, y[sel], eta, rows.new_code[sel] - g0, g1 - g0, tau, sigma=sigma,
+            sd = sigma if rows.se is None else row_sigma(d, rows, sel)  # per draw, or per row (summary data)
+            lp = log_marginal(fv.fam, y[sel], eta, rows.new_code[sel] - g0, g1 - g0, tau, sigma=sd,
                               trials=trials, n_nodes=n_nodes)
             lpd_g[g0:g1] = logsumexp(lp, axis=0) - np.log(S)
             g0 = g1

@@ -25,7 +25,7 @@ from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.validate import one_of, probability
-from hierpool.data.terms import design_matrix
+from hierpool.data.terms import design_matrix, term_columns
 
 __all__ = ["predict"]
 
@@ -45,6 +45,7 @@ class NewRows:
     new_labels: list  # the K new group labels, in first-seen order
     offset: np.ndarray | None  # log(exposure)
     trials: np.ndarray | None
+    se: np.ndarray | None = None  # summary-level fits: the known standard error of each row's response
 
     @property
     def n(self) -> int:
@@ -65,7 +66,7 @@ def _data_spec(fv: FitView) -> dict:
     return spec
 
 
-def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> np.ndarray:
+def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool, what: str = "exposure") -> np.ndarray:
     s = df[col]
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         raise TypeError(f"{arg}: column {col!r} must be numeric; got dtype {s.dtype}.")
@@ -79,7 +80,23 @@ def _positive_column(df: pd.DataFrame, col: str, arg: str, *, integer: bool) -> 
     if integer and ((v < 1).any() or (np.mod(v, 1) != 0).any()):
         raise ValueError(f"{arg}: column {col!r} (trials) must hold integers >= 1.")
     if not integer and (v <= 0).any():
-        raise ValueError(f"{arg}: column {col!r} (exposure) must be positive; {int((v <= 0).sum())} rows are <= 0.")
+        raise ValueError(f"{arg}: column {col!r} ({what}) must be positive; {int((v <= 0).sum())} rows are <= 0.")
+    return v
+
+
+def _cbind_trials(df: pd.DataFrame, cols: list[str], arg: str) -> np.ndarray:
+    """Trials of a fit prepared from ``cbind(successes, failures)``: the sum of the two columns."""
+    parts = []
+    for col in cols:
+        s = df[col]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            raise TypeError(f"{arg}: column {col!r} (of cbind) must be numeric; got dtype {s.dtype}.")
+        parts.append(s.to_numpy(dtype=float))
+    v = parts[0] + parts[1]
+    bad = ~np.isfinite(v) | (v < 1) | (np.mod(v, 1) != 0)
+    if bad.any():
+        raise ValueError(f"{arg}: columns {cols} of cbind must add up to integer trials >= 1; "
+                         f"{int(bad.sum())} rows do not (first rows: {df.index[bad][:5].tolist()}).")
     return v
 
 
@@ -120,17 +137,23 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     spec = _data_spec(fv)
     group = spec["group"]
     terms = spec.get("terms") or []
-    needed = [group] + [t["column"] for t in terms]
+    needed = list(dict.fromkeys([group] + [c for t in terms for c in term_columns(t)]))
     if isinstance(spec.get("trials"), str):
         needed.append(spec["trials"])
+    elif isinstance(spec.get("trials"), list):  # cbind(successes, failures): trials are their sum
+        needed += [c for c in spec["trials"] if c not in needed]
     if spec.get("exposure"):
         needed.append(spec["exposure"])
+    if spec.get("se"):
+        needed.append(spec["se"])
     missing = [c for c in needed if c not in new_df.columns]
     if missing:
         raise ValueError(
             f"{arg} lacks column {missing[0]!r}; the fit needs columns {needed} (group, predictors"
-            f"{', trials' if isinstance(spec.get('trials'), str) else ''}"
-            f"{', exposure' if spec.get('exposure') else ''}). Columns of {arg}: {list(new_df.columns)[:20]}."
+            f"{', trials' if isinstance(spec.get('trials'), (str, list)) else ''}"
+            f"{', exposure' if spec.get('exposure') else ''}"
+            f"{', se: the standard error of each new estimate (summary-level fit)' if spec.get('se') else ''}"
+            f"). Columns of {arg}: {list(new_df.columns)[:20]}."
         )
     if len(new_df) == 0:
         raise ValueError(f"{arg} has no rows.")
@@ -167,6 +190,8 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     if fv.fam.uses_trials:
         if isinstance(t, str):
             trials = _positive_column(new_df, t, arg, integer=True)
+        elif isinstance(t, list):  # cbind(successes, failures)
+            trials = _cbind_trials(new_df, t, arg)
         elif isinstance(t, Integral):
             trials = np.full(len(new_df), float(t))
         else:
@@ -174,8 +199,9 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     e = spec.get("exposure")
     if fv.fam.uses_exposure and e:
         offset = np.log(_positive_column(new_df, e, arg, integer=False))
+    se = _positive_column(new_df, spec["se"], arg, integer=False, what="se") if spec.get("se") else None
     return NewRows(X=X, labels=labels, known_idx=known_idx.astype(np.int64), new_code=new_code,
-                   new_labels=new_labels, offset=offset, trials=trials)
+                   new_labels=new_labels, offset=offset, trials=trials, se=se)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -209,7 +235,7 @@ def flat_draws(fv: FitView) -> Draws:
     if N.BETA in post and N.PREDICTOR in post[N.BETA].dims and post.sizes.get(N.PREDICTOR, 0):
         beta = post[N.BETA].transpose(*order, N.PREDICTOR).values.reshape(icpt.shape[0], -1)
     sigma = post[N.SIGMA].transpose(*order).values.reshape(-1) if N.SIGMA in post else None
-    if fv.fam.has_sigma and sigma is None:
+    if fv.fam.has_sigma and sigma is None and not fv.summary_level:
         raise ValueError("a gaussian fit needs 'sigma' in its posterior to predict new observations.")
     ge = post[N.GROUP_EFFECT].transpose(*order, N.GROUP)
     return Draws(intercept=icpt, beta=beta, sigma=sigma, group_effect=ge,
@@ -240,6 +266,14 @@ def new_group_sd(fv: FitView, *, warn: bool = True, stacklevel: int = 3) -> np.n
     return np.full(S, sd)
 
 
+def row_sigma(d: Draws, rows: NewRows, sel) -> np.ndarray | None:
+    """The response SD of the rows selected by ``sel``, broadcasting against (S, rows): sigma per draw, or
+    the rows' own standard errors (summary-level fits), or None (other families)."""
+    if rows.se is not None:
+        return rows.se[sel][None, :]
+    return None if d.sigma is None else d.sigma[:, None]
+
+
 def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
               include_group_effect: bool = True) -> np.ndarray:
     """Linear predictor (S, rows selected by ``sel``: a slice or an index array) including the offset.
@@ -263,6 +297,47 @@ def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
 
 
 # ------------------------------------------------------------------------------------------------------
+# several grouping factors: the further factors' effects of the new rows
+def other_factors_eta(fv: FitView, new_df: pd.DataFrame, S: int, rng: np.random.Generator, arg: str = "new_df"):
+    """The further grouping factors' effects of every row of ``new_df``, (S, rows), and for each factor a
+    boolean array saying which rows are at a level the fit has not seen; ``(None, {})`` with one factor.
+
+    A known level uses its posterior ``group_effect__f``; a new level gets, per draw, one effect drawn from
+    ``Normal(0, tau__f)`` (ridge: ``1/sqrt(lam)``), shared by the rows of that level, as for ``group``.
+    """
+    from hierpool.data.factors import factor_labels
+    from hierpool.inference.predictive import factor_names
+
+    names = factor_names(fv.post, fv.const)
+    if not names:
+        return None, {}
+    total = np.zeros((S, len(new_df)))
+    is_new = {}
+    for f in names:
+        u = fv.post[N.factor_var(N.GROUP_EFFECT, f)]
+        dim = N.factor_var(N.GROUP, f)
+        labels = factor_labels(new_df, f, arg)
+        known = pd.Index(fv.post[dim].to_numpy(), dtype=object)
+        _check_label_kinds(known, labels, arg, f)
+        kidx = known.get_indexer(pd.Index(labels, dtype=object))
+        mat = u.transpose(*N.SAMPLE_DIMS, dim).values.reshape(S, -1)
+        ok = kidx >= 0
+        total[:, ok] += mat[:, kidx[ok]]
+        if (~ok).any():
+            codes, uniq = pd.factorize(pd.Index(labels[~ok], dtype=object), sort=False)
+            tau = N.factor_var(N.TAU, f)
+            if tau in fv.post:
+                sd = fv.post[tau].transpose(*N.SAMPLE_DIMS).values.reshape(-1)
+            elif fv.lam is not None:
+                sd = np.full(S, 1.0 / np.sqrt(float(fv.lam)))
+            else:
+                raise ValueError(f"the fit has no {tau!r} and no ridge 'lam': nothing says how the effect of a new "
+                                 f"level of {f!r} is distributed.")
+            total[:, ~ok] += (rng.normal(size=(S, len(uniq))) * sd[:, None])[:, codes]
+        is_new[f] = ~ok
+    return total, is_new
+
+
 def predict(
     dt: xr.DataTree,
     new_df: pd.DataFrame,
@@ -280,8 +355,10 @@ def predict(
     new_df : pandas.DataFrame
         Rows to predict. Must hold the group column and the predictor columns used in the fit (categorical
         predictors are coded exactly as in training; a level never seen in training is an error), the
-        trials column of a binomial fit (unless training used one constant number of trials) and the
-        exposure column of a poisson fit with exposure. The response column is not needed.
+        trials column of a binomial fit (unless training used one constant number of trials), the
+        exposure column of a poisson fit with exposure, and the se column of a summary-level fit
+        (``hp.prepare(..., se=)``: a new observation there is a new estimate with its own standard error,
+        drawn from ``Normal(mean, se)``). The response column is not needed.
     kind : {"mean", "draws"}
         ``"mean"``: a table, one row per row of ``new_df``. ``"draws"``: the posterior predictive draws.
     ci_prob : float
@@ -312,6 +389,12 @@ def predict(
 
     Notes
     -----
+    **Several grouping factors** (crossed or nested): ``new_df`` needs every factor's column(s); each row
+    uses the posterior effect of each factor's level it belongs to, and for a level the fit has not seen
+    (a new member at a known hospital, or both new) an effect drawn per draw from ``Normal(0, tau__f)``
+    (``tau`` for the first factor), shared by the rows of that level. The table's ``group``/``new_group``
+    refer to the first factor; ``new_group__f`` says whether the row's level of factor ``f`` is new.
+
     For a new group the effect is drawn, per posterior draw, from ``Normal(0, tau)``; all rows of that
     group share the draw. So a new group's interval is wider than a known group's: for a gaussian model
     its predictive SD is about ``sqrt(tau^2 + sigma^2)`` plus the uncertainty of the fixed part.
@@ -338,12 +421,14 @@ def predict(
     if include_group_effect and rows.new_labels:
         sd = new_group_sd(fv, stacklevel=3)
         new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
-    sigma = None if d.sigma is None else d.sigma[:, None]
+    extra, extra_new = other_factors_eta(fv, new_df, S, rng) if include_group_effect else (None, {})
 
     if kind == "draws":
         sl = slice(0, rows.n)
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
-        y = fv.fam.draw(eta, rng, sigma=sigma, trials=rows.trials)
+        if extra is not None:
+            eta = eta + extra
+        y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=rows.trials)
         C, D = len(d.chain), len(d.draw)
         return xr.DataArray(
             y.reshape(C, D, rows.n),
@@ -359,13 +444,16 @@ def predict(
                                           "pred_high")}
     for sl in config.slices(rows.n, S):
         eta = eta_block(d, rows, sl, new_u, include_group_effect)
+        if extra is not None:
+            eta = eta + extra[:, sl]
         trials = None if rows.trials is None else rows.trials[sl]
         mu = fv.fam.mean(eta, trials)
         out["estimate"][sl] = mu.mean(axis=0)
         out["std_error"][sl] = mu.std(axis=0, ddof=1) if S > 1 else 0.0
         out["conf_low"][sl], out["conf_high"][sl] = np.quantile(mu, q, axis=0)
-        y = fv.fam.draw(eta, rng, sigma=sigma, trials=trials)
+        y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=trials)
         out["pred_low"][sl], out["pred_high"][sl] = np.quantile(y, q, axis=0)
-    table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **out}, index=new_df.index)
+    more = {N.factor_var("new_group", f): v for f, v in extra_new.items()}
+    table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **more, **out}, index=new_df.index)
     table.attrs["ci_prob"] = ci_prob
     return table

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.analysis.fitview import FitView, as_fit, select_factor
 from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
@@ -80,6 +80,8 @@ def _within_variance(view: FitView, mean_response: np.ndarray, group_slice: slic
     poisson: 1 / (D_j mu), D_j the rows or summed exposure and mu the fitted rate per unit.
     """
     fam = view.fam
+    if view.summary_level:  # the known variance se_j^2 of each group's one estimate
+        return np.broadcast_to(view.se_by_group()[group_slice][None, :] ** 2, np.shape(mean_response))
     sigma = _sigma(view)[:, None] if fam.has_sigma else None
     return fam.within_variance(view.const[N.GROUP_DENOM].values[group_slice].astype(float)[None, :],
                                mean_response, sigma=sigma,
@@ -93,7 +95,11 @@ def _quantiles(vals: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray
 
 
 def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
-    """Posterior mean of ``tau^2 / (tau^2 + sigma^2 / n_j)``: one value per distinct group size."""
+    """Posterior mean of ``tau^2 / (tau^2 + sigma^2 / n_j)``: one value per distinct group size
+    (summary-level data: ``tau^2 / (tau^2 + se_j^2)`` per group)."""
+    if view.summary_level:
+        se2 = view.se_by_group()[None, :] ** 2
+        return np.mean(tau_sq[:, None] / (tau_sq[:, None] + se2), axis=0)
     sizes, inverse = np.unique(view.group_n.values.astype(float), return_inverse=True)
     v = view.fam.within_variance(None, None, sigma=_sigma(view)[:, None], n=sizes[None, :])
     rho_k = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
@@ -101,7 +107,7 @@ def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------
-def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
+def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """How far each group's estimate moved from its raw mean toward the overall mean, and why.
 
     Parameters
@@ -110,6 +116,11 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         A fit from :func:`hierpool.fit` (any variant and family) or :func:`hierpool.load`.
     ci_prob : float
         Probability of the equal-tailed interval, in (0, 1) (0.9, not 90).
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -133,7 +144,9 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
           ``rho`` below is defined for every group;
         - ``rho``: the theoretical weight on the group's own data, averaged over the posterior draws:
           ``tau^2 / (tau^2 + v_j)`` with ``v_j`` the variance of the group's information about its effect
-          on the link scale: gaussian ``sigma^2 / n_j`` (exact: then ``pooling`` estimates ``1 - rho``);
+          on the link scale: gaussian ``sigma^2 / n_j`` (exact: then ``pooling`` estimates ``1 - rho``;
+          summary-level data, ``hp.prepare(..., se=)``: the known ``se_j^2``, so ``rho_j = tau^2 /
+          (tau^2 + se_j^2)``, and ``n`` is 1 for every group);
           bernoulli/binomial ``1 / (D_j p_j (1 - p_j))`` (the inverse Fisher information of the group's
           logit, with ``D_j`` its rows or summed trials and ``p_j`` its fitted rate in that draw);
           poisson ``1 / (D_j mu_j)`` (``D_j`` rows or summed exposure, ``mu_j`` its fitted rate per unit).
@@ -143,7 +156,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
 
         ``attrs`` hold ``ci_prob``, ``overall`` (the overall mean used by ``pooling``), ``family``,
         ``variant`` and the posterior medians ``tau`` (``1/sqrt(lam)`` for a ridge fit) and ``sigma``
-        (gaussian), which :func:`hierpool.plots.shrinkage_plot` uses for the theoretical curve.
+        (gaussian with rows; None for summary-level data, whose se differs per group), which :func:`hierpool.plots.shrinkage_plot` uses for the theoretical curve.
 
     Notes
     -----
@@ -166,6 +179,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     >>> tab[["group", "n", "raw_mean", "estimate", "pooling", "rho"]].head()  # doctest: +SKIP
     """
     ci_prob = probability("ci_prob", ci_prob)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     S, J = _n_samples(view), view.n_groups
     fam = view.fam
@@ -215,7 +229,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     out.attrs.update(ci_prob=ci_prob, overall=overall, family=view.family, variant=view.variant,
                      pooling_undefined=int(undefined.sum()),
                      tau=float(np.median(np.sqrt(tau_sq))),
-                     sigma=float(np.median(_sigma(view))) if fam.has_sigma else None)
+                     sigma=float(np.median(_sigma(view))) if fam.has_sigma and not view.summary_level else None)
     return out
 
 
@@ -230,7 +244,7 @@ def _n_rows_for_software(view: FitView) -> tuple[float, str]:
     return float(view.group_n.values.sum()), "N = rows"  # a fit of sufficient statistics keeps no rows
 
 
-def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
+def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """The ridge penalty a hierarchical fit implies: the posterior of ``lam = 1/tau^2`` in several units.
 
     A ridge on one-hot group dummies (intercept and predictors unpenalized) with penalty ``lam`` gives
@@ -258,7 +272,10 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     ======================  ========================================  ==================================
 
     ``N`` is the number of rows (for binomial, the total number of trials: the software formulas are for
-    the data expanded to one 0/1 row per trial). In every tool the group columns are one-hot with no
+    the data expanded to one 0/1 row per trial). Summary-level data (``hp.prepare(..., se=)``) has no
+    sigma: the ridge is weighted, ``sum_j (y_j - a - u_j)^2 / se_j^2 + alpha sum_j u_j^2``, so the table
+    gives ``lam`` and ``alpha_sklearn = 1 / tau^2`` (``Ridge(alpha=).fit(X, y, sample_weight=1 / se**2)``)
+    only. In every tool the group columns are one-hot with no
     reference level, and the intercept and predictors carry no penalty (glmnet: ``penalty.factor = 0``).
 
     Parameters
@@ -267,6 +284,11 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         A hierarchical fit (``random_intercepts`` or ``regularized_hierarchical``).
     ci_prob : float
         Probability of the equal-tailed interval, in (0, 1).
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -287,6 +309,7 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     >>> tab.set_index("units").loc["alpha_sklearn", "estimate"]   # doctest: +SKIP
     """
     ci_prob = probability("ci_prob", ci_prob)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     if not view.hierarchical:
         raise ValueError(
@@ -299,14 +322,17 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         lam = 1.0 / tau_sq
     n_rows, n_note = _n_rows_for_software(view)
     sig2, s_y = None, np.nan
-    if view.fam.has_sigma:
+    if view.fam.has_sigma and not view.summary_level:
         sig2 = _sigma(view) ** 2
         if "observed_data" in view.dt.children:
             s_y = float(np.std(view.y.values))
         else:  # a fit of sufficient statistics: the reduction recorded sd(y) (NaN if nothing did)
             s_y = float(view.settings.get("data", {}).get("y_sd", np.nan))
     rows = [("lam", lam, "1 / tau^2 (hierpool: prior precision of a group effect)")]
-    rows += view.fam.ridge_units(lam, tau_sq, n_rows, n_note, sigma_sq=sig2, s_y=s_y)
+    if view.summary_level:  # known se_j: a weighted ridge, sum (y_j - a - u_j)^2 / se_j^2 + alpha sum u_j^2
+        rows.append(("alpha_sklearn", lam, "1 / tau^2 (scikit-learn Ridge alpha with sample_weight = 1 / se^2)"))
+    else:
+        rows += view.fam.ridge_units(lam, tau_sq, n_rows, n_note, sigma_sq=sig2, s_y=s_y)
     recs = []
     for units, draws, formula in rows:
         lo, hi = _quantiles(np.asarray(draws, dtype=float)[:, None], ci_prob)
@@ -352,7 +378,7 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     - gaussian: exact after one step, ``u_j(lam) = sum_i r_ij / (n_j + sigma^2 lam)`` with
       ``r = y - intercept - X beta`` the residuals of the group's rows; also the conditional posterior
       mean of the random intercepts given ``tau = 1/sqrt(lam)`` and the fixed part (so at
-      ``lam = 1/tau^2`` it equals the BLUP);
+      ``lam = 1/tau^2`` it equals the BLUP); summary-level data: ``u_j(lam) = r_j / (1 + se_j^2 lam)``;
     - other families: a ridge logistic/Poisson regression with an offset.
 
     The estimate is reported on the natural scale at the average predictor values,
@@ -409,7 +435,10 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     fam = view.fam
     eta0, iac, gidx, m = _fixed_part(view)
     y = np.asarray(view.y.values, dtype=float)
-    sigma = float(_sigma(view).mean()) if fam.has_sigma else None
+    if view.summary_level:  # the known se of each row (= group)
+        sigma = np.asarray(view.const[N.SE].values, dtype=float)[None, :]
+    else:
+        sigma = float(_sigma(view).mean()) if fam.has_sigma else None
     est = np.empty((J, lam_grid.size))
     u = np.zeros((1, J))
     for k in np.argsort(lam_grid)[::-1]:  # large lam first: warm starts move outward from 0

@@ -17,7 +17,12 @@ insteval          student, lecturer, studage, lectage, service, dept, y (rating 
 contraception     woman, district, use (0/1), livch (category 0, 1, 2, 3+), age (centered), urban (0/1)
                   (mlmRev::Contraception: 1,934 women in 60 districts of Bangladesh)
 dyestuff          batch, yield_ (lme4::Dyestuff: 6 batches x 5 preparations)
+penicillin        diameter (mm), plate, sample (lme4::Penicillin: 24 plates x 6 samples, crossed:
+                  ``diameter ~ 1 + (1 | plate) + (1 | sample)``)
 ================  ===================================================================================
+
+Summary-level data (one estimate and its standard error per group), built in:
+:func:`eight_schools` (school, effect, stderr; Rubin 1981).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-__all__ = ["load", "NAMES", "simulate", "simulate_gaussian", "simulate_episodes"]
+__all__ = ["load", "NAMES", "eight_schools", "simulate", "simulate_gaussian", "simulate_episodes"]
 
 _SOURCES = {
     "radon": ("HLMdiag", "radon"),
@@ -36,6 +41,7 @@ _SOURCES = {
     "insteval": ("lme4", "InstEval"),
     "contraception": ("mlmRev", "Contraception"),
     "dyestuff": ("lme4", "Dyestuff"),
+    "penicillin": ("lme4", "Penicillin"),
 }
 NAMES = tuple(_SOURCES)
 
@@ -71,6 +77,9 @@ def _clean(name: str, df: pd.DataFrame) -> pd.DataFrame:
             "livch": pd.Categorical(df["livch"], categories=["0", "1", "2", "3+"]),
             "age": df["age"], "urban": (df["urban"] == "Y").astype(int),
         })
+    elif name == "penicillin":
+        out = pd.DataFrame({"diameter": df["diameter"].astype(float), "plate": df["plate"].astype(str),
+                            "sample": df["sample"].astype(str)})
     else:  # dyestuff
         out = pd.DataFrame({"batch": df["Batch"], "yield_": df["Yield"].astype(float)})
     return out.reset_index(drop=True)
@@ -105,6 +114,29 @@ def load(name: str) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------------
+def eight_schools() -> pd.DataFrame:
+    """The eight schools: estimated effects of SAT coaching programs and their standard errors.
+
+    Rubin (1981), Gelman et al., *Bayesian Data Analysis* (3rd ed.), section 5.5; posteriordb's
+    ``eight_schools`` data. Summary-level data, one row per school (A to H): ``school`` (str),
+    ``effect`` (the estimated treatment effect, SAT points: 28, 8, -3, 7, -1, 1, 18, 12) and
+    ``stderr`` (its standard error: 15, 10, 16, 11, 9, 11, 10, 18). Built in (no download).
+
+    Examples
+    --------
+    >>> import hierpool as hp
+    >>> df = hp.datasets.eight_schools()
+    >>> gd = hp.prepare(df, y="effect", se="stderr", group="school")
+    >>> gd.n_groups
+    8
+    """
+    return pd.DataFrame({
+        "school": list("ABCDEFGH"),
+        "effect": [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0],
+        "stderr": [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0],
+    })
+
+
 def _group_sizes(n_groups: int, sizes, rng: np.random.Generator) -> np.ndarray:
     if isinstance(sizes, (int, np.integer)):
         return np.full(n_groups, int(sizes))

@@ -18,6 +18,18 @@ class GroupedBase:
     """What :class:`GroupedData` (rows) and :class:`hierpool.data.GroupedStats` (sufficient statistics)
     share: sizes and the data scales that the default priors use."""
 
+    #: Summary-level data (one estimate per group with its known standard error): the standard errors,
+    #: else None. Only :class:`GroupedData` built by ``prepare(..., se=)`` has them.
+    se = None
+    #: grouping factors beyond the first (:class:`GroupedData` with several factors only)
+    factors: tuple = ()
+
+    @property
+    def summary_level(self) -> bool:
+        """True for summary-level data: one row per group, a response with a known standard error ``se``
+        (:func:`hierpool.data.summary.prepare_summary`), so the model has no residual ``sigma``."""
+        return self.se is not None
+
     @property
     def fam(self) -> Family:
         """The response :class:`~hierpool.core.families.Family`."""
@@ -53,6 +65,8 @@ class GroupedData(GroupedBase):
 
     Build it with :func:`prepare`. Arrays are read-only numpy arrays; ``X`` is on the user's scale
     (indicators are 0/1), with ``x_center`` and ``x_scale`` the internal centering and scaling.
+    Summary-level data (``prepare(..., se=)``) has one row per group and ``se``, the known standard
+    error of each row's response.
     """
 
     family: str
@@ -68,8 +82,13 @@ class GroupedData(GroupedBase):
     group_name: str
     trials: np.ndarray | None = None
     exposure: np.ndarray | None = None
-    trials_name: str | int | None = None
+    trials_name: str | int | list[str] | None = None  # a list: cbind(successes, failures), trials = their sum
     exposure_name: str | None = None
+    formula: str | None = None  # the formula it was prepared from, if any
+    se: np.ndarray | None = None
+    se_name: str | None = None
+    #: grouping factors beyond the first (crossed or nested; :mod:`hierpool.data.factors`), else ()
+    factors: tuple = ()
     group_n: np.ndarray = field(init=False)
     group_denominator: np.ndarray = field(init=False)
     group_raw_mean: np.ndarray = field(init=False)
@@ -83,7 +102,7 @@ class GroupedData(GroupedBase):
         object.__setattr__(self, "group_denominator", denom)
         object.__setattr__(self, "group_raw_mean", sums / denom)
         for arr in (self.y, self.group_idx, self.X, self.x_center, self.x_scale, self.group_n,
-                    self.group_denominator, self.group_raw_mean, self.trials, self.exposure):
+                    self.group_denominator, self.group_raw_mean, self.trials, self.exposure, self.se):
             if arr is not None:
                 arr.setflags(write=False)
 
@@ -123,6 +142,19 @@ class GroupedData(GroupedBase):
         """log(exposure) for poisson with exposure, else None."""
         return None if self.exposure is None else np.log(self.exposure)
 
+    @property
+    def factor_names(self) -> list[str]:
+        """Every grouping factor, the first (``group_name``) first."""
+        return [self.group_name, *(f.name for f in self.factors)]
+
+    def factor_stats(self, f) -> dict:
+        """Per-level rows, denominators and raw means of an extra factor ``f`` (a GroupingFactor)."""
+        J = f.n_levels
+        n = np.bincount(f.idx, minlength=J).astype(np.int64)
+        denom = np.bincount(f.idx, weights=self.row_sizes, minlength=J)
+        sums = np.bincount(f.idx, weights=self.y, minlength=J)
+        return {"n": n, "denominator": denom, "raw_mean": sums / denom}
+
     def spec(self) -> dict:
         """The JSON-serializable recipe of this data: columns, family and predictor terms."""
         return {
@@ -137,11 +169,22 @@ class GroupedData(GroupedBase):
             "x_scale": self.x_scale.tolist(),
             "n_obs": self.n_obs,
             "y_sd": self.y_sd,
+            **({"formula": self.formula} if self.formula else {}),
+            **({"se": self.se_name} if self.se is not None else {}),
+            **({"factors": self.factor_names} if self.factors else {}),
         }
 
     def __repr__(self) -> str:
         preds = ", ".join(self.predictors) if self.predictors else "none"
         sizes = self.group_n
+        if self.se is not None:
+            return (f"GroupedData(summary-level, y={self.y_name!r}, se={self.se_name!r}, group={self.group_name!r}, "
+                    f"groups={self.n_groups} (one estimate each; se from {self.se.min():.4g} to "
+                    f"{self.se.max():.4g}), predictors=[{preds}])")
+        if self.factors:
+            more = ", ".join(f"{f.name!r} ({f.n_levels} levels)" for f in self.factors)
+            return (f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r} "
+                    f"({self.n_groups} levels), further factors: {more}, rows={self.n_obs}, predictors=[{preds}])")
         return (
             f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r}, "
             f"rows={self.n_obs}, groups={self.n_groups} (rows per group: min {sizes.min()}, median "

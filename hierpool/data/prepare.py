@@ -22,6 +22,7 @@ from hierpool.data.terms import (
     check_finite,
     check_group_labels,
     design_matrix,
+    indicator_term,
     numeric_column,
     predictor_list,
     require_columns,
@@ -32,14 +33,24 @@ from hierpool.data.terms import (
 
 def prepare(
     df,
-    y: str,
-    group: str,
+    y: str | None = None,
+    group: str | None = None,
     predictors: Sequence[str] | str = (),
     family: str | None = None,
     trials: str | int | None = None,
     exposure: str | None = None,
+    *,
+    formula: str | None = None,
+    se: str | None = None,
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
+
+    The columns' roles are given by keywords (``y=``, ``group=``, ``predictors=``, ...) or by an lme4-style
+    formula in their place, ``prepare(df, "readmitted ~ age + los + C(admission) + (1 | member)",
+    family="bernoulli")``: the two build identical data (:mod:`hierpool.data.formula` lists what a formula
+    may say: ``C(x)``, interactions ``a:b`` and ``a*b``, transforms such as ``np.log(x)`` and ``scale(x)``,
+    ``cbind(successes, failures)``, ``offset(log(exposure))``; one grouping factor with random intercepts,
+    ``(1 | g)``, and always an intercept).
 
     Parameters
     ----------
@@ -49,9 +60,14 @@ def prepare(
         the factories fit exactly without keeping rows.
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
-        poisson: non-negative integer counts.
-    group : str
-        Column of group labels (any hashable: member id, county, ...). At least two groups.
+        poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
+    group : str or list of str
+        Column of group labels (any hashable: member id, county, ...). At least two groups. Several
+        grouping factors: a list, ``["member", "hospital"]`` (crossed; the first is ``group``), and
+        ``"hospital/ward"`` (nested, = ``["hospital", "hospital:ward"]``; a name ``"a:b"`` that is not a
+        column is the interaction of columns ``a`` and ``b``, its levels named ``"<a>:<b>"``); formulas say
+        the same with ``(1 | member) + (1 | hospital)`` and ``(1 | hospital/ward)``. See
+        :mod:`hierpool.data.factors`. Needs a pandas DataFrame.
     predictors : sequence of str, str or None
         Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
         string and boolean columns become treatment-coded indicators named ``column[level]``.
@@ -64,6 +80,18 @@ def prepare(
         binomial only: column of trial counts, or one integer for every row.
     exposure : str, optional
         poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+    formula : str, optional
+        An lme4-style formula instead of ``y``, ``group`` and ``predictors`` (which must then not be
+        given); ``family``, and ``trials``/``exposure`` unless the formula gives them, stay keywords. The
+        formula is kept as ``gd.formula``. Predictor names follow the keyword form: ``x``, ``c[level]``
+        (also for ``C(c)``), ``a:c[level]`` for interactions, and a transform as written (``np.log(x)``).
+    se : str, optional
+        Summary-level data (meta-analysis, published provider rates): ``df`` holds ONE row per group,
+        ``y`` the group's estimate and ``se`` the column of its known standard error (finite, > 0). The
+        model is then ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)``, ``u_j ~ Normal(0, tau)``, with
+        no residual ``sigma`` (gaussian only; predictors give a meta-regression). A repeated group
+        label, an ``se`` <= 0 or NaN, another family, ``trials``/``exposure`` or a Dask/path input
+        is an error. See :mod:`hierpool.data.summary`.
 
     Returns
     -------
@@ -76,7 +104,74 @@ def prepare(
     >>> gd = hp.prepare(df, y="y", group="g", predictors=["x"])
     >>> gd.n_groups, gd.predictors
     (2, ['x'])
+    >>> hp.prepare(df, "y ~ x + (1 | g)").predictors
+    ['x']
+    >>> gd8 = hp.prepare(hp.datasets.eight_schools(), y="effect", se="stderr", group="school")
+    >>> gd8.n_groups, gd8.summary_level
+    (8, True)
     """
+    if formula is not None or (isinstance(y, str) and "~" in y):
+        if se is not None:
+            raise TypeError("se= (summary-level data) takes the keywords y=, se= and group=, not a formula.")
+        from hierpool.data.formula import prepare_formula
+
+        if formula is None:
+            formula, y = y, None
+        return prepare_formula(df, formula, y=y, group=group, predictors=predictors, family=family, trials=trials,
+                               exposure=exposure)
+    if group is not None and not isinstance(group, str) or isinstance(group, str) and "/" in group:
+        from hierpool.data.factors import factor_names
+
+        names = factor_names(group)
+        if len(names) > 1:
+            if se is not None:
+                raise ValueError(f"se= (summary-level data, one row per group) takes one grouping factor; got "
+                                 f"group={group!r}.")
+            return prepare_factors(df, y, names, predictors, family, trials, exposure)
+        group = names[0]
+    if y is None or group is None:
+        raise TypeError("prepare() needs y= and group= (column names), or a formula such as "
+                        "'y ~ x + (1 | group)'.")
+    if se is not None:
+        from hierpool.data.summary import prepare_summary
+
+        return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
+                               exposure=exposure)
+    return _prepare(df, y, group, predictors, family, trials, exposure)
+
+
+def prepare_factors(df, y, names: list[str], predictors, family, trials, exposure, terms=None) -> GroupedData:
+    """:func:`prepare` with several grouping factors ``names`` (:mod:`hierpool.data.factors`): the first is
+    ``group``; the others are coded in :attr:`GroupedData.factors`."""
+    from dataclasses import replace
+
+    from hierpool.data.factors import grouping_factor
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"several grouping factors ({names}) need a pandas DataFrame; data beyond memory (Dask, "
+                        f"Parquet/CSV paths) takes one grouping factor. Got {type(df).__name__}.")
+    first = names[0]
+    if ":" in first and first not in df.columns:
+        raise ValueError(f"group: the first grouping factor {first!r} is an interaction; the first factor must be "
+                         f"a column (list it after its parts, e.g. ['a', 'a:b']). Factors: {names}.")
+    gd = _prepare(df, y, first, predictors, family, trials, exposure, terms=terms)
+    taken = {"y": y, "trials": trials if isinstance(trials, str) else None,
+             "exposure": exposure if isinstance(exposure, str) else None}
+    pred_cols = {c for t in gd.terms for c in (t.get("columns") or [t.get("column")]) if c}
+    extra = []
+    for name in names[1:]:
+        for role, col in taken.items():
+            if col is not None and name == col:
+                raise ValueError(f"group: the grouping factor {name!r} is also the {role} column.")
+        if name in pred_cols:
+            raise ValueError(f"group: the grouping factor {name!r} is also a predictor; a column cannot be both.")
+        extra.append(grouping_factor(df, name))
+    return replace(gd, factors=tuple(extra))
+
+
+def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dict] | None = None):
+    """:func:`prepare` without the formula: ``terms`` (from a formula) replace those built from ``predictors``
+    (then the columns the terms read)."""
     if not isinstance(df, pd.DataFrame):
         from hierpool.data.reduce import is_dask_or_path, reduce
 
@@ -172,7 +267,7 @@ def prepare(
         )
 
     # predictors ---------------------------------------------------------------------------------------
-    terms = build_terms(df, predictors)
+    terms = build_terms(df, predictors) if terms is None else terms
     X = design_matrix(df, terms)
     names = [n for t in terms for n in t["names"]]
     center = X.mean(axis=0) if X.shape[1] else np.zeros(0)
@@ -180,14 +275,16 @@ def prepare(
     col = 0
     for t in terms:
         k = len(t["names"])
-        if t["kind"] == "numeric":
-            sd = X[:, col].std()
+        for c in range(col, col + k):
+            sd = X[:, c].std()
             if not sd > 0:
+                what = f"column {t['column']!r}" if t["kind"] == "numeric" else f"the column {names[c]!r}"
                 raise ValueError(
-                    f"predictors: column {t['column']!r} is constant ({X[0, col]:g}); a constant predictor is "
+                    f"predictors: {what} is constant ({X[0, c]:g}); a constant predictor is "
                     "confounded with the intercept. Drop it."
                 )
-            scale[col] = sd
+            if not indicator_term(t):
+                scale[c] = sd
         col += k
     dup_names = sorted({n for n in names if names.count(n) > 1})
     if dup_names:

@@ -10,6 +10,10 @@ Decisions, stated once:
   Category levels that never occur in the data get no indicator. Integer columns are numeric; convert them
   to ``category`` to treat them as levels.
 - Nothing is dropped or coerced silently: a NaN or infinite value anywhere in a used column is an error.
+- A formula (:mod:`hierpool.data.formula`) adds two kinds of term, built from the column terms above (so
+  the same checks apply): ``transform`` (a numeric expression of numeric columns, named as written, e.g.
+  ``np.log(x)``) and ``interaction`` (row-wise products of its factors' columns, named ``a:b[level]``).
+  Their columns are scaled like numeric ones, except products of indicators (scale 1).
 """
 
 from __future__ import annotations
@@ -222,43 +226,83 @@ def _json_level(level):
     return level
 
 
+def term_columns(term: dict) -> list[str]:
+    """The data columns a term reads: one for a column term, one or more for a formula's transform or
+    interaction."""
+    return list(term["columns"]) if "columns" in term else [term["column"]]
+
+
+def indicator_term(term: dict) -> bool:
+    """Whether a term's columns are 0/1 indicators (categorical terms and interactions of categorical
+    factors only): the models scale those by 1, every other column by its standard deviation."""
+    if term["kind"] == "interaction":
+        return all(indicator_term(f) for f in term["factors"])
+    return term["kind"] in ("categorical", "string", "boolean")
+
+
+def _term_block(df: pd.DataFrame, t: dict, context: str) -> np.ndarray:
+    """The columns of one term (n x len(names)) on the user's scale."""
+    kind = t["kind"]
+    if kind == "interaction":  # row-wise products, the first factor varying slowest (as formulae orders them)
+        block = np.ones((len(df), 1))
+        for f in t["factors"]:
+            fb = _term_block(df, f, context)
+            block = (block[:, :, None] * fb[:, None, :]).reshape(len(df), -1)
+        return block
+    if kind == "transform":
+        from hierpool.data.expressions import evaluate
+
+        def column(name):
+            s = df[name]
+            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+                raise TypeError(f"{context}: column {name!r} (in {t['expr']!r}) must be numeric; got dtype {s.dtype}.")
+            v = s.to_numpy(dtype=float)
+            check_finite(v, context, name, df.index)
+            return v
+
+        v, _ = evaluate(t["expr"], column, t["state"])
+        check_finite(v, context, t["expr"], df.index)
+        return v[:, None]
+    s = df[t["column"]]
+    if s.isna().any():
+        raise ValueError(f"{context}: column {t['column']!r} has {int(s.isna().sum())} missing values.")
+    if kind == "numeric":
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            raise TypeError(f"{context}: column {t['column']!r} must be numeric; got dtype {s.dtype}.")
+        v = s.to_numpy(dtype=float)
+        check_finite(v, context, t["column"], df.index)
+        return v[:, None]
+    levels = t["levels"]
+    values = s.astype(object).to_numpy() if kind != "boolean" else s.to_numpy()
+    known = pd.Index(levels, dtype=object)
+    unknown = ~pd.Index(values, dtype=object).isin(known)
+    if unknown.any():
+        new = pd.unique(values[unknown])[:5].tolist()
+        raise ValueError(
+            f"{context}: column {t['column']!r} has levels {new} that were not in the training data; "
+            f"known levels: {levels}."
+        )
+    coded = levels if t.get("full") else levels[1:]  # "full": every level (a formula's interaction coding)
+    return np.column_stack([(values == lv).astype(float) for lv in coded])
+
+
 def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predictors") -> np.ndarray:
     """Build the predictor matrix (user's scale) for ``df`` from the ``terms`` recorded by :func:`prepare`.
 
     Used at fitting time and again at prediction time, so new data is coded exactly like the training
-    data. A level never seen in training raises ``ValueError``.
+    data. A level never seen in training raises ``ValueError``. Besides the column terms of ``predictors=``
+    (kinds numeric, categorical, string, boolean), a formula's terms may be a ``transform`` of numeric
+    columns (:mod:`hierpool.data.expressions`) or an ``interaction`` (row-wise products of its factors'
+    columns, named ``a:b``).
     """
-    cols = []
-    needed = [t["column"] for t in terms]
+    needed = list(dict.fromkeys(c for t in terms for c in term_columns(t)))
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise ValueError(
             f"{context}: column {missing[0]!r} is missing from the data; the model needs columns "
             f"{needed}."
         )
-    for t in terms:
-        s = df[t["column"]]
-        if s.isna().any():
-            raise ValueError(f"{context}: column {t['column']!r} has {int(s.isna().sum())} missing values.")
-        if t["kind"] == "numeric":
-            if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-                raise TypeError(f"{context}: column {t['column']!r} must be numeric; got dtype {s.dtype}.")
-            v = s.to_numpy(dtype=float)
-            check_finite(v, context, t["column"], df.index)
-            cols.append(v[:, None])
-            continue
-        levels = t["levels"]
-        values = s.astype(object).to_numpy() if t["kind"] != "boolean" else s.to_numpy()
-        known = pd.Index(levels, dtype=object)
-        unknown = ~pd.Index(values, dtype=object).isin(known)
-        if unknown.any():
-            new = pd.unique(values[unknown])[:5].tolist()
-            raise ValueError(
-                f"{context}: column {t['column']!r} has levels {new} that were not in the training data; "
-                f"known levels: {levels}."
-            )
-        for lv in levels[1:]:
-            cols.append((values == lv).astype(float)[:, None])
+    cols = [_term_block(df, t, context) for t in terms]
     if not cols:
         return np.zeros((len(df), 0))
     return np.hstack(cols)

@@ -1,7 +1,8 @@
 """Exact conditional draws of group effects that were integrated out of the sampled model.
 
 Gaussian: ``u_j | a, b, tau, sigma, y ~ Normal(n_j tau^2 e_j / d_j, sigma^2 tau^2 / d_j)`` with
-``d_j = sigma^2 + n_j tau^2`` and ``e_j`` the group's mean residual; bernoulli/binomial without predictors:
+``d_j = sigma^2 + n_j tau^2`` and ``e_j`` the group's mean residual; summary-level data (known standard
+errors): the same with ``n_j = 1`` and ``sigma = se_j``; bernoulli/binomial without predictors:
 rejection sampling from the (successes, trials) pattern's conditional (:mod:`hierpool.models.integrated`).
 One draw per posterior draw, so the stored ``group_effect`` has the full model's joint distribution.
 """
@@ -58,6 +59,30 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
     return out.reshape(a.shape + (J,))
 
 
+def known_se_conditional(y, se, mean, tau):
+    """Mean and sd of ``u_j | mean, tau, y`` for summary-level data: ``y_j ~ Normal(mean_j + u_j, se_j)``,
+    ``u_j ~ Normal(0, tau)``; ``mean`` (..., J) and ``tau`` (...) arrays of draws -> two (..., J) arrays."""
+    t2 = np.asarray(tau, dtype=float)[..., None] ** 2
+    s2 = np.asarray(se, dtype=float) ** 2
+    d = t2 + s2
+    return t2 * (np.asarray(y, dtype=float) - mean) / d, np.sqrt(t2 * s2 / d)
+
+
+def draw_known_se_group_effects(gd, a, b, tau, seed: np.random.SeedSequence, dtype=np.float64) -> np.ndarray:
+    """Exact conditional draws of summary-level group effects, shape ``a.shape + (J,)``.
+
+    ``a`` the intercept at x = 0 and ``b`` the coefficients on the user's scale (``a.shape + (P,)``, or
+    None), per draw. Rows are the groups (one estimate each), in group order.
+    """
+    a = np.asarray(a, dtype=float)
+    mean = np.broadcast_to(a[..., None], a.shape + (gd.n_groups,))
+    if b is not None:
+        mean = mean + np.asarray(b, dtype=float) @ gd.X.T
+    m, sd = known_se_conditional(gd.y, gd.se, mean, tau)
+    rng = np.random.default_rng(seed)
+    return (m + sd * rng.standard_normal(m.shape)).astype(dtype, copy=False)
+
+
 def collapsed_group_effects(post: xr.Dataset, desc: ModelDescription, random_seed, dtype=np.float64) -> xr.DataArray:
     """Exact conditional draws of the integrated-out group effects, one per posterior draw."""
     gd = desc.data
@@ -67,6 +92,13 @@ def collapsed_group_effects(post: xr.Dataset, desc: ModelDescription, random_see
     if desc.collapse == "integrated":
         u = integrated.draw_group_effects(integrated_patterns(gd), a.transpose(*N.SAMPLE_DIMS).values,
                                           np.broadcast_to(tau, a.shape), seed, dtype=dtype)
+        return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
+    if desc.collapse == "known_se":
+        b = None
+        if gd.n_predictors:
+            b = post[N.BETA].transpose(*N.SAMPLE_DIMS, N.PREDICTOR).values
+        u = draw_known_se_group_effects(gd, a.transpose(*N.SAMPLE_DIMS).values, b,
+                                        np.broadcast_to(tau, a.shape), seed, dtype=dtype)
         return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
     st = gd.gaussian
     b = None

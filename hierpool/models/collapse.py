@@ -17,6 +17,17 @@ drawn from their exact conditional normal::
 
 so the posterior holds ``group_effect`` exactly as the full model's does (same joint distribution).
 
+Summary-level gaussian data (one estimate per group with a known standard error)
+----------------------------------------------------------------------------------
+With ``y_j ~ Normal(a + x_j b + u_j, se_j)``, ``se_j`` known (``hp.prepare(..., se=)``), integrating
+``u_j ~ Normal(0, tau)`` out gives independent marginals ``y_j ~ Normal(a + x_j b, sqrt(tau^2 + se_j^2))``
+(:func:`known_se_marginal_logp`), and the conditional draw afterwards is the formula above with
+``n_j = 1`` and ``sigma = se_j``: ``u_j | ... ~ Normal(tau^2 e_j / d_j, se_j tau / sqrt(d_j))``,
+``d_j = tau^2 + se_j^2``. The sampler sees only ``a``, ``b`` and ``tau``: no funnel between tau and the
+effects, which is what makes the non-centered eight schools diverge now and then (measured in
+:func:`hierpool.random_intercepts`' docstring). ``collapse=False`` keeps the effects in the sampled
+model (non-centered, ``pm.Normal(..., sigma=se)``).
+
 Counts (bernoulli, binomial, poisson)
 -------------------------------------
 Rows that share a group and a predictor pattern have the same linear predictor, so their likelihood is
@@ -99,6 +110,14 @@ def gaussian_marginal_logp_sizes(sc, a, b, tau, sigma, lib=pt):
             - W / (2 * s2) - 0.5 * lib.sum(sizes * quad / d))
 
 
+def known_se_marginal_logp(y, se, mean, tau, lib=pt):
+    """``sum_j log Normal(y_j | mean_j, sqrt(tau^2 + se_j^2))``: the exact marginal log-likelihood of
+    summary-level data; ``mean`` the fixed part ``a + x_j b`` (scalar or per group), ``lib`` pytensor.tensor
+    or numpy."""
+    d = tau**2 + se**2
+    return lib.sum(-0.5 * np.log(2 * np.pi) - 0.5 * lib.log(d) - 0.5 * (y - mean) ** 2 / d)
+
+
 COLLAPSE_CHOICES = N.COLLAPSE_CHOICES
 
 
@@ -130,9 +149,12 @@ def integrated_patterns(gd) -> integrated.Patterns:
 
 
 def resolve_collapse(gd: GroupedData, collapse) -> str | None:
-    """'gaussian' or 'integrated' (group effects integrated out), 'counts' (rows pooled into cells) or None."""
+    """'gaussian', 'known_se' or 'integrated' (group effects integrated out), 'counts' (rows pooled into
+    cells) or None."""
     if not any(collapse is c if isinstance(c, bool) else collapse == c for c in COLLAPSE_CHOICES):
         raise ValueError(f"collapse={collapse!r} is not valid; valid choices: 'auto', True, False, 'integrated'.")
+    if gd.summary_level and not (collapse == "integrated" and not isinstance(collapse, bool)):
+        return None if collapse is False else "known_se"
     if collapse == "integrated" and not isinstance(collapse, bool):
         if not can_integrate(gd):
             raise ValueError(
@@ -175,6 +197,8 @@ def data_for(model, y) -> dict:
         if gd.n_predictors:
             out[N.SXY_W] = sc.sxy_w
         return out
+    if how == "known_se":
+        return {N.Y_OBSERVED: np.asarray(y, dtype=float)}
     if how == "integrated":
         k_j = np.bincount(gd.group_idx, weights=np.asarray(y, dtype=float), minlength=gd.n_groups)
         return {N.PATTERN_COUNTS: integrated.patterns(k_j, group_totals(gd)[1]).counts}

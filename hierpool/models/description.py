@@ -23,7 +23,7 @@ from hierpool.models.priors import Prior
 __all__ = ["ModelDescription", "describe"]
 
 #: Collapses whose group effects are integrated out of the sampled model and drawn after sampling.
-INTEGRATED_OUT = ("gaussian", "integrated")
+INTEGRATED_OUT = ("gaussian", "known_se", "integrated")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,16 +38,20 @@ class ModelDescription:
         One of :data:`hierpool.core.names.FAMILIES`.
     data : GroupedData or GroupedStats
         The data the model was built on.
-    collapse : {"gaussian", "integrated", "counts", None}
+    collapse : {"gaussian", "known_se", "integrated", "counts", None}
         The exact collapsed likelihood in use (:func:`hierpool.models.collapse.resolve_collapse`):
-        group effects integrated out ("gaussian", "integrated"), rows pooled into cells ("counts"), or
+        group effects integrated out ("gaussian"; "known_se" for summary-level data; "integrated"),
+        rows pooled into cells ("counts"), or
         the row-level likelihood (None).
     priors : mapping of str to Prior or float
         The prior of every parameter the model has, defaults included, on the scale it is placed:
-        ``"intercept"`` (at the predictors' means), ``"beta_std"`` (per standard deviation of each
-        predictor) or ``"beta"`` (user's scale, when the user gave it), ``"tau"`` or ``"tau_sq"``,
-        ``"sigma"`` or ``"sigma_sq"``. A float fixes the parameter. The horseshoe penalty has no single
-        prior on the coefficients and leaves ``"beta_std"`` out.
+        ``"intercept"`` (at the predictors' means, or at x = 0 when :attr:`intercept_at` is "zero"),
+        ``"beta_std"`` (per standard deviation of each predictor) or ``"beta"`` (user's scale, when the
+        user gave it), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"``. A float fixes the
+        parameter. ``"beta"`` is a dict ``{predictor name: Prior or float}`` when the user gave priors
+        per coefficient; ``"beta_std"`` is then present too when some coefficients kept the default, and
+        applies to those only. The horseshoe penalty has no single prior on the coefficients and leaves
+        ``"beta_std"`` out.
     lam : float or None
         The ridge variant's prior precision of each group effect.
     penalty : str or None
@@ -55,6 +59,9 @@ class ModelDescription:
     centered : bool or "auto"
         How sampled group effects are parameterized: non-centered (False), hierarchically centered
         (True) or partially non-centered per group ("auto"); see :func:`hierpool.random_intercepts`.
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior is placed: on the intercept at the predictors' means (the sampled
+        ``intercept_centered``) or on the intercept at x = 0 (the sampled ``intercept``).
     settings : mapping
         JSON-serializable settings, stored in a fit's attrs (:data:`hierpool.core.names.ATTR_SETTINGS`).
     fit_defaults : mapping
@@ -70,6 +77,7 @@ class ModelDescription:
     lam: float | None = None
     penalty: str | None = None
     centered: bool | str = False
+    intercept_at: str = "means"
     fit_defaults: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
@@ -109,6 +117,7 @@ class ModelDescription:
     def __repr__(self) -> str:
         extra = f", lam={self.lam:g}" if self.lam is not None else ""
         extra += f", penalty={self.penalty!r}" if self.penalty else ""
+        extra += f", intercept_at={self.intercept_at!r}" if self.intercept_at != "means" else ""
         return (f"ModelDescription(variant={self.variant!r}, family={self.family!r}, collapse={self.collapse!r}"
                 f"{extra}, groups={self.data.n_groups}, priors={dict(self.priors)})")
 

@@ -34,7 +34,8 @@ run_spec = run.run_spec  # the pipeline's entry point, where it was before the p
 _EPILOG = """\
 spec files (TOML), in short:
   [data]        dataset = NAME | path = "file.csv|.parquet" | simulate = "episodes"|"grouped" (+ parameters = {...});
-                response, group, family (required); predictors, trials (binomial), exposure (poisson)
+                response, group, family (required); predictors, trials (binomial), exposure (poisson);
+                or formula = "y ~ x + C(c) + (1 | group)" in place of response, group and predictors
   [variants.N]  kind = "random_intercepts" | "ridge_fixed_effects" (lam = ...) |
                 "regularized_hierarchical" (penalty = "horseshoe"|"laplace"|"ridge");
                 priors = {tau = {dist = "HalfNormal", sigma = 1.0}}; collapse; target_accept

@@ -108,8 +108,14 @@ def prepare_data(spec: ModelSpec, df: pd.DataFrame | None = None) -> GroupedData
 
     df = load_data(spec) if df is None else df
     kw = spec.prepare_kwargs()
-    cols = [("response", kw["y"]), ("group", kw["group"])]
-    cols += [("predictors", p) for p in kw["predictors"]]
+    if "formula" in kw:  # the columns the formula names (it was parsed when the spec was checked)
+        from hierpool.data.formula import parse_formula
+
+        f = parse_formula(kw["formula"])
+        cols = [("formula", c) for c in (f.response, f.failures, f.group, f.exposure, *f.columns) if c is not None]
+    else:
+        cols = [("response", kw["y"]), ("group", kw["group"])]
+        cols += [("predictors", p) for p in kw["predictors"]]
     cols += [(k, kw[k]) for k in ("trials", "exposure") if isinstance(kw.get(k), str)]
     missing = [(key, c) for key, c in cols if c not in df.columns]
     if missing:

@@ -117,14 +117,20 @@ class _Table(BaseModel):
 
 # ------------------------------------------------------------------------------------------------------
 class DataTable(_Table):
-    """``[data]``: where the data come from and which columns play which role."""
+    """``[data]``: where the data come from and which columns play which role.
+
+    The roles are ``response``, ``group`` and ``predictors``, or one ``formula`` in their place (lme4
+    syntax, :mod:`hierpool.data.formula`), checked here without the data: its syntax, the one
+    ``(1 | group)`` term, and ``cbind``/``offset`` against ``family``, ``trials`` and ``exposure``.
+    """
 
     dataset: str = Field(None, description="one of hp.datasets.NAMES")
     path: str = Field(None, min_length=1, description="a file name (a string)")
     simulate: Literal[SIMULATORS] = Field(None, description="a simulator")
     parameters: dict[str, Any] = Field(None, description="a table of the simulator's arguments")
-    response: str = Field(min_length=1, description="a column name")
-    group: str = Field(min_length=1, description="a column name")
+    formula: str = Field(None, min_length=1, description="an lme4-style formula, e.g. 'y ~ x + C(c) + (1 | group)'")
+    response: str = Field(None, min_length=1, description="a column name")
+    group: str = Field(None, min_length=1, description="a column name")
     predictors: list[Annotated[str, Field(min_length=1)]] = Field([], description="a list of column names")
     family: Literal[N.FAMILIES]
     trials: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=1)] = Field(
@@ -172,10 +178,38 @@ class DataTable(_Table):
         from hierpool.core.families import get_family
 
         fam = get_family(self.family)
+        cbind = offset = False
+        if "formula" in given:
+            roles = [k for k in ("response", "group", "predictors") if k in given]
+            if roles:
+                problems.append(f"formula gives the response, the group and the predictors; remove "
+                                f"{' and '.join(roles)} (or the formula).")
+            from hierpool.data.formula import parse_formula
+
+            try:
+                parsed = parse_formula(self.formula)
+            except ValueError as err:
+                problems.append(f"formula = {self.formula!r} is not valid: {err}")
+            else:
+                cbind, offset = parsed.failures is not None, parsed.exposure is not None
+                if cbind and self.family != "binomial":
+                    problems.append(f"formula: cbind(successes, failures) is the binomial response; got "
+                                    f"family = {self.family!r}.")
+                if cbind and "trials" in given:
+                    problems.append("trials is given by the formula's cbind(successes, failures); remove it.")
+                if offset and "exposure" in given:
+                    problems.append("exposure is given by the formula's offset(log(...)); remove it.")
+                if offset and not fam.uses_exposure:
+                    problems.append(f"formula: offset(log(...)) is the exposure of family = 'poisson'; got "
+                                    f"family = {self.family!r}.")
+        else:
+            problems += [f"is missing the required key {k!r} (or give a formula, e.g. formula = 'y ~ x + (1 | g)')."
+                         for k in ("response", "group") if k not in given]
         if "trials" in given and not fam.uses_trials:
             problems.append(f"trials is only used with family = 'binomial'; got family = {self.family!r}.")
-        if "trials" not in given and fam.uses_trials:
-            problems.append("family = 'binomial' needs the key 'trials' (a column or an integer).")
+        if "trials" not in given and fam.uses_trials and not cbind:
+            alt = ", or a formula with cbind(successes, failures) ~ ..." if "formula" in given else ""
+            problems.append(f"family = 'binomial' needs the key 'trials' (a column or an integer){alt}.")
         if "exposure" in given and not fam.uses_exposure:
             problems.append(f"exposure is only used with family = 'poisson'; got family = {self.family!r}.")
         if problems:
@@ -193,7 +227,10 @@ class _Variant(_Table):
 
     kind: str
     name: str = Field(None, description="the variant's name, in [[variants]] form")
-    priors: dict[str, Any] = Field(None, description=f"a table of priors by parameter, like {{tau = {_PRIOR_EXAMPLE}}}")
+    priors: dict[str, Any] = Field(None, description=f"a table of priors by parameter, like {{tau = {_PRIOR_EXAMPLE}}}; "
+                                   f"beta also takes a table by predictor, like {{beta = {{age = {_PRIOR_EXAMPLE}}}}}")
+    intercept_at: Literal[N.INTERCEPT_AT] = Field(None, description="where the intercept's prior sits: at the "
+                                                  "predictors' means or at x = 0")
     collapse: Any = Field(None, description="the factories' collapse choice")
     target_accept: float = Field(None, gt=0, lt=1, description="in (0, 1), e.g. 0.95")
 
@@ -201,13 +238,21 @@ class _Variant(_Table):
     @classmethod
     def _prior_tables(cls, priors):
         problems = []
-        for k, v in priors.items():
+
+        def check(where, v, per_term_ok):
             if isinstance(v, dict):
-                if "dist" not in v:
-                    problems.append(f"priors.{k} = {v!r} needs the key 'dist' (e.g. {_PRIOR_EXAMPLE}).")
+                if per_term_ok and v and not isinstance(v.get("dist"), str):  # beta: one table per predictor
+                    for name, pv in v.items():
+                        check(f"{where}.{name}", pv, False)
+                elif "dist" not in v:
+                    more = f", or a table by predictor like {{age = {_PRIOR_EXAMPLE}}}" if per_term_ok else ""
+                    problems.append(f"{where} = {v!r} needs the key 'dist' (e.g. {_PRIOR_EXAMPLE}){more}.")
             elif not isinstance(v, (int, float)) or isinstance(v, bool):
-                problems.append(f"priors.{k} = {v!r} must be a table like {_PRIOR_EXAMPLE} or a number (which "
+                problems.append(f"{where} = {v!r} must be a table like {_PRIOR_EXAMPLE} or a number (which "
                                 "fixes the parameter).")
+
+        for k, v in priors.items():
+            check(f"priors.{k}", v, k == "beta")
         if problems:
             raise _problems_error(problems)
         return priors
@@ -232,6 +277,8 @@ class RandomIntercepts(_Variant):
 
     kind: Literal["random_intercepts"]
     centered: Any = Field(None, description="true, false or 'auto'")
+    method: Literal[N.METHODS] = Field(None, description="hp.fit's method: 'full_bayes' (default) or "
+                                                         "'empirical_bayes' (tau at its (RE)ML estimate)")
 
     @field_validator("centered")
     @classmethod

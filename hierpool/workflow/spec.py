@@ -20,9 +20,13 @@ Format
     # simulate = "episodes"             # a simulator: "episodes" (hp.datasets.simulate_episodes) or
     #                                   # "grouped" (hp.datasets.simulate), with
     # parameters = {n_members = 2000, seed = 1}
-    response = "log_radon"              # required
-    group = "county"                    # required
+    response = "log_radon"              # required (unless formula)
+    group = "county"                    # required (unless formula)
     predictors = ["basement", "uranium"]
+    # formula = "log_radon ~ basement + uranium + (1 | county)"
+    #                                   # instead of response, group and predictors: an lme4-style formula
+    #                                   # (hierpool.data.formula: C(x), a*b, np.log(x), scale(x),
+    #                                   # cbind(successes, failures), offset(log(exposure)))
     family = "gaussian"                 # required: gaussian, bernoulli, binomial, poisson
     # trials = "at_bats"                # binomial: a column or one integer
     # exposure = "years"                # poisson: a column of positive exposures
@@ -30,7 +34,12 @@ Format
     [variants.random_intercepts]        # or [[variants]] with name = "..."
     kind = "random_intercepts"
     priors = {tau = {dist = "HalfNormal", sigma = 1.0}}   # optional; a number fixes the parameter
+    #                                   # beta: one table for all, or one per predictor (user's scale;
+    #                                   # the others keep the default), e.g. priors = {beta = {uranium =
+    #                                   # {dist = "Normal", mu = 0.7, sigma = 0.5}}}
+    # intercept_at = "means"            # where the intercept's prior sits: "means" or "zero" (x = 0)
     # collapse = "auto"                 # "auto", true, false, "integrated" (the factories' choices)
+    # method = "empirical_bayes"        # tau at its (RE)ML estimate instead of full Bayes (lme4's view)
 
     [variants.ridge]
     kind = "ridge_fixed_effects"
@@ -61,7 +70,8 @@ Format
 
 Settings of each variant ``kind`` are the keyword arguments of the factory of that name
 (:func:`hierpool.random_intercepts`, :func:`hierpool.ridge_fixed_effects`,
-:func:`hierpool.regularized_hierarchical`), plus ``target_accept``. The format is written once, as
+:func:`hierpool.regularized_hierarchical`), plus ``target_accept`` (and, for random intercepts,
+``method``: :func:`hierpool.fit`'s ``"full_bayes"`` or ``"empirical_bayes"``). The format is written once, as
 pydantic models, in :mod:`hierpool.workflow.schema`; ``hierpool demo --print-spec`` prints a complete
 example.
 """
@@ -89,7 +99,8 @@ class ModelSpec:
     name : str
     description : str
     data : dict
-        The ``[data]`` keys given, with ``predictors`` always a list and ``parameters`` a dict.
+        The ``[data]`` keys given, with ``predictors`` always a list (empty with a ``formula``) and
+        ``parameters`` a dict.
     variants : dict
         ``{name: {"kind": ..., settings...}}`` in the spec's order (the settings given).
     sampling : dict
@@ -156,17 +167,20 @@ class ModelSpec:
     def prepare_kwargs(self) -> dict:
         """The keywords of :func:`hierpool.prepare` that ``[data]`` gives."""
         d = self.data
-        kw = {"y": d["response"], "group": d["group"], "predictors": list(d.get("predictors", [])),
-              "family": d["family"]}
+        if "formula" in d:
+            kw = {"formula": d["formula"], "family": d["family"]}
+        else:
+            kw = {"y": d["response"], "group": d["group"], "predictors": list(d.get("predictors", [])),
+                  "family": d["family"]}
         for k in ("trials", "exposure"):
             if k in d:
                 kw[k] = d[k]
         return kw
 
     def factory_kwargs(self, variant: str) -> dict:
-        """The factory keywords of one variant (its settings without kind, name and target_accept)."""
+        """The factory keywords of one variant (its settings without kind, name, target_accept and method)."""
         v = self.variants[variant]
-        return {k: val for k, val in v.items() if k not in ("kind", "name", "target_accept")}
+        return {k: val for k, val in v.items() if k not in ("kind", "name", "target_accept", "method")}
 
     def fit_kwargs(self, variant: str) -> dict:
         """Keywords of :func:`hierpool.fit` for one variant: ``[sampling]`` with the variant's overrides."""
@@ -178,6 +192,9 @@ class ModelSpec:
                 kw[k] = s[k]
         if "target_accept" in self.variants[variant]:
             kw["target_accept"] = self.variants[variant]["target_accept"]
+        if self.variants[variant].get("method") == "empirical_bayes":  # nothing is sampled: no sampler settings
+            kw = {"draws": kw["draws"], "chains": kw["chains"], "random_seed": kw["random_seed"],
+                  "method": "empirical_bayes"}
         return kw
 
     def hierarchical(self, variant: str) -> bool:
