@@ -72,3 +72,16 @@ ATTR_THIN = "hierpool_thin"
 ATTR_METHOD = "hierpool_method"
 #: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
 METHODS = ("full_bayes", "empirical_bayes")
+
+# random slopes (1 + x | g), one grouping factor (hierpool.data.slope_stats, hierpool.models.slopes).
+# group_effect stays the intercept deviation and tau its SD, so every analysis of intercepts still works.
+SLOPE = "slope"  # dim: the predictors with random slopes
+TERM = "term"  # dims of the correlation matrix: ["intercept", *slopes]
+TERM_ = "term_"
+GROUP_SLOPE = "group_slope"  # (group, slope) slope deviations from beta, on the user's scale
+TAU_SLOPE = "tau_slope"  # (slope) SD of each slope deviation
+GROUP_CORR = "group_corr"  # (term, term_) correlation of the intercept and slope deviations
+SLOPES_ATTR = "hierpool_slopes"  # DataTree attr: JSON list of the slope predictors
+# internal variables of slope models
+GROUP_CORR_CHOL = "group_corr_chol"  # Cholesky factor of group_corr (LKJCorr)
+GROUP_SLOPE_Z = "group_re_z"  # (group, term) non-centered standard normals

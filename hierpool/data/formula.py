@@ -11,6 +11,8 @@ formula                                      meaning
 ``cbind(s, f) ~ ...``                        binomial: ``y="s"``, trials ``s + f`` per row (``family``
                                              defaults to "binomial"; any other family is refused)
 ``(1 | g)``                                  ``group="g"``: random intercepts, the one grouping factor
+``(1 + x | g)``, ``(x | g)``                 ``slopes=["x"]``: correlated random intercept and slope(s) of
+                                             numeric fixed predictors (:mod:`hierpool.data.slope_stats`)
 ``x``                                        a column, coded as ``predictors=["x"]`` codes it: numeric
                                              as is; category, string and boolean columns as treatment
                                              indicators ``x[level]``
@@ -47,8 +49,9 @@ Decisions where lme4 and formulae leave a choice:
 - Data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns only (``y ~ x + c + (1 | g)``
   with ``offset(log(e))``); interactions, transforms, ``C()`` and ``cbind`` need a pandas DataFrame.
 
-Not supported yet, refused with a message (issue 15): random slopes ``(1 + x | g)``, several grouping
-factors ``(1 | a) + (1 | b)``, nested factors ``(1 | a/b)``.
+Not supported yet, refused with a message (issue 15): several grouping factors ``(1 | a) + (1 | b)``,
+nested factors ``(1 | a/b)``; random slopes without a random intercept ``(0 + x | g)``, uncorrelated ones
+``(1 | g) + (0 + x | g)``, and slopes that are not numeric columns in the fixed part.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ from hierpool.data.terms import _json_level, build_terms, check_finite, indicato
 
 __all__ = ["Factor", "Formula", "parse_formula", "formula_terms", "prepare_formula"]
 
-_NOT_YET = "hierpool fits one grouping factor with random intercepts, (1 | g); {what} is not supported yet."
+_NOT_YET = ("hierpool fits one grouping factor with random intercepts (1 | g) or correlated random slopes "
+            "(1 + x | g); {what} is not supported yet.")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Formula:
     terms: tuple[tuple[Factor, ...], ...]
     failures: str | None = None  # cbind(response, failures)
     exposure: str | None = None  # offset(log(exposure))
+    slopes: tuple[str, ...] = ()  # random slopes (1 + x | g)
 
     @property
     def columns(self) -> list[str]:
@@ -103,7 +108,7 @@ class Formula:
         if self.failures or any(len(t) > 1 or t[0].kind != "column" for t in self.terms):
             return None
         return {"y": self.response, "group": self.group, "predictors": [t[0].columns[0] for t in self.terms],
-                "exposure": self.exposure}
+                "exposure": self.exposure, **({"slopes": list(self.slopes)} if self.slopes else {})}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -181,7 +186,7 @@ def _response(text: str, model) -> tuple[str, str | None]:
 
 
 def _group(text: str, gterms) -> str:
-    from formulae.terms import Intercept, Variable
+    from formulae.terms import Variable
 
     if not gterms:
         hint = " (put it in parentheses: (1 | g))" if "|" in text else ""
@@ -193,13 +198,36 @@ def _group(text: str, gterms) -> str:
             raise _bad(text, _NOT_YET.format(what="a nested or interacted grouping factor ((1 | a/b), (1 | a:b))"))
         if not isinstance(comps[0], Variable):
             raise _bad(text, f"the grouping factor {comps[0].name!r} must be a column; make a column of it first.")
-    for gt in gterms:
-        if not isinstance(gt.expr, Intercept):
-            raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {gt.factor.components[0].name})"))
     groups = list(dict.fromkeys(gt.factor.components[0].name for gt in gterms))
     if len(groups) > 1:
         raise _bad(text, _NOT_YET.format(what=f"several grouping factors ({', '.join(groups)})"))
     return groups[0]
+
+
+def _slopes(text: str, gterms, group: str) -> tuple[str, ...]:
+    """The random slopes of ``(1 + x | g)``: plain columns, with the random intercept, in one block."""
+    import re
+
+    from formulae.terms import Intercept, Variable
+
+    blocks = re.findall(r"\(([^()|]*)\|([^()|]*)\)", text)
+    if len(blocks) > 1 and any(t for t in gterms if not isinstance(t.expr, Intercept)):
+        raise _bad(text, _NOT_YET.format(what="uncorrelated random effects in separate terms ((1 | g) + (0 + x | g))")
+                   + f" Write one correlated block: (1 + x | {group}).")
+    slopes = []
+    for gt in gterms:
+        if isinstance(gt.expr, Intercept):
+            continue
+        comps = gt.expr.components
+        if len(comps) != 1 or not isinstance(comps[0], Variable):
+            shown = ":".join(getattr(c, "name", str(c)) for c in comps)
+            raise _bad(text, f"the random slope {shown!r} must be a numeric column of the fixed part; interactions, "
+                             "transforms and C() cannot carry a random slope yet.")
+        slopes.append(comps[0].name)
+    if slopes and not any(isinstance(t.expr, Intercept) for t in gterms):
+        raise _bad(text, _NOT_YET.format(what=f"a random slope without a random intercept ((0 + x | {group}))")
+                   + f" Write (1 + x | {group}).")
+    return tuple(slopes)
 
 
 def parse_formula(text: str) -> Formula:
@@ -232,7 +260,9 @@ def parse_formula(text: str) -> Formula:
     if not any(isinstance(t, Intercept) for t in terms):
         raise _bad(text, "removes the intercept (0 + or - 1); hierpool's models always have an intercept, from "
                          "which the group effects deviate. Remove the 0 / - 1.")
-    group = _group(text, [t for t in terms if isinstance(t, GroupSpecificTerm)])
+    gterms = [t for t in terms if isinstance(t, GroupSpecificTerm)]
+    group = _group(text, gterms)
+    slopes = _slopes(text, gterms, group)
     fixed, exposure = [], None
     for t in terms:
         if not isinstance(t, Term):
@@ -245,7 +275,13 @@ def parse_formula(text: str) -> Formula:
             continue
         fixed.append(tuple(_factor(text, c) for c in comps))
     f = Formula(text=text, response=response, group=group, terms=tuple(fixed), failures=failures,
-                exposure=exposure)
+                exposure=exposure, slopes=slopes)
+    fixed_columns = [t[0].columns[0] for t in fixed if len(t) == 1 and t[0].kind == "column"]
+    for s in slopes:
+        if s not in fixed_columns:
+            raise _bad(text, f"the random slope {s!r} is not a fixed term; add it ('{response} ~ {s} + ... + "
+                             f"(1 + {s} | {group})'): the group slopes vary around the population slope. lme4's "
+                             "slope without a fixed term (population slope fixed at 0) is not supported.")
     for role, col in (("grouping factor", group), ("response", response), ("failures of cbind", failures),
                       ("exposure", exposure)):
         uses = [" : ".join(x.text for x in term).replace(" : ", ":") for term in fixed
@@ -330,7 +366,7 @@ def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
 def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), family=None, trials=None,
                     exposure=None):
     """:func:`hierpool.prepare` for a formula (see this module's docstring for what a formula may say)."""
-    from hierpool.data.prepare import _prepare
+    from hierpool.data.prepare import _prepare, with_slopes
     from hierpool.data.reduce import is_dask_or_path
 
     given = [k for k, v in (("y", y), ("group", group)) if v is not None]
@@ -356,7 +392,7 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
             raise _bad(formula, "data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns "
                                 "only; interactions, transforms, C() and cbind need a pandas DataFrame.")
         kw = kw or {"y": f.response, "group": f.group, "predictors": f.columns}
-        return _prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure)
+        return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure), f.slopes)
     needed = [f.response, f.failures, f.group, exposure if isinstance(exposure, str) else None, *f.columns]
     missing = [c for c in dict.fromkeys(needed) if c is not None and c not in df.columns]
     if missing:
@@ -376,4 +412,5 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         data = df[cols].assign(**{trials: succ + fails})
     gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
     _check_rank(formula, gd.Xs, gd.predictors)
+    gd = with_slopes(gd, f.slopes)
     return replace(gd, formula=formula, **({"trials_name": [f.response, f.failures]} if f.failures else {}))
