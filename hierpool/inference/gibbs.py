@@ -430,6 +430,8 @@ def plan(model) -> Plan | str:
     """
     desc = describe(model)
     gd, pri = desc.data, desc.priors
+    if desc.slopes:
+        return f"random slopes {list(desc.slopes)}: the Gibbs sampler plans random intercepts only"
     if not desc.fam.binomial_type:
         return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
     if desc.collapse not in (None, "counts"):

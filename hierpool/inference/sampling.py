@@ -39,6 +39,10 @@ _INSTALL = {
 
 
 
+#: The posterior variables a fit keeps (random slopes add group_slope, tau_slope and group_corr).
+_POSTERIOR_VARS = (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, N.GROUP_SLOPE, N.TAU_SLOPE, N.GROUP_CORR)
+
+
 def _version() -> str:
     from hierpool.core.version import __version__
 
@@ -106,6 +110,10 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     One compiled pass writes the result (:func:`hierpool.core.kernels.pointwise_loglik`): no temporaries of
     its size, whatever the number of draws and rows.
     """
+    if N.GROUP_SLOPE in post:  # random slopes: the numpy path (hierpool.inference.slopes)
+        from hierpool.inference.slopes import pointwise_log_likelihood_slopes
+
+        return pointwise_log_likelihood_slopes(post, const, y, family)
     X, gidx, offset, trials = design_from_constant(const)
     if N.SE in const:  # summary-level data: the known se of each row in place of sigma (rows = groups: few)
         eta = linear_predictor(post, X, gidx, offset)
@@ -232,6 +240,9 @@ def fit(
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood={log_likelihood!r} is not valid; valid choices: True, False, 'auto'.")
     one_of("method", method, N.METHODS)
+    if method == "empirical_bayes" and desc.slopes:
+        raise ValueError(f"method='empirical_bayes' fits random intercepts; this model has random slopes "
+                         f"{list(desc.slopes)}. Use method='full_bayes'.")
     if method == "empirical_bayes":
         return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
                                     n_nodes=n_nodes, log_likelihood=log_likelihood,
@@ -257,7 +268,7 @@ def fit(
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
-    var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in model.named_vars]
+    var_names = [v for v in _POSTERIOR_VARS if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
@@ -388,7 +399,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
-    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA) if v in post]
+    keep = [v for v in _POSTERIOR_VARS if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
@@ -405,10 +416,19 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         # A posterior thinned to fit memory is stored in float32: the exact draws (computed in float64)
         # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
-        post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
+        if desc.slopes:  # random slopes (hierpool.inference.slopes)
+            from hierpool.inference.slopes import slope_effects
+
+            post[N.GROUP_EFFECT], post[N.GROUP_SLOPE] = slope_effects(post, desc, random_seed)
+        else:
+            post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
     post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
+    if desc.slopes:
+        terms = [N.INTERCEPT, *desc.slopes]
+        post = post.assign_coords({N.SLOPE: list(desc.slopes), **(
+            {N.TERM: terms, N.TERM_: terms} if N.GROUP_CORR in post else {})})
     children = {"posterior": post, "constant_data": const}
     rows = hasattr(gd, "y")  # GroupedStats keeps no rows: no observed_data, no row log-likelihood
     if rows:
@@ -433,6 +453,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         N.ATTR_SAMPLER: engine,
         N.ATTR_THIN: thin,
         N.ATTR_METHOD: method,
+        **({N.SLOPES_ATTR: json.dumps(list(desc.slopes))} if desc.slopes else {}),
     }
     if report is None and method == "empirical_bayes":
         # independent exact draws given fixed estimates: nothing for R-hat or ESS to diagnose; what can go

@@ -47,6 +47,7 @@ from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
 from hierpool.data.stats import size_classes
 from hierpool.models import integrated
+from hierpool.models import slopes as _slopes
 from hierpool.models.collapse import (
     gaussian_marginal_logp_sizes,
     integrated_patterns,
@@ -58,7 +59,7 @@ from hierpool.models.priors import Prior, elastic_net, normalize_priors, scale_p
 
 
 def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
-    given = {k: v for k, v in prepare_kwargs.items() if v is not None and not (k == "predictors" and not v)}
+    given = {k: v for k, v in prepare_kwargs.items() if v is not None and not (k in ("predictors", "slopes") and not v)}
     if isinstance(data, (GroupedData, GroupedStats)):
         extra = [k for k in given if not (k == "family" and given[k] == data.family)]
         if extra:
@@ -77,7 +78,11 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
 
 def _coords(gd: GroupedData) -> dict:
     rows = np.arange(gd.n_obs) if isinstance(gd, GroupedData) else np.arange(0)  # GroupedStats keeps no rows
-    return {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors)}
+    out = {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors)}
+    if getattr(gd, "slopes", ()):
+        terms = [N.INTERCEPT, *gd.slopes]
+        out.update({N.SLOPE: list(gd.slopes), N.TERM: terms, N.TERM_: terms})
+    return out
 
 
 def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
@@ -89,6 +94,8 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
         out.pop("sigma_sq", None)
     if gd.n_predictors == 0:
         out.pop("beta", None)
+    if getattr(gd, "slopes", ()) and "tau" in out:  # random slopes: one prior for every slope SD
+        out["tau_slope"] = "positive"
     return out
 
 
@@ -108,7 +115,7 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
     if gd.summary_level:  # the known standard errors, read by the likelihood
         pm.Data(N.SE, gd.se, dims=N.OBS)
-    if isinstance(gd, GroupedStats) or how == "gaussian":
+    if isinstance(gd, GroupedStats) or how in ("gaussian", _slopes.COLLAPSED):
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
     if gd.n_predictors:
@@ -222,9 +229,25 @@ def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, coll
     """Attach the model's :class:`ModelDescription` (read back with :func:`describe`)."""
     settings["collapse"] = collapse
     desc = ModelDescription(variant=variant, family=gd.family, data=gd, collapse=collapse, priors=used,
-                            settings=settings, **extra)
+                            settings=settings, slopes=tuple(getattr(gd, "slopes", ())), **extra)
     setattr(model, N.MODEL_ATTR, desc)
     return model
+
+
+def _resolve(gd, collapse) -> str | None:
+    """The collapse choice: :func:`hierpool.models.slopes.resolve_collapse` for random slopes."""
+    return _slopes.resolve_collapse(gd, collapse) if getattr(gd, "slopes", ()) else resolve_collapse(gd, collapse)
+
+
+def _slope_part(gd, a, b, pri, used, how, tau=None, lam=None, lkj_eta=None):
+    """Random slopes: the group-level covariance and the likelihood (:mod:`hierpool.models.slopes`)."""
+    C = _slopes.build_cov_factor(gd, pri, used, tau, lam, lkj_eta)
+    _slopes.likelihood(gd, a, b, C, pri, how, lambda: _sigma(gd, pri, used))
+
+
+def _check_lkj_eta(gd, lkj_eta) -> float | None:
+    eta = positive_finite("lkj_eta", lkj_eta)
+    return eta if getattr(gd, "slopes", ()) else None
 
 
 def _check_bool(name, value):
@@ -247,6 +270,8 @@ def random_intercepts(
     priors: dict | None = None,
     centered: bool = False,
     collapse: bool | str = "auto",
+    slopes=(),
+    lkj_eta: float = _slopes.LKJ_ETA,
 ) -> pm.Model:
     """Hierarchical random intercepts: partial pooling with the shrinkage chosen by the data through tau.
 
@@ -301,6 +326,16 @@ def random_intercepts(
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
     tau ~ HalfStudentT(3, s); sigma ~ HalfStudentT(3, s).
 
+    **Random slopes** (``prepare(..., slopes=["x"])``, ``slopes=`` here with a DataFrame, or the formula
+    ``"y ~ x + (1 + x | g)"``): the intercept and the slopes of ``x`` vary by group jointly,
+    ``(group_effect_j, group_slope_j) ~ MVN(0, diag(tau, tau_slope) R diag(tau, tau_slope))`` with
+    ``R ~ LKJ(lkj_eta)`` (default 1, uniform, as brms and rstanarm) and ``tau_slope ~ HalfStudentT(3,
+    s / sd(x))`` (override with ``priors={"tau_slope": ...}``); details in :mod:`hierpool.models.slopes`.
+    The posterior adds ``group_slope`` (group, slope), ``tau_slope`` (slope) and ``group_corr`` (term,
+    term_); ``group_effect`` and ``tau`` stay the intercept's. gaussian integrates the effects out exactly
+    and draws them afterwards (``collapse=False``: row level); counts are fitted row by row, non-centered.
+    ``centered=True`` is not available with slopes.
+
     Returns
     -------
     pymc.Model
@@ -314,20 +349,28 @@ def random_intercepts(
     ['group', 'obs_id', 'predictor']
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     _check_bool("centered", centered)
+    eta = _check_lkj_eta(gd, lkj_eta)
+    if gd.slopes and centered:
+        raise ValueError("centered=True: random slopes are sampled non-centered (or integrated out); use "
+                         "centered=False.")
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts")
-    how = resolve_collapse(gd, collapse)
+    how = _resolve(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how, used)
-    settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec()}
-    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered)
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
+        else:
+            u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+            _likelihood(gd, a, b, u, pri, how, used)
+    settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec(),
+                **({"lkj_eta": eta} if gd.slopes else {})}
+    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered, lkj_eta=eta)
 
 
 def ridge_fixed_effects(
@@ -344,6 +387,7 @@ def ridge_fixed_effects(
     se=None,
     priors: dict | None = None,
     collapse: bool | str = "auto",
+    slopes=(),
 ) -> pm.Model:
     """Fixed group effects on one-hot dummies with a ridge (L2) prior of precision ``lam``.
 
@@ -371,6 +415,10 @@ def ridge_fixed_effects(
     ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)`` with ``u_j ~ Normal(0, 1/sqrt(lam))``, integrated
     out exactly; the equivalent scikit-learn ridge is ``Ridge(alpha=lam)`` with ``sample_weight = 1/se^2``.
 
+    **Random slopes** (``slopes=`` / ``(1 + x | g)``): each group's block of intercept and slope
+    deviations gets the same penalty, ``(group_effect_j, group_slope_j) ~ MVN(0, I / lam)`` (the ridge on the
+    one-hot columns and their products with ``x``); see :mod:`hierpool.models.slopes`.
+
     Parameters
     ----------
     data : GroupedData or pandas.DataFrame
@@ -394,21 +442,24 @@ def ridge_fixed_effects(
     False
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     lam = positive_finite("lam", lam)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
                            "ridge_fixed_effects")
     width = gd.fam.fixed_effect_prior_width
-    how = resolve_collapse(gd, collapse)
+    how = _resolve(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=width, used=used)
-        if how in INTEGRATED_OUT:
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, lam=lam)
+        elif how in INTEGRATED_OUT:
             u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
             u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        _likelihood(gd, a, b, u, pri, how, used)
+        if not gd.slopes:
+            _likelihood(gd, a, b, u, pri, how, used)
     settings = {"lam": lam, "priors": serialize(pri), "fixed_effect_prior_sd": width * gd.y_scale,
                 "data": gd.spec()}
     return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam)
@@ -435,8 +486,14 @@ def regularized_hierarchical(
     priors: dict | None = None,
     centered: bool = False,
     collapse: bool | str = "auto",
+    slopes=(),
+    lkj_eta: float = _slopes.LKJ_ETA,
 ) -> pm.Model:
     """Random intercepts with a regularizing prior on the predictors and a shrinking prior on tau.
+
+    Random slopes (``slopes=`` / ``(1 + x | g)``) get the prior of :func:`random_intercepts` (LKJ
+    correlation, ``tau_slope``); ``tau`` keeps this variant's shrinking prior and the penalty acts on
+    ``beta`` only.
 
     The hierarchy and the penalty are orthogonal: the group effects are partially pooled as in
     :func:`random_intercepts`, while ``beta`` (on standardized predictors, ``beta_std = beta * sd(x)``)
@@ -479,9 +536,13 @@ def regularized_hierarchical(
     'laplace'
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     one_of("penalty", penalty, N.PENALTIES)
     _check_bool("centered", centered)
+    eta = _check_lkj_eta(gd, lkj_eta)
+    if gd.slopes and centered:
+        raise ValueError("centered=True: random slopes are sampled non-centered (or integrated out); use "
+                         "centered=False.")
     s = gd.y_scale
     penalty_scale = s if penalty_scale is None else positive_finite("penalty_scale", penalty_scale)
     if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, (int, float)) or not 0.0 <= l1_ratio <= 1.0:
@@ -506,7 +567,7 @@ def regularized_hierarchical(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "tau", "tau_sq", "sigma", "sigma_sq")),
                            f"regularized_hierarchical (beta's prior is set by penalty={penalty!r})")
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
-    how = resolve_collapse(gd, collapse)
+    how = _resolve(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
@@ -529,16 +590,20 @@ def regularized_hierarchical(
                 beta_std = z * g * lam_tilde
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std)
         tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-        _likelihood(gd, a, b, u, pri, how, used)
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
+        else:
+            u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
+            _likelihood(gd, a, b, u, pri, how, used)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "centered": centered, "data": gd.spec(),
+        **({"lkj_eta": eta} if gd.slopes else {}),
     }
     # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
     fit_defaults = {"target_accept": 0.99} if penalty == "horseshoe" and P else {}
     return _attach(model, "regularized_hierarchical", gd, settings, how, used, penalty=penalty, centered=centered,
-                   fit_defaults=fit_defaults)
+                   fit_defaults=fit_defaults, lkj_eta=eta)
