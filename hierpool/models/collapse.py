@@ -191,6 +191,10 @@ def data_for(model, y) -> dict:
 
     desc = describe(model)
     gd, how = desc.data, desc.collapse
+    if how == "gaussian_slopes":
+        from hierpool.models.slopes import data_for as slopes_data_for
+
+        return slopes_data_for(gd, y)
     if how == "gaussian":
         sc = size_classes(gaussian_stats(gd, y))
         out = {N.SIZE_MOMENTS: sc.moments, N.YBAR_CENTER: np.asarray(sc.center), N.SYY_W: np.asarray(sc.syy_w)}
