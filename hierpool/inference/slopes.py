@@ -82,14 +82,6 @@ def slope_effects(post: xr.Dataset, desc, random_seed) -> tuple[xr.DataArray, xr
     return ge, gs
 
 
-def slope_term(post: xr.Dataset, X: xr.DataArray, group_idx) -> xr.DataArray:
-    """``sum_k x_ik group_slope[g_i, k]`` over the sample dims and ``obs_id``."""
-    slopes = [str(s) for s in post[N.SLOPE].values]
-    Xs = X.sel({N.PREDICTOR: slopes}).rename({N.PREDICTOR: N.SLOPE}).drop_vars(N.SLOPE)
-    v = post[N.GROUP_SLOPE].drop_vars(N.SLOPE, errors="ignore").isel({N.GROUP: group_idx})
-    return xr.dot(Xs, v, dim=N.SLOPE)
-
-
 def pointwise_log_likelihood_slopes(post: xr.Dataset, const: xr.Dataset, y: xr.DataArray,
                                     family: str) -> xr.DataArray:
     """log p(y_i | parameters and group effects and slopes of each draw), dims (chain, draw, obs_id): the
@@ -97,7 +89,7 @@ def pointwise_log_likelihood_slopes(post: xr.Dataset, const: xr.Dataset, y: xr.D
     from hierpool.inference.predictive import design_from_constant, linear_predictor
 
     X, gidx, offset, trials = design_from_constant(const)
-    eta = linear_predictor(post, X, gidx, offset) + slope_term(post, X, gidx)
+    eta = linear_predictor(post, X, gidx, offset)  # includes the slopes
     sigma = post[N.SIGMA] if get_family(family).has_sigma else None
     ll = get_family(family).log_likelihood(y, eta, sigma=sigma, trials=trials)
     ll = ll.transpose(*N.SAMPLE_DIMS, N.OBS)
