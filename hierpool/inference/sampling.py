@@ -408,7 +408,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
-        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups
+        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups * (1 + len(desc.slopes))
         thin = stats_thin = max(1, int(np.ceil(total / max_group_effect_values)))
         if thin > 1:
             post = post.isel(draw=slice(None, None, thin))
@@ -419,7 +419,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         if desc.slopes:  # random slopes (hierpool.inference.slopes)
             from hierpool.inference.slopes import slope_effects
 
-            post[N.GROUP_EFFECT], post[N.GROUP_SLOPE] = slope_effects(post, desc, random_seed)
+            post[N.GROUP_EFFECT], post[N.GROUP_SLOPE] = slope_effects(post, desc, random_seed, dtype=dtype)
         else:
             post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
     post = post.assign_coords({N.GROUP: const[N.GROUP].values})

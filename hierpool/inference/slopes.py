@@ -18,7 +18,7 @@ from hierpool.data.slope_stats import slope_stats
 
 __all__ = ["cov_factor", "draw_slope_effects", "slope_effects", "pointwise_log_likelihood_slopes"]
 
-_CHUNK = 256  # draws per block of the conditional draws (memory: block x J x q x q)
+_BLOCK_VALUES = 4_000_000  # draws x groups x q x q per block of the conditional draws (32 MB of float64)
 
 
 def cov_factor(post: xr.Dataset, lam: float | None, q: int) -> np.ndarray:
@@ -45,8 +45,9 @@ def draw_slope_effects(st, c: np.ndarray, C: np.ndarray, sigma: np.ndarray, seed
     S, q = C.shape[0], C.shape[1]
     J = st.zz.shape[0]
     out = np.empty((S, J, q))
-    for s0 in range(0, S, _CHUNK):
-        sl = slice(s0, min(S, s0 + _CHUNK))
+    chunk = max(1, _BLOCK_VALUES // (J * q * q))
+    for s0 in range(0, S, chunk):
+        sl = slice(s0, min(S, s0 + chunk))
         Cs, cs, s2 = C[sl], c[sl], sigma[sl] ** 2
         zr = st.zy[None] - np.einsum("jqp,sp->sjq", st.zw, cs)
         A = np.einsum("smq,jmn,snl->sjql", Cs, st.zz, Cs) + s2[:, None, None, None] * np.eye(q)
@@ -60,9 +61,10 @@ def draw_slope_effects(st, c: np.ndarray, C: np.ndarray, sigma: np.ndarray, seed
     return out
 
 
-def slope_effects(post: xr.Dataset, desc, random_seed) -> tuple[xr.DataArray, xr.DataArray]:
+def slope_effects(post: xr.Dataset, desc, random_seed, dtype=np.float64) -> tuple[xr.DataArray, xr.DataArray]:
     """``group_effect`` (chain, draw, group) and ``group_slope`` (chain, draw, group, slope) drawn from their
-    exact conditional, for a collapsed gaussian random-slopes fit."""
+    exact conditional, for a collapsed gaussian random-slopes fit (stored as ``dtype``: float32 when
+    :func:`hierpool.fit` thinned the posterior to fit memory)."""
     gd = desc.data
     C_, D_ = post.sizes["chain"], post.sizes["draw"]
     S = C_ * D_
@@ -76,7 +78,7 @@ def slope_effects(post: xr.Dataset, desc, random_seed) -> tuple[xr.DataArray, xr
     C = cov_factor(post, desc.lam, q)
     sigma = post[N.SIGMA].transpose(*N.SAMPLE_DIMS).values.reshape(S)
     seed = np.random.SeedSequence([int(random_seed), 2]) if random_seed is not None else np.random.SeedSequence()
-    u = draw_slope_effects(slope_stats(gd), c, C, sigma, seed).reshape(C_, D_, gd.n_groups, q)
+    u = draw_slope_effects(slope_stats(gd), c, C, sigma, seed).reshape(C_, D_, gd.n_groups, q).astype(dtype, copy=False)
     ge = xr.DataArray(u[..., 0], dims=(*N.SAMPLE_DIMS, N.GROUP))
     gs = xr.DataArray(u[..., 1:], dims=(*N.SAMPLE_DIMS, N.GROUP, N.SLOPE), coords={N.SLOPE: list(gd.slopes)})
     return ge, gs
