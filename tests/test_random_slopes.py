@@ -412,3 +412,21 @@ def test_row_level_model_wiring(family, variant):
             "poisson": lambda: ss.poisson.logpmf(gd.y, np.exp(eta)),
             "gaussian": lambda: ss.norm.logpdf(gd.y, eta, vals.get(N.SIGMA, 1.0))}[family]().sum()
     assert float(vals["ll"]) == pytest.approx(want, abs=1e-8, rel=0)
+
+
+def test_thinning_counts_the_slopes():
+    """chains x draws x groups x (1 + slopes) above the budget: thinned, effects stored in float32."""
+    from hierpool.inference.sampling import finalize
+
+    dt, _ = _fake_fit()
+    model = hp.random_intercepts(_frame(seed=0), formula="y ~ x + w + (1 + x | g)")
+    trace = xr.DataTree.from_dict({"posterior": dt["posterior"].to_dataset()[
+        [N.INTERCEPT, N.BETA, N.SIGMA, N.TAU, N.TAU_SLOPE, N.GROUP_CORR]]})
+    J = hp.describe(model).data.n_groups
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = finalize(trace, hp.describe(model), engine="external", random_seed=1,
+                       max_group_effect_values=2 * 50 * J * 2 / 4)  # 2 chains x 50 draws x J x 2 terms / 4
+    assert out.attrs[N.ATTR_THIN] == 4
+    post = out["posterior"]
+    assert post.sizes["draw"] == 13 and post[N.GROUP_SLOPE].dtype == np.float32
