@@ -33,6 +33,7 @@ _LAZY = {
     "implied_ridge": ("hierpool.analysis.shrinkage", "implied_ridge"),
     "ridge_path": ("hierpool.analysis.shrinkage", "ridge_path"),
     "shrinkage": ("hierpool.analysis.shrinkage", "shrinkage"),
+    "select_factor": ("hierpool.analysis.fitview", "select_factor"),
     "GroupedData": ("hierpool.data.grouped", "GroupedData"),
     "GroupedStats": ("hierpool.data.grouped", "GroupedStats"),
     "prepare": ("hierpool.data.prepare", "prepare"),
@@ -55,7 +56,8 @@ __all__ = [
     "GroupEncoder", "GroupedData", "GroupedStats", "HierpoolSamplingWarning", "ModelDescription", "Prior", "__version__",
     "check_sampling", "compare", "cross_validate", "datasets", "describe", "eb_vs_full_bayes", "fit", "from_trace",
     "get_options", "implied_ridge", "load", "plots", "ppc", "predict", "profile", "prepare", "random_intercepts",
-    "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "set_options",
+    "rank_groups", "regularized_hierarchical", "ridge_fixed_effects", "ridge_path", "save", "select_factor",
+    "set_options",
     "shrinkage", "summarize", "triple_goal",
 ]
 
@@ -78,6 +80,7 @@ def __dir__():
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from hierpool import plots
     from hierpool.analysis.compare import compare, cross_validate
+    from hierpool.analysis.fitview import select_factor
     from hierpool.analysis.ppc import ppc
     from hierpool.analysis.predict import predict
     from hierpool.analysis.profile import profile

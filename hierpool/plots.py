@@ -46,7 +46,7 @@ def _marker_sizes(n: np.ndarray) -> np.ndarray:
     return 12.0 + 60.0 * np.sqrt(n / max(n.max(), 1.0))
 
 
-def shrinkage_plot(dt_or_table, ax=None):
+def shrinkage_plot(dt_or_table, ax=None, factor: str | None = None):
     """Raw group means against pooled estimates, with arrows toward the overall mean; and rho against n.
 
     Left panel: each group at (raw mean, estimate), point area growing with its number of rows; an arrow
@@ -72,7 +72,8 @@ def shrinkage_plot(dt_or_table, ax=None):
     >>> fig = hp.plots.shrinkage_plot(dt)         # doctest: +SKIP
     >>> fig.savefig("shrinkage.png")              # doctest: +SKIP
     """
-    tab = _table(dt_or_table, _shrinkage.shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"))
+    tab = _table(dt_or_table, _shrinkage.shrinkage, "shrinkage_plot", ("raw_mean", "estimate", "n", "rho"),
+                 **({} if factor is None else {"factor": factor}))
     plt = _pyplot()
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
@@ -251,7 +252,8 @@ def _profile_table(dt_or_table, **kw) -> pd.DataFrame:
                   **kw)
 
 
-def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_seed: int | None = 0):
+def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_seed: int | None = 0,
+                factor: str | None = None):
     """Funnel plot: each group's observed/expected ratio against its expected count, with control limits.
 
     Two pairs of limits for each probability in ``limits``, both for a group of average risk:
@@ -276,8 +278,9 @@ def funnel_plot(dt, prob: float = 0.95, limits=(0.95, 0.998), ax=None, random_se
     """
     from scipy import stats
 
-    from hierpool.analysis.fitview import as_fit
+    from hierpool.analysis.fitview import as_fit, select_factor
 
+    dt = select_factor(dt, factor)  # a fit with several grouping factors: the one to plot (default: first)
     view = as_fit(dt)
     tab = _profile_table(dt, prob=prob)
     post = view.post

@@ -138,9 +138,10 @@ def test_thinning_keeps_group_effects_within_budget(sim_gaussian, monkeypatch):
     dt = quiet_fit(hp.random_intercepts(gd), draws=100, tune=100, max_group_effect_values=60 * 4 * 25,
                    sampler="pymc")
     assert dt.attrs["hierpool_thin"] == 4
-    assert dt["posterior"].sizes["draw"] == 25
-    assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 25, 60)
-    assert dt["posterior"][N.GROUP_EFFECT].dtype == np.float32  # thinned: stored in float32
+    assert dt["posterior"].sizes["draw"] == 100  # every draw of the sampled parameters is kept
+    ge = dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]  # only the group effects are thinned
+    assert ge.shape == (4, 25, 60) and ge["draw"].values.tolist() == list(range(0, 100, 4))
+    assert ge.dtype == np.float32  # thinned: stored in float32
     tab = hp.shrinkage(dt)  # the analysis reads float32 posteriors as they are
     assert np.all(np.isfinite(tab["estimate"])) and len(hp.rank_groups(dt)) == 60
 

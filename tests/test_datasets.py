@@ -24,6 +24,7 @@ EXPECTED = {
     "insteval": (73421, ["student", "lecturer", "studage", "lectage", "service", "dept", "y"], "student", 2972),
     "contraception": (1934, ["woman", "district", "use", "livch", "age", "urban"], "district", 60),
     "dyestuff": (30, ["batch", "yield_"], "batch", 6),
+    "penicillin": (144, ["diameter", "plate", "sample"], "plate", 24),
 }
 
 

@@ -88,7 +88,7 @@ def test_log_marginal_of_tau_equals_dense_gaussian_marginal():
     ours, dense = [], []
     for s in (-1.5, -0.4, 0.2, 0.9):
         L, v, scr = np.empty((P + 1, P + 1)), np.empty(P + 1), np.zeros(2)
-        ours.append(gibbs._log_marginal_s(s, code, par, False, W, S, Kj, G, Dk, m0, 1 / sd0**2, L, v, scr))
+        ours.append(gibbs._log_marginal_s(s, code, par, False, W, S, Kj, G, Dk, m0, np.diag(1 / sd0**2), L, v, scr))
         cov = np.diag(1 / omega) + D @ np.diag(sd0**2) @ D.T + math.exp(2 * s) * Z @ Z.T
         prior = gibbs._log_prior_s(code, par, False, s)
         dense.append(multivariate_normal(D @ m0, cov).logpdf(z) + prior)
@@ -140,9 +140,10 @@ def test_gibbs_thins_group_effects_to_the_budget(bern_pred):
     dt = quiet_fit(hp.random_intercepts(bern_pred, collapse=False), sampler="gibbs", draws=40, tune=10,
                    max_group_effect_values=4 * 10 * 40)
     assert dt.attrs["hierpool_thin"] == 4
-    assert dt["posterior"].sizes["draw"] == 10
-    assert dt["posterior"][N.GROUP_EFFECT].dtype == np.float32
-    assert dt["sample_stats"].sizes["draw"] == 10
+    assert dt["posterior"].sizes["draw"] == 40  # every draw of intercept, beta, tau
+    ge = dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    assert ge.sizes["draw"] == 10 and ge.dtype == np.float32
+    assert dt["sample_stats"].sizes["draw"] == 40
 
 
 def test_gibbs_refuses_what_it_cannot_sample(bern_pred, sim_gaussian):

@@ -22,6 +22,8 @@ EXPECTED = {
     "03_a_million_members": (2, ["cover the truth for", "GroupedStats", "fit from the statistics"]),
     "04_features_for_a_next_stage_model": (2, ["of one-episode members keep their raw outcome", "**The leak.**",
                                                "Closing: the encoders compared"]),
+    "05_profiling": (7, ["false-flag rate", "**Reading the table**", "**Radon.**",
+                         "Closing: profiling compared against the truth"]),
 }
 
 

@@ -428,5 +428,11 @@ def test_thinning_counts_the_slopes():
         out = finalize(trace, hp.describe(model), engine="external", random_seed=1,
                        max_group_effect_values=2 * 50 * J * 2 / 4)  # 2 chains x 50 draws x J x 2 terms / 4
     assert out.attrs[N.ATTR_THIN] == 4
-    post = out["posterior"]
-    assert post.sizes["draw"] == 13 and post[N.GROUP_SLOPE].dtype == np.float32
+    # every draw of the population parameters is kept; the group effects and slopes every 4th, in float32
+    assert out["posterior"].sizes["draw"] == 50 and N.GROUP_SLOPE not in out["posterior"]
+    node = out[N.GROUP_EFFECTS_GROUP]
+    assert node.sizes["draw"] == 13 and node[N.GROUP_SLOPE].dtype == np.float32
+    from hierpool.analysis.fitview import as_fit
+
+    aligned = as_fit(out).post
+    assert aligned.sizes["draw"] == 13 and N.GROUP_SLOPE in aligned and N.TAU_SLOPE in aligned

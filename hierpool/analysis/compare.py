@@ -78,7 +78,7 @@ def _same_data(fits: Mapping[str, xr.DataTree]) -> None:
     ref_name, ref = next(iter(fits.items()))
     y0 = ref["observed_data"][N.Y].values
     g0 = ref["constant_data"][N.GROUP_IDX].values
-    lab0 = np.asarray(ref["posterior"][N.GROUP].values, dtype=object)
+    lab0 = np.asarray(as_fit(ref).groups, dtype=object)
     for name, dt in fits.items():
         if name == ref_name:
             continue
@@ -95,12 +95,26 @@ def _same_data(fits: Mapping[str, xr.DataTree]) -> None:
                 f"{n_diff} rows. LOO compares models of the same observations."
             )
         g = dt["constant_data"][N.GROUP_IDX].values
-        lab = np.asarray(dt["posterior"][N.GROUP].values, dtype=object)
+        lab = np.asarray(as_fit(dt).groups, dtype=object)
         if g.shape != g0.shape or not np.array_equal(lab0[g0], lab[g]):
             raise ValueError(
                 f"fits {ref_name!r} and {name!r} were fitted to different data: the rows' groups differ. "
                 "LOO compares models of the same observations with the same grouping."
             )
+
+
+def _loo_tree(dt: xr.DataTree) -> xr.DataTree:
+    """What :func:`arviz.loo` reads: the log-likelihood and the posterior of the same draws.
+
+    A fit thinned for memory stores the log-likelihood at the draws that have group effects, while its
+    posterior keeps every draw of the population parameters; arviz's relative efficiency (mean ESS of
+    the posterior / number of log-likelihood draws) must come from the aligned draws, as in an unthinned
+    fit of those draws, not from all of them (it would exceed 1 and shorten the Pareto tails).
+    """
+    fv = as_fit(dt)
+    if not fv.thinned:
+        return dt
+    return xr.DataTree.from_dict({"posterior": fv.post, "log_likelihood": dt["log_likelihood"].to_dataset()})
 
 
 def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
@@ -124,7 +138,7 @@ def _loo_table(fits: Mapping[str, xr.DataTree]) -> pd.DataFrame:
     for name, dt in fits.items():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Pareto.*", category=UserWarning)
-            loos[name] = az.loo(dt, var_name=N.Y, pointwise=True)
+            loos[name] = az.loo(_loo_tree(dt), var_name=N.Y, pointwise=True)
         k = np.asarray(loos[name].pareto_k).reshape(-1)
         threshold = loos[name].good_k if loos[name].good_k is not None else 0.7
         bad[name] = (int(np.sum(k > threshold)), float(threshold), int(k.size))

@@ -35,7 +35,35 @@ class FitView:
 
     @cached_property
     def post(self) -> xr.Dataset:
-        return self.dt["posterior"].to_dataset()
+        """The posterior every analysis function reads: one draw = one joint draw of all parameters.
+
+        A fit thinned for memory (``attrs["hierpool_thin"]`` > 1) keeps every draw of the population
+        parameters in ``posterior`` and ``group_effect`` at every k-th draw in ``posterior_group_effects``;
+        here they are aligned on the kept draws (the population parameters selected at the draw labels of
+        the group effects, plus ``group_effect``, not copied), so analysis code sees one posterior either
+        way. Without thinning this is the ``posterior`` group as it is.
+        """
+        post = self.dt["posterior"].to_dataset()
+        if not self.thinned:
+            return post
+        node = self.dt[N.GROUP_EFFECTS_GROUP]
+        ge = node[N.GROUP_EFFECT]
+        out = post.sel(draw=ge["draw"].values)
+        out[N.GROUP_EFFECT] = ge.variable  # same draw labels and order: no alignment, no copy
+        if N.GROUP_SLOPE in node:  # random slopes: their deviations are thinned with the intercepts'
+            out[N.GROUP_SLOPE] = node[N.GROUP_SLOPE].variable
+        return out.assign_coords({N.GROUP: ge[N.GROUP].values})
+
+    @property
+    def thinned(self) -> bool:
+        """Whether the group effects are stored apart, at every k-th draw (``posterior_group_effects``)."""
+        return N.GROUP_EFFECTS_GROUP in self.dt.children
+
+    @property
+    def population_post(self) -> xr.Dataset:
+        """Every stored draw of the population-level parameters (intercept, beta, tau, sigma)."""
+        post = self.dt["posterior"].to_dataset()
+        return post[[v for v in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA) if v in post]]
 
     @cached_property
     def const(self) -> xr.Dataset:
@@ -131,6 +159,8 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     if "posterior" not in dt.children:
         raise ValueError(f"{arg} has no 'posterior' group; pass the DataTree returned by hp.fit.")
     post = dt["posterior"]
+    if N.GROUP_EFFECTS_GROUP in dt.children:  # thinned for memory: group effects apart, at the kept draws
+        post = _check_thinned(dt, arg)
     if N.GROUP_EFFECT not in post and N.ATTR_VARIANT not in dt.attrs and N.INTERCEPT in post:
         raise ValueError(
             f"{arg} has no 'group_effect' and no hierpool attrs: it looks like a trace sampled outside hp.fit "
@@ -163,3 +193,97 @@ def as_fit(dt, arg: str = "dt") -> FitView:
     settings = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}"))
     return FitView(dt=dt, variant=str(dt.attrs[N.ATTR_VARIANT]), family=str(dt.attrs[N.ATTR_FAMILY]),
                    settings=settings)
+
+
+def _check_thinned(dt: xr.DataTree, arg: str) -> xr.Dataset:
+    """Check a fit whose group effects are stored apart (``posterior_group_effects``) and return the
+    posterior aligned on their draws, for the checks of :func:`as_fit`."""
+    ge_node = dt[N.GROUP_EFFECTS_GROUP]
+    if N.GROUP_EFFECT not in ge_node:
+        raise ValueError(f"{arg}.{N.GROUP_EFFECTS_GROUP} lacks 'group_effect'; variables present: "
+                         f"{sorted(ge_node.data_vars)}.")
+    if N.GROUP_EFFECT in dt["posterior"]:
+        raise ValueError(f"{arg} holds 'group_effect' both in posterior and in {N.GROUP_EFFECTS_GROUP}; keep one.")
+    ge = ge_node[N.GROUP_EFFECT]
+    missing = [d for d in (*N.SAMPLE_DIMS, N.GROUP) if d not in ge.dims]
+    if missing:
+        raise ValueError(f"{arg}.{N.GROUP_EFFECTS_GROUP}.group_effect lacks dims {missing} (its dims: {ge.dims}).")
+    post = dt["posterior"]
+    kept = ge["draw"].values
+    absent = np.setdiff1d(kept, post["draw"].values)
+    if absent.size or not np.array_equal(ge["chain"].values, post["chain"].values):
+        raise ValueError(
+            f"{arg}.{N.GROUP_EFFECTS_GROUP} does not match the posterior: its draws must be draws of the "
+            f"posterior (missing: {absent[:5].tolist()}) and its chains the posterior's.")
+    out = post.to_dataset().sel(draw=kept)
+    out[N.GROUP_EFFECT] = ge
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# several grouping factors: present the chosen one as ``group``
+_FACTOR_BASES_POST = (N.GROUP_EFFECT, N.TAU)
+_FACTOR_BASES_CONST = (N.GROUP_IDX, N.GROUP_N, N.GROUP_RAW_MEAN, N.GROUP_DENOM)
+
+
+def fit_factors(dt: xr.DataTree) -> list[str]:
+    """The grouping factors of a fit, the first (``group``) first: ``attrs["hierpool_factors"]``, or the
+    data recipe's group for a fit with one factor (``[]`` when neither says)."""
+    if N.ATTR_FACTORS in dt.attrs:
+        return list(json.loads(dt.attrs[N.ATTR_FACTORS]))
+    spec = json.loads(dt.attrs.get(N.ATTR_SETTINGS, "{}")).get("data") or {}
+    return [spec["group"]] if isinstance(spec.get("group"), str) else []
+
+
+def select_factor(dt, factor: str | None = None, arg: str = "factor"):
+    """``dt`` with grouping factor ``factor`` presented as ``group`` (dim ``group``, ``group_effect``, ``tau``
+    and the constant_data ``group_idx``, ``group_n``, ``group_raw_mean``, ``group_denominator``), the first
+    factor moved to its ``__<first>`` names; so every analysis function reads the chosen factor unchanged.
+
+    ``factor=None`` (or the first factor) returns ``dt`` itself. The other factors keep their ``__f`` names,
+    and their effects still enter each training row's linear predictor where an analysis uses it (posterior
+    predictive checks, ``hp.profile``'s expected and predicted outcomes, the log-likelihood). Group-level
+    summaries of the chosen factor (``hp.shrinkage``'s estimate, ranks) are at the other factors' average
+    level, effect 0.
+
+    Raises
+    ------
+    ValueError
+        ``factor`` is not one of the fit's grouping factors (the message lists them).
+    """
+    if factor is None or not isinstance(dt, xr.DataTree):
+        return dt
+    if not isinstance(factor, str):
+        raise TypeError(f"{arg} must be the name of a grouping factor (str); got {factor!r}.")
+    factors = fit_factors(dt)
+    if factor not in factors:
+        raise ValueError(f"{arg}={factor!r} is not a grouping factor of this fit; valid choices: "
+                         f"{', '.join(repr(f) for f in factors) or 'none recorded'}.")
+    first = factors[0]
+    if factor == first:
+        return dt
+
+    def swap(ds: xr.Dataset, bases) -> xr.Dataset:
+        ren = {}
+        for b in bases:
+            if b in ds:
+                ren[b] = N.factor_var(b, first)
+            if N.factor_var(b, factor) in ds:
+                ren[N.factor_var(b, factor)] = b
+        dims = {N.GROUP: N.factor_var(N.GROUP, first), N.factor_var(N.GROUP, factor): N.GROUP}
+        tmp = {k: f"__swap__{v}" for k, v in {**ren, **dims}.items() if k in ds.variables or k in ds.dims}
+        ds = ds.rename(tmp)
+        return ds.rename({v: v[len("__swap__"):] for v in tmp.values()})
+
+    post = swap(dt["posterior"].to_dataset(), _FACTOR_BASES_POST)
+    const = swap(dt["constant_data"].to_dataset(), _FACTOR_BASES_CONST)
+    children = {k: dt[k].to_dataset() for k in dt.children if k not in ("posterior", "constant_data")}
+    out = xr.DataTree.from_dict({"posterior": post, "constant_data": const, **children})
+    attrs = dict(dt.attrs)
+    settings = json.loads(attrs.get(N.ATTR_SETTINGS, "{}"))
+    if isinstance(settings.get("data"), dict):
+        settings["data"] = {**settings["data"], "group": factor}
+    attrs[N.ATTR_SETTINGS] = json.dumps(settings)
+    attrs[N.ATTR_FACTORS] = json.dumps([factor, first, *[f for f in factors[1:] if f != factor]])
+    out.attrs = attrs
+    return out

@@ -26,7 +26,7 @@ from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import positive_int, probability
-from hierpool.inference.predictive import design_from_constant, linear_predictor
+from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
 
 __all__ = ["ppc", "ppc_plot", "PPCResult", "STATISTICS"]
 
@@ -218,7 +218,8 @@ def posterior_predictive(fv: FitView, post: xr.Dataset, rng: np.random.Generator
     for d0 in range(0, D, per):
         sl = slice(d0, min(D, d0 + per))
         sub = post.isel(draw=sl)
-        eta = linear_predictor(sub, X, gidx, offset).transpose(*N.SAMPLE_DIMS, N.OBS).values
+        extra = other_factor_effects(sub, fv.const)  # several grouping factors: every factor's effect
+        eta = linear_predictor(sub, X, gidx, offset, extra=extra).transpose(*N.SAMPLE_DIMS, N.OBS).values
         yield sl, fv.fam.draw(eta, rng, sigma=fv.row_sd(sub), trials=trials)
 
 

@@ -321,6 +321,47 @@ def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
 
 
 # ------------------------------------------------------------------------------------------------------
+# several grouping factors: the further factors' effects of the new rows
+def other_factors_eta(fv: FitView, new_df: pd.DataFrame, S: int, rng: np.random.Generator, arg: str = "new_df"):
+    """The further grouping factors' effects of every row of ``new_df``, (S, rows), and for each factor a
+    boolean array saying which rows are at a level the fit has not seen; ``(None, {})`` with one factor.
+
+    A known level uses its posterior ``group_effect__f``; a new level gets, per draw, one effect drawn from
+    ``Normal(0, tau__f)`` (ridge: ``1/sqrt(lam)``), shared by the rows of that level, as for ``group``.
+    """
+    from hierpool.data.factors import factor_labels
+    from hierpool.inference.predictive import factor_names
+
+    names = factor_names(fv.post, fv.const)
+    if not names:
+        return None, {}
+    total = np.zeros((S, len(new_df)))
+    is_new = {}
+    for f in names:
+        u = fv.post[N.factor_var(N.GROUP_EFFECT, f)]
+        dim = N.factor_var(N.GROUP, f)
+        labels = factor_labels(new_df, f, arg)
+        known = pd.Index(fv.post[dim].to_numpy(), dtype=object)
+        _check_label_kinds(known, labels, arg, f)
+        kidx = known.get_indexer(pd.Index(labels, dtype=object))
+        mat = u.transpose(*N.SAMPLE_DIMS, dim).values.reshape(S, -1)
+        ok = kidx >= 0
+        total[:, ok] += mat[:, kidx[ok]]
+        if (~ok).any():
+            codes, uniq = pd.factorize(pd.Index(labels[~ok], dtype=object), sort=False)
+            tau = N.factor_var(N.TAU, f)
+            if tau in fv.post:
+                sd = fv.post[tau].transpose(*N.SAMPLE_DIMS).values.reshape(-1)
+            elif fv.lam is not None:
+                sd = np.full(S, 1.0 / np.sqrt(float(fv.lam)))
+            else:
+                raise ValueError(f"the fit has no {tau!r} and no ridge 'lam': nothing says how the effect of a new "
+                                 f"level of {f!r} is distributed.")
+            total[:, ~ok] += (rng.normal(size=(S, len(uniq))) * sd[:, None])[:, codes]
+        is_new[f] = ~ok
+    return total, is_new
+
+
 def predict(
     dt: xr.DataTree,
     new_df: pd.DataFrame,
@@ -372,6 +413,12 @@ def predict(
 
     Notes
     -----
+    **Several grouping factors** (crossed or nested): ``new_df`` needs every factor's column(s); each row
+    uses the posterior effect of each factor's level it belongs to, and for a level the fit has not seen
+    (a new member at a known hospital, or both new) an effect drawn per draw from ``Normal(0, tau__f)``
+    (``tau`` for the first factor), shared by the rows of that level. The table's ``group``/``new_group``
+    refer to the first factor; ``new_group__f`` says whether the row's level of factor ``f`` is new.
+
     For a new group the effect is drawn, per posterior draw, from ``Normal(0, tau)``; all rows of that
     group share the draw. So a new group's interval is wider than a known group's: for a gaussian model
     its predictive SD is about ``sqrt(tau^2 + sigma^2)`` plus the uncertainty of the fixed part.
@@ -406,10 +453,13 @@ def predict(
     elif include_group_effect and rows.new_labels:
         sd = new_group_sd(fv, stacklevel=3)
         new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
+    extra, extra_new = other_factors_eta(fv, new_df, S, rng) if include_group_effect else (None, {})
 
     if kind == "draws":
         sl = slice(0, rows.n)
         eta = eta_block(d, rows, sl, new_u, include_group_effect, new_v)
+        if extra is not None:
+            eta = eta + extra
         y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=rows.trials)
         C, D = len(d.chain), len(d.draw)
         return xr.DataArray(
@@ -426,6 +476,8 @@ def predict(
                                           "pred_high")}
     for sl in config.slices(rows.n, S):
         eta = eta_block(d, rows, sl, new_u, include_group_effect, new_v)
+        if extra is not None:
+            eta = eta + extra[:, sl]
         trials = None if rows.trials is None else rows.trials[sl]
         mu = fv.fam.mean(eta, trials)
         out["estimate"][sl] = mu.mean(axis=0)
@@ -433,6 +485,7 @@ def predict(
         out["conf_low"][sl], out["conf_high"][sl] = np.quantile(mu, q, axis=0)
         y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=trials)
         out["pred_low"][sl], out["pred_high"][sl] = np.quantile(y, q, axis=0)
-    table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **out}, index=new_df.index)
+    more = {N.factor_var("new_group", f): v for f, v in extra_new.items()}
+    table = pd.DataFrame({"group": rows.labels, "new_group": rows.is_new, **more, **out}, index=new_df.index)
     table.attrs["ci_prob"] = ci_prob
     return table

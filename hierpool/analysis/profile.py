@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.analysis.fitview import FitView, as_fit, select_factor
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.validate import positive_int, probability
+from hierpool.inference.predictive import other_factor_effects
 
 __all__ = ["profile", "expected_and_predicted"]
 
@@ -46,12 +47,14 @@ def _draw_index(view: FitView, max_draws: int) -> np.ndarray:
     return np.unique(np.linspace(0, S - 1, max_draws).round().astype(np.int64))
 
 
-def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000, factor: str | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, pd.Index]:
     """Draws of each group's expected and predicted outcome, arrays (draws x groups), and the groups.
 
     Counts: totals over the group's rows (events, or trials x probability, or exposure x rate);
     gaussian: means over the group's rows. At most ``max_draws`` posterior draws, evenly spaced.
     """
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     const = view.const
     if N.GROUP_IDX not in const:
@@ -71,6 +74,9 @@ def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.n
     trials = const[N.TRIALS].values.astype(float) if N.TRIALS in const else None
     u = view.group_effect_matrix()
     u = (u[keep] if u is not None else flat(N.GROUP_EFFECT)).astype(float)
+    extra = other_factor_effects(post, const)  # several grouping factors: the others' effects per row
+    if extra is not None:
+        extra = extra.transpose(*N.SAMPLE_DIMS, N.OBS).values.reshape(-1, gidx.shape[0])[keep]
     expected = np.empty((keep.size, J))
     predicted = np.empty((keep.size, J))
     n_rows = np.diff(starts)
@@ -83,6 +89,8 @@ def expected_and_predicted(dt: xr.DataTree, max_draws: int = 1000) -> tuple[np.n
             eta0 += beta @ X[rows].T
         if offset is not None:
             eta0 += offset[rows]
+        if extra is not None:
+            eta0 += extra[:, rows]
         eta1 = eta0 + u[:, sl][:, local]
         mu0 = np.asarray(view.fam.inverse_link(eta0))
         mu1 = np.asarray(view.fam.inverse_link(eta1))
@@ -109,6 +117,7 @@ def profile(
     ci_prob: float = 0.95,
     higher_is_worse: bool = True,
     max_draws: int = 1000,
+    factor: str | None = None,
 ) -> pd.DataFrame:
     """Profile every group: observed and expected outcome, risk-standardized ratio, P(worse), a flag.
 
@@ -130,6 +139,11 @@ def profile(
         True when a higher outcome is worse (readmissions, deaths); False for outcomes such as survival.
     max_draws : int
         At most this many posterior draws, evenly spaced, enter the ratios.
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -151,6 +165,7 @@ def profile(
         raise ValueError(f"margin must be a finite number >= 0; got {margin!r}.")
     if not isinstance(higher_is_worse, (bool, np.bool_)):
         raise TypeError(f"higher_is_worse must be True or False; got {higher_is_worse!r}.")
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     expected, predicted, groups = expected_and_predicted(dt, max_draws=max_draws)
     n = view.group_n.values.astype(np.int64)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.analysis.fitview import FitView, as_fit, select_factor
 from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
@@ -137,6 +137,7 @@ def rank_groups(
     by: str = "estimate",
     *,
     max_draws: int = 1000,
+    factor: str | None = None,
 ) -> pd.DataFrame:
     """Posterior ranks of the groups: mean rank, rank interval, probability of being top-k or best.
 
@@ -168,6 +169,11 @@ def rank_groups(
         ``rank_median``, ``rank_low`` and ``rank_high``; memory ``4 * max_draws * groups`` bytes (4 GB at
         a million groups and 1000 draws: lower it there). ``rank_mean``, ``rank_sd``, ``p_top_k``,
         ``p_best``, ``estimate`` and ``triple_goal`` use all draws exactly.
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -200,6 +206,7 @@ def rank_groups(
     ci_prob = probability("ci_prob", ci_prob)
     one_of("by", by, _BY)
     max_draws = positive_int("max_draws", max_draws, 1)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     J = view.n_groups
     top_k = _check_top_k(top_k, J)

@@ -184,7 +184,8 @@ def _attr_json(dt: xr.DataTree, key: str) -> dict:
 
 
 def parameter_table(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
-    """``arviz.summary`` (unrounded) of the fit's intercept, beta, tau and sigma."""
+    """``arviz.summary`` (unrounded) of the fit's intercept, beta, tau and sigma, on every stored draw (a
+    fit thinned for memory keeps all draws of these; only its group effects are thinned)."""
     import arviz as az
 
     post = dt["posterior"]
@@ -238,7 +239,7 @@ def summarize(dt: xr.DataTree, ci_prob: float = 0.9, head: int = 8) -> FitSummar
     order = np.argsort(-np.nan_to_num(moved, nan=-np.inf), kind="stable")[:head]
     cols = ["group", "n", "raw_mean", "estimate", "conf_low", "conf_high", "pooling", "rho"]
     shr_head = shr.iloc[order][[c for c in cols if c in shr.columns]].reset_index(drop=True)
-    post = view.post
+    post = view.population_post  # every draw sampled (a fit thinned for memory thins only its group effects)
     return FitSummary(
         variant=view.variant, family=view.family, n_rows=n_rows, n_groups=view.n_groups, group_sizes=sizes,
         predictors=view.predictors, sampler=str(dt.attrs.get("hierpool_sampler", "?")),

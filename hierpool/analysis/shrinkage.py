@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hierpool.analysis.fitview import FitView, as_fit
+from hierpool.analysis.fitview import FitView, as_fit, select_factor
 from hierpool.core import config
 from hierpool.core import kernels as K
 from hierpool.core import names as N
@@ -107,7 +107,7 @@ def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------
-def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
+def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """How far each group's estimate moved from its raw mean toward the overall mean, and why.
 
     Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
@@ -119,6 +119,11 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         A fit from :func:`hierpool.fit` (any variant and family) or :func:`hierpool.load`.
     ci_prob : float
         Probability of the equal-tailed interval, in (0, 1) (0.9, not 90).
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -177,6 +182,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     >>> tab[["group", "n", "raw_mean", "estimate", "pooling", "rho"]].head()  # doctest: +SKIP
     """
     ci_prob = probability("ci_prob", ci_prob)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     S, J = _n_samples(view), view.n_groups
     fam = view.fam
@@ -241,7 +247,7 @@ def _n_rows_for_software(view: FitView) -> tuple[float, str]:
     return float(view.group_n.values.sum()), "N = rows"  # a fit of sufficient statistics keeps no rows
 
 
-def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
+def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """The ridge penalty a hierarchical fit implies: the posterior of ``lam = 1/tau^2`` in several units.
 
     Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
@@ -284,6 +290,11 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
         A hierarchical fit (``random_intercepts`` or ``regularized_hierarchical``).
     ci_prob : float
         Probability of the equal-tailed interval, in (0, 1).
+    factor : str, optional
+        A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
+        ``"hospital"``, ``"hospital:ward"``); default the first. The other factors' effects stay in each
+        training row's linear predictor; the chosen factor's group-level estimates are at the other
+        factors' average level (effect 0). See :func:`hierpool.analysis.fitview.select_factor`.
 
     Returns
     -------
@@ -304,6 +315,7 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9) -> pd.DataFrame:
     >>> tab.set_index("units").loc["alpha_sklearn", "estimate"]   # doctest: +SKIP
     """
     ci_prob = probability("ci_prob", ci_prob)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     if not view.hierarchical:
         raise ValueError(

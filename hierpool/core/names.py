@@ -47,6 +47,9 @@ PENALTIES = ("horseshoe", "laplace", "ridge", "elastic_net")
 #: The factories' ``collapse=`` choices (hierpool.models.collapse.resolve_collapse).
 COLLAPSE_CHOICES = ("auto", True, False, "integrated")
 SAMPLERS = ("auto", "pymc", "nutpie", "numpyro", "gibbs")
+#: The factories' ``intercept_at=`` choices: where the intercept's prior is placed (at the predictors'
+#: means, as brms and rstanarm do, or at x = 0, as published BUGS analyses do).
+INTERCEPT_AT = ("means", "zero")
 
 # internal variables of the factories' models (not part of the public contract)
 INTERCEPT_CENTERED = "intercept_centered"  # the intercept at the predictors' means (where its prior is)
@@ -68,7 +71,11 @@ MODEL_ATTR = "hierpool"
 
 # more DataTree attrs
 ATTR_SAMPLER = "hierpool_sampler"
-ATTR_THIN = "hierpool_thin"
+ATTR_THIN = "hierpool_thin"  # keep every k-th draw for the group effects (1: every draw, no thinning)
+#: DataTree group of a fit thinned for memory (``ATTR_THIN`` > 1): ``group_effect`` (chain, draw, group) at
+#: the kept draws, whose ``draw`` coordinate holds their indices in the full chains (0, k, 2k, ...). The
+#: ``posterior`` group then keeps every draw of the population-level parameters and no ``group_effect``.
+GROUP_EFFECTS_GROUP = "posterior_group_effects"
 ATTR_METHOD = "hierpool_method"
 #: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
 METHODS = ("full_bayes", "empirical_bayes")
@@ -85,3 +92,19 @@ SLOPES_ATTR = "hierpool_slopes"  # DataTree attr: JSON list of the slope predict
 # internal variables of slope models
 GROUP_CORR_CHOL = "group_corr_chol"  # Cholesky factor of group_corr (LKJCorr)
 GROUP_SLOPE_Z = "group_re_z"  # (group, term) non-centered standard normals
+# several grouping factors (crossed or nested; hierpool.data.factors) ----------------------------------
+#: With one grouping factor a fit has ``group``, ``group_effect``, ``tau`` as above. With several, the FIRST
+#: factor keeps those names and every other factor ``f`` (as written: ``"hospital"``, nested
+#: ``"hospital:ward"``) gets ``<base>__<f>``: dim ``group__f``, posterior ``group_effect__f`` (dims
+#: ``group__f``) and ``tau__f`` (``tau_sq__f`` for a prior on its square), constant_data ``group_idx__f``
+#: (dims ``obs_id``), ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f`` (dims ``group__f``).
+#: The double underscore keeps the names apart from any column name used as a factor.
+FACTOR_SEP = "__"
+#: DataTree attrs: the grouping factors in order (JSON list), present on fits with several factors.
+ATTR_FACTORS = "hierpool_factors"
+
+
+def factor_var(base: str, factor: str | None) -> str:
+    """The name of ``base`` (``group``, ``group_effect``, ``tau``, ``group_idx``, ...) for an extra
+    grouping factor; ``factor=None`` is the first factor, whose names are the single-factor ones."""
+    return base if factor is None else f"{base}{FACTOR_SEP}{factor}"

@@ -17,6 +17,8 @@ insteval          student, lecturer, studage, lectage, service, dept, y (rating 
 contraception     woman, district, use (0/1), livch (category 0, 1, 2, 3+), age (centered), urban (0/1)
                   (mlmRev::Contraception: 1,934 women in 60 districts of Bangladesh)
 dyestuff          batch, yield_ (lme4::Dyestuff: 6 batches x 5 preparations)
+penicillin        diameter (mm), plate, sample (lme4::Penicillin: 24 plates x 6 samples, crossed:
+                  ``diameter ~ 1 + (1 | plate) + (1 | sample)``)
 ================  ===================================================================================
 
 Summary-level data (one estimate and its standard error per group), built in:
@@ -39,6 +41,7 @@ _SOURCES = {
     "insteval": ("lme4", "InstEval"),
     "contraception": ("mlmRev", "Contraception"),
     "dyestuff": ("lme4", "Dyestuff"),
+    "penicillin": ("lme4", "Penicillin"),
 }
 NAMES = tuple(_SOURCES)
 
@@ -74,6 +77,9 @@ def _clean(name: str, df: pd.DataFrame) -> pd.DataFrame:
             "livch": pd.Categorical(df["livch"], categories=["0", "1", "2", "3+"]),
             "age": df["age"], "urban": (df["urban"] == "Y").astype(int),
         })
+    elif name == "penicillin":
+        out = pd.DataFrame({"diameter": df["diameter"].astype(float), "plate": df["plate"].astype(str),
+                            "sample": df["sample"].astype(str)})
     else:  # dyestuff
         out = pd.DataFrame({"batch": df["Batch"], "yield_": df["Yield"].astype(float)})
     return out.reset_index(drop=True)

@@ -13,6 +13,9 @@ formula                                      meaning
 ``(1 | g)``                                  ``group="g"``: random intercepts, the one grouping factor
 ``(1 + x | g)``, ``(x | g)``                 ``slopes=["x"]``: correlated random intercept and slope(s) of
                                              numeric fixed predictors (:mod:`hierpool.data.slope_stats`)
+``(1 | a) + (1 | b)``                        ``group=["a", "b"]``: crossed factors (first: ``group``)
+``(1 | a/b)``                                ``group="a/b"`` = ``["a", "a:b"]``: nested; the levels of
+                                             ``a:b`` are named ``"<a>:<b>"`` (:mod:`hierpool.data.factors`)
 ``x``                                        a column, coded as ``predictors=["x"]`` codes it: numeric
                                              as is; category, string and boolean columns as treatment
                                              indicators ``x[level]``
@@ -49,9 +52,10 @@ Decisions where lme4 and formulae leave a choice:
 - Data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns only (``y ~ x + c + (1 | g)``
   with ``offset(log(e))``); interactions, transforms, ``C()`` and ``cbind`` need a pandas DataFrame.
 
-Not supported yet, refused with a message (issue 15): several grouping factors ``(1 | a) + (1 | b)``,
-nested factors ``(1 | a/b)``; random slopes without a random intercept ``(0 + x | g)``, uncorrelated ones
-``(1 | g) + (0 + x | g)``, and slopes that are not numeric columns in the fixed part.
+Not supported yet, refused with a message (issue 15): random slopes with several grouping factors, random
+slopes without a random intercept ``(0 + x | g)``, uncorrelated ones ``(1 | g) + (0 + x | g)``, and slopes that
+are not numeric columns in the fixed part. Several grouping factors (crossed ``(1 | a) + (1 | b)``, nested
+``(1 | a/b)``) need a pandas DataFrame, and the first factor must be a column (not an interaction ``a:b``).
 """
 
 from __future__ import annotations
@@ -96,6 +100,12 @@ class Formula:
     failures: str | None = None  # cbind(response, failures)
     exposure: str | None = None  # offset(log(exposure))
     slopes: tuple[str, ...] = ()  # random slopes (1 + x | g)
+    factors: tuple[str, ...] = ()  # every grouping factor, ``group`` first (nested a/b: "a", "a:b")
+
+    @property
+    def group_arg(self):
+        """``prepare``'s ``group=``: the one factor's column, or the list of factors."""
+        return self.group if len(self.factors) <= 1 else list(self.factors)
 
     @property
     def columns(self) -> list[str]:
@@ -107,7 +117,7 @@ class Formula:
         (interactions, transforms, ``C()``, ``cbind``)."""
         if self.failures or any(len(t) > 1 or t[0].kind != "column" for t in self.terms):
             return None
-        return {"y": self.response, "group": self.group, "predictors": [t[0].columns[0] for t in self.terms],
+        return {"y": self.response, "group": self.group_arg, "predictors": [t[0].columns[0] for t in self.terms],
                 "exposure": self.exposure, **({"slopes": list(self.slopes)} if self.slopes else {})}
 
 
@@ -185,23 +195,30 @@ def _response(text: str, model) -> tuple[str, str | None]:
                      "transform the response in the DataFrame first.")
 
 
-def _group(text: str, gterms) -> str:
-    from formulae.terms import Variable
+def _group(text: str, gterms) -> list[str]:
+    """The grouping factors of the random-effect terms, in the order written (nested ``a/b`` gives ``a`` and
+    ``a:b``, as formulae expands it)."""
+    from formulae.terms import Intercept, Variable
 
     if not gterms:
         hint = " (put it in parentheses: (1 | g))" if "|" in text else ""
         raise _bad(text, f"no random-effect term{hint}; hierpool's models need one grouping factor, e.g. "
                          "'y ~ x + (1 | group)'.")
     for gt in gterms:
-        comps = gt.factor.components
-        if len(comps) > 1:
-            raise _bad(text, _NOT_YET.format(what="a nested or interacted grouping factor ((1 | a/b), (1 | a:b))"))
-        if not isinstance(comps[0], Variable):
-            raise _bad(text, f"the grouping factor {comps[0].name!r} must be a column; make a column of it first.")
-    groups = list(dict.fromkeys(gt.factor.components[0].name for gt in gterms))
-    if len(groups) > 1:
-        raise _bad(text, _NOT_YET.format(what=f"several grouping factors ({', '.join(groups)})"))
-    return groups[0]
+        for comp in gt.factor.components:
+            if not isinstance(comp, Variable):
+                raise _bad(text, f"the grouping factor {comp.name!r} must be a column; make a column of it first.")
+    factors = list(dict.fromkeys(":".join(c.name for c in gt.factor.components) for gt in gterms))
+    if len(factors) > 1:
+        for gt in gterms:
+            if not isinstance(gt.expr, Intercept):
+                name = ":".join(c.name for c in gt.factor.components)
+                raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {name}) with several grouping "
+                                                      "factors"))
+    if ":" in factors[0]:
+        raise _bad(text, f"the first grouping factor {factors[0]!r} is an interaction; write a factor that is a "
+                         "column first (e.g. '(1 | a) + (1 | a:b)', or '(1 | a/b)').")
+    return factors
 
 
 def _slopes(text: str, gterms, group: str) -> tuple[str, ...]:
@@ -261,8 +278,9 @@ def parse_formula(text: str) -> Formula:
         raise _bad(text, "removes the intercept (0 + or - 1); hierpool's models always have an intercept, from "
                          "which the group effects deviate. Remove the 0 / - 1.")
     gterms = [t for t in terms if isinstance(t, GroupSpecificTerm)]
-    group = _group(text, gterms)
-    slopes = _slopes(text, gterms, group)
+    factors = _group(text, gterms)
+    group = factors[0]
+    slopes = _slopes(text, gterms, group) if len(factors) == 1 else ()
     fixed, exposure = [], None
     for t in terms:
         if not isinstance(t, Term):
@@ -275,22 +293,24 @@ def parse_formula(text: str) -> Formula:
             continue
         fixed.append(tuple(_factor(text, c) for c in comps))
     f = Formula(text=text, response=response, group=group, terms=tuple(fixed), failures=failures,
-                exposure=exposure, slopes=slopes)
+                exposure=exposure, factors=tuple(factors), slopes=slopes)
     fixed_columns = [t[0].columns[0] for t in fixed if len(t) == 1 and t[0].kind == "column"]
     for s in slopes:
         if s not in fixed_columns:
             raise _bad(text, f"the random slope {s!r} is not a fixed term; add it ('{response} ~ {s} + ... + "
                              f"(1 + {s} | {group})'): the group slopes vary around the population slope. lme4's "
                              "slope without a fixed term (population slope fixed at 0) is not supported.")
-    for role, col in (("grouping factor", group), ("response", response), ("failures of cbind", failures),
+    factor_cols = list(dict.fromkeys(c for name in factors for c in name.split(":")))
+    for role, col in (*(("grouping factor", c) for c in factor_cols), ("response", response), ("failures of cbind", failures),
                       ("exposure", exposure)):
         uses = [" : ".join(x.text for x in term).replace(" : ", ":") for term in fixed
                 if any(col in x.columns for x in term)]
         if col is not None and uses:
             raise _bad(text, f"the {role} {col!r} is also a fixed term ({uses[0]!r}); a column cannot be both. "
                              "Remove it from the fixed terms.")
-    if group in (response, failures, exposure):
-        raise _bad(text, f"the grouping factor {group!r} is also the response or the exposure.")
+    for col in factor_cols:
+        if col in (response, failures, exposure):
+            raise _bad(text, f"the grouping factor {col!r} is also the response or the exposure.")
     return f
 
 
@@ -392,8 +412,12 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
             raise _bad(formula, "data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns "
                                 "only; interactions, transforms, C() and cbind need a pandas DataFrame.")
         kw = kw or {"y": f.response, "group": f.group, "predictors": f.columns}
+        if len(f.factors) > 1:
+            raise _bad(formula, "several grouping factors need a pandas DataFrame; data beyond memory (Dask, "
+                                "Parquet/CSV paths) takes one grouping factor.")
         return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure), f.slopes)
-    needed = [f.response, f.failures, f.group, exposure if isinstance(exposure, str) else None, *f.columns]
+    needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")),
+              exposure if isinstance(exposure, str) else None, *f.columns]
     missing = [c for c in dict.fromkeys(needed) if c is not None and c not in df.columns]
     if missing:
         shown = ", ".join(repr(c) for c in list(df.columns)[:20])
@@ -407,10 +431,16 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if (fails < 0).any() or (np.mod(fails, 1) != 0).any():
             raise _bad(formula, f"the failures column {f.failures!r} of cbind must hold integers >= 0.")
         trials = f"cbind({f.response}, {f.failures})"
-        cols = [c for c in dict.fromkeys([f.response, f.group, *f.columns, exposure]) if c in df.columns]
+        cols = [c for c in dict.fromkeys([f.response, *(c for name in f.factors for c in name.split(":")),
+                                          *f.columns, exposure]) if c in df.columns]
         succ = numeric_column(df[f.response], "y")
         data = df[cols].assign(**{trials: succ + fails})
-    gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
+    if len(f.factors) > 1:
+        from hierpool.data.prepare import prepare_factors
+
+        gd = prepare_factors(data, f.response, list(f.factors), f.columns, family, trials, exposure, terms=terms)
+    else:
+        gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
     _check_rank(formula, gd.Xs, gd.predictors)
     gd = with_slopes(gd, f.slopes)
     return replace(gd, formula=formula, **({"trials_name": [f.response, f.failures]} if f.failures else {}))

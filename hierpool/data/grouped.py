@@ -21,6 +21,8 @@ class GroupedBase:
     #: Summary-level data (one estimate per group with its known standard error): the standard errors,
     #: else None. Only :class:`GroupedData` built by ``prepare(..., se=)`` has them.
     se = None
+    #: grouping factors beyond the first (:class:`GroupedData` with several factors only)
+    factors: tuple = ()
 
     @property
     def summary_level(self) -> bool:
@@ -88,6 +90,8 @@ class GroupedData(GroupedBase):
     #: Random slopes ``(1 + x | g)``: the predictors (numeric columns) whose coefficient varies by group,
     #: jointly with the intercept (:mod:`hierpool.data.slope_stats`). Empty: random intercepts only.
     slopes: tuple[str, ...] = ()
+    #: grouping factors beyond the first (crossed or nested; :mod:`hierpool.data.factors`), else ()
+    factors: tuple = ()
     group_n: np.ndarray = field(init=False)
     group_denominator: np.ndarray = field(init=False)
     group_raw_mean: np.ndarray = field(init=False)
@@ -141,6 +145,19 @@ class GroupedData(GroupedBase):
         """log(exposure) for poisson with exposure, else None."""
         return None if self.exposure is None else np.log(self.exposure)
 
+    @property
+    def factor_names(self) -> list[str]:
+        """Every grouping factor, the first (``group_name``) first."""
+        return [self.group_name, *(f.name for f in self.factors)]
+
+    def factor_stats(self, f) -> dict:
+        """Per-level rows, denominators and raw means of an extra factor ``f`` (a GroupingFactor)."""
+        J = f.n_levels
+        n = np.bincount(f.idx, minlength=J).astype(np.int64)
+        denom = np.bincount(f.idx, weights=self.row_sizes, minlength=J)
+        sums = np.bincount(f.idx, weights=self.y, minlength=J)
+        return {"n": n, "denominator": denom, "raw_mean": sums / denom}
+
     def spec(self) -> dict:
         """The JSON-serializable recipe of this data: columns, family and predictor terms."""
         return {
@@ -158,6 +175,7 @@ class GroupedData(GroupedBase):
             **({"formula": self.formula} if self.formula else {}),
             **({"se": self.se_name} if self.se is not None else {}),
             **({"slopes": list(self.slopes)} if self.slopes else {}),
+            **({"factors": self.factor_names} if self.factors else {}),
         }
 
     @property
@@ -178,6 +196,10 @@ class GroupedData(GroupedBase):
                     f"groups={self.n_groups} (one estimate each; se from {self.se.min():.4g} to "
                     f"{self.se.max():.4g}), predictors=[{preds}])")
         slopes = f", slopes=[{', '.join(self.slopes)}]" if self.slopes else ""
+        if self.factors:
+            more = ", ".join(f"{f.name!r} ({f.n_levels} levels)" for f in self.factors)
+            return (f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r} "
+                    f"({self.n_groups} levels), further factors: {more}, rows={self.n_obs}, predictors=[{preds}])")
         return (
             f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r}, "
             f"rows={self.n_obs}, groups={self.n_groups} (rows per group: min {sizes.min()}, median "

@@ -64,8 +64,13 @@ def prepare(
     y : str
         Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
         poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
-    group : str
-        Column of group labels (any hashable: member id, county, ...). At least two groups.
+    group : str or list of str
+        Column of group labels (any hashable: member id, county, ...). At least two groups. Several
+        grouping factors: a list, ``["member", "hospital"]`` (crossed; the first is ``group``), and
+        ``"hospital/ward"`` (nested, = ``["hospital", "hospital:ward"]``; a name ``"a:b"`` that is not a
+        column is the interaction of columns ``a`` and ``b``, its levels named ``"<a>:<b>"``); formulas say
+        the same with ``(1 | member) + (1 | hospital)`` and ``(1 | hospital/ward)``. See
+        :mod:`hierpool.data.factors`. Needs a pandas DataFrame.
     predictors : sequence of str, str or None
         Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
         string and boolean columns become treatment-coded indicators named ``column[level]``.
@@ -126,6 +131,16 @@ def prepare(
                              f"(formula={formula!r}).")
         return prepare_formula(df, formula, y=y, group=group, predictors=predictors, family=family, trials=trials,
                                exposure=exposure)
+    if group is not None and not isinstance(group, str) or isinstance(group, str) and "/" in group:
+        from hierpool.data.factors import factor_names
+
+        names = factor_names(group)
+        if len(names) > 1:
+            if se is not None:
+                raise ValueError(f"se= (summary-level data, one row per group) takes one grouping factor; got "
+                                 f"group={group!r}.")
+            return prepare_factors(df, y, names, predictors, family, trials, exposure)
+        group = names[0]
     if y is None or group is None:
         raise TypeError("prepare() needs y= and group= (column names), or a formula such as "
                         "'y ~ x + (1 | group)'.")
@@ -151,6 +166,35 @@ def with_slopes(gd, slopes: tuple[str, ...]):
                          "random-intercept statistics; random slopes need a pandas DataFrame.")
     check_slopes(slopes, gd.terms, gd.predictors)
     return replace(gd, slopes=tuple(slopes))
+
+
+def prepare_factors(df, y, names: list[str], predictors, family, trials, exposure, terms=None) -> GroupedData:
+    """:func:`prepare` with several grouping factors ``names`` (:mod:`hierpool.data.factors`): the first is
+    ``group``; the others are coded in :attr:`GroupedData.factors`."""
+    from dataclasses import replace
+
+    from hierpool.data.factors import grouping_factor
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"several grouping factors ({names}) need a pandas DataFrame; data beyond memory (Dask, "
+                        f"Parquet/CSV paths) takes one grouping factor. Got {type(df).__name__}.")
+    first = names[0]
+    if ":" in first and first not in df.columns:
+        raise ValueError(f"group: the first grouping factor {first!r} is an interaction; the first factor must be "
+                         f"a column (list it after its parts, e.g. ['a', 'a:b']). Factors: {names}.")
+    gd = _prepare(df, y, first, predictors, family, trials, exposure, terms=terms)
+    taken = {"y": y, "trials": trials if isinstance(trials, str) else None,
+             "exposure": exposure if isinstance(exposure, str) else None}
+    pred_cols = {c for t in gd.terms for c in (t.get("columns") or [t.get("column")]) if c}
+    extra = []
+    for name in names[1:]:
+        for role, col in taken.items():
+            if col is not None and name == col:
+                raise ValueError(f"group: the grouping factor {name!r} is also the {role} column.")
+        if name in pred_cols:
+            raise ValueError(f"group: the grouping factor {name!r} is also a predictor; a column cannot be both.")
+        extra.append(grouping_factor(df, name))
+    return replace(gd, factors=tuple(extra))
 
 
 def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dict] | None = None):

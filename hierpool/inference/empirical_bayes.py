@@ -55,6 +55,8 @@ from numba import njit
 from scipy import optimize
 from scipy.special import logsumexp
 
+from hierpool.core import config
+from hierpool.core import kernels as K
 from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.quadrature import _group_summer, group_modes
@@ -246,54 +248,63 @@ def counts_ml(gd, n_nodes: int = 20) -> dict:
 # ------------------------------------------------------------------------------------------------------
 # exact conditional draws of a log-concave one-dimensional density: adaptive rejection on a fixed hull
 @njit(cache=True, nogil=True)
-def _hull_draws(out, pend, logv, seed, t, f, d, z, logmass):
-    """One proposal per (draw, group) from the tangent hull; accepted at once under the chord squeeze.
+def _hull_draws(js, out, pend, logv, seed, t, f, d, z, logmass):
+    """One proposal from the tangent hull of group ``js[m]`` for every m; accepted at once under the chord
+    squeeze.
 
-    ``out[s, j]``: the proposal; ``pend[s, j]``: 1 when it must be checked against the exact density,
-    with ``logv[s, j] = log(V) + hull(x)`` (accept when the exact log-density exceeds it).
+    ``out[m]``: the proposal; ``pend[m]``: 1 when it must be checked against the exact density, with
+    ``logv[m] = log(V) + hull(x)`` (accept when the exact log-density is at least that).
     """
     np.random.seed(seed)
-    S, J = out.shape
     G = t.shape[1]
-    for j in range(J):
-        total = logmass[j, G - 1]
-        for s in range(S):
-            # the segment: inverse of the cumulative (log) masses
-            r = math.log(np.random.random()) + total
-            k = 0
-            while k < G - 1 and logmass[j, k] < r:
-                k += 1
-            zl = -np.inf if k == 0 else z[j, k - 1]
-            zr = np.inf if k == G - 1 else z[j, k]
-            dk = d[j, k]
-            U = np.random.random()
-            if abs(dk) < 1e-12:
-                x = zl + U * (zr - zl)
-            elif dk > 0:
-                A = dk * (zl - t[j, k])
-                B = dk * (zr - t[j, k])
-                x = t[j, k] + (B + math.log(U + (1.0 - U) * math.exp(A - B))) / dk
+    for m in range(js.shape[0]):
+        j = js[m]
+        # the segment: inverse of the cumulative (log) masses, by bisection
+        r = math.log(np.random.random()) + logmass[j, G - 1]
+        lo, hi = 0, G - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if logmass[j, mid] < r:
+                lo = mid + 1
             else:
-                A = dk * (zl - t[j, k])
-                B = dk * (zr - t[j, k])
-                x = t[j, k] + (A + math.log((1.0 - U) + U * math.exp(B - A))) / dk
-            hull = f[j, k] + dk * (x - t[j, k])
-            lv = math.log(np.random.random()) + hull
-            # squeeze: the chord between the grid points around x (no squeeze outside the grid)
-            squeeze = -np.inf
-            if t[j, 0] <= x <= t[j, G - 1]:
-                i = 0
-                while i < G - 2 and t[j, i + 1] < x:
-                    i += 1
-                span = t[j, i + 1] - t[j, i]
-                lam = (x - t[j, i]) / span if span > 0 else 0.0
-                squeeze = (1.0 - lam) * f[j, i] + lam * f[j, i + 1]
-            out[s, j] = x
-            if lv <= squeeze:
-                pend[s, j] = 0
-            else:
-                pend[s, j] = 1
-                logv[s, j] = lv
+                hi = mid
+        k = lo
+        zl = -np.inf if k == 0 else z[j, k - 1]
+        zr = np.inf if k == G - 1 else z[j, k]
+        dk = d[j, k]
+        U = np.random.random()
+        if abs(dk) < 1e-12:
+            x = zl + U * (zr - zl)
+        elif dk > 0:
+            A = dk * (zl - t[j, k])
+            B = dk * (zr - t[j, k])
+            x = t[j, k] + (B + math.log(U + (1.0 - U) * math.exp(A - B))) / dk
+        else:
+            A = dk * (zl - t[j, k])
+            B = dk * (zr - t[j, k])
+            x = t[j, k] + (A + math.log((1.0 - U) + U * math.exp(B - A))) / dk
+        hull = f[j, k] + dk * (x - t[j, k])
+        lv = math.log(np.random.random()) + hull
+        # squeeze: the chord between the grid points around x (no squeeze outside the grid)
+        squeeze = -np.inf
+        if t[j, 0] <= x <= t[j, G - 1]:
+            lo, hi = 0, G - 2
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if t[j, mid] <= x:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            i = lo
+            span = t[j, i + 1] - t[j, i]
+            lam = (x - t[j, i]) / span if span > 0 else 0.0
+            squeeze = (1.0 - lam) * f[j, i] + lam * f[j, i + 1]
+        out[m] = x
+        if lv <= squeeze:
+            pend[m] = 0
+        else:
+            pend[m] = 1
+            logv[m] = lv
 
 
 def _hull(t, f, d):
@@ -345,41 +356,56 @@ def draw_conditional(fam, y, eta, codes, n_groups: int, tau: float, n_draws: int
     def dlogf(uv):
         return gsum(fam.score(y, eta + uv[:, codes], trials=trials)) - prec * uv
 
-    f = logf(t.T).T
-    d = dlogf(t.T).T
+    grid_blocks = config.slices(t.shape[1], max(y.shape[0], 1))  # grid points x rows within the working chunk
+    f = np.concatenate([logf(t.T[sl]) for sl in grid_blocks]).T
+    d = np.concatenate([dlogf(t.T[sl]) for sl in grid_blocks]).T
     z, cum = _hull(t, f, d)
     out = np.empty((n_draws, n_groups), dtype=dtype)
-    todo = np.ones((n_draws, n_groups), dtype=bool)
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    for _ in range(1000):
-        prop = np.empty((n_draws, n_groups))
-        pend = np.zeros((n_draws, n_groups), dtype=np.int8)
-        logv = np.zeros((n_draws, n_groups))
-        _hull_draws(prop, pend, logv, int(ss.spawn(1)[0].generate_state(1)[0]), t, f, d, z, cum)
-        ok = todo & (pend == 0)
-        check = todo & (pend == 1)
-        if check.any():
-            s_idx, j_idx = np.nonzero(check)
-            # the exact log-density at each pending (draw, group) point: rows of those groups only
-            order = np.argsort(codes, kind="stable")
-            starts = np.searchsorted(codes[order], np.arange(n_groups + 1))
-            lens = starts[1:] - starts[:-1]
-            ln = lens[j_idx]
-            rep = np.repeat(np.arange(s_idx.size), ln)
-            within = np.arange(rep.size) - np.repeat(np.cumsum(ln) - ln, ln)
-            rows = order[np.repeat(starts[j_idx], ln) + within]
-            x = prop[s_idx, j_idx]
-            ll = np.bincount(rep, weights=fam.log_likelihood(y[rows], eta[rows] + x[rep],
-                                                             trials=None if trials is None else trials[rows]),
-                             minlength=s_idx.size)
-            exact = ll - 0.5 * prec * x**2
-            good = logv[s_idx, j_idx] <= exact
-            ok[s_idx[good], j_idx[good]] = True
-        out[ok] = prop[ok]
-        todo &= ~ok
-        if not todo.any():
-            return out
-    raise RuntimeError("rejection sampling of the group effects did not finish within 1000 rounds")
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    lens = starts[1:] - starts[:-1]
+    per = max(1, config.chunk_values() // max(n_groups, 1))  # draws per block: bounded working memory
+    for r0 in range(0, n_draws, per):
+        B = min(per, n_draws - r0)
+        vals = np.empty(B * n_groups)
+        todo = np.arange(B * n_groups)
+        js_all = np.repeat(np.arange(n_groups, dtype=np.int64), B)  # group-major: a group's hull stays in cache
+        for _ in range(1000):
+            js = js_all[todo]
+            prop = np.empty(todo.size)
+            pend = np.zeros(todo.size, dtype=np.int8)
+            logv = np.zeros(todo.size)
+            parts = config.slices(todo.size, 1, max(1, -(-todo.size // K._threads())))
+            seeds = [int(c.generate_state(1)[0]) for c in ss.spawn(len(parts))]
+
+            def work(i, parts=parts, seeds=seeds, js=js, prop=prop, pend=pend, logv=logv):
+                sl = parts[i]
+                _hull_draws(js[sl], prop[sl], pend[sl], logv[sl], seeds[i], t, f, d, z, cum)
+
+            K.each_in_threads(work, range(len(parts)))
+            ok = pend == 0
+            chk = np.nonzero(~ok)[0]
+            if chk.size:
+                # the exact log-density at each pending point: the rows of its group only
+                jc = js[chk]
+                ln = lens[jc]
+                rep = np.repeat(np.arange(chk.size), ln)
+                within = np.arange(rep.size) - np.repeat(np.cumsum(ln) - ln, ln)
+                rows = order[np.repeat(starts[jc], ln) + within]
+                x = prop[chk]
+                ll = np.bincount(rep, weights=fam.log_likelihood(y[rows], eta[rows] + x[rep],
+                                                                 trials=None if trials is None else trials[rows]),
+                                 minlength=chk.size)
+                ok[chk] = logv[chk] <= ll - 0.5 * prec * x**2
+            vals[todo[ok]] = prop[ok]
+            todo = todo[~ok]
+            if not todo.size:
+                break
+        else:
+            raise RuntimeError("rejection sampling of the group effects did not finish within 1000 rounds")
+        out[r0:r0 + B] = vals.reshape(n_groups, B).T
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -26,10 +26,14 @@ on the same model within Monte Carlo error.
 
 Which models it serves (:func:`plan`): the logit-link families (bernoulli, binomial) of
 ``random_intercepts`` and ``ridge_fixed_effects`` and of ``regularized_hierarchical(penalty="ridge")``,
-when the intercept and the coefficients have Normal priors (the defaults) and tau has one of the
+when the intercept and the coefficients have Normal priors (the defaults; priors per coefficient may
+differ, each Normal) and tau has one of the
 positive priors in :data:`TAU_PRIORS` (or is fixed). Each prior's log density is taken from the
 :class:`~hierpool.models.priors.Prior` objects of the model's description (what the factory built) and
-checked against ``pymc.logp`` before sampling, so the two samplers target the same posterior. ``hp.fit(..., sampler="gibbs")`` asks for it; ``sampler="auto"`` uses it for such models
+checked against ``pymc.logp`` before sampling, so the two samplers target the same posterior. The
+prior of ``theta = (intercept_c, beta_std)`` is Gaussian with a precision matrix: diagonal when the
+intercept's prior sits at the predictors' means, full when it sits at x = 0 (``intercept_at="zero"``;
+:func:`_theta_prior`). ``hp.fit(..., sampler="gibbs")`` asks for it; ``sampler="auto"`` uses it for such models
 with at least :data:`AUTO_MIN_GROUPS` groups (below that, NUTS is fast) and with events that are not
 rare: the smaller of the success and failure shares at least :data:`AUTO_MIN_MINORITY`. Pólya-Gamma
 samplers slow down when events are rare (Johndrow et al. 2019); measured at 5,000 groups of 1-5 rows
@@ -221,12 +225,14 @@ def _log_marginal_s(s, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, A
             v[a] += k * sa
             for c in range(a + 1):
                 L[a, c] += sa * S[j, c]
-    # precision Pm = G - sum S S'/A + diag(prec0) (lower triangle); rhs = Dk - sum K S/A + prec0 m0
+    # precision Pm = G - sum S S'/A + prec0 (lower triangle); rhs = Dk - sum K S/A + prec0 m0
     for a in range(P1):
-        v[a] = Dk[a] - v[a] + prec0[a] * m0[a]
+        pm0 = 0.0
+        for c in range(P1):
+            pm0 += prec0[a, c] * m0[c]
+        v[a] = Dk[a] - v[a] + pm0
         for c in range(a + 1):
-            L[a, c] = G[a, c] - L[a, c]
-        L[a, a] += prec0[a]
+            L[a, c] = G[a, c] - L[a, c] + prec0[a, c]
     logdet = 0.0
     for a in range(P1):  # in-place Cholesky of the lower triangle
         for c in range(a + 1):
@@ -367,8 +373,8 @@ class Plan:
     b: np.ndarray
     gidx: np.ndarray
     Xs: np.ndarray
-    m0: np.ndarray
-    prec0: np.ndarray
+    m0: np.ndarray  # prior mean of theta = (intercept_c, beta_std)
+    prec0: np.ndarray  # prior precision matrix of theta (P+1 x P+1; diagonal unless intercept_at="zero")
     code: int
     par: np.ndarray
     on_square: bool
@@ -422,6 +428,53 @@ def _check_tau_prior(prior, code, par) -> bool:
     return bool(np.array_equal(ok, np.isfinite(ours)) and np.allclose(ours[ok], theirs[ok], rtol=1e-6, atol=1e-6))
 
 
+def _theta_prior(desc) -> tuple[np.ndarray, np.ndarray] | str:
+    """Prior mean and precision matrix of ``theta = (intercept_c, beta_std)``, or why it is not Gaussian.
+
+    The factory's priors are independent Normals on ``phi = (a, beta_std)``, with ``a`` the intercept
+    where its prior sits (at the means: ``intercept_c``; at zero: ``intercept_c - r . beta_std`` with
+    ``r_k = xbar_k / sd_k``), and each coefficient from the default ``beta_std`` prior or the user's
+    (all or per coefficient) on the user's scale, ``beta_std_k = beta_k * sd_k``. With ``phi = A theta``
+    (``A`` the identity, plus ``-r`` in the first row at zero), theta is Normal with mean ``A^-1 mu`` and
+    precision ``A' D^-1 A``, ``D`` the diagonal of the phi prior variances: diagonal at the means, full at
+    zero (the intercept at x = 0 ties intercept_c to the coefficients).
+    """
+    gd, pri = desc.data, desc.priors
+    icpt = pri.get("intercept")
+    if not isinstance(icpt, Prior):
+        return "the intercept is fixed; the Gibbs blocks need it free with a Normal prior"
+    ip = _normal_prior(icpt, ())
+    if ip is None:
+        return "the intercept's prior is not Normal"
+    mu, sd = [float(ip[0])], [float(ip[1])]
+    P = gd.n_predictors
+    xs = np.asarray(gd.x_scale, dtype=np.float64).reshape(P)
+    given = pri.get(N.BETA)
+    for k, name in enumerate(gd.predictors):
+        if isinstance(given, dict) and name in given:
+            prior, scale, what = given[name], xs[k], f"the prior of coefficient {name!r}"
+        elif isinstance(given, dict) or given is None:
+            prior, scale, what = pri.get(N.BETA_STD), 1.0, "the coefficients' prior (penalty)"
+        else:
+            prior, scale, what = given, xs[k], "the coefficients' prior"
+        if prior is None:
+            return "the coefficients are not free Normal parameters"
+        if not isinstance(prior, Prior):
+            return f"{what} fixes it ({prior!r}); the Gibbs blocks need every coefficient free with a Normal prior"
+        bp = _normal_prior(prior, ())
+        if bp is None:
+            return f"{what} is not Normal"
+        mu.append(float(bp[0]) * scale)  # beta_std = beta * x_scale
+        sd.append(float(bp[1]) * scale)
+    mu, prec_phi = np.asarray(mu), 1.0 / np.asarray(sd) ** 2
+    A = np.eye(P + 1)
+    if desc.intercept_at == "zero" and P:
+        A[0, 1:] = -np.asarray(gd.x_center, dtype=np.float64) / xs
+    m0 = np.linalg.solve(A, mu)
+    prec0 = A.T @ (prec_phi[:, None] * A)
+    return m0, np.ascontiguousarray(prec0)
+
+
 def plan(model) -> Plan | str:
     """The sampler's inputs for ``model``, or a sentence saying why this sampler cannot run it.
 
@@ -432,33 +485,18 @@ def plan(model) -> Plan | str:
     gd, pri = desc.data, desc.priors
     if desc.slopes:
         return f"random slopes {list(desc.slopes)}: the Gibbs sampler plans random intercepts only"
+    if getattr(gd, "factors", ()):
+        return (f"the model has several grouping factors ({', '.join(gd.factor_names)}); the Gibbs blocks "
+                "update one factor's effects")
     if not desc.fam.binomial_type:
         return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
     if desc.collapse not in (None, "counts"):
         return f"collapse={desc.collapse!r} integrates the group effects out already"
-    icpt = pri.get("intercept")
-    if not isinstance(icpt, Prior):
-        return "the intercept is fixed; the Gibbs blocks need it free with a Normal prior"
-    ip = _normal_prior(icpt, ())
-    if ip is None:
-        return "the intercept's prior is not Normal"
-    m0, sd0 = [ip[0].reshape(1)], [ip[1].reshape(1)]
+    got = _theta_prior(desc)
+    if isinstance(got, str):
+        return got
+    m0, prec0 = got
     P = gd.n_predictors
-    if P:
-        if N.BETA_STD in pri:
-            bp = _normal_prior(pri[N.BETA_STD], (P,))
-            if bp is None:
-                return "the coefficients' prior (penalty) is not Normal"
-            m0.append(bp[0])
-            sd0.append(bp[1])
-        elif N.BETA in pri:
-            bp = _normal_prior(pri[N.BETA], (P,))
-            if bp is None:
-                return "the coefficients' prior is not Normal"
-            m0.append(bp[0] * gd.x_scale)  # beta_std = beta * x_scale
-            sd0.append(bp[1] * gd.x_scale)
-        else:
-            return "the coefficients are not free Normal parameters"
     # tau: free (a prior on tau or tau^2), fixed, or the ridge's 1/sqrt(lam)
     code, par, on_square, tau_fixed = _FLAT, np.zeros(4), False, 0.0
     fixed = desc.group_sd_fixed
@@ -489,11 +527,10 @@ def plan(model) -> Plan | str:
     b = np.asarray(b, dtype=np.float64)
     if np.any(b != np.round(b)):
         return "trials are not whole numbers"
-    sd = np.concatenate(sd0)
     return Plan(kappa=np.asarray(y, dtype=np.float64) - b / 2, b=b.astype(np.int64),
                 gidx=np.ascontiguousarray(gidx, dtype=np.int64),
-                Xs=np.ascontiguousarray(Xs, dtype=np.float64).reshape(len(y), P), m0=np.concatenate(m0),
-                prec0=1.0 / sd**2, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
+                Xs=np.ascontiguousarray(Xs, dtype=np.float64).reshape(len(y), P), m0=m0,
+                prec0=prec0, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
                 n_groups=gd.n_groups, has_tau=desc.variant != "ridge_fixed_effects",
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64))
 
@@ -538,7 +575,8 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     def run_chain(c):
         rng = np.random.default_rng(seeds[c])
         bitgen = _bitgen_address(rng)
-        theta = pl.m0 + rng.normal(0.0, 0.5, P1) * np.minimum(1.0, 1.0 / np.sqrt(pl.prec0))
+        prior_sd = np.sqrt(np.diag(np.linalg.inv(pl.prec0)))
+        theta = pl.m0 + rng.normal(0.0, 0.5, P1) * np.minimum(1.0, prior_sd)
         u = np.zeros(J)
         s_state = np.array([math.log(pl.tau_fixed) if pl.tau_fixed > 0 else rng.normal(math.log(0.5), 0.5)])
         width = np.array([1.0])

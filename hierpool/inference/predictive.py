@@ -14,13 +14,15 @@ import xarray as xr
 from hierpool.core import names as N
 
 
-def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=None) -> xr.DataArray:
-    """eta = intercept + X beta + group_effect[group_idx] (+ offset), over the sample dims and ``obs_id``.
+def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=None, extra=None) -> xr.DataArray:
+    """eta = intercept + X beta + group_effect[group_idx] (+ offset) (+ extra), over the sample dims and
+    ``obs_id``.
 
     ``X`` is a DataArray with dims (obs_id, predictor) on the user's scale, or None without predictors.
     ``group_effect`` defaults to the posterior's; pass draws for new groups to override. A random-slopes
     fit (``group_slope`` in the posterior) adds ``sum_k x_ik group_slope[g_i, k]`` unless ``group_effect``
-    is given (then the caller handles the groups).
+    is given (then the caller handles the groups). ``extra``: the further grouping factors' effects at
+    each row (:func:`other_factor_effects`), or None.
     """
     eta = post[N.INTERCEPT]
     if X is not None and N.BETA in post and X.sizes.get(N.PREDICTOR, 0):
@@ -36,7 +38,33 @@ def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=N
         eta = eta + xr.dot(Xs, v, dim=N.SLOPE)
     if offset is not None:
         eta = eta + offset
+    if extra is not None:
+        eta = eta + extra
     return eta
+
+
+def factor_names(post: xr.Dataset, const: xr.Dataset) -> list[str]:
+    """The further grouping factors of a fit (beyond ``group``): those with an effect ``group_effect__f`` in
+    ``post`` and a row index ``group_idx__f`` in ``const``, in the order of ``const``."""
+    prefix = N.GROUP_IDX + N.FACTOR_SEP
+    out = []
+    for v in const.data_vars:
+        v = str(v)
+        if v.startswith(prefix) and N.factor_var(N.GROUP_EFFECT, v[len(prefix):]) in post:
+            out.append(v[len(prefix):])
+    return out
+
+
+def other_factor_effects(post: xr.Dataset, const: xr.Dataset) -> xr.DataArray | None:
+    """The sum of the further grouping factors' effects at each training row, dims (chain, draw, obs_id),
+    or None for a fit with one grouping factor."""
+    total = None
+    for f in factor_names(post, const):
+        u = post[N.factor_var(N.GROUP_EFFECT, f)]
+        term = u.isel({N.factor_var(N.GROUP, f): const[N.factor_var(N.GROUP_IDX, f)]})
+        term = term.drop_vars([c for c in term.coords if c not in (*N.SAMPLE_DIMS, N.OBS)])
+        total = term if total is None else total + term
+    return total
 
 
 def design_from_constant(const: xr.Dataset):

@@ -24,7 +24,7 @@ from hierpool.inference import gibbs
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
-from hierpool.inference.predictive import design_from_constant, linear_predictor
+from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
@@ -41,6 +41,14 @@ _INSTALL = {
 
 #: The posterior variables a fit keeps (random slopes add group_slope, tau_slope and group_corr).
 _POSTERIOR_VARS = (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, N.GROUP_SLOPE, N.TAU_SLOPE, N.GROUP_CORR)
+
+
+def _factor_vars(gd) -> list[str]:
+    """The posterior variables of the further grouping factors (effects and SDs), if any."""
+    out = []
+    for f in getattr(gd, "factors", ()):
+        out += [N.factor_var(N.GROUP_EFFECT, f.name), N.factor_var(N.TAU, f.name)]
+    return out
 
 
 def _version() -> str:
@@ -101,6 +109,14 @@ def constant_data(gd) -> xr.Dataset:
         ds[N.EXPOSURE] = ((N.OBS,), gd.exposure)
     if gd.summary_level:  # summary-level data: the known standard error of each row (= group)
         ds[N.SE] = ((N.OBS,), gd.se)
+    for f in getattr(gd, "factors", ()):  # further grouping factors (hierpool.data.factors)
+        dim = N.factor_var(N.GROUP, f.name)
+        st = gd.factor_stats(f)
+        ds.coords[dim] = f.levels.to_numpy()
+        ds[N.factor_var(N.GROUP_IDX, f.name)] = ((N.OBS,), f.idx)
+        ds[N.factor_var(N.GROUP_N, f.name)] = ((dim,), st["n"])
+        ds[N.factor_var(N.GROUP_RAW_MEAN, f.name)] = ((dim,), st["raw_mean"])
+        ds[N.factor_var(N.GROUP_DENOM, f.name)] = ((dim,), st["denominator"])
     return ds
 
 
@@ -115,6 +131,13 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
 
         return pointwise_log_likelihood_slopes(post, const, y, family)
     X, gidx, offset, trials = design_from_constant(const)
+    extra = other_factor_effects(post, const)
+    if extra is not None:  # several grouping factors: every factor's effect enters each row's eta
+        eta = linear_predictor(post, X, gidx, offset, extra=extra)
+        sigma = post[N.SIGMA] if get_family(family).has_sigma else None
+        ll = get_family(family).log_likelihood(y, eta, sigma=sigma, trials=trials)
+        return ll.transpose(*N.SAMPLE_DIMS, N.OBS).drop_vars(
+            [c for c in ll.coords if c not in (*N.SAMPLE_DIMS, N.OBS)]).rename(None)
     if N.SE in const:  # summary-level data: the known se of each row in place of sigma (rows = groups: few)
         eta = linear_predictor(post, X, gidx, offset)
         ll = get_family(family).log_likelihood(y, eta, sigma=const[N.SE])
@@ -148,6 +171,8 @@ def fit(
     method: str = "full_bayes",
     criterion: str = "reml",
     n_nodes: int = 20,
+    min_ess: float | None = None,
+    max_rounds: int = 4,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -189,11 +214,13 @@ def fit(
     max_group_effect_values : float
         Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
         predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
-        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), the stored posterior is thinned to fit (every k-th draw,
-        ``attrs["hierpool_thin"]``) and ``group_effect`` is stored in float32 (exact draws rounded to 7
-        significant digits: 1 GB at the budget). For integrated-out models the group effects are drawn
-        after sampling, one per kept draw, and convergence diagnostics are computed on all draws before
-        thinning; the Gibbs sampler's diagnostics are computed on the kept draws.
+        budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
+        the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
+        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws rounded to 7 significant digits: 1 GB at
+        the budget), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
+        integrated-out models the group effects are drawn after sampling, one per kept draw; the
+        convergence report covers every draw of the population parameters (so it agrees with
+        ``az.summary(dt)``), and for the Gibbs sampler also the kept draws of the group effects.
     method : {"full_bayes", "empirical_bayes"}
         ``"full_bayes"`` (default): the joint posterior of every parameter. ``"empirical_bayes"``: tau (and
         sigma for gaussian), the intercept and beta fixed at their marginal maximum-likelihood (REML for
@@ -208,6 +235,18 @@ def fit(
         Gaussian empirical Bayes: REML (lme4's default) or maximum likelihood. Counts use ML.
     n_nodes : int
         Quadrature nodes per group for count empirical Bayes (glmer's ``nAGQ``); default 20.
+    min_ess : float, optional
+        Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
+        sigma and the further factors' SDs) reach ``min_ess`` and their R-hat is at most 1.01, in rounds:
+        the first round is ``chains`` x ``draws`` as asked (so a small ``draws``, e.g. 250, spends less when
+        the chains mix well); while a target is missed, another round of ``chains`` new chains (own tuning,
+        own seed) is added, up to ``max_rounds`` rounds. The returned fit holds every round's chains
+        (``chains`` x rounds), its report says ``rounds``, ``min_ess`` and whether it was reached, and a
+        missed target warns. Each round's group-effect memory is ``max_group_effect_values / max_rounds``,
+        so the whole fit stays within the budget. (New chains rather than longer ones: PyMC and nutpie
+        cannot resume a finished run; each round pays its tuning again.)
+    max_rounds : int
+        The most rounds ``min_ess`` may take (default 4).
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -217,7 +256,28 @@ def fit(
         Groups ``posterior`` (intercept, beta, group_effect, tau, sigma as the variant has them),
         ``sample_stats``, ``observed_data``, ``log_likelihood`` and ``constant_data`` (group_idx, group_n,
         group_raw_mean, X, ...). ``attrs`` hold ``hierpool_variant``, ``hierpool_family``,
-        ``hierpool_version``, ``hierpool_settings`` (JSON) and ``hierpool_diagnostics`` (JSON).
+        ``hierpool_version``, ``hierpool_settings`` (JSON), ``hierpool_thin`` and
+        ``hierpool_diagnostics`` (JSON).
+
+        Layout of a fit thinned for memory (``attrs["hierpool_thin"]`` = k > 1; the design decision of
+        hierpool issue 17: what was sampled is kept, only what must be is thinned): ``posterior`` holds
+        every chain x draw of intercept, beta, tau and sigma and no ``group_effect``; a group
+        ``posterior_group_effects`` holds ``group_effect`` (chain, draw, group; float32) at every k-th
+        draw, its ``draw`` coordinate the kept draws' labels in the full chains (0, k, 2k, ...);
+        ``sample_stats`` keeps every draw; ``log_likelihood`` is computed at the kept draws (with their
+        labels). Every hierpool analysis function reads such a fit through the posterior aligned on the
+        kept draws (:class:`hierpool.analysis.fitview.FitView` ``.post``: the population parameters at
+        those draws plus ``group_effect``), so their results are those of a fit of the kept draws;
+        ``hp.summarize``'s parameter table and ``az.summary(dt)`` use every draw. For ``az.loo`` on such
+        a fit directly, give it the aligned posterior (``hp.compare`` does): its relative efficiency
+        comes from the posterior's ESS. Without thinning (k = 1, the usual case) ``group_effect`` is in
+        ``posterior`` with every draw and there is no ``posterior_group_effects``.
+        A model with several grouping factors (crossed or nested) keeps ``group``, ``group_effect`` and
+        ``tau`` for its FIRST factor and adds, for every further factor ``f``, dim ``group__f``,
+        ``group_effect__f``, ``tau__f`` (absent for the ridge) and constant_data ``group_idx__f``,
+        ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f``; ``attrs["hierpool_factors"]``
+        lists the factors (JSON), and the log-likelihood includes every factor's effect. Analysis functions
+        take ``factor=`` (default the first; :func:`hierpool.select_factor`).
 
     Warns
     -----
@@ -243,6 +303,13 @@ def fit(
     if method == "empirical_bayes" and desc.slopes:
         raise ValueError(f"method='empirical_bayes' fits random intercepts; this model has random slopes "
                          f"{list(desc.slopes)}. Use method='full_bayes'.")
+    if min_ess is not None:
+        if method == "empirical_bayes":
+            raise TypeError("min_ess applies to sampling; method='empirical_bayes' draws independent exact draws.")
+        return _fit_until_ess(model, desc, min_ess=min_ess, max_rounds=max_rounds, draws=draws, tune=tune,
+                              chains=chains, sampler=sampler, random_seed=random_seed, progressbar=progressbar,
+                              cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                              max_group_effect_values=max_group_effect_values, kwargs=kwargs)
     if method == "empirical_bayes":
         return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
                                     n_nodes=n_nodes, log_likelihood=log_likelihood,
@@ -268,7 +335,7 @@ def fit(
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
-    var_names = [v for v in _POSTERIOR_VARS if v in model.named_vars]
+    var_names = [v for v in (*_POSTERIOR_VARS, *_factor_vars(desc.data)) if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
@@ -333,6 +400,86 @@ def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log
                     max_group_effect_values=max_group_effect_values)
 
 
+def _population_vars(post: xr.Dataset) -> list[str]:
+    """The population-level parameters of a posterior that vary (a fixed tau has nothing to diagnose)."""
+    names = [v for v in post.data_vars if v != N.GROUP_EFFECT and not v.startswith(N.GROUP_EFFECT + "__")]
+    return [v for v in names if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
+
+
+def _worst_ess(post: xr.Dataset) -> tuple[float, float, float]:
+    """(min bulk ESS, min tail ESS, max R-hat) over the population-level parameters."""
+    from hierpool.inference.diagnostics import rhat_ess
+
+    bulk, tail, rhat = np.inf, np.inf, 0.0
+    for v in _population_vars(post):
+        arr = post[v].transpose("chain", "draw", ...).values
+        r, eb_, et = rhat_ess(arr.reshape(arr.shape[0], arr.shape[1], -1))
+        bulk = min(bulk, float(np.nanmin(eb_)))
+        tail = min(tail, float(np.nanmin(et)))
+        rhat = max(rhat, float(np.nanmax(r)))
+    return bulk, tail, rhat
+
+
+def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
+    """Fits of the same model and data, their chains side by side (renumbered 0, 1, ...)."""
+    first = parts[0]
+    children = {}
+    for name in first.children:
+        if "chain" in first[name].to_dataset().dims:
+            dss, offset = [], 0
+            for p in parts:
+                ds = p[name].to_dataset()
+                dss.append(ds.assign_coords(chain=np.arange(offset, offset + ds.sizes["chain"])))
+                offset += ds.sizes["chain"]
+            children[name] = xr.concat(dss, dim="chain", join="exact", combine_attrs="override")
+        else:
+            children[name] = first[name].to_dataset()
+    out = xr.DataTree.from_dict(children)
+    out.attrs = dict(first.attrs)
+    return out
+
+
+def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws, tune, chains, sampler, random_seed,
+                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, kwargs) -> xr.DataTree:
+    if isinstance(min_ess, bool) or not isinstance(min_ess, (int, float)) or not min_ess > 0:
+        raise ValueError(f"min_ess={min_ess!r} must be a positive number (bulk and tail ESS to reach), e.g. 400.")
+    max_rounds = positive_int("max_rounds", max_rounds, 1)
+    seeds = np.random.SeedSequence(random_seed).generate_state(max_rounds) if random_seed is not None else \
+        [None] * max_rounds
+    parts, trail = [], []
+    dt = None
+    for r in range(max_rounds):
+        with warnings.catch_warnings():  # one report for the combined fit, below
+            warnings.simplefilter("ignore", HierpoolSamplingWarning)
+            parts.append(fit(model, draws=draws, tune=tune, chains=chains, sampler=sampler,
+                             random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
+                             cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                             max_group_effect_values=max_group_effect_values / max_rounds, **kwargs))
+        dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
+        bulk, tail, rhat = _worst_ess(dt["posterior"].to_dataset())
+        trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]), "min_ess_bulk": bulk,
+                      "min_ess_tail": tail, "max_rhat": rhat})
+        if bulk >= min_ess and tail >= min_ess and rhat <= 1.01:
+            break
+    report = json.loads(parts[0].attrs[N.ATTR_DIAGNOSTICS])
+    extra = {k: v for k, v in report.items() if k not in ("divergences", "draws", "chains", "problems", "max_rhat",
+                                                          "max_rhat_var", "min_ess_bulk", "min_ess_bulk_var",
+                                                          "min_ess_tail", "min_ess_tail_var")}
+    # the ESS floor is the target asked for (not 100 per chain: rounds multiply the chains)
+    report = check_sampling(dt, ess_min_per_chain=float(min_ess) / dt["posterior"].sizes["chain"], _stacklevel=4)
+    reached = trail[-1]["min_ess_bulk"] >= min_ess and trail[-1]["min_ess_tail"] >= min_ess and \
+        trail[-1]["max_rhat"] <= 1.01
+    report.update(extra, rounds=len(parts), min_ess=float(min_ess), min_ess_reached=bool(reached), ess_rounds=trail)
+    if not reached:
+        msg = (f"min_ess={min_ess:g} not reached after {len(parts)} rounds ({trail[-1]['chains']} chains): min bulk "
+               f"ESS {trail[-1]['min_ess_bulk']:.0f}, tail {trail[-1]['min_ess_tail']:.0f}, max R-hat "
+               f"{trail[-1]['max_rhat']:.3f} over the population parameters; raise draws or max_rounds.")
+        report["problems"].append(msg)
+        warnings.warn(msg, HierpoolSamplingWarning, stacklevel=3)
+    dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
+    return dt
+
+
 def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, criterion, n_nodes, log_likelihood,
                          max_group_effect_values, sampler, target_accept, kwargs) -> xr.DataTree:
     from hierpool.inference import empirical_bayes as eb
@@ -340,6 +487,9 @@ def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, 
     if desc.variant != "random_intercepts":
         raise ValueError(f"method='empirical_bayes' fits random_intercepts models; got a {desc.variant!r} model "
                          "(its group-effect scale is chosen by the user or shrunk by a prior, not estimated).")
+    if getattr(desc.data, "factors", ()):
+        raise ValueError(f"method='empirical_bayes' fits one grouping factor; this model has several "
+                         f"({', '.join(desc.data.factor_names)}). Use method='full_bayes'.")
     if desc.group_sd_fixed is not None:
         raise ValueError("method='empirical_bayes' estimates tau; this model fixes it (priors={'tau': value}).")
     one_of("criterion", criterion, eb.CRITERIA)
@@ -376,73 +526,130 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
     post, u, thin, stats, _ = gibbs.sample(pl, draws=draws, tune=tune, chains=chains, cores=cores,
                                            random_seed=random_seed, progressbar=progressbar,
                                            max_group_effect_values=max_group_effect_values)
-    keep = slice(None, None, thin)
-    post = post.isel(draw=keep)
-    post[N.GROUP_EFFECT] = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP), coords={"draw": post["draw"].values})
-    dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats.isel(draw=keep)})
-    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin)
+    # every draw of intercept, beta and tau is kept; the group effects of every thin-th draw
+    ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
+    dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+                    group_effect=ge)
+
+
+def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
+    """The draw labels kept for the group effects: every ``thin``-th, starting with the first."""
+    return np.asarray(draw)[::thin]
 
 
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
              max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
-             extra_report: dict | None = None) -> xr.DataTree:
+             extra_report: dict | None = None, group_effect: xr.DataArray | None = None) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
-    For a collapsed gaussian model the sampling report covers the sampled parameters; then, if
-    chains x draws x groups exceeds ``max_group_effect_values``, the posterior is thinned (every k-th
-    draw, recorded in ``attrs["hierpool_thin"]``) before ``group_effect`` is drawn, so that the stored
-    posterior stays within memory. ``thin`` > 1 says that ``dt`` holds a posterior thinned already
-    (the Gibbs sampler's), to record in the attrs. ``method="empirical_bayes"``: ``dt`` holds the
-    group effects already (conditional draws given fixed estimates), and ``extra_report`` the estimates.
+    Layout. Without thinning (``thin`` = 1, the common case) ``posterior`` holds every draw of every
+    parameter, ``group_effect`` included. A fit thinned for memory (``thin`` > 1, recorded in
+    ``attrs["hierpool_thin"]``) keeps what was sampled and thins only the group effects:
+
+    - ``posterior`` holds EVERY draw of intercept, beta, tau and sigma (so ``az.summary(dt)`` and the
+      sampling report see the same draws) and no ``group_effect``;
+    - ``posterior_group_effects`` (:data:`hierpool.core.names.GROUP_EFFECTS_GROUP`) holds ``group_effect``
+      (chain, draw, group) in float32 at every ``thin``-th draw; its ``draw`` coordinate holds the kept
+      draws' labels in the full chains (0, thin, 2 thin, ...), so ``posterior.sel(draw=...)`` finds the
+      population parameters each group-effect draw belongs to;
+    - ``sample_stats`` keeps every draw; ``log_likelihood`` (it needs the group effects) is computed at
+      the kept draws and carries their labels.
+
+    The analysis reads a fit through :class:`hierpool.analysis.fitview.FitView`, whose ``post`` is the
+    posterior aligned on the kept draws (population parameters at those draws plus ``group_effect``).
+
+    For a model whose group effects are integrated out, the sampling report covers the sampled
+    parameters (all draws); then, if chains x draws x groups exceeds ``max_group_effect_values``, the group
+    effects are drawn from their exact conditional at every ``thin``-th draw only. ``group_effect`` and
+    ``thin`` > 1 (the Gibbs sampler) say that ``dt``'s posterior holds every draw of the population
+    parameters and ``group_effect`` the group effects at every ``thin``-th draw (draw coordinate: their
+    labels). ``method="empirical_bayes"``: ``dt`` holds the group effects already (conditional draws given
+    fixed estimates), and ``extra_report`` the estimates.
     """
     gd = desc.data
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
-    keep = [v for v in _POSTERIOR_VARS if v in post]
+    keep = [v for v in (*_POSTERIOR_VARS, *_factor_vars(gd)) if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
-    stats_thin = 1
+    group_slope = None
     if desc.integrates_out_group_effects and method == "full_bayes":
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
         total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups * (1 + len(desc.slopes))
-        thin = stats_thin = max(1, int(np.ceil(total / max_group_effect_values)))
+        thin = max(1, int(np.ceil(total / max_group_effect_values)))
+        kept = post.isel(draw=slice(None, None, thin))
         if thin > 1:
-            post = post.isel(draw=slice(None, None, thin))
             report["thinned_for_group_effects"] = thin
-        # A posterior thinned to fit memory is stored in float32: the exact draws (computed in float64)
+        # Group effects thinned to fit memory are stored in float32: the exact draws (computed in float64)
         # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
         if desc.slopes:  # random slopes (hierpool.inference.slopes)
             from hierpool.inference.slopes import slope_effects
 
-            post[N.GROUP_EFFECT], post[N.GROUP_SLOPE] = slope_effects(post, desc, random_seed, dtype=dtype)
+            ge, gs = slope_effects(kept, desc, random_seed, dtype=dtype)
+            group_effect = ge.assign_coords(chain=kept["chain"].values, draw=kept["draw"].values)
+            group_slope = gs.assign_coords(chain=kept["chain"].values, draw=kept["draw"].values)
         else:
-            post[N.GROUP_EFFECT] = collapsed_group_effects(post, desc, random_seed, dtype=dtype)
-    post = post.assign_coords({N.GROUP: const[N.GROUP].values})
+            group_effect = collapsed_group_effects(kept, desc, random_seed, dtype=dtype).assign_coords(
+                chain=kept["chain"].values, draw=kept["draw"].values)
+    if group_effect is not None:
+        want = _kept_draws(post["draw"].values, thin)
+        if not np.array_equal(group_effect["draw"].values, want):
+            raise ValueError(f"group_effect's draws {group_effect['draw'].values[:5]}... are not every {thin}-th "
+                             "draw of the posterior.")
+        group_effect = group_effect.transpose(*N.SAMPLE_DIMS, N.GROUP).assign_coords(
+            {N.GROUP: const[N.GROUP].values})
+        if group_slope is not None:
+            group_slope = group_slope.transpose(*N.SAMPLE_DIMS, N.GROUP, N.SLOPE).assign_coords(
+                {N.GROUP: const[N.GROUP].values, N.SLOPE: list(desc.slopes)})
+        if thin == 1:
+            post[N.GROUP_EFFECT] = group_effect
+            if group_slope is not None:
+                post[N.GROUP_SLOPE] = group_slope
+    if N.GROUP in post.dims:
+        post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
     if desc.slopes:
         terms = [N.INTERCEPT, *desc.slopes]
-        post = post.assign_coords({N.SLOPE: list(desc.slopes), **(
+        post = post.assign_coords({**({N.SLOPE: list(desc.slopes)} if N.SLOPE in post.dims else {}), **(
             {N.TERM: terms, N.TERM_: terms} if N.GROUP_CORR in post else {})})
+    for f in getattr(gd, "factors", ()):
+        dim = N.factor_var(N.GROUP, f.name)
+        if dim in post.dims:
+            post = post.assign_coords({dim: const[dim].values})
+    # the posterior at the draws that have group effects: what the log-likelihood needs
+    aligned = post
+    if thin > 1:
+        aligned = post.sel(draw=group_effect["draw"].values)
+        aligned[N.GROUP_EFFECT] = group_effect
+        if group_slope is not None:
+            aligned[N.GROUP_SLOPE] = group_slope
     children = {"posterior": post, "constant_data": const}
+    if thin > 1:
+        node = group_effect.to_dataset(name=N.GROUP_EFFECT)
+        if group_slope is not None:
+            node[N.GROUP_SLOPE] = group_slope
+        children[N.GROUP_EFFECTS_GROUP] = node
     rows = hasattr(gd, "y")  # GroupedStats keeps no rows: no observed_data, no row log-likelihood
     if rows:
         y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
         children["observed_data"] = y.to_dataset()
     if "sample_stats" in dt.children:
-        stats = dt["sample_stats"].to_dataset().isel(draw=slice(None, None, stats_thin))
+        stats = dt["sample_stats"].to_dataset()  # every draw, as the posterior
         for v in list(stats.data_vars):  # nutpie's divergence messages: object arrays with NaN
             if stats[v].dtype == object:
                 stats[v] = stats[v].fillna("").astype(str)
         children["sample_stats"] = stats
-    n_values = post.sizes["chain"] * post.sizes["draw"] * gd.n_obs
+    n_values = aligned.sizes["chain"] * aligned.sizes["draw"] * gd.n_obs
     if rows and (log_likelihood is True or (log_likelihood == "auto" and n_values <= config.stored_values())):
-        ll = pointwise_log_likelihood(post, const, y, gd.family)
+        ll = pointwise_log_likelihood(aligned, const, y, gd.family)
         children["log_likelihood"] = ll.rename(N.Y).to_dataset()
     out = xr.DataTree.from_dict(children)
     out.attrs = {
@@ -455,6 +662,8 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         N.ATTR_METHOD: method,
         **({N.SLOPES_ATTR: json.dumps(list(desc.slopes))} if desc.slopes else {}),
     }
+    if getattr(gd, "factors", ()):
+        out.attrs[N.ATTR_FACTORS] = json.dumps(gd.factor_names)
     if report is None and method == "empirical_bayes":
         # independent exact draws given fixed estimates: nothing for R-hat or ESS to diagnose; what can go
         # wrong is the estimation, reported here

@@ -46,16 +46,22 @@ class ModelDescription:
         the row-level likelihood (None).
     priors : mapping of str to Prior or float
         The prior of every parameter the model has, defaults included, on the scale it is placed:
-        ``"intercept"`` (at the predictors' means), ``"beta_std"`` (per standard deviation of each
-        predictor) or ``"beta"`` (user's scale, when the user gave it), ``"tau"`` or ``"tau_sq"``,
-        ``"sigma"`` or ``"sigma_sq"``. A float fixes the parameter. The horseshoe penalty has no single
-        prior on the coefficients and leaves ``"beta_std"`` out.
+        ``"intercept"`` (at the predictors' means, or at x = 0 when :attr:`intercept_at` is "zero"),
+        ``"beta_std"`` (per standard deviation of each predictor) or ``"beta"`` (user's scale, when the
+        user gave it), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"``. A float fixes the
+        parameter. ``"beta"`` is a dict ``{predictor name: Prior or float}`` when the user gave priors
+        per coefficient; ``"beta_std"`` is then present too when some coefficients kept the default, and
+        applies to those only. The horseshoe penalty has no single prior on the coefficients and leaves
+        ``"beta_std"`` out.
     lam : float or None
         The ridge variant's prior precision of each group effect.
     penalty : str or None
         The regularized variant's penalty on the coefficients.
     centered : bool
         Whether sampled group effects are centered.
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior is placed: on the intercept at the predictors' means (the sampled
+        ``intercept_centered``) or on the intercept at x = 0 (the sampled ``intercept``).
     settings : mapping
         JSON-serializable settings, stored in a fit's attrs (:data:`hierpool.core.names.ATTR_SETTINGS`).
     fit_defaults : mapping
@@ -76,6 +82,7 @@ class ModelDescription:
     lam: float | None = None
     penalty: str | None = None
     centered: bool = False
+    intercept_at: str = "means"
     fit_defaults: Mapping = field(default_factory=dict)
     slopes: tuple[str, ...] = ()
     lkj_eta: float | None = None
@@ -119,6 +126,7 @@ class ModelDescription:
         extra += f", penalty={self.penalty!r}" if self.penalty else ""
         if self.slopes:
             extra += f", slopes={list(self.slopes)}" + (f", lkj_eta={self.lkj_eta:g}" if self.lkj_eta else "")
+        extra += f", intercept_at={self.intercept_at!r}" if self.intercept_at != "means" else ""
         return (f"ModelDescription(variant={self.variant!r}, family={self.family!r}, collapse={self.collapse!r}"
                 f"{extra}, groups={self.data.n_groups}, priors={dict(self.priors)})")
 

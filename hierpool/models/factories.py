@@ -26,8 +26,10 @@ sigma (gaussian)    HalfStudentT(nu=3, sigma=s)                HalfStudentT(nu=3
 
 ``regularized_hierarchical`` replaces the prior on beta by its penalty and the prior on tau by a shrinking
 penalized-complexity prior (see its docstring). Every default can be overridden through ``priors=`` by
-parameter name (``"intercept"``, ``"beta"`` on the user's scale, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or
-``"sigma_sq"``); a number fixes the parameter.
+parameter name (``"intercept"``, ``"beta"`` on the user's scale, for all coefficients or per predictor as
+``{"beta": {"age": prior}}``, ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"``); a number fixes
+the parameter. ``intercept_at="zero"`` moves the intercept's prior from the means to x = 0 (the BUGS
+convention): the intercept at x = 0 is then sampled and ``intercept_c`` derived from it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from hierpool.data.grouped import GroupedData, GroupedStats
 from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
 from hierpool.data.stats import size_classes
-from hierpool.models import integrated
+from hierpool.models import crossed, integrated
 from hierpool.models import slopes as _slopes
 from hierpool.models.collapse import (
     gaussian_marginal_logp_sizes,
@@ -78,11 +80,25 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
 
 def _coords(gd: GroupedData) -> dict:
     rows = np.arange(gd.n_obs) if isinstance(gd, GroupedData) else np.arange(0)  # GroupedStats keeps no rows
-    out = {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors)}
+    out = {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors), **crossed.factor_coords(gd)}
     if getattr(gd, "slopes", ()):
         terms = [N.INTERCEPT, *gd.slopes]
         out.update({N.SLOPE: list(gd.slopes), N.TERM: terms, N.TERM_: terms})
     return out
+
+
+def _resolve_collapse(gd, collapse) -> str | None:
+    """The collapse choice: the row level for a model with several grouping factors (models.crossed),
+    :func:`hierpool.models.slopes.resolve_collapse` for random slopes, else :func:`resolve_collapse`."""
+    if crossed.has_factors(gd):
+        if getattr(gd, "slopes", ()):
+            raise ValueError(f"random slopes {list(gd.slopes)} take one grouping factor; this model has several "
+                             f"({', '.join([gd.group_name, *gd.factor_names])}).")
+        resolve_collapse(gd, collapse)  # the same check of the argument
+        return crossed.resolve_collapse_factors(gd, collapse)
+    if getattr(gd, "slopes", ()):
+        return _slopes.resolve_collapse(gd, collapse)
+    return resolve_collapse(gd, collapse)
 
 
 def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
@@ -96,6 +112,8 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
         out.pop("beta", None)
     if getattr(gd, "slopes", ()) and "tau" in out:  # random slopes: one prior for every slope SD
         out["tau_slope"] = "positive"
+    if "tau" in keys:  # several grouping factors: each further factor's SD, tau__<factor>
+        out.update(crossed.factor_prior_keys(gd))
     return out
 
 
@@ -118,6 +136,7 @@ def _data_containers(gd: GroupedData, how: str | None):
     if isinstance(gd, GroupedStats) or how in ("gaussian", _slopes.COLLAPSED):
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
+    crossed.factor_data(gd)
     if gd.n_predictors:
         pm.Data(N.X, gd.X, dims=(N.OBS, N.PREDICTOR))
     if gd.trials is not None:
@@ -126,33 +145,102 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.EXPOSURE, gd.exposure, dims=N.OBS)
 
 
-def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None):
-    """Build the centered intercept and the coefficients; return (intercept_c, beta_std or None).
+def default_intercept_prior(gd, width: float, intercept_at: str) -> Prior:
+    """The default prior of the intercept where it is placed (see :func:`_intercept_and_beta`).
+
+    At the means: ``Normal(m, width * s)``. At x = 0: ``Normal(m, width * s * sqrt(1 + sum_k (xbar_k /
+    sd_k)^2))``, the marginal that the default priors at the means (``Normal(m, width * s)`` on the
+    intercept at the means and ``Normal(0, width * s)`` on each ``beta_std``) imply for the intercept at
+    x = 0, so that moving the prior's place alone does not make a predictor far from zero (a year, an
+    age) pull the intercept toward ``m``.
+    """
+    sd = width * gd.y_scale
+    if intercept_at == "zero" and gd.n_predictors:
+        ratio = np.asarray(gd.x_center, dtype=float) / np.asarray(gd.x_scale, dtype=float)
+        sd *= math.sqrt(1.0 + float(ratio @ ratio))
+    return Prior("Normal", mu=gd.y_location, sigma=sd)
+
+
+def _coefficients(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None):
+    """Build ``beta`` (user's scale, in the posterior) and return ``(beta, beta_std)`` tensors.
 
     ``beta_std`` multiplies the standardized predictors ``(x - mean) / sd``; ``beta = beta_std / sd``.
-    The prior of each parameter built here is recorded in ``used`` (the description's priors).
+    A prior the user gives (all coefficients or per coefficient) is on the user's scale of the
+    predictor: ``beta_k ~ prior`` and ``beta_std_k = beta_k * sd_k`` (exact: no Jacobian, the prior's
+    density is on beta_k itself). Coefficients without a user prior get the default ``Normal(0, width *
+    s)`` on ``beta_std_k`` (so ``Normal(0, width * s / sd_k)`` on ``beta_k``). A number fixes the
+    coefficient(s) on the user's scale.
     """
-    s = gd.y_scale
-    icpt = priors.get("intercept", Prior("Normal", mu=gd.y_location, sigma=width * s))
-    used["intercept"] = icpt
-    if isinstance(icpt, Prior):
-        intercept_c = icpt.build(N.INTERCEPT_CENTERED)
-    else:
-        intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, pt.as_tensor_variable(float(icpt)))
-    if gd.n_predictors == 0:
-        pm.Deterministic(N.INTERCEPT, intercept_c)
-        return intercept_c, None
+    xs = gd.x_scale
+    default = Prior("Normal", mu=0.0, sigma=width * gd.y_scale)
+    given = priors.get("beta")
     if beta_std is not None:  # the penalty of the regularized variant
-        beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
-    elif "beta" in priors:  # user's prior, on the user's scale
-        used["beta"] = priors["beta"]
-        beta = priors["beta"].build(N.BETA, dims=N.PREDICTOR)
-        beta_std = beta * gd.x_scale
+        beta = pm.Deterministic(N.BETA, beta_std / xs, dims=N.PREDICTOR)
+    elif isinstance(given, dict):  # per coefficient, on the user's scale; the others keep the default
+        used["beta"] = dict(given)
+        parts = []
+        for k, name in enumerate(gd.predictors):
+            p = given.get(name)
+            if isinstance(p, Prior):
+                parts.append(p.build(f"{N.BETA}[{name}]"))
+            elif p is not None:
+                parts.append(pt.as_tensor_variable(float(p)))
+            else:
+                used[N.BETA_STD] = default
+                parts.append(default.build(f"{N.BETA_STD}[{name}]") / float(xs[k]))
+        beta = pm.Deterministic(N.BETA, pt.stack(parts), dims=N.PREDICTOR)
+        beta_std = beta * xs
+    elif given is not None:  # one prior (or a fixed value) for every coefficient, on the user's scale
+        used["beta"] = given
+        if isinstance(given, Prior):
+            beta = given.build(N.BETA, dims=N.PREDICTOR)
+        else:
+            beta = pm.Deterministic(N.BETA, pt.as_tensor_variable(np.full(gd.n_predictors, float(given))),
+                                    dims=N.PREDICTOR)
+        beta_std = beta * xs
     else:
-        used[N.BETA_STD] = Prior("Normal", mu=0.0, sigma=width * s)
-        beta_std = used[N.BETA_STD].build(N.BETA_STD, dims=N.PREDICTOR)
-        beta = pm.Deterministic(N.BETA, beta_std / gd.x_scale, dims=N.PREDICTOR)
-    pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
+        used[N.BETA_STD] = default
+        beta_std = default.build(N.BETA_STD, dims=N.PREDICTOR)
+        beta = pm.Deterministic(N.BETA, beta_std / xs, dims=N.PREDICTOR)
+    return beta, beta_std
+
+
+def _intercept_and_beta(gd: GroupedData, priors: dict, width: float, used: dict, beta_std=None,
+                        intercept_at: str = "means"):
+    """Build the intercept and the coefficients; return (intercept_c, beta_std or None).
+
+    ``intercept_c`` is the intercept at the predictors' means, what the likelihood uses with the
+    centered predictors. Where the intercept's prior sits (``intercept_at``):
+
+    - ``"means"``: the prior is on ``intercept_c`` (a free variable); the posterior's ``intercept``
+      (at x = 0) is the deterministic ``intercept_c - sum_k beta_k xbar_k``.
+    - ``"zero"``: the prior is on ``intercept`` (at x = 0, a free variable) and ``intercept_c = intercept
+      + sum_k beta_k xbar_k`` is deterministic. The map (intercept, beta) -> (intercept_c, beta) is linear
+      with determinant 1, so this is exactly the model with the prior density on the intercept at x = 0
+      (no Jacobian term).
+
+    Without predictors the two places coincide and the graph is that of "means". The prior of each
+    parameter built here is recorded in ``used`` (the description's priors).
+    """
+    icpt = priors.get("intercept", default_intercept_prior(gd, width, intercept_at))
+    used["intercept"] = icpt
+    if gd.n_predictors == 0 or intercept_at == "means":
+        if isinstance(icpt, Prior):
+            intercept_c = icpt.build(N.INTERCEPT_CENTERED)
+        else:
+            intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, pt.as_tensor_variable(float(icpt)))
+        if gd.n_predictors == 0:
+            pm.Deterministic(N.INTERCEPT, intercept_c)
+            return intercept_c, None
+        beta, beta_std = _coefficients(gd, priors, width, used, beta_std)
+        pm.Deterministic(N.INTERCEPT, intercept_c - pt.dot(beta, gd.x_center))
+        return intercept_c, beta_std
+    beta, beta_std = _coefficients(gd, priors, width, used, beta_std)
+    if isinstance(icpt, Prior):
+        intercept = icpt.build(N.INTERCEPT)
+    else:
+        intercept = pm.Deterministic(N.INTERCEPT, pt.as_tensor_variable(float(icpt)))
+    intercept_c = pm.Deterministic(N.INTERCEPT_CENTERED, intercept + pt.dot(beta, gd.x_center))
     return intercept_c, beta_std
 
 
@@ -175,9 +263,10 @@ def _sigma(gd: GroupedData, priors: dict, used: dict):
 
 
 def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: dict, collapse: str | None,
-                used: dict):
+                used: dict, extra=None):
     """The observed part. ``group_effect`` is a tensor of group effects, or for the collapsed gaussian
-    and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have."""
+    and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have.
+    ``extra``: the further grouping factors' effects at each row (row-level models only), or None."""
     if collapse == "gaussian":
         sc = size_classes(gd.gaussian)
         data = {
@@ -213,6 +302,8 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     # responses of the same design without recompiling (simulation-based calibration uses this).
     y_obs = pm.Data(N.Y_OBSERVED, yv, dims=dims)
     eta = intercept_c + group_effect[gidx]
+    if extra is not None:
+        eta = eta + extra
     if beta_std is not None:
         eta = eta + pt.dot(pt.as_tensor_variable(Xs), beta_std)
     if offset is not None:
@@ -232,11 +323,6 @@ def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, coll
                             settings=settings, slopes=tuple(getattr(gd, "slopes", ())), **extra)
     setattr(model, N.MODEL_ATTR, desc)
     return model
-
-
-def _resolve(gd, collapse) -> str | None:
-    """The collapse choice: :func:`hierpool.models.slopes.resolve_collapse` for random slopes."""
-    return _slopes.resolve_collapse(gd, collapse) if getattr(gd, "slopes", ()) else resolve_collapse(gd, collapse)
 
 
 def _slope_part(gd, a, b, pri, used, how, tau=None, lam=None, lkj_eta=None):
@@ -268,6 +354,7 @@ def random_intercepts(
     formula=None,
     se=None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     centered: bool = False,
     collapse: bool | str = "auto",
     slopes=(),
@@ -278,6 +365,13 @@ def random_intercepts(
     ``eta = intercept + X beta + group_effect[group]``, ``group_effect_j ~ Normal(0, tau)``, non-centered
     by default (``group_effect = tau * z``, ``z ~ Normal(0, 1)``), which samples well when groups are small.
 
+    **Several grouping factors** (crossed ``group=["member", "hospital"]`` or ``"y ~ (1 | member) +
+    (1 | hospital)"``, nested ``group="hospital/ward"`` or ``(1 | hospital/ward)``): the first factor keeps
+    ``group``, ``group_effect`` and ``tau``; every further factor ``f`` adds ``group_effect__f ~ Normal(0,
+    tau__f)`` (dim ``group__f``) to the linear predictor, with ``tau__f`` given tau's default prior
+    (override: ``priors={"tau__f": ...}``). Such models are fitted at the row level (``collapse="auto"``
+    means ``False``; ``True``/``"integrated"`` are refused); see :mod:`hierpool.models.crossed`.
+
     Parameters
     ----------
     data : GroupedData or pandas.DataFrame
@@ -287,10 +381,30 @@ def random_intercepts(
         such as ``"y ~ x + C(c) + (1 | group)"`` (:mod:`hierpool.data.formula`); ``se=`` reads
         summary-level data (one estimate per group with its known standard error; see below).
     priors : dict, optional
-        Overrides by parameter name: ``"intercept"`` (at the predictors' means), ``"beta"`` (user's
-        scale), ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
+        Overrides by parameter name: ``"intercept"`` (where ``intercept_at`` places it), ``"beta"``,
+        ``"tau"`` or ``"tau_sq"``, ``"sigma"`` or ``"sigma_sq"`` (gaussian). Values are
         :class:`hierpool.Prior` objects, dicts like ``{"dist": "HalfNormal", "sigma": 1}``, or numbers
-        that fix the parameter.
+        that fix the parameter. ``"beta"`` takes one prior for every coefficient or a dict by predictor
+        name, ``{"beta": {"age": hp.Prior("Normal", mu=0, sigma=0.1)}}`` (as brms's ``prior(normal(0,
+        0.1), class = b, coef = age)`` and bambi's priors by term): the coefficients not named keep the
+        default, and a name that is not a predictor is refused with the valid names. Keys are the
+        predictor names exactly as in ``model.coords["predictor"]`` (a formula's ``c[b]`` too: no
+        bracket syntax to parse). A dict is one prior exactly when its ``"dist"`` is a string, so a
+        predictor named ``dist`` works as well. Every prior on ``beta`` is on the **user's scale** of
+        its predictor: ``beta_k ~ prior`` itself (a free variable ``beta[name]`` per named coefficient),
+        and the model multiplies by the predictor's sd to get the coefficient of the standardized
+        predictor that the likelihood uses, ``beta_std_k = beta_k * sd_k`` (no Jacobian: the density is
+        placed on ``beta_k``). The defaults are instead on ``beta_std`` (``Normal(0, 2.5 s)`` per sd of
+        x, i.e. ``Normal(0, 2.5 s / sd_k)`` on ``beta_k``).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits. ``"means"`` (default; rstanarm's and brms's choice): on the
+        intercept at the predictors' means, ``intercept_c``; the reported ``intercept`` (at x = 0) is
+        ``intercept_c - sum_k beta_k xbar_k``. ``"zero"`` (published BUGS analyses, e.g. posteriordb's
+        seeds): on the intercept at x = 0 itself, which is then the free variable, with ``intercept_c =
+        intercept + sum_k beta_k xbar_k`` (a shift of determinant 1, so the density is exact). The
+        default prior at zero is ``Normal(m, 2.5 s sqrt(1 + sum_k (xbar_k / sd_k)^2))``, the spread the
+        default priors at the means imply for the intercept at x = 0. Without predictors both are the
+        same model.
     centered : bool
         Sample ``group_effect ~ Normal(0, tau)`` directly instead of non-centered.
     collapse : {"auto", True, False, "integrated"}
@@ -355,22 +469,26 @@ def random_intercepts(
     if gd.slopes and centered:
         raise ValueError("centered=True: random slopes are sampled non-centered (or integrated out); use "
                          "centered=False.")
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
-                                                         "sigma_sq")), "random_intercepts")
-    how = _resolve(gd, collapse)
+                                                         "sigma_sq")), "random_intercepts", gd.predictors)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, intercept_at=intercept_at)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
         if gd.slopes:
             _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
         else:
             u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-            _likelihood(gd, a, b, u, pri, how, used)
-    settings = {"priors": serialize(pri), "centered": centered, "data": gd.spec(),
+            extra = crossed.factor_effects(gd, pri, used, tau_default=Prior("HalfStudentT", nu=3, sigma=gd.y_scale),
+                                           centered=centered)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
+    settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
                 **({"lkj_eta": eta} if gd.slopes else {})}
-    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered, lkj_eta=eta)
+    return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered,
+                   intercept_at=intercept_at, lkj_eta=eta)
 
 
 def ridge_fixed_effects(
@@ -386,6 +504,7 @@ def ridge_fixed_effects(
     formula=None,
     se=None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     collapse: bool | str = "auto",
     slopes=(),
 ) -> pm.Model:
@@ -427,7 +546,11 @@ def ridge_fixed_effects(
         Prior precision of each group effect, > 0 (on the linear-predictor scale: response units for
         gaussian, log-odds or log-rate otherwise).
     priors : dict, optional
-        Overrides for ``"intercept"``, ``"beta"``, ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+        Overrides for ``"intercept"``, ``"beta"`` (one prior, or a dict by predictor name),
+        ``"sigma"``/``"sigma_sq"`` (see :func:`random_intercepts`).
+    intercept_at : {"means", "zero"}
+        Where the intercept's prior sits (see :func:`random_intercepts`); at zero the default sd is
+        ``100 s`` (10 on the logit/log scale) times ``sqrt(1 + sum_k (xbar_k / sd_k)^2)``.
     collapse : {"auto", True, False, "integrated"}
         Exact collapsed likelihood, as in :func:`random_intercepts` (gaussian, and bernoulli/binomial
         without predictors: group effects integrated out given lam, and drawn from their conditional
@@ -444,25 +567,27 @@ def ridge_fixed_effects(
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure, formula=formula, se=se, slopes=slopes))
     lam = positive_finite("lam", lam)
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
-                           "ridge_fixed_effects")
+                           "ridge_fixed_effects", gd.predictors)
     width = gd.fam.fixed_effect_prior_width
-    how = _resolve(gd, collapse)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
-        a, b = _intercept_and_beta(gd, pri, width=width, used=used)
+        a, b = _intercept_and_beta(gd, pri, width=width, used=used, intercept_at=intercept_at)
         if gd.slopes:
             _slope_part(gd, a, b, pri, used, how, lam=lam)
-        elif how in INTEGRATED_OUT:
-            u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
         else:
-            u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        if not gd.slopes:
-            _likelihood(gd, a, b, u, pri, how, used)
-    settings = {"lam": lam, "priors": serialize(pri), "fixed_effect_prior_sd": width * gd.y_scale,
-                "data": gd.spec()}
-    return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam)
+            if how in INTEGRATED_OUT:
+                u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
+            else:
+                u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=None, lam=lam)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
+    settings = {"lam": lam, "priors": serialize(pri), "intercept_at": intercept_at,
+                "fixed_effect_prior_sd": width * gd.y_scale, "data": gd.spec()}
+    return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam, intercept_at=intercept_at)
 
 
 def regularized_hierarchical(
@@ -484,6 +609,7 @@ def regularized_hierarchical(
     slab_df: float = 4.0,
     tau_scale: float | None = None,
     priors: dict | None = None,
+    intercept_at: str = "means",
     centered: bool = False,
     collapse: bool | str = "auto",
     slopes=(),
@@ -524,7 +650,9 @@ def regularized_hierarchical(
     tau gets a penalized-complexity prior (Simpson et al. 2017): ``tau ~ Exponential(rate)`` with
     ``P(tau > tau_scale) = 0.05``, i.e. ``rate = -log(0.05) / tau_scale``; default ``tau_scale = s / 2``.
     Its density is largest at tau = 0, so it shrinks the random-effects model toward complete pooling
-    unless the data insist. Override with ``priors={"tau": ...}``.
+    unless the data insist. Override with ``priors={"tau": ...}`` (or ``"intercept"``, ``"sigma"``; the
+    penalty sets beta's prior, so ``"beta"`` is not taken here). ``intercept_at="zero"`` places the
+    intercept's prior at x = 0 instead of at the predictors' means, as in :func:`random_intercepts`.
 
     Examples
     --------
@@ -538,6 +666,7 @@ def regularized_hierarchical(
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
                                 exposure=exposure, formula=formula, se=se, slopes=slopes))
     one_of("penalty", penalty, N.PENALTIES)
+    one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     _check_bool("centered", centered)
     eta = _check_lkj_eta(gd, lkj_eta)
     if gd.slopes and centered:
@@ -567,7 +696,7 @@ def regularized_hierarchical(
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "tau", "tau_sq", "sigma", "sigma_sq")),
                            f"regularized_hierarchical (beta's prior is set by penalty={penalty!r})")
     global_scale = expected_nonzero / max(P - expected_nonzero, 1) * s / math.sqrt(gd.n_obs)
-    how = _resolve(gd, collapse)
+    how = _resolve_collapse(gd, collapse)
     used: dict = {}
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
@@ -588,22 +717,24 @@ def regularized_hierarchical(
                 lam_tilde = pt.sqrt(c2 * lam_local**2 / (c2 + g**2 * lam_local**2))
                 z = pm.Normal("hs_z", 0.0, 1.0, dims=N.PREDICTOR)
                 beta_std = z * g * lam_tilde
-        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std)
-        tau = _scale_parameter(N.TAU, pri, Prior("Exponential", lam=-math.log(0.05) / tau_scale), used)
+        a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std, intercept_at=intercept_at)
+        tau_prior = Prior("Exponential", lam=-math.log(0.05) / tau_scale)
+        tau = _scale_parameter(N.TAU, pri, tau_prior, used)
         if gd.slopes:
             _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
         else:
             u = tau if how in INTEGRATED_OUT else _hierarchical_effects(tau, centered)
-            _likelihood(gd, a, b, u, pri, how, used)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
-        "priors": serialize(pri), "centered": centered, "data": gd.spec(),
+        "priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
         **({"lkj_eta": eta} if gd.slopes else {}),
     }
     # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
     fit_defaults = {"target_accept": 0.99} if penalty == "horseshoe" and P else {}
     return _attach(model, "regularized_hierarchical", gd, settings, how, used, penalty=penalty, centered=centered,
-                   fit_defaults=fit_defaults, lkj_eta=eta)
+                   fit_defaults=fit_defaults, intercept_at=intercept_at, lkj_eta=eta)

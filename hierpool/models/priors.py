@@ -4,7 +4,9 @@
 (keys are parameter names such as ``"tau"``), keep them in the fit's attrs as JSON and rebuild them from
 there. A plain number in ``priors=`` fixes that parameter at the value (useful for exact checks and for
 reproducing analyses with a known variance). ``"tau_sq"`` and ``"sigma_sq"`` put the prior on the variance
-instead, e.g. the classic ``Prior("InverseGamma", alpha=0.001, beta=0.001)`` on tau^2.
+instead, e.g. the classic ``Prior("InverseGamma", alpha=0.001, beta=0.001)`` on tau^2. ``"beta"`` takes
+one prior for every coefficient or a dict by predictor name (:func:`is_per_term`), each on the user's
+scale of its predictor.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class Prior:
         return f"Prior({self.dist!r}{', ' if args else ''}{args})"
 
 
+def _shown(key: str) -> str:
+    return key if key.startswith("priors[") else f"priors[{key!r}]"
+
+
 def as_prior(key: str, value) -> Prior | float:
     """Normalize a user's entry of ``priors=``: a Prior, a dict with 'dist', or a number (fixed value)."""
     if isinstance(value, Prior):
@@ -89,16 +95,38 @@ def as_prior(key: str, value) -> Prior | float:
     if isinstance(value, Real) and not isinstance(value, bool):
         v = float(value)
         if not math.isfinite(v):
-            raise ValueError(f"priors[{key!r}]={value!r} must be finite to fix the parameter.")
+            raise ValueError(f"{_shown(key)}={value!r} must be finite to fix the parameter.")
         return v
     raise TypeError(
-        f"priors[{key!r}] must be a hierpool.Prior, a dict like {{'dist': 'HalfNormal', 'sigma': 1}}, or a "
+        f"{_shown(key)} must be a hierpool.Prior, a dict like {{'dist': 'HalfNormal', 'sigma': 1}}, or a "
         f"number that fixes the parameter; got {value!r}."
     )
 
 
-def normalize_priors(priors: dict | None, allowed: dict[str, str], variant: str) -> dict:
-    """Check ``priors`` keys against ``allowed`` (key -> 'positive' | 'real') and normalize values."""
+def is_per_term(value) -> bool:
+    """Whether an entry of ``priors=`` is a per-coefficient mapping (``{"age": Prior(...), ...}``) rather
+    than one prior: a dict is one prior exactly when it has the key ``"dist"`` with a string value (a
+    prior's distribution name), so a predictor named ``dist`` can still be given its own prior."""
+    return isinstance(value, dict) and not isinstance(value.get("dist"), str)
+
+
+def _check_support(key: str, p, kind: str, shown: str) -> None:
+    if isinstance(p, Prior):
+        want = POSITIVE if kind == "positive" else REAL
+        if p.dist not in want:
+            raise ValueError(
+                f"{shown}={p!r}: {key} needs a distribution with {kind} support; valid: {', '.join(sorted(want))}."
+            )
+    elif kind == "positive" and p <= 0:
+        raise ValueError(f"{shown}={p!r}: a fixed {key} must be > 0.")
+
+
+def normalize_priors(priors: dict | None, allowed: dict[str, str], variant: str, terms=()) -> dict:
+    """Check ``priors`` keys against ``allowed`` (key -> 'positive' | 'real') and normalize values.
+
+    ``priors["beta"]`` may be one prior for every coefficient or a mapping ``{predictor name: prior}``
+    (:func:`is_per_term`) over the names in ``terms``; it is normalized to a dict in the order of ``terms``.
+    """
     if priors is None:
         return {}
     if not isinstance(priors, dict):
@@ -108,16 +136,11 @@ def normalize_priors(priors: dict | None, allowed: dict[str, str], variant: str)
         if key not in allowed:
             valid = ", ".join(sorted(allowed))
             raise ValueError(f"priors has unknown key {key!r} for {variant}; valid parameter names: {valid}.")
+        if key == "beta" and is_per_term(value):
+            out[key] = _per_term(value, tuple(terms), allowed[key])
+            continue
         p = as_prior(key, value)
-        if isinstance(p, Prior):
-            want = POSITIVE if allowed[key] == "positive" else REAL
-            if p.dist not in want:
-                raise ValueError(
-                    f"priors[{key!r}]={p!r}: {key} needs a distribution with "
-                    f"{'positive' if allowed[key] == 'positive' else 'real'} support; valid: {', '.join(sorted(want))}."
-                )
-        elif allowed[key] == "positive" and p <= 0:
-            raise ValueError(f"priors[{key!r}]={value!r}: a fixed {key} must be > 0.")
+        _check_support(key, p, allowed[key], f"priors[{key!r}]")
         out[key] = p
     for base in ("tau", "sigma"):
         if base in out and f"{base}_sq" in out:
@@ -125,8 +148,34 @@ def normalize_priors(priors: dict | None, allowed: dict[str, str], variant: str)
     return out
 
 
+def _per_term(value: dict, terms: tuple[str, ...], kind: str) -> dict:
+    """Normalize ``priors["beta"] = {predictor name: prior}``: names checked against ``terms``."""
+    if not value:
+        raise ValueError(
+            "priors['beta'] is an empty dict: give one prior for every coefficient (a hierpool.Prior or "
+            "{'dist': ...}) or a prior per predictor by name, e.g. {'beta': {'age': hp.Prior('Normal', "
+            f"mu=0, sigma=1)}}; predictors: {list(terms)}."
+        )
+    unknown = [k for k in value if k not in terms]
+    if unknown:
+        raise ValueError(
+            f"priors['beta'] names {unknown[0]!r}, which is not a predictor of this model; valid names: "
+            f"{list(terms)} (a per-coefficient prior is keyed by the predictor's name)."
+        )
+    out = {}
+    for name in terms:  # the predictors' order
+        if name in value:
+            shown = f"priors['beta'][{name!r}]"
+            p = as_prior(shown, value[name]) if not isinstance(value[name], Prior) else value[name]
+            _check_support(f"beta[{name}]", p, kind, shown)
+            out[name] = p
+    return out
+
+
 def serialize(priors: dict) -> dict:
-    return {k: (v.to_dict() if isinstance(v, Prior) else v) for k, v in priors.items()}
+    """JSON-ready form: each Prior as a dict, numbers kept, per-coefficient mappings kept as nested dicts."""
+    return {k: (serialize(v) if isinstance(v, dict) else v.to_dict() if isinstance(v, Prior) else v)
+            for k, v in priors.items()}
 
 
 def scale_parameter(name: str, priors: dict, default: Prior):

@@ -227,7 +227,10 @@ class _Variant(_Table):
 
     kind: str
     name: str = Field(None, description="the variant's name, in [[variants]] form")
-    priors: dict[str, Any] = Field(None, description=f"a table of priors by parameter, like {{tau = {_PRIOR_EXAMPLE}}}")
+    priors: dict[str, Any] = Field(None, description=f"a table of priors by parameter, like {{tau = {_PRIOR_EXAMPLE}}}; "
+                                   f"beta also takes a table by predictor, like {{beta = {{age = {_PRIOR_EXAMPLE}}}}}")
+    intercept_at: Literal[N.INTERCEPT_AT] = Field(None, description="where the intercept's prior sits: at the "
+                                                  "predictors' means or at x = 0")
     collapse: Any = Field(None, description="the factories' collapse choice")
     target_accept: float = Field(None, gt=0, lt=1, description="in (0, 1), e.g. 0.95")
 
@@ -235,13 +238,21 @@ class _Variant(_Table):
     @classmethod
     def _prior_tables(cls, priors):
         problems = []
-        for k, v in priors.items():
+
+        def check(where, v, per_term_ok):
             if isinstance(v, dict):
-                if "dist" not in v:
-                    problems.append(f"priors.{k} = {v!r} needs the key 'dist' (e.g. {_PRIOR_EXAMPLE}).")
+                if per_term_ok and v and not isinstance(v.get("dist"), str):  # beta: one table per predictor
+                    for name, pv in v.items():
+                        check(f"{where}.{name}", pv, False)
+                elif "dist" not in v:
+                    more = f", or a table by predictor like {{age = {_PRIOR_EXAMPLE}}}" if per_term_ok else ""
+                    problems.append(f"{where} = {v!r} needs the key 'dist' (e.g. {_PRIOR_EXAMPLE}){more}.")
             elif not isinstance(v, (int, float)) or isinstance(v, bool):
-                problems.append(f"priors.{k} = {v!r} must be a table like {_PRIOR_EXAMPLE} or a number (which "
+                problems.append(f"{where} = {v!r} must be a table like {_PRIOR_EXAMPLE} or a number (which "
                                 "fixes the parameter).")
+
+        for k, v in priors.items():
+            check(f"priors.{k}", v, k == "beta")
         if problems:
             raise _problems_error(problems)
         return priors
@@ -259,6 +270,7 @@ class RandomIntercepts(_Variant):
 
     kind: Literal["random_intercepts"]
     centered: bool = Field(None, description="true or false")
+    lkj_eta: float = Field(None, gt=0, description="a positive number (the LKJ prior of random slopes' correlation)")
     method: Literal[N.METHODS] = Field(None, description="hp.fit's method: 'full_bayes' (default) or "
                                                          "'empirical_bayes' (tau at its (RE)ML estimate)")
 
@@ -275,6 +287,7 @@ class RegularizedHierarchical(_Variant):
 
     kind: Literal["regularized_hierarchical"]
     penalty: Literal[N.PENALTIES] = None
+    lkj_eta: float = Field(None, gt=0, description="a positive number (the LKJ prior of random slopes' correlation)")
     penalty_scale: float = Field(None, gt=0, description="a positive number")
     l1_ratio: float = Field(None, ge=0, le=1, description="a number in [0, 1] (glmnet's alpha; elastic_net only)")
     expected_nonzero: int = Field(None, ge=1, description="an integer >= 1")

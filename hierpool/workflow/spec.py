@@ -34,6 +34,10 @@ Format
     [variants.random_intercepts]        # or [[variants]] with name = "..."
     kind = "random_intercepts"
     priors = {tau = {dist = "HalfNormal", sigma = 1.0}}   # optional; a number fixes the parameter
+    #                                   # beta: one table for all, or one per predictor (user's scale;
+    #                                   # the others keep the default), e.g. priors = {beta = {uranium =
+    #                                   # {dist = "Normal", mu = 0.7, sigma = 0.5}}}
+    # intercept_at = "means"            # where the intercept's prior sits: "means" or "zero" (x = 0)
     # collapse = "auto"                 # "auto", true, false, "integrated" (the factories' choices)
     # method = "empirical_bayes"        # tau at its (RE)ML estimate instead of full Bayes (lme4's view)
 
