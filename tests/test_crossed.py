@@ -92,7 +92,8 @@ def test_nested_formula_equals_keywords_and_level_names():
 def test_model_names_and_priors():
     gd = hp.prepare(_crossed_df(), y="y", group=["member", "hospital"], predictors=["x"])
     m = hp.random_intercepts(gd, priors={"tau__hospital": hp.Prior("HalfNormal", sigma=0.5)})
-    assert {"group_effect", "tau", "group_effect__hospital", "tau__hospital", "sigma"} <= set(m.named_vars)
+    assert {"tau", "group_effect__hospital", "tau__hospital", "sigma"} <= set(m.named_vars)
+    assert "group_effect" in hp.random_intercepts(gd, collapse=False).named_vars
     # gaussian: "auto" integrates the first factor out given the others (tests/test_crossed_collapse.py)
     assert hp.describe(m).collapse == "gaussian_crossed"
     assert hp.describe(m).priors["tau__hospital"] == hp.Prior("HalfNormal", sigma=0.5)
