@@ -108,3 +108,6 @@ def factor_var(base: str, factor: str | None) -> str:
     """The name of ``base`` (``group``, ``group_effect``, ``tau``, ``group_idx``, ...) for an extra
     grouping factor; ``factor=None`` is the first factor, whose names are the single-factor ones."""
     return base if factor is None else f"{base}{FACTOR_SEP}{factor}"
+#: collapsed crossed gaussian models (hierpool.models.crossed): response-dependent data containers
+CROSSED_YBAR = "crossed_ybar"  # the first factor's response means
+CROSSED_GY = "crossed_gy"  # crossed_gy__<k>: the k-th further factor's within-member-centered response sums

@@ -201,6 +201,11 @@ def data_for(model, y) -> dict:
         if gd.n_predictors:
             out[N.SXY_W] = sc.sxy_w
         return out
+    if how == "gaussian_crossed":
+        from hierpool.data.crossed_stats import crossed_gaussian_stats
+        from hierpool.models.crossed import crossed_response_data
+
+        return crossed_response_data(crossed_gaussian_stats(gd, y))
     if how == "known_se":
         return {N.Y_OBSERVED: np.asarray(y, dtype=float)}
     if how == "integrated":

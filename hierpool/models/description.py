@@ -23,7 +23,7 @@ from hierpool.models.priors import Prior
 __all__ = ["ModelDescription", "describe"]
 
 #: Collapses whose group effects are integrated out of the sampled model and drawn after sampling.
-INTEGRATED_OUT = ("gaussian", "known_se", "integrated", "gaussian_slopes")
+INTEGRATED_OUT = ("gaussian", "known_se", "integrated", "gaussian_slopes", "gaussian_crossed")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,10 +38,11 @@ class ModelDescription:
         One of :data:`hierpool.core.names.FAMILIES`.
     data : GroupedData or GroupedStats
         The data the model was built on.
-    collapse : {"gaussian", "known_se", "integrated", "gaussian_slopes", "counts", None}
+    collapse : {"gaussian", "known_se", "integrated", "gaussian_slopes", "gaussian_crossed", "counts", None}
         The exact collapsed likelihood in use (:func:`hierpool.models.collapse.resolve_collapse`):
         group effects integrated out ("gaussian"; "known_se" for summary-level data; "integrated";
-        "gaussian_slopes" for random slopes, :mod:`hierpool.models.slopes`),
+        "gaussian_slopes" for random slopes, :mod:`hierpool.models.slopes`; "gaussian_crossed": the first
+        of several factors, given the others, :mod:`hierpool.models.crossed`),
         rows pooled into cells ("counts"), or
         the row-level likelihood (None).
     priors : mapping of str to Prior or float

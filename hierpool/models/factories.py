@@ -44,6 +44,7 @@ import pytensor.tensor as pt
 
 from hierpool.core import names as N
 from hierpool.core.validate import one_of, positive_finite, positive_int
+from hierpool.data.crossed_stats import crossed_gaussian_stats
 from hierpool.data.grouped import GroupedData, GroupedStats
 from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
@@ -133,7 +134,7 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
     if gd.summary_level:  # the known standard errors, read by the likelihood
         pm.Data(N.SE, gd.se, dims=N.OBS)
-    if isinstance(gd, GroupedStats) or how in ("gaussian", _slopes.COLLAPSED):
+    if isinstance(gd, GroupedStats) or how in ("gaussian", _slopes.COLLAPSED, crossed.CROSSED_GAUSSIAN):
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
     crossed.factor_data(gd)
@@ -279,6 +280,13 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         }
         sigma = _sigma(gd, priors, used)
         return pm.Potential(N.Y_MARGINAL, gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
+    if collapse == crossed.CROSSED_GAUSSIAN:  # first factor integrated out given the others' effects
+        model = pm.Model.get_context()
+        effects = [model[N.factor_var(N.GROUP_EFFECT, f.name)] for f in gd.factors]
+        data = crossed.crossed_data(crossed_gaussian_stats(gd), containers=True)
+        sigma = _sigma(gd, priors, used)
+        return pm.Potential(N.Y_MARGINAL, crossed.crossed_gaussian_marginal_logp(data, intercept_c, beta_std,
+                                                                                 group_effect, sigma, effects))
     if collapse == "known_se":  # summary-level data: y_j ~ Normal(a + x_j b, sqrt(tau^2 + se_j^2))
         y_obs = pm.Data(N.Y_OBSERVED, gd.y, dims=N.OBS)
         mean = intercept_c if beta_std is None else intercept_c + pt.dot(pt.as_tensor_variable(gd.Xs), beta_std)
@@ -369,8 +377,11 @@ def random_intercepts(
     (1 | hospital)"``, nested ``group="hospital/ward"`` or ``(1 | hospital/ward)``): the first factor keeps
     ``group``, ``group_effect`` and ``tau``; every further factor ``f`` adds ``group_effect__f ~ Normal(0,
     tau__f)`` (dim ``group__f``) to the linear predictor, with ``tau__f`` given tau's default prior
-    (override: ``priors={"tau__f": ...}``). Such models are fitted at the row level (``collapse="auto"``
-    means ``False``; ``True``/``"integrated"`` are refused); see :mod:`hierpool.models.crossed`.
+    (override: ``priors={"tau__f": ...}``). gaussian: ``collapse="auto"`` (or True) integrates the FIRST
+    factor's effects out exactly given the others' (which NUTS samples), and ``hp.fit`` draws them from
+    their exact conditional afterwards; list the factor with most levels first. ``collapse=False`` keeps
+    the row-level model. Other families are fitted at the row level (``True``/``"integrated"`` are
+    refused). See :mod:`hierpool.models.crossed`.
 
     Parameters
     ----------
