@@ -34,7 +34,7 @@ def _crossed_df(seed=0, n_a=12, n_b=4, reps=2):
 
 def _fake_fit(gd, *, family_sigma=True, S=(4, 500), seed=1):
     """A fit with known posterior draws (iid), through finalize as hp.fit does after sampling."""
-    model = hp.random_intercepts(gd)
+    model = hp.random_intercepts(gd, collapse=False)  # the row-level model: the given draws are kept as they are
     desc = hp.describe(model)
     rng = np.random.default_rng(seed)
     C, D = S
@@ -92,8 +92,10 @@ def test_nested_formula_equals_keywords_and_level_names():
 def test_model_names_and_priors():
     gd = hp.prepare(_crossed_df(), y="y", group=["member", "hospital"], predictors=["x"])
     m = hp.random_intercepts(gd, priors={"tau__hospital": hp.Prior("HalfNormal", sigma=0.5)})
-    assert {"group_effect", "tau", "group_effect__hospital", "tau__hospital", "sigma"} <= set(m.named_vars)
-    assert hp.describe(m).collapse is None  # row level: "auto" does not collapse several factors
+    assert {"tau", "group_effect__hospital", "tau__hospital", "sigma"} <= set(m.named_vars)
+    assert "group_effect" in hp.random_intercepts(gd, collapse=False).named_vars
+    # gaussian: "auto" integrates the first factor out given the others (tests/test_crossed_collapse.py)
+    assert hp.describe(m).collapse == "gaussian_crossed"
     assert hp.describe(m).priors["tau__hospital"] == hp.Prior("HalfNormal", sigma=0.5)
     r = hp.ridge_fixed_effects(gd, lam=4.0)
     assert "group_effect__hospital" in r.named_vars and "tau__hospital" not in r.named_vars
@@ -102,7 +104,9 @@ def test_model_names_and_priors():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda gd, df: hp.random_intercepts(gd, collapse=True), r"collapse=True: a model with several grouping factors"),
+    (lambda gd, df: hp.random_intercepts(hp.prepare(df.assign(y=(df["y"] > 2).astype(int)), y="y",
+                                                    group=["member", "hospital"], family="bernoulli"), collapse=True),
+     r"collapse=True: a model with several grouping factors"),
     (lambda gd, df: hp.random_intercepts(gd, collapse="integrated"), r"collapse='integrated'"),
     (lambda gd, df: hp.fit(hp.random_intercepts(gd), sampler="gibbs"), r"several grouping factors"),
     (lambda gd, df: hp.fit(hp.random_intercepts(gd), method="empirical_bayes"), r"fits one grouping factor"),
@@ -313,8 +317,8 @@ def test_sbc_crossed_with_failing_control():
     params = ["intercept", "tau", "tau__hospital", "sigma", "group_effect[g0]", "group_effect__hospital[h0]"]
 
     def run(fit_priors, n_sims, seed):
-        fit_m = hp.random_intercepts(gd, priors=fit_priors)
-        data_m = hp.random_intercepts(gd, priors=priors)
+        fit_m = hp.random_intercepts(gd, priors=fit_priors, collapse=False)  # the row-level model's SBC
+        data_m = hp.random_intercepts(gd, priors=priors, collapse=False)
         import nutpie
 
         with sbc.quiet():

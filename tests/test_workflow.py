@@ -40,7 +40,7 @@ def test_kinds_are_the_variants_and_their_settings_the_factories_keywords():
     from hierpool.models import factories
 
     assert tuple(KINDS) == tuple(schema.KIND_MODELS) == N.VARIANTS
-    data_keywords = {"data", "y", "group", "predictors", "family", "trials", "exposure", "formula", "se"}
+    data_keywords = {"data", "y", "group", "predictors", "family", "trials", "exposure", "formula", "se", "slopes"}
     for kind, model in schema.KIND_MODELS.items():
         keywords = set(inspect.signature(getattr(factories, kind)).parameters) - data_keywords
         # name, target_accept and method (hp.fit's): not the factory's

@@ -46,9 +46,12 @@ class FitView:
         post = self.dt["posterior"].to_dataset()
         if not self.thinned:
             return post
-        ge = self.dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+        node = self.dt[N.GROUP_EFFECTS_GROUP]
+        ge = node[N.GROUP_EFFECT]
         out = post.sel(draw=ge["draw"].values)
         out[N.GROUP_EFFECT] = ge.variable  # same draw labels and order: no alignment, no copy
+        if N.GROUP_SLOPE in node:  # random slopes: their deviations are thinned with the intercepts'
+            out[N.GROUP_SLOPE] = node[N.GROUP_SLOPE].variable
         return out.assign_coords({N.GROUP: ge[N.GROUP].values})
 
     @property

@@ -7,6 +7,11 @@ distribution carries the correlation a shared effect implies. The ridge variant 
 on a group effect is ``Normal(0, 1/sqrt(lam))`` with ``lam`` fixed by the user, which is what that model
 assumes about a group it has not seen, and :func:`predict` says so with a ``UserWarning``.
 
+Random slopes (``(1 + x | g)``): a known group's row adds ``x * group_slope`` (its posterior slope
+deviations); a new group's intercept and slope deviations are drawn jointly from the population,
+``MVN(0, Sigma_s)`` per draw (``Sigma = diag(tau, tau_slope) R diag(tau, tau_slope)``, or ``I / lam``
+for the ridge variant), shared by its rows.
+
 Memory: the linear predictor is computed for blocks of rows of at most :func:`hierpool.core.config.chunk_values` (draws x rows)
 values at a time; ``kind="draws"`` returns all draws of all rows and so holds draws x rows values.
 """
@@ -216,6 +221,8 @@ class Draws:
     group_effect: xr.DataArray  # (chain, draw, group), read a block of groups at a time
     chain: np.ndarray
     draw: np.ndarray
+    group_slope: xr.DataArray | None = None  # (chain, draw, group, slope): random slopes, else None
+    slope_cols: np.ndarray | None = None  # the columns of X that carry the slopes
 
     @property
     def S(self) -> int:
@@ -225,6 +232,11 @@ class Draws:
         """Posterior group effects of the groups at positions ``idx``: (S, len(idx))."""
         ge = self.group_effect.isel({N.GROUP: idx}).values
         return ge.reshape(self.S, len(idx))
+
+    def slopes(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior slope deviations of the groups at positions ``idx``: (S, len(idx), slopes)."""
+        gs = self.group_slope.isel({N.GROUP: idx}).values
+        return gs.reshape(self.S, len(idx), -1)
 
 
 def flat_draws(fv: FitView) -> Draws:
@@ -238,8 +250,13 @@ def flat_draws(fv: FitView) -> Draws:
     if fv.fam.has_sigma and sigma is None and not fv.summary_level:
         raise ValueError("a gaussian fit needs 'sigma' in its posterior to predict new observations.")
     ge = post[N.GROUP_EFFECT].transpose(*order, N.GROUP)
+    gs = cols = None
+    if N.GROUP_SLOPE in post:
+        gs = post[N.GROUP_SLOPE].transpose(*order, N.GROUP, N.SLOPE)
+        preds = [str(p) for p in post[N.PREDICTOR].values]
+        cols = np.asarray([preds.index(str(v)) for v in post[N.SLOPE].values], dtype=np.int64)
     return Draws(intercept=icpt, beta=beta, sigma=sigma, group_effect=ge,
-                 chain=post["chain"].values, draw=post["draw"].values)
+                 chain=post["chain"].values, draw=post["draw"].values, group_slope=gs, slope_cols=cols)
 
 
 def new_group_sd(fv: FitView, *, warn: bool = True, stacklevel: int = 3) -> np.ndarray:
@@ -275,10 +292,11 @@ def row_sigma(d: Draws, rows: NewRows, sel) -> np.ndarray | None:
 
 
 def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
-              include_group_effect: bool = True) -> np.ndarray:
+              include_group_effect: bool = True, new_v: np.ndarray | None = None) -> np.ndarray:
     """Linear predictor (S, rows selected by ``sel``: a slice or an index array) including the offset.
 
-    ``new_u`` holds per-draw effects of the new groups (S, K) indexed by ``rows.new_code``.
+    ``new_u`` holds per-draw effects of the new groups (S, K) indexed by ``rows.new_code``; ``new_v``
+    their slope deviations (S, K, slopes) for a random-slopes fit.
     """
     kidx = rows.known_idx[sel]
     eta = np.repeat(d.intercept[:, None], kidx.shape[0], axis=1)
@@ -289,8 +307,14 @@ def eta_block(d: Draws, rows: NewRows, sel, new_u: np.ndarray | None,
         if known.any():
             uniq, inv = np.unique(kidx[known], return_inverse=True)
             eta[:, known] += d.effects(uniq)[:, inv]
+            if d.group_slope is not None:
+                xs = rows.X[sel][known][:, d.slope_cols]  # (rows, slopes)
+                eta[:, known] += np.einsum("srk,rk->sr", d.slopes(uniq)[:, inv], xs)
         if (~known).any():
             eta[:, ~known] += new_u[:, rows.new_code[sel][~known]]
+            if d.group_slope is not None:
+                xs = rows.X[sel][~known][:, d.slope_cols]
+                eta[:, ~known] += np.einsum("srk,rk->sr", new_v[:, rows.new_code[sel][~known]], xs)
     if rows.offset is not None:
         eta = eta + rows.offset[sel]
     return eta
@@ -417,15 +441,23 @@ def predict(
     d = flat_draws(fv)
     S = d.S
     rng = np.random.default_rng(random_seed)
-    new_u = None
-    if include_group_effect and rows.new_labels:
+    new_u = new_v = None
+    if include_group_effect and rows.new_labels and d.group_slope is not None:
+        from hierpool.inference.slopes import cov_factor
+
+        if fv.lam is not None:
+            new_group_sd(fv, stacklevel=3)  # the ridge's warning: a fixed prior, not a learned spread
+        C = cov_factor(fv.post, fv.lam, 1 + len(d.slope_cols))
+        U = np.einsum("sql,skl->skq", C, rng.normal(size=(S, len(rows.new_labels), C.shape[1])))
+        new_u, new_v = U[..., 0], U[..., 1:]
+    elif include_group_effect and rows.new_labels:
         sd = new_group_sd(fv, stacklevel=3)
         new_u = rng.normal(size=(S, len(rows.new_labels))) * sd[:, None]
     extra, extra_new = other_factors_eta(fv, new_df, S, rng) if include_group_effect else (None, {})
 
     if kind == "draws":
         sl = slice(0, rows.n)
-        eta = eta_block(d, rows, sl, new_u, include_group_effect)
+        eta = eta_block(d, rows, sl, new_u, include_group_effect, new_v)
         if extra is not None:
             eta = eta + extra
         y = fv.fam.draw(eta, rng, sigma=row_sigma(d, rows, sl), trials=rows.trials)
@@ -443,7 +475,7 @@ def predict(
     out = {k: np.empty(rows.n) for k in ("estimate", "std_error", "conf_low", "conf_high", "pred_low",
                                           "pred_high")}
     for sl in config.slices(rows.n, S):
-        eta = eta_block(d, rows, sl, new_u, include_group_effect)
+        eta = eta_block(d, rows, sl, new_u, include_group_effect, new_v)
         if extra is not None:
             eta = eta + extra[:, sl]
         trials = None if rows.trials is None else rows.trials[sl]

@@ -121,6 +121,9 @@ def profile(
 ) -> pd.DataFrame:
     """Profile every group: observed and expected outcome, risk-standardized ratio, P(worse), a flag.
 
+    Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
+
     Parameters
     ----------
     dt : xarray.DataTree

@@ -141,6 +141,9 @@ def rank_groups(
 ) -> pd.DataFrame:
     """Posterior ranks of the groups: mean rank, rank interval, probability of being top-k or best.
 
+    Random-slopes fits (``(1 + x | g)``): ranks the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
+
     In every posterior draw the groups are ranked (1 = largest when ``descending=True``); the table
     summarizes each group's ranks over the draws.
 
@@ -235,6 +238,9 @@ def rank_groups(
 
 def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
     """Shen & Louis (1998) triple-goal ("GR") estimates of the group values.
+
+    Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
 
     One value per group that estimates well, at once, the individual group values, their ranks and their
     spread. The posterior means (``estimate``) are the best individual estimates but are under-dispersed:

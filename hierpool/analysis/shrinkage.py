@@ -110,6 +110,9 @@ def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
 def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """How far each group's estimate moved from its raw mean toward the overall mean, and why.
 
+    Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
+
     Parameters
     ----------
     dt : xarray.DataTree
@@ -247,6 +250,9 @@ def _n_rows_for_software(view: FitView) -> tuple[float, str]:
 def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = None) -> pd.DataFrame:
     """The ridge penalty a hierarchical fit implies: the posterior of ``lam = 1/tau^2`` in several units.
 
+    Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
+
     A ridge on one-hot group dummies (intercept and predictors unpenalized) with penalty ``lam`` gives
     the same group estimates as the random-intercepts model with ``tau = 1/sqrt(lam)`` (exactly for
     gaussian, at the mode for other families). This function turns the posterior of tau (and sigma) into
@@ -365,6 +371,9 @@ def _fixed_part(view: FitView):
 
 def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     """Each group's estimate as a ridge penalty on its effect runs from 0 (raw mean) to infinity (overall).
+
+    Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
+    only; the slope deviations ``group_slope`` are not included (at a group's x, see :func:`hierpool.predict`).
 
     For a penalty ``lam`` (hierpool's units: the precision of a group effect, ``1/tau^2``) the group
     effects are the penalized estimates with the fixed part (intercept, ``beta`` and, gaussian,

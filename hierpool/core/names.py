@@ -82,6 +82,18 @@ ATTR_METHOD = "hierpool_method"
 #: ``hp.fit(method=...)``: the full posterior (the default) or tau plugged in at its (RE)ML estimate.
 METHODS = ("full_bayes", "empirical_bayes")
 
+# random slopes (1 + x | g), one grouping factor (hierpool.data.slope_stats, hierpool.models.slopes).
+# group_effect stays the intercept deviation and tau its SD, so every analysis of intercepts still works.
+SLOPE = "slope"  # dim: the predictors with random slopes
+TERM = "term"  # dims of the correlation matrix: ["intercept", *slopes]
+TERM_ = "term_"
+GROUP_SLOPE = "group_slope"  # (group, slope) slope deviations from beta, on the user's scale
+TAU_SLOPE = "tau_slope"  # (slope) SD of each slope deviation
+GROUP_CORR = "group_corr"  # (term, term_) correlation of the intercept and slope deviations
+SLOPES_ATTR = "hierpool_slopes"  # DataTree attr: JSON list of the slope predictors
+# internal variables of slope models
+GROUP_CORR_CHOL = "group_corr_chol"  # Cholesky factor of group_corr (LKJCorr)
+GROUP_SLOPE_Z = "group_re_z"  # (group, term) non-centered standard normals
 # several grouping factors (crossed or nested; hierpool.data.factors) ----------------------------------
 #: With one grouping factor a fit has ``group``, ``group_effect``, ``tau`` as above. With several, the FIRST
 #: factor keeps those names and every other factor ``f`` (as written: ``"hospital"``, nested
@@ -98,3 +110,6 @@ def factor_var(base: str, factor: str | None) -> str:
     """The name of ``base`` (``group``, ``group_effect``, ``tau``, ``group_idx``, ...) for an extra
     grouping factor; ``factor=None`` is the first factor, whose names are the single-factor ones."""
     return base if factor is None else f"{base}{FACTOR_SEP}{factor}"
+#: collapsed crossed gaussian models (hierpool.models.crossed): response-dependent data containers
+CROSSED_YBAR = "crossed_ybar"  # the first factor's response means
+CROSSED_GY = "crossed_gy"  # crossed_gy__<k>: the k-th further factor's within-member-centered response sums

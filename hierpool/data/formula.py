@@ -11,6 +11,8 @@ formula                                      meaning
 ``cbind(s, f) ~ ...``                        binomial: ``y="s"``, trials ``s + f`` per row (``family``
                                              defaults to "binomial"; any other family is refused)
 ``(1 | g)``                                  ``group="g"``: random intercepts, the one grouping factor
+``(1 + x | g)``, ``(x | g)``                 ``slopes=["x"]``: correlated random intercept and slope(s) of
+                                             numeric fixed predictors (:mod:`hierpool.data.slope_stats`)
 ``(1 | a) + (1 | b)``                        ``group=["a", "b"]``: crossed factors (first: ``group``)
 ``(1 | a/b)``                                ``group="a/b"`` = ``["a", "a:b"]``: nested; the levels of
                                              ``a:b`` are named ``"<a>:<b>"`` (:mod:`hierpool.data.factors`)
@@ -50,9 +52,10 @@ Decisions where lme4 and formulae leave a choice:
 - Data beyond memory (Dask, Parquet/CSV paths) takes formulas of plain columns only (``y ~ x + c + (1 | g)``
   with ``offset(log(e))``); interactions, transforms, ``C()`` and ``cbind`` need a pandas DataFrame.
 
-Not supported yet, refused with a message (issue 15): random slopes ``(1 + x | g)``. Several grouping
-factors (crossed ``(1 | a) + (1 | b)``, nested ``(1 | a/b)``) need a pandas DataFrame, and the first factor
-must be a column (not an interaction ``a:b``).
+Not supported yet, refused with a message (issue 15): random slopes with several grouping factors, random
+slopes without a random intercept ``(0 + x | g)``, uncorrelated ones ``(1 | g) + (0 + x | g)``, and slopes that
+are not numeric columns in the fixed part. Several grouping factors (crossed ``(1 | a) + (1 | b)``, nested
+``(1 | a/b)``) need a pandas DataFrame, and the first factor must be a column (not an interaction ``a:b``).
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ from hierpool.data.terms import _json_level, build_terms, check_finite, indicato
 
 __all__ = ["Factor", "Formula", "parse_formula", "formula_terms", "prepare_formula"]
 
-_NOT_YET = "hierpool fits one grouping factor with random intercepts, (1 | g); {what} is not supported yet."
+_NOT_YET = ("hierpool fits one grouping factor with random intercepts (1 | g) or correlated random slopes "
+            "(1 + x | g); {what} is not supported yet.")
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Formula:
     terms: tuple[tuple[Factor, ...], ...]
     failures: str | None = None  # cbind(response, failures)
     exposure: str | None = None  # offset(log(exposure))
+    slopes: tuple[str, ...] = ()  # random slopes (1 + x | g)
     factors: tuple[str, ...] = ()  # every grouping factor, ``group`` first (nested a/b: "a", "a:b")
 
     @property
@@ -113,7 +118,7 @@ class Formula:
         if self.failures or any(len(t) > 1 or t[0].kind != "column" for t in self.terms):
             return None
         return {"y": self.response, "group": self.group_arg, "predictors": [t[0].columns[0] for t in self.terms],
-                "exposure": self.exposure}
+                "exposure": self.exposure, **({"slopes": list(self.slopes)} if self.slopes else {})}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -203,15 +208,43 @@ def _group(text: str, gterms) -> list[str]:
         for comp in gt.factor.components:
             if not isinstance(comp, Variable):
                 raise _bad(text, f"the grouping factor {comp.name!r} must be a column; make a column of it first.")
-    for gt in gterms:
-        if not isinstance(gt.expr, Intercept):
-            name = ":".join(c.name for c in gt.factor.components)
-            raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {name})"))
     factors = list(dict.fromkeys(":".join(c.name for c in gt.factor.components) for gt in gterms))
+    if len(factors) > 1:
+        for gt in gterms:
+            if not isinstance(gt.expr, Intercept):
+                name = ":".join(c.name for c in gt.factor.components)
+                raise _bad(text, _NOT_YET.format(what=f"a random slope ({gt.expr} | {name}) with several grouping "
+                                                      "factors"))
     if ":" in factors[0]:
         raise _bad(text, f"the first grouping factor {factors[0]!r} is an interaction; write a factor that is a "
                          "column first (e.g. '(1 | a) + (1 | a:b)', or '(1 | a/b)').")
     return factors
+
+
+def _slopes(text: str, gterms, group: str) -> tuple[str, ...]:
+    """The random slopes of ``(1 + x | g)``: plain columns, with the random intercept, in one block."""
+    import re
+
+    from formulae.terms import Intercept, Variable
+
+    blocks = re.findall(r"\(([^()|]*)\|([^()|]*)\)", text)
+    if len(blocks) > 1 and any(t for t in gterms if not isinstance(t.expr, Intercept)):
+        raise _bad(text, _NOT_YET.format(what="uncorrelated random effects in separate terms ((1 | g) + (0 + x | g))")
+                   + f" Write one correlated block: (1 + x | {group}).")
+    slopes = []
+    for gt in gterms:
+        if isinstance(gt.expr, Intercept):
+            continue
+        comps = gt.expr.components
+        if len(comps) != 1 or not isinstance(comps[0], Variable):
+            shown = ":".join(getattr(c, "name", str(c)) for c in comps)
+            raise _bad(text, f"the random slope {shown!r} must be a numeric column of the fixed part; interactions, "
+                             "transforms and C() cannot carry a random slope yet.")
+        slopes.append(comps[0].name)
+    if slopes and not any(isinstance(t.expr, Intercept) for t in gterms):
+        raise _bad(text, _NOT_YET.format(what=f"a random slope without a random intercept ((0 + x | {group}))")
+                   + f" Write (1 + x | {group}).")
+    return tuple(slopes)
 
 
 def parse_formula(text: str) -> Formula:
@@ -244,8 +277,10 @@ def parse_formula(text: str) -> Formula:
     if not any(isinstance(t, Intercept) for t in terms):
         raise _bad(text, "removes the intercept (0 + or - 1); hierpool's models always have an intercept, from "
                          "which the group effects deviate. Remove the 0 / - 1.")
-    factors = _group(text, [t for t in terms if isinstance(t, GroupSpecificTerm)])
+    gterms = [t for t in terms if isinstance(t, GroupSpecificTerm)]
+    factors = _group(text, gterms)
     group = factors[0]
+    slopes = _slopes(text, gterms, group) if len(factors) == 1 else ()
     fixed, exposure = [], None
     for t in terms:
         if not isinstance(t, Term):
@@ -258,7 +293,13 @@ def parse_formula(text: str) -> Formula:
             continue
         fixed.append(tuple(_factor(text, c) for c in comps))
     f = Formula(text=text, response=response, group=group, terms=tuple(fixed), failures=failures,
-                exposure=exposure, factors=tuple(factors))
+                exposure=exposure, factors=tuple(factors), slopes=slopes)
+    fixed_columns = [t[0].columns[0] for t in fixed if len(t) == 1 and t[0].kind == "column"]
+    for s in slopes:
+        if s not in fixed_columns:
+            raise _bad(text, f"the random slope {s!r} is not a fixed term; add it ('{response} ~ {s} + ... + "
+                             f"(1 + {s} | {group})'): the group slopes vary around the population slope. lme4's "
+                             "slope without a fixed term (population slope fixed at 0) is not supported.")
     factor_cols = list(dict.fromkeys(c for name in factors for c in name.split(":")))
     for role, col in (*(("grouping factor", c) for c in factor_cols), ("response", response), ("failures of cbind", failures),
                       ("exposure", exposure)):
@@ -345,7 +386,7 @@ def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
 def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), family=None, trials=None,
                     exposure=None):
     """:func:`hierpool.prepare` for a formula (see this module's docstring for what a formula may say)."""
-    from hierpool.data.prepare import _prepare
+    from hierpool.data.prepare import _prepare, with_slopes
     from hierpool.data.reduce import is_dask_or_path
 
     given = [k for k, v in (("y", y), ("group", group)) if v is not None]
@@ -374,8 +415,9 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if len(f.factors) > 1:
             raise _bad(formula, "several grouping factors need a pandas DataFrame; data beyond memory (Dask, "
                                 "Parquet/CSV paths) takes one grouping factor.")
-        return _prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure)
-    needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")), exposure if isinstance(exposure, str) else None, *f.columns]
+        return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure), f.slopes)
+    needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")),
+              exposure if isinstance(exposure, str) else None, *f.columns]
     missing = [c for c in dict.fromkeys(needed) if c is not None and c not in df.columns]
     if missing:
         shown = ", ".join(repr(c) for c in list(df.columns)[:20])
@@ -400,4 +442,5 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
     else:
         gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
     _check_rank(formula, gd.Xs, gd.predictors)
+    gd = with_slopes(gd, f.slopes)
     return replace(gd, formula=formula, **({"trials_name": [f.response, f.failures]} if f.failures else {}))

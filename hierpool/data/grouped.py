@@ -87,6 +87,9 @@ class GroupedData(GroupedBase):
     formula: str | None = None  # the formula it was prepared from, if any
     se: np.ndarray | None = None
     se_name: str | None = None
+    #: Random slopes ``(1 + x | g)``: the predictors (numeric columns) whose coefficient varies by group,
+    #: jointly with the intercept (:mod:`hierpool.data.slope_stats`). Empty: random intercepts only.
+    slopes: tuple[str, ...] = ()
     #: grouping factors beyond the first (crossed or nested; :mod:`hierpool.data.factors`), else ()
     factors: tuple = ()
     group_n: np.ndarray = field(init=False)
@@ -171,8 +174,19 @@ class GroupedData(GroupedBase):
             "y_sd": self.y_sd,
             **({"formula": self.formula} if self.formula else {}),
             **({"se": self.se_name} if self.se is not None else {}),
+            **({"slopes": list(self.slopes)} if self.slopes else {}),
             **({"factors": self.factor_names} if self.factors else {}),
         }
+
+    @property
+    def slope_idx(self) -> np.ndarray:
+        """The columns of ``X`` that carry random slopes (in the order of :attr:`slopes`)."""
+        return np.asarray([self.predictors.index(s) for s in self.slopes], dtype=np.int64)
+
+    @property
+    def Z(self) -> np.ndarray:
+        """The random-effects design of each row on the user's scale: ``[1, x_slope...]`` (rows x terms)."""
+        return np.column_stack([np.ones(self.n_obs), self.X[:, self.slope_idx]])
 
     def __repr__(self) -> str:
         preds = ", ".join(self.predictors) if self.predictors else "none"
@@ -181,6 +195,7 @@ class GroupedData(GroupedBase):
             return (f"GroupedData(summary-level, y={self.y_name!r}, se={self.se_name!r}, group={self.group_name!r}, "
                     f"groups={self.n_groups} (one estimate each; se from {self.se.min():.4g} to "
                     f"{self.se.max():.4g}), predictors=[{preds}])")
+        slopes = f", slopes=[{', '.join(self.slopes)}]" if self.slopes else ""
         if self.factors:
             more = ", ".join(f"{f.name!r} ({f.n_levels} levels)" for f in self.factors)
             return (f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r} "
@@ -188,7 +203,7 @@ class GroupedData(GroupedBase):
         return (
             f"GroupedData(family={self.family!r}, y={self.y_name!r}, group={self.group_name!r}, "
             f"rows={self.n_obs}, groups={self.n_groups} (rows per group: min {sizes.min()}, median "
-            f"{np.median(sizes):g}, max {sizes.max()}), predictors=[{preds}])"
+            f"{np.median(sizes):g}, max {sizes.max()}), predictors=[{preds}]{slopes})"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from numbers import Integral
 
 import numpy as np
@@ -17,6 +18,7 @@ from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedData
+from hierpool.data.slope_stats import check_slopes, slope_list
 from hierpool.data.terms import (
     build_terms,
     check_finite,
@@ -42,6 +44,7 @@ def prepare(
     *,
     formula: str | None = None,
     se: str | None = None,
+    slopes: Sequence[str] | str | None = (),
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
 
@@ -92,6 +95,12 @@ def prepare(
         no residual ``sigma`` (gaussian only; predictors give a meta-regression). A repeated group
         label, an ``se`` <= 0 or NaN, another family, ``trials``/``exposure`` or a Dask/path input
         is an error. See :mod:`hierpool.data.summary`.
+    slopes : sequence of str, optional
+        Random slopes: numeric predictors whose coefficient varies by group, jointly with the intercept
+        (lme4's ``(1 + x | g)``; the formula ``"y ~ x + (1 + x | g)"`` builds the same data). Each must also
+        be in ``predictors`` (the slopes vary around the population slope); a slope without the fixed term,
+        a categorical column, or slopes with ``se=`` or data beyond memory are refused
+        (:mod:`hierpool.data.slope_stats`). Kept as ``gd.slopes``.
 
     Returns
     -------
@@ -117,6 +126,9 @@ def prepare(
 
         if formula is None:
             formula, y = y, None
+        if slope_list(slopes):
+            raise ValueError(f"the formula gives the random slopes, (1 + x | g); do not pass slopes={slopes!r} too "
+                             f"(formula={formula!r}).")
         return prepare_formula(df, formula, y=y, group=group, predictors=predictors, family=family, trials=trials,
                                exposure=exposure)
     if group is not None and not isinstance(group, str) or isinstance(group, str) and "/" in group:
@@ -132,12 +144,28 @@ def prepare(
     if y is None or group is None:
         raise TypeError("prepare() needs y= and group= (column names), or a formula such as "
                         "'y ~ x + (1 | group)'.")
+    slopes = slope_list(slopes)
     if se is not None:
+        if slopes:
+            raise ValueError(f"slopes={list(slopes)!r}: summary-level data (se=) has one row per group; random "
+                             "slopes need rows within groups.")
         from hierpool.data.summary import prepare_summary
 
         return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
                                exposure=exposure)
-    return _prepare(df, y, group, predictors, family, trials, exposure)
+    gd = _prepare(df, y, group, predictors, family, trials, exposure)
+    return with_slopes(gd, slopes)
+
+
+def with_slopes(gd, slopes: tuple[str, ...]):
+    """``gd`` with random slopes on ``slopes`` (checked: numeric fixed predictors, rows kept)."""
+    if not slopes:
+        return gd
+    if not isinstance(gd, GroupedData):
+        raise ValueError(f"slopes={list(slopes)!r}: data beyond memory (Dask, Parquet/CSV) is reduced to "
+                         "random-intercept statistics; random slopes need a pandas DataFrame.")
+    check_slopes(slopes, gd.terms, gd.predictors)
+    return replace(gd, slopes=tuple(slopes))
 
 
 def prepare_factors(df, y, names: list[str], predictors, family, trials, exposure, terms=None) -> GroupedData:

@@ -93,6 +93,10 @@ def collapsed_group_effects(post: xr.Dataset, desc: ModelDescription, random_see
         u = integrated.draw_group_effects(integrated_patterns(gd), a.transpose(*N.SAMPLE_DIMS).values,
                                           np.broadcast_to(tau, a.shape), seed, dtype=dtype)
         return xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP))
+    if desc.collapse == "gaussian_crossed":  # first of several factors (hierpool.inference.crossed_draws)
+        from hierpool.inference.crossed_draws import crossed_group_effects
+
+        return crossed_group_effects(post, desc, seed, dtype=dtype)
     if desc.collapse == "known_se":
         b = None
         if gd.n_predictors:

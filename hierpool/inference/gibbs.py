@@ -483,6 +483,8 @@ def plan(model) -> Plan | str:
     """
     desc = describe(model)
     gd, pri = desc.data, desc.priors
+    if desc.slopes:
+        return f"random slopes {list(desc.slopes)}: the Gibbs sampler plans random intercepts only"
     if getattr(gd, "factors", ()):
         return (f"the model has several grouping factors ({', '.join(gd.factor_names)}); the Gibbs blocks "
                 "update one factor's effects")

@@ -19,8 +19,10 @@ def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=N
     ``obs_id``.
 
     ``X`` is a DataArray with dims (obs_id, predictor) on the user's scale, or None without predictors.
-    ``group_effect`` defaults to the posterior's; pass draws for new groups to override. ``extra``: the
-    further grouping factors' effects at each row (:func:`other_factor_effects`), or None.
+    ``group_effect`` defaults to the posterior's; pass draws for new groups to override. A random-slopes
+    fit (``group_slope`` in the posterior) adds ``sum_k x_ik group_slope[g_i, k]`` unless ``group_effect``
+    is given (then the caller handles the groups). ``extra``: the further grouping factors' effects at
+    each row (:func:`other_factor_effects`), or None.
     """
     eta = post[N.INTERCEPT]
     if X is not None and N.BETA in post and X.sizes.get(N.PREDICTOR, 0):
@@ -29,6 +31,11 @@ def linear_predictor(post: xr.Dataset, X, group_idx, offset=None, group_effect=N
     if N.GROUP in u.dims:
         u = u.isel({N.GROUP: group_idx})
     eta = eta + u
+    if group_effect is None and N.GROUP_SLOPE in post and X is not None:
+        slopes = [str(v) for v in post[N.SLOPE].values]
+        Xs = X.sel({N.PREDICTOR: slopes}).rename({N.PREDICTOR: N.SLOPE}).drop_vars(N.SLOPE)
+        v = post[N.GROUP_SLOPE].drop_vars(N.SLOPE, errors="ignore").isel({N.GROUP: group_idx})
+        eta = eta + xr.dot(Xs, v, dim=N.SLOPE)
     if offset is not None:
         eta = eta + offset
     if extra is not None:

@@ -39,6 +39,10 @@ _INSTALL = {
 
 
 
+#: The posterior variables a fit keeps (random slopes add group_slope, tau_slope and group_corr).
+_POSTERIOR_VARS = (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, N.GROUP_SLOPE, N.TAU_SLOPE, N.GROUP_CORR)
+
+
 def _factor_vars(gd) -> list[str]:
     """The posterior variables of the further grouping factors (effects and SDs), if any."""
     out = []
@@ -122,6 +126,10 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
     One compiled pass writes the result (:func:`hierpool.core.kernels.pointwise_loglik`): no temporaries of
     its size, whatever the number of draws and rows.
     """
+    if N.GROUP_SLOPE in post:  # random slopes: the numpy path (hierpool.inference.slopes)
+        from hierpool.inference.slopes import pointwise_log_likelihood_slopes
+
+        return pointwise_log_likelihood_slopes(post, const, y, family)
     X, gidx, offset, trials = design_from_constant(const)
     extra = other_factor_effects(post, const)
     if extra is not None:  # several grouping factors: every factor's effect enters each row's eta
@@ -292,6 +300,9 @@ def fit(
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood={log_likelihood!r} is not valid; valid choices: True, False, 'auto'.")
     one_of("method", method, N.METHODS)
+    if method == "empirical_bayes" and desc.slopes:
+        raise ValueError(f"method='empirical_bayes' fits random intercepts; this model has random slopes "
+                         f"{list(desc.slopes)}. Use method='full_bayes'.")
     if min_ess is not None:
         if method == "empirical_bayes":
             raise TypeError("min_ess applies to sampling; method='empirical_bayes' draws independent exact draws.")
@@ -324,8 +335,7 @@ def fit(
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
-    var_names = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, *_factor_vars(desc.data))
-                 if v in model.named_vars]
+    var_names = [v for v in (*_POSTERIOR_VARS, *_factor_vars(desc.data)) if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
@@ -562,15 +572,16 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
-    keep = [v for v in (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, *_factor_vars(gd)) if v in post]
+    keep = [v for v in (*_POSTERIOR_VARS, *_factor_vars(gd)) if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
+    group_slope = None
     if desc.integrates_out_group_effects and method == "full_bayes":
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
-        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups
+        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups * (1 + len(desc.slopes))
         thin = max(1, int(np.ceil(total / max_group_effect_values)))
         kept = post.isel(draw=slice(None, None, thin))
         if thin > 1:
@@ -578,8 +589,15 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         # Group effects thinned to fit memory are stored in float32: the exact draws (computed in float64)
         # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
-        group_effect = collapsed_group_effects(kept, desc, random_seed, dtype=dtype).assign_coords(
-            chain=kept["chain"].values, draw=kept["draw"].values)
+        if desc.slopes:  # random slopes (hierpool.inference.slopes)
+            from hierpool.inference.slopes import slope_effects
+
+            ge, gs = slope_effects(kept, desc, random_seed, dtype=dtype)
+            group_effect = ge.assign_coords(chain=kept["chain"].values, draw=kept["draw"].values)
+            group_slope = gs.assign_coords(chain=kept["chain"].values, draw=kept["draw"].values)
+        else:
+            group_effect = collapsed_group_effects(kept, desc, random_seed, dtype=dtype).assign_coords(
+                chain=kept["chain"].values, draw=kept["draw"].values)
     if group_effect is not None:
         want = _kept_draws(post["draw"].values, thin)
         if not np.array_equal(group_effect["draw"].values, want):
@@ -587,12 +605,21 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
                              "draw of the posterior.")
         group_effect = group_effect.transpose(*N.SAMPLE_DIMS, N.GROUP).assign_coords(
             {N.GROUP: const[N.GROUP].values})
+        if group_slope is not None:
+            group_slope = group_slope.transpose(*N.SAMPLE_DIMS, N.GROUP, N.SLOPE).assign_coords(
+                {N.GROUP: const[N.GROUP].values, N.SLOPE: list(desc.slopes)})
         if thin == 1:
             post[N.GROUP_EFFECT] = group_effect
+            if group_slope is not None:
+                post[N.GROUP_SLOPE] = group_slope
     if N.GROUP in post.dims:
         post = post.assign_coords({N.GROUP: const[N.GROUP].values})
     if N.PREDICTOR in post.dims:
         post = post.assign_coords({N.PREDICTOR: const[N.PREDICTOR].values})
+    if desc.slopes:
+        terms = [N.INTERCEPT, *desc.slopes]
+        post = post.assign_coords({**({N.SLOPE: list(desc.slopes)} if N.SLOPE in post.dims else {}), **(
+            {N.TERM: terms, N.TERM_: terms} if N.GROUP_CORR in post else {})})
     for f in getattr(gd, "factors", ()):
         dim = N.factor_var(N.GROUP, f.name)
         if dim in post.dims:
@@ -602,9 +629,14 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     if thin > 1:
         aligned = post.sel(draw=group_effect["draw"].values)
         aligned[N.GROUP_EFFECT] = group_effect
+        if group_slope is not None:
+            aligned[N.GROUP_SLOPE] = group_slope
     children = {"posterior": post, "constant_data": const}
     if thin > 1:
-        children[N.GROUP_EFFECTS_GROUP] = group_effect.to_dataset(name=N.GROUP_EFFECT)
+        node = group_effect.to_dataset(name=N.GROUP_EFFECT)
+        if group_slope is not None:
+            node[N.GROUP_SLOPE] = group_slope
+        children[N.GROUP_EFFECTS_GROUP] = node
     rows = hasattr(gd, "y")  # GroupedStats keeps no rows: no observed_data, no row log-likelihood
     if rows:
         y = xr.DataArray(gd.y, dims=(N.OBS,), coords={N.OBS: const[N.OBS].values}, name=N.Y)
@@ -628,6 +660,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         N.ATTR_SAMPLER: engine,
         N.ATTR_THIN: thin,
         N.ATTR_METHOD: method,
+        **({N.SLOPES_ATTR: json.dumps(list(desc.slopes))} if desc.slopes else {}),
     }
     if getattr(gd, "factors", ()):
         out.attrs[N.ATTR_FACTORS] = json.dumps(gd.factor_names)

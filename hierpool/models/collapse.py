@@ -191,12 +191,21 @@ def data_for(model, y) -> dict:
 
     desc = describe(model)
     gd, how = desc.data, desc.collapse
+    if how == "gaussian_slopes":
+        from hierpool.models.slopes import data_for as slopes_data_for
+
+        return slopes_data_for(gd, y)
     if how == "gaussian":
         sc = size_classes(gaussian_stats(gd, y))
         out = {N.SIZE_MOMENTS: sc.moments, N.YBAR_CENTER: np.asarray(sc.center), N.SYY_W: np.asarray(sc.syy_w)}
         if gd.n_predictors:
             out[N.SXY_W] = sc.sxy_w
         return out
+    if how == "gaussian_crossed":
+        from hierpool.data.crossed_stats import crossed_gaussian_stats
+        from hierpool.models.crossed import crossed_response_data
+
+        return crossed_response_data(crossed_gaussian_stats(gd, y))
     if how == "known_se":
         return {N.Y_OBSERVED: np.asarray(y, dtype=float)}
     if how == "integrated":

@@ -23,7 +23,7 @@ from hierpool.models.priors import Prior
 __all__ = ["ModelDescription", "describe"]
 
 #: Collapses whose group effects are integrated out of the sampled model and drawn after sampling.
-INTEGRATED_OUT = ("gaussian", "known_se", "integrated")
+INTEGRATED_OUT = ("gaussian", "known_se", "integrated", "gaussian_slopes", "gaussian_crossed")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,9 +38,11 @@ class ModelDescription:
         One of :data:`hierpool.core.names.FAMILIES`.
     data : GroupedData or GroupedStats
         The data the model was built on.
-    collapse : {"gaussian", "known_se", "integrated", "counts", None}
+    collapse : {"gaussian", "known_se", "integrated", "gaussian_slopes", "gaussian_crossed", "counts", None}
         The exact collapsed likelihood in use (:func:`hierpool.models.collapse.resolve_collapse`):
-        group effects integrated out ("gaussian"; "known_se" for summary-level data; "integrated"),
+        group effects integrated out ("gaussian"; "known_se" for summary-level data; "integrated";
+        "gaussian_slopes" for random slopes, :mod:`hierpool.models.slopes`; "gaussian_crossed": the first
+        of several factors, given the others, :mod:`hierpool.models.crossed`),
         rows pooled into cells ("counts"), or
         the row-level likelihood (None).
     priors : mapping of str to Prior or float
@@ -66,6 +68,11 @@ class ModelDescription:
         JSON-serializable settings, stored in a fit's attrs (:data:`hierpool.core.names.ATTR_SETTINGS`).
     fit_defaults : mapping
         Sampler settings the model asks for unless the user gives others (``target_accept``).
+    slopes : tuple of str
+        The predictors with random slopes, correlated with the intercept (``(1 + x | g)``); empty for
+        random intercepts only.
+    lkj_eta : float or None
+        The LKJ shape of the slopes' correlation prior (None without slopes, and for the ridge variant).
     """
 
     variant: str
@@ -79,6 +86,8 @@ class ModelDescription:
     centered: bool | str = False
     intercept_at: str = "means"
     fit_defaults: Mapping = field(default_factory=dict)
+    slopes: tuple[str, ...] = ()
+    lkj_eta: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "priors", MappingProxyType(dict(self.priors)))
@@ -117,6 +126,8 @@ class ModelDescription:
     def __repr__(self) -> str:
         extra = f", lam={self.lam:g}" if self.lam is not None else ""
         extra += f", penalty={self.penalty!r}" if self.penalty else ""
+        if self.slopes:
+            extra += f", slopes={list(self.slopes)}" + (f", lkj_eta={self.lkj_eta:g}" if self.lkj_eta else "")
         extra += f", intercept_at={self.intercept_at!r}" if self.intercept_at != "means" else ""
         return (f"ModelDescription(variant={self.variant!r}, family={self.family!r}, collapse={self.collapse!r}"
                 f"{extra}, groups={self.data.n_groups}, priors={dict(self.priors)})")

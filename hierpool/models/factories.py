@@ -44,11 +44,13 @@ import pytensor.tensor as pt
 
 from hierpool.core import names as N
 from hierpool.core.validate import one_of, positive_finite, positive_int
+from hierpool.data.crossed_stats import crossed_gaussian_stats
 from hierpool.data.grouped import GroupedData, GroupedStats
 from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
 from hierpool.data.stats import size_classes
 from hierpool.models import crossed, integrated, parameterization
+from hierpool.models import slopes as _slopes
 from hierpool.models.collapse import (
     gaussian_marginal_logp_sizes,
     integrated_patterns,
@@ -60,7 +62,7 @@ from hierpool.models.priors import Prior, elastic_net, normalize_priors, scale_p
 
 
 def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
-    given = {k: v for k, v in prepare_kwargs.items() if v is not None and not (k == "predictors" and not v)}
+    given = {k: v for k, v in prepare_kwargs.items() if v is not None and not (k in ("predictors", "slopes") and not v)}
     if isinstance(data, (GroupedData, GroupedStats)):
         extra = [k for k in given if not (k == "family" and given[k] == data.family)]
         if extra:
@@ -79,15 +81,24 @@ def _as_grouped(data, prepare_kwargs: dict) -> GroupedData:
 
 def _coords(gd: GroupedData) -> dict:
     rows = np.arange(gd.n_obs) if isinstance(gd, GroupedData) else np.arange(0)  # GroupedStats keeps no rows
-    return {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors),
-            **crossed.factor_coords(gd)}
+    out = {N.GROUP: gd.groups.tolist(), N.OBS: rows, N.PREDICTOR: list(gd.predictors), **crossed.factor_coords(gd)}
+    if getattr(gd, "slopes", ()):
+        terms = [N.INTERCEPT, *gd.slopes]
+        out.update({N.SLOPE: list(gd.slopes), N.TERM: terms, N.TERM_: terms})
+    return out
 
 
 def _resolve_collapse(gd, collapse) -> str | None:
-    """resolve_collapse, or the row level for a model with several grouping factors (models.crossed)."""
+    """The collapse choice: the row level for a model with several grouping factors (models.crossed),
+    :func:`hierpool.models.slopes.resolve_collapse` for random slopes, else :func:`resolve_collapse`."""
     if crossed.has_factors(gd):
+        if getattr(gd, "slopes", ()):
+            raise ValueError(f"random slopes {list(gd.slopes)} take one grouping factor; this model has several "
+                             f"({', '.join([gd.group_name, *gd.factor_names])}).")
         resolve_collapse(gd, collapse)  # the same check of the argument
         return crossed.resolve_collapse_factors(gd, collapse)
+    if getattr(gd, "slopes", ()):
+        return _slopes.resolve_collapse(gd, collapse)
     return resolve_collapse(gd, collapse)
 
 
@@ -100,6 +111,8 @@ def _allowed_priors(gd: GroupedData, keys: tuple[str, ...]) -> dict[str, str]:
         out.pop("sigma_sq", None)
     if gd.n_predictors == 0:
         out.pop("beta", None)
+    if getattr(gd, "slopes", ()) and "tau" in out:  # random slopes: one prior for every slope SD
+        out["tau_slope"] = "positive"
     if "tau" in keys:  # several grouping factors: each further factor's SD, tau__<factor>
         out.update(crossed.factor_prior_keys(gd))
     return out
@@ -121,7 +134,7 @@ def _data_containers(gd: GroupedData, how: str | None):
         pm.Data(N.X_SCALE, gd.x_scale, dims=N.PREDICTOR)
     if gd.summary_level:  # the known standard errors, read by the likelihood
         pm.Data(N.SE, gd.se, dims=N.OBS)
-    if isinstance(gd, GroupedStats) or how == "gaussian":
+    if isinstance(gd, GroupedStats) or how in ("gaussian", _slopes.COLLAPSED, crossed.CROSSED_GAUSSIAN):
         return
     pm.Data(N.GROUP_IDX, gd.group_idx, dims=N.OBS)
     crossed.factor_data(gd)
@@ -269,6 +282,13 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
         }
         sigma = _sigma(gd, priors, used)
         return pm.Potential(N.Y_MARGINAL, gaussian_marginal_logp_sizes(data, intercept_c, beta_std, group_effect, sigma))
+    if collapse == crossed.CROSSED_GAUSSIAN:  # first factor integrated out given the others' effects
+        model = pm.Model.get_context()
+        effects = [model[N.factor_var(N.GROUP_EFFECT, f.name)] for f in gd.factors]
+        data = crossed.crossed_data(crossed_gaussian_stats(gd), containers=True)
+        sigma = _sigma(gd, priors, used)
+        return pm.Potential(N.Y_MARGINAL, crossed.crossed_gaussian_marginal_logp(data, intercept_c, beta_std,
+                                                                                 group_effect, sigma, effects))
     if collapse == "known_se":  # summary-level data: y_j ~ Normal(a + x_j b, sqrt(tau^2 + se_j^2))
         y_obs = pm.Data(N.Y_OBSERVED, gd.y, dims=N.OBS)
         mean = intercept_c if beta_std is None else intercept_c + pt.dot(pt.as_tensor_variable(gd.Xs), beta_std)
@@ -310,9 +330,20 @@ def _attach(model: pm.Model, variant: str, gd: GroupedData, settings: dict, coll
     """Attach the model's :class:`ModelDescription` (read back with :func:`describe`)."""
     settings["collapse"] = collapse
     desc = ModelDescription(variant=variant, family=gd.family, data=gd, collapse=collapse, priors=used,
-                            settings=settings, **extra)
+                            settings=settings, slopes=tuple(getattr(gd, "slopes", ())), **extra)
     setattr(model, N.MODEL_ATTR, desc)
     return model
+
+
+def _slope_part(gd, a, b, pri, used, how, tau=None, lam=None, lkj_eta=None):
+    """Random slopes: the group-level covariance and the likelihood (:mod:`hierpool.models.slopes`)."""
+    C = _slopes.build_cov_factor(gd, pri, used, tau, lam, lkj_eta)
+    _slopes.likelihood(gd, a, b, C, pri, how, lambda: _sigma(gd, pri, used))
+
+
+def _check_lkj_eta(gd, lkj_eta) -> float | None:
+    eta = positive_finite("lkj_eta", lkj_eta)
+    return eta if getattr(gd, "slopes", ()) else None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -331,6 +362,8 @@ def random_intercepts(
     intercept_at: str = "means",
     centered: bool | str = "auto",
     collapse: bool | str = "auto",
+    slopes=(),
+    lkj_eta: float = _slopes.LKJ_ETA,
 ) -> pm.Model:
     """Hierarchical random intercepts: partial pooling with the shrinkage chosen by the data through tau.
 
@@ -341,8 +374,11 @@ def random_intercepts(
     (1 | hospital)"``, nested ``group="hospital/ward"`` or ``(1 | hospital/ward)``): the first factor keeps
     ``group``, ``group_effect`` and ``tau``; every further factor ``f`` adds ``group_effect__f ~ Normal(0,
     tau__f)`` (dim ``group__f``) to the linear predictor, with ``tau__f`` given tau's default prior
-    (override: ``priors={"tau__f": ...}``). Such models are fitted at the row level (``collapse="auto"``
-    means ``False``; ``True``/``"integrated"`` are refused); see :mod:`hierpool.models.crossed`.
+    (override: ``priors={"tau__f": ...}``). gaussian: ``collapse="auto"`` (or True) integrates the FIRST
+    factor's effects out exactly given the others' (which NUTS samples), and ``hp.fit`` draws them from
+    their exact conditional afterwards; list the factor with most levels first. ``collapse=False`` keeps
+    the row-level model. Other families are fitted at the row level (``True``/``"integrated"`` are
+    refused). See :mod:`hierpool.models.crossed`.
 
     Parameters
     ----------
@@ -431,6 +467,17 @@ def random_intercepts(
     means ~ Normal(m, 2.5 s); beta per standard deviation of its predictor ~ Normal(0, 2.5 s);
     tau ~ HalfStudentT(3, s); sigma ~ HalfStudentT(3, s).
 
+    **Random slopes** (``prepare(..., slopes=["x"])``, ``slopes=`` here with a DataFrame, or the formula
+    ``"y ~ x + (1 + x | g)"``): the intercept and the slopes of ``x`` vary by group jointly,
+    ``(group_effect_j, group_slope_j) ~ MVN(0, diag(tau, tau_slope) R diag(tau, tau_slope))`` with
+    ``R ~ LKJ(lkj_eta)`` (default 1, uniform, as brms and rstanarm) and ``tau_slope ~ HalfStudentT(3,
+    s / sd(x))`` (override with ``priors={"tau_slope": ...}``); details in :mod:`hierpool.models.slopes`.
+    The posterior adds ``group_slope`` (group, slope), ``tau_slope`` (slope) and ``group_corr`` (term,
+    term_); ``group_effect`` and ``tau`` stay the intercept's. gaussian integrates the effects out exactly
+    and draws them afterwards (``collapse=False``: row level); counts are fitted row by row, non-centered.
+    ``centered=True`` is not available with slopes; the default ``"auto"`` (and ``False``) samples them
+    non-centered (the partial non-centering of ``"auto"`` applies to intercept-only effects).
+
     Returns
     -------
     pymc.Model
@@ -444,8 +491,12 @@ def random_intercepts(
     ['group', 'obs_id', 'predictor']
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     parameterization.check_centered(centered)
+    eta = _check_lkj_eta(gd, lkj_eta)
+    if gd.slopes and centered is True:
+        raise ValueError("centered=True: random slopes are sampled non-centered (or integrated out); use "
+                         "centered='auto' or False.")
     one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "tau", "tau_sq", "sigma",
                                                          "sigma_sq")), "random_intercepts", gd.predictors)
@@ -455,13 +506,17 @@ def random_intercepts(
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, intercept_at=intercept_at)
         tau = _scale_parameter(N.TAU, pri, Prior("HalfStudentT", nu=3, sigma=gd.y_scale), used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
-        extra = crossed.factor_effects(gd, pri, used, tau_default=Prior("HalfStudentT", nu=3, sigma=gd.y_scale),
-                                       centered=centered)
-        _likelihood(gd, a, b, u, pri, how, used, extra)
-    settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec()}
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
+        else:
+            u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=Prior("HalfStudentT", nu=3, sigma=gd.y_scale),
+                                           centered=centered)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
+    settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
+                **({"lkj_eta": eta} if gd.slopes else {})}
     return _attach(model, "random_intercepts", gd, settings, how, used, centered=centered,
-                   intercept_at=intercept_at)
+                   intercept_at=intercept_at, lkj_eta=eta)
 
 
 def ridge_fixed_effects(
@@ -479,6 +534,7 @@ def ridge_fixed_effects(
     priors: dict | None = None,
     intercept_at: str = "means",
     collapse: bool | str = "auto",
+    slopes=(),
 ) -> pm.Model:
     """Fixed group effects on one-hot dummies with a ridge (L2) prior of precision ``lam``.
 
@@ -505,6 +561,10 @@ def ridge_fixed_effects(
     Summary-level data (``se=``, one estimate per group with a known standard error) works here too:
     ``y_j ~ Normal(intercept + x_j beta + u_j, se_j)`` with ``u_j ~ Normal(0, 1/sqrt(lam))``, integrated
     out exactly; the equivalent scikit-learn ridge is ``Ridge(alpha=lam)`` with ``sample_weight = 1/se^2``.
+
+    **Random slopes** (``slopes=`` / ``(1 + x | g)``): each group's block of intercept and slope
+    deviations gets the same penalty, ``(group_effect_j, group_slope_j) ~ MVN(0, I / lam)`` (the ridge on the
+    one-hot columns and their products with ``x``); see :mod:`hierpool.models.slopes`.
 
     Parameters
     ----------
@@ -533,7 +593,7 @@ def ridge_fixed_effects(
     False
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     lam = positive_finite("lam", lam)
     one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     pri = normalize_priors(priors, _allowed_priors(gd, ("intercept", "beta", "sigma", "sigma_sq")),
@@ -544,12 +604,15 @@ def ridge_fixed_effects(
     with pm.Model(coords=_coords(gd)) as model:
         _data_containers(gd, how)
         a, b = _intercept_and_beta(gd, pri, width=width, used=used, intercept_at=intercept_at)
-        if how in INTEGRATED_OUT:
-            u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, lam=lam)
         else:
-            u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
-        extra = crossed.factor_effects(gd, pri, used, tau_default=None, lam=lam)
-        _likelihood(gd, a, b, u, pri, how, used, extra)
+            if how in INTEGRATED_OUT:
+                u = pt.as_tensor_variable(1.0 / math.sqrt(lam))
+            else:
+                u = pm.Normal(N.GROUP_EFFECT, 0.0, sigma=1.0 / math.sqrt(lam), dims=N.GROUP)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=None, lam=lam)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {"lam": lam, "priors": serialize(pri), "intercept_at": intercept_at,
                 "fixed_effect_prior_sd": width * gd.y_scale, "data": gd.spec()}
     return _attach(model, "ridge_fixed_effects", gd, settings, how, used, lam=lam, intercept_at=intercept_at)
@@ -577,8 +640,14 @@ def regularized_hierarchical(
     intercept_at: str = "means",
     centered: bool | str = "auto",
     collapse: bool | str = "auto",
+    slopes=(),
+    lkj_eta: float = _slopes.LKJ_ETA,
 ) -> pm.Model:
     """Random intercepts with a regularizing prior on the predictors and a shrinking prior on tau.
+
+    Random slopes (``slopes=`` / ``(1 + x | g)``) get the prior of :func:`random_intercepts` (LKJ
+    correlation, ``tau_slope``); ``tau`` keeps this variant's shrinking prior and the penalty acts on
+    ``beta`` only.
 
     The hierarchy and the penalty are orthogonal: the group effects are partially pooled as in
     :func:`random_intercepts`, while ``beta`` (on standardized predictors, ``beta_std = beta * sd(x)``)
@@ -626,10 +695,14 @@ def regularized_hierarchical(
     'laplace'
     """
     gd = _as_grouped(data, dict(y=y, group=group, predictors=predictors, family=family, trials=trials,
-                                exposure=exposure, formula=formula, se=se))
+                                exposure=exposure, formula=formula, se=se, slopes=slopes))
     one_of("penalty", penalty, N.PENALTIES)
     one_of("intercept_at", intercept_at, N.INTERCEPT_AT)
     parameterization.check_centered(centered)
+    eta = _check_lkj_eta(gd, lkj_eta)
+    if gd.slopes and centered is True:
+        raise ValueError("centered=True: random slopes are sampled non-centered (or integrated out); use "
+                         "centered='auto' or False.")
     s = gd.y_scale
     penalty_scale = s if penalty_scale is None else positive_finite("penalty_scale", penalty_scale)
     if isinstance(l1_ratio, bool) or not isinstance(l1_ratio, (int, float)) or not 0.0 <= l1_ratio <= 1.0:
@@ -678,17 +751,21 @@ def regularized_hierarchical(
         a, b = _intercept_and_beta(gd, pri, width=2.5, used=used, beta_std=beta_std, intercept_at=intercept_at)
         tau_prior = Prior("Exponential", lam=-math.log(0.05) / tau_scale)
         tau = _scale_parameter(N.TAU, pri, tau_prior, used)
-        u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
-        extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered)
-        _likelihood(gd, a, b, u, pri, how, used, extra)
+        if gd.slopes:
+            _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
+        else:
+            u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered)
+            _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
         **({"l1_ratio": l1_ratio} if penalty == "elastic_net" else {}),
         "slab_scale": slab_scale, "slab_df": slab_df, "horseshoe_global_scale": global_scale,
         "tau_scale": tau_scale, "tau_prior": "Exponential, P(tau > tau_scale) = 0.05",
         "priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
+        **({"lkj_eta": eta} if gd.slopes else {}),
     }
     # the horseshoe's funnel between global and local scales needs small steps (as brms advises)
     fit_defaults = {"target_accept": 0.99} if penalty == "horseshoe" and P else {}
     return _attach(model, "regularized_hierarchical", gd, settings, how, used, penalty=penalty, centered=centered,
-                   fit_defaults=fit_defaults, intercept_at=intercept_at)
+                   fit_defaults=fit_defaults, intercept_at=intercept_at, lkj_eta=eta)

@@ -277,6 +277,7 @@ class RandomIntercepts(_Variant):
 
     kind: Literal["random_intercepts"]
     centered: Any = Field(None, description="true, false or 'auto'")
+    lkj_eta: float = Field(None, gt=0, description="a positive number (the LKJ prior of random slopes' correlation)")
     method: Literal[N.METHODS] = Field(None, description="hp.fit's method: 'full_bayes' (default) or "
                                                          "'empirical_bayes' (tau at its (RE)ML estimate)")
 
@@ -298,6 +299,7 @@ class RegularizedHierarchical(_Variant):
 
     kind: Literal["regularized_hierarchical"]
     penalty: Literal[N.PENALTIES] = None
+    lkj_eta: float = Field(None, gt=0, description="a positive number (the LKJ prior of random slopes' correlation)")
     penalty_scale: float = Field(None, gt=0, description="a positive number")
     l1_ratio: float = Field(None, ge=0, le=1, description="a number in [0, 1] (glmnet's alpha; elastic_net only)")
     expected_nonzero: int = Field(None, ge=1, description="an integer >= 1")
