@@ -219,13 +219,20 @@ def factor_data(gd) -> None:
 
 
 def factor_effects(gd, priors: dict, used: dict, *, tau_default: Prior | None, centered: bool | str = False,
-                   lam: float | None = None):
+                   lam: float | None = None, mean=None):
     """Build every further factor's effects; return their sum at each row (a tensor over rows), or None.
 
     ``tau_default`` is the default prior of each ``tau__f`` (hierarchical variants); ``lam`` (ridge) fixes
     each effect's prior to ``Normal(0, 1/sqrt(lam))`` instead. ``centered`` parameterizes the effects as
-    for the first factor (:mod:`hierpool.models.parameterization`), centred at 0: ``True`` samples
-    ``group_effect__f`` itself, ``"auto"`` partially non-centers each level by its data's information.
+    for the first factor (:mod:`hierpool.models.parameterization`): ``True`` samples ``group_effect__f``
+    itself (or ``mean + group_effect__f``), ``"auto"`` partially non-centers each level by its data's
+    information. ``mean`` (the intercept at the predictors' means) is given when the first factor is
+    integrated out (``collapse="gaussian_crossed"``): the first further factor's levels are then centred on
+    it, so that the intercept is not tied to the mean of those effects. Measured (5,000 members x 50
+    hospitals, about 250 rows per hospital, gaussian, 4 x 500 draws, seed 1, shared 2-core machine): with
+    the effects centred at 0 (``centered="auto"``) the intercept's bulk ESS was 35 (R-hat 1.09), 60
+    non-centered, 25 centered; centred on the intercept (``"auto"``), the smallest bulk ESS of any
+    parameter was 3,259 and the largest R-hat 1.011, in 15.8 s.
     """
     total = None
     for f in gd.factors:
@@ -238,9 +245,11 @@ def factor_effects(gd, priors: dict, used: dict, *, tau_default: Prior | None, c
             used[key] = priors.get(key, tau_default)
             tau = scale_parameter(key, priors, tau_default)
             st = gd.factor_stats(f)
+            m = mean if f is gd.factors[0] else None
             u = group_effects(tau, information(gd, st["denominator"], st["raw_mean"], st["n"]), centered, dim=dim,
-                              effect=eff, z=N.factor_var(N.GROUP_EFFECT_Z, f.name), centered_name=eff,
-                              partial=N.factor_var(N.GROUP_EFFECT_PARTIAL, f.name))
+                              effect=eff, z=N.factor_var(N.GROUP_EFFECT_Z, f.name),
+                              centered_name=eff if m is None else N.factor_var(N.GROUP_INTERCEPT, f.name),
+                              partial=N.factor_var(N.GROUP_EFFECT_PARTIAL, f.name), mean=m)
         term = u[pt.as_tensor_variable(f.idx)]
         total = term if total is None else total + term
     return total

@@ -511,7 +511,7 @@ def random_intercepts(
         else:
             u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
             extra = crossed.factor_effects(gd, pri, used, tau_default=Prior("HalfStudentT", nu=3, sigma=gd.y_scale),
-                                           centered=centered)
+                                           centered=centered, mean=a if how in INTEGRATED_OUT else None)
             _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {"priors": serialize(pri), "intercept_at": intercept_at, "centered": centered, "data": gd.spec(),
                 **({"lkj_eta": eta} if gd.slopes else {})}
@@ -755,7 +755,8 @@ def regularized_hierarchical(
             _slope_part(gd, a, b, pri, used, how, tau=tau, lkj_eta=eta)
         else:
             u = tau if how in INTEGRATED_OUT else _hierarchical_effects(gd, a, tau, centered)
-            extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered)
+            extra = crossed.factor_effects(gd, pri, used, tau_default=tau_prior, centered=centered,
+                                           mean=a if how in INTEGRATED_OUT else None)
             _likelihood(gd, a, b, u, pri, how, used, extra)
     settings = {
         "penalty": penalty, "penalty_scale": penalty_scale, "expected_nonzero": expected_nonzero,
