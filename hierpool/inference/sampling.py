@@ -278,6 +278,11 @@ def fit(
         ``group_n__f``, ``group_raw_mean__f``, ``group_denominator__f``; ``attrs["hierpool_factors"]``
         lists the factors (JSON), and the log-likelihood includes every factor's effect. Analysis functions
         take ``factor=`` (default the first; :func:`hierpool.select_factor`).
+        A model with random slopes (``slopes=`` or ``(1 + x | g)``) adds ``group_slope`` (group, slope: the
+        slope deviations, user's scale), ``tau_slope`` (slope) and ``group_corr`` (term, term_: the
+        correlation of intercept and slope deviations, terms ``["intercept", *slopes]``);
+        ``group_effect`` and ``tau`` stay the intercept's, and ``attrs["hierpool_slopes"]`` lists the slopes.
+        ``attrs["hierpool_method"]`` is ``"full_bayes"`` or ``"empirical_bayes"``.
 
     Warns
     -----
