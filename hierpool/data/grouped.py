@@ -23,6 +23,8 @@ class GroupedBase:
     se = None
     #: grouping factors beyond the first (:class:`GroupedData` with several factors only)
     factors: tuple = ()
+    #: random slopes (:class:`GroupedData` only; data reduced to statistics has random intercepts)
+    slopes: tuple = ()
 
     @property
     def summary_level(self) -> bool:
