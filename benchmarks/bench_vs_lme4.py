@@ -143,10 +143,12 @@ def run_hierpool(data: Path, family: str, args) -> dict:
     return out
 
 
-def run_r(csv: Path, family: str, n_pred: int, condvar: bool, args, nagq: int = 1) -> dict:
+def run_r(csv: Path, family: str, n_pred: int, condvar: bool, args, nagq: int = 1,
+          factors: tuple[str, ...] = ()) -> dict:
     if args.skip_r or C.rscript() is None:
         return {"error": "R/lme4 not available (apt-get install -y r-base-core r-cran-lme4)"}
-    cmd = [C.rscript(), str(C.HERE / "lme4_fit.R"), str(csv), family, str(n_pred), str(int(condvar)), str(nagq)]
+    cmd = [C.rscript(), str(C.HERE / "lme4_fit.R"), str(csv), family, str(n_pred), str(int(condvar)), str(nagq),
+           ",".join(factors)]
     if Path("/usr/bin/time").exists():
         cmd = ["/usr/bin/time", "-v", *cmd]
     res = C.run_child(cmd, timeout=args.timeout)

@@ -1,10 +1,11 @@
 # Fit random intercepts with lme4 and print the timings as one JSON line (used by bench_vs_lme4.py).
 #
-# Usage: Rscript benchmarks/lme4_fit.R DATA.csv FAMILY N_PREDICTORS CONDVAR NAGQ
+# Usage: Rscript benchmarks/lme4_fit.R DATA.csv FAMILY N_PREDICTORS CONDVAR NAGQ [FACTORS]
 #   FAMILY        gaussian (lmer, REML) or bernoulli (glmer, binomial logit)
 #   N_PREDICTORS  0 or more: the columns x1..xK enter as fixed effects
 #   CONDVAR       1: also time ranef(fit, condVar = TRUE) (conditional variances of every group)
 #   NAGQ          glmer's nAGQ (1 = Laplace); ignored by lmer
+#   FACTORS       optional, comma-separated: those of x1..xK read as factors (treatment-coded by lmer)
 # The CSV has columns y, group (integer ids), x1..xK. Reading it is timed separately ("read_s").
 
 args <- commandArgs(trailingOnly = TRUE)
@@ -14,11 +15,13 @@ family <- args[2]
 npred <- as.integer(args[3])
 condvar <- as.integer(args[4]) == 1L
 nagq <- as.integer(args[5])
+factors <- if (length(args) >= 6 && nzchar(args[6])) strsplit(args[6], ",")[[1]] else character(0)
 
 suppressPackageStartupMessages(library(lme4))
 
 classes <- c(y = "numeric", group = "integer")
 if (npred > 0) classes <- c(classes, setNames(rep("numeric", npred), paste0("x", seq_len(npred))))
+classes[factors] <- "factor"
 t_read <- system.time({
   d <- read.csv(path, colClasses = classes)
   d$group <- factor(d$group)
