@@ -226,7 +226,7 @@ def counts_ml(gd, n_nodes: int = 20) -> dict:
     X = cp.Xs if gd.n_predictors else None
     P = 0 if X is None else X.shape[1]
     rate = cp.y.sum() / (cp.trials.sum() if cp.trials is not None else np.sum(cp.exposure))
-    a0 = float(fam.link(np.clip(rate, 1e-6, None))) if cp.trials is None else float(fam.link(rate))
+    a0 = float(fam.link(max(rate, 1e-6)))  # an all-zero response; the logit link clips at 1 - 1e-6 itself
 
     def objective(phi):
         a, b, logtau = phi[0], phi[1:1 + P], phi[-1]
@@ -348,10 +348,9 @@ def draw_conditional(fam, y, eta, codes, n_groups: int, tau: float, n_draws: int
                            np.tile(tau * np.array([-8, -5, -3, -2, -1, 1, 2, 3, 5, 8.0]), (n_groups, 1))], axis=1)
     t = np.sort(u0[:, None] + offs, axis=1)
 
-    def logf(uv, rows_codes=codes, rows_y=y, rows_eta=eta, rows_trials=trials, summer=gsum):
+    def logf(uv):
         """f_j at points uv (points, groups)."""
-        ll = summer(fam.log_likelihood(rows_y, rows_eta + uv[:, rows_codes], trials=rows_trials))
-        return ll - 0.5 * prec * uv**2
+        return gsum(fam.log_likelihood(y, eta + uv[:, codes], trials=trials)) - 0.5 * prec * uv**2
 
     def dlogf(uv):
         return gsum(fam.score(y, eta + uv[:, codes], trials=trials)) - prec * uv
@@ -419,12 +418,12 @@ def estimate(desc: ModelDescription, *, draws: int, chains: int, random_seed, cr
     keep = max(1, min(draws, int(max_group_effect_values // max(chains * J, 1))))
     seed = np.random.SeedSequence([int(random_seed), 7]) if random_seed is not None else np.random.SeedSequence()
     info: dict = {"method": "empirical_bayes"}
+    shape = (chains, keep)
     if gd.summary_level:
         from hierpool.inference.conditional import draw_known_se_group_effects
 
         est = known_se_reml(gd.y, gd.se, gd.X if P else None, reml=criterion == "reml")
         tau, coef = est["tau"], est["coef"]
-        shape = (chains, keep)
         intercept, beta = float(coef[0]), (coef[1:] if P else None)
         u = draw_known_se_group_effects(gd, np.full(shape, intercept),
                                         np.broadcast_to(beta, (*shape, P)) if P else None, np.full(shape, tau), seed)
@@ -448,7 +447,6 @@ def estimate(desc: ModelDescription, *, draws: int, chains: int, random_seed, cr
     b_std = coef[1:]
     beta = b_std / gd.x_scale if P else None
     intercept = coef[0] - (float(beta @ gd.x_center) if P else 0.0)
-    shape = (chains, keep)
     if gd.fam.has_sigma:
         u = draw_gaussian_group_effects(gd.gaussian, np.full(shape, coef[0]), np.tile(b_std, (chains * keep, 1))
                                         if P else None, np.full(shape, tau), np.full(shape, sigma), seed)

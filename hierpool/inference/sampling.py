@@ -25,6 +25,7 @@ from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
 from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
+from hierpool.models.crossed import posterior_names
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
@@ -41,14 +42,6 @@ _INSTALL = {
 
 #: The posterior variables a fit keeps (random slopes add group_slope, tau_slope and group_corr).
 _POSTERIOR_VARS = (N.INTERCEPT, N.BETA, N.GROUP_EFFECT, N.TAU, N.SIGMA, N.GROUP_SLOPE, N.TAU_SLOPE, N.GROUP_CORR)
-
-
-def _factor_vars(gd) -> list[str]:
-    """The posterior variables of the further grouping factors (effects and SDs), if any."""
-    out = []
-    for f in getattr(gd, "factors", ()):
-        out += [N.factor_var(N.GROUP_EFFECT, f.name), N.factor_var(N.TAU, f.name)]
-    return out
 
 
 def _version() -> str:
@@ -340,7 +333,7 @@ def fit(
         if sampler == "gibbs":
             raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
-    var_names = [v for v in (*_POSTERIOR_VARS, *_factor_vars(desc.data)) if v in model.named_vars]
+    var_names = [v for v in (*_POSTERIOR_VARS, *posterior_names(desc.data)) if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
                           random_seed=random_seed, progressbar=progressbar, kwargs=kwargs)
     if small is not None:
@@ -405,24 +398,14 @@ def from_trace(trace: xr.DataTree, model, *, random_seed: int | None = None, log
                     max_group_effect_values=max_group_effect_values)
 
 
-def _population_vars(post: xr.Dataset) -> list[str]:
-    """The population-level parameters of a posterior that vary (a fixed tau has nothing to diagnose)."""
-    names = [v for v in post.data_vars if v != N.GROUP_EFFECT and not v.startswith(N.GROUP_EFFECT + "__")]
-    return [v for v in names if float(post[v].max() - post[v].min()) > 1e-12 * max(1.0, float(abs(post[v]).max()))]
-
-
 def _worst_ess(post: xr.Dataset) -> tuple[float, float, float]:
-    """(min bulk ESS, min tail ESS, max R-hat) over the population-level parameters."""
-    from hierpool.inference.diagnostics import rhat_ess
-
-    bulk, tail, rhat = np.inf, np.inf, 0.0
-    for v in _population_vars(post):
-        arr = post[v].transpose("chain", "draw", ...).values
-        r, eb_, et = rhat_ess(arr.reshape(arr.shape[0], arr.shape[1], -1))
-        bulk = min(bulk, float(np.nanmin(eb_)))
-        tail = min(tail, float(np.nanmin(et)))
-        rhat = max(rhat, float(np.nanmax(r)))
-    return bulk, tail, rhat
+    """(min bulk ESS, min tail ESS, max R-hat) over the population-level parameters (the variables without a
+    group dim), by :func:`check_sampling`; ``(inf, inf, 0)`` when none of them varies."""
+    pop = [v for v in post.data_vars if not any(str(d).startswith(N.GROUP) for d in post[v].dims)]
+    rep = check_sampling(xr.DataTree.from_dict({"posterior": post[pop]}), warn=False)
+    if "max_rhat" not in rep:
+        return np.inf, np.inf, 0.0
+    return rep["min_ess_bulk"], rep["min_ess_tail"], rep["max_rhat"]
 
 
 def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
@@ -577,7 +560,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
     post = dt["posterior"].to_dataset()
-    keep = [v for v in (*_POSTERIOR_VARS, *_factor_vars(gd)) if v in post]
+    keep = [v for v in (*_POSTERIOR_VARS, *posterior_names(gd)) if v in post]
     post = post[keep]
     const = constant_data(gd)
     report = None
