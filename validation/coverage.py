@@ -30,7 +30,7 @@ import pandas as pd
 
 from .sbc import SBC_PRIORS, build_pair, compile_model, make_design, quiet, refit, simulate_from_model
 
-__all__ = ["COVERAGE_SIZES", "coverage_design", "coverage_run", "coverage_summary"]
+__all__ = ["COVERAGE_SIZES", "coverage_design", "coverage_run", "coverage_summary", "coverage_with_se"]
 
 #: Rows per group: 8 groups of one row, 4 of two, 4 of three, 4 of five (20 groups, 48 rows).
 COVERAGE_SIZES = (1,) * 8 + (2,) * 4 + (3,) * 4 + (5,) * 4
@@ -164,13 +164,19 @@ def coverage_summary(cov: pd.DataFrame, *, n_se: float = 3.0) -> pd.DataFrame:
             part = sub[mask]
             if part.empty:
                 continue
-            k = len(part)
-            c = float(part["covered"].mean())
-            per_ds = part.groupby("dataset")["covered"].mean()
-            se_bin = float(np.sqrt(p * (1 - p) / k))
-            se_cl = float(per_ds.std(ddof=1) / np.sqrt(len(per_ds))) if len(per_ds) > 1 else float("nan")
-            tol = n_se * float(np.nanmax([se_bin, se_cl]))
-            rows.append({"prob": float(p), "groups": label, "n_intervals": k, "coverage": c,
-                         "se_binomial": se_bin, "se_cluster": se_cl, "tolerance": tol,
-                         "within_tolerance": abs(c - p) <= tol})
+            rows.append({"prob": float(p), "groups": label, "n_intervals": len(part),
+                         **coverage_with_se(part, p, n_se=n_se)})
     return pd.DataFrame(rows)
+
+
+def coverage_with_se(part: pd.DataFrame, prob: float, *, n_se: float = 3.0) -> dict:
+    """Coverage of the intervals in ``part`` (columns ``dataset``, ``covered``) at nominal ``prob``:
+    ``coverage``, ``se_binomial`` (at the nominal rate), ``se_cluster`` (SD of the per-dataset proportions
+    / sqrt(datasets)), ``tolerance`` (``n_se`` times the larger) and ``within_tolerance``."""
+    c = float(part["covered"].mean())
+    per_ds = part.groupby("dataset")["covered"].mean()
+    se_bin = float(np.sqrt(prob * (1 - prob) / len(part)))
+    se_cl = float(per_ds.std(ddof=1) / np.sqrt(len(per_ds))) if len(per_ds) > 1 else float("nan")
+    tol = n_se * float(np.nanmax([se_bin, se_cl]))
+    return {"coverage": c, "se_binomial": se_bin, "se_cluster": se_cl, "tolerance": tol,
+            "within_tolerance": abs(c - prob) <= tol}

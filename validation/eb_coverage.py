@@ -39,6 +39,7 @@ import pandas as pd
 import hierpool as hp
 from hierpool.inference import empirical_bayes as eb
 
+from .coverage import coverage_with_se
 from .sbc import SBC_PRIORS, build_pair, compile_model, make_design, quiet, refit, simulate_from_model
 
 __all__ = ["eb_coverage_run", "eb_coverage_summary"]
@@ -122,13 +123,7 @@ def eb_coverage_summary(cov: pd.DataFrame, *, n_se: float = 3.0) -> pd.DataFrame
     rows = []
     for (target, method), sub in cov.groupby(["target", "method"], sort=False):
         fb_width = float(cov.loc[(cov["method"] == "full_bayes") & (cov["target"] == target), "width"].mean())
-        per_ds = sub.groupby("dataset")["covered"].mean()
-        se_cl = float(per_ds.std(ddof=1) / np.sqrt(len(per_ds))) if len(per_ds) > 1 else float("nan")
-        se_bin = float(np.sqrt(prob * (1 - prob) / len(sub)))
-        tol = n_se * float(np.nanmax([se_cl, se_bin]))
-        c = float(sub["covered"].mean())
-        rows.append({"target": target, "method": method, "coverage": c, "se_cluster": se_cl, "se_binomial": se_bin,
-                     "tolerance": tol, "within_tolerance": abs(c - prob) <= tol,
+        rows.append({"target": target, "method": method, **coverage_with_se(sub, prob, n_se=n_se),
                      "mean_width": float(sub["width"].mean()), "width_ratio": float(sub["width"].mean()) / fb_width,
                      "share_tau_zero": float((sub.groupby("dataset")["tau_hat"].first() < 1e-6).mean())})
     return pd.DataFrame(rows)
