@@ -82,16 +82,23 @@ def worker(args) -> None:
 
     C.time_calls(t, hn, "compile_small", "compile_s")
 
+    exposure = "exposure" if "exposure" in df.columns else None
     with C.timer(t, "prepare_s"):
-        gd = hp.prepare(df, y="y", group="group", predictors=preds, family=family)
+        gd = hp.prepare(df, y="y", group="group", predictors=preds, family=family,
+                        **({"exposure": exposure} if exposure else {}))
     peaks["prepare"] = C.peak_rss_gb()
     with C.timer(t, "model_s"):
         model = hp.random_intercepts(gd)
     peaks["model"] = C.peak_rss_gb()
     collapse = hp.describe(model).collapse
     with C.timer(t, "fit_s"):
+        extra = {}
+        if getattr(args, "min_ess", None):
+            extra["min_ess"] = args.min_ess
+        if getattr(args, "sampler", None):
+            extra["sampler"] = args.sampler
         dt = hp.fit(model, draws=args.draws, tune=args.tune, chains=args.chains, random_seed=1,
-                    progressbar=False)
+                    progressbar=False, **extra)
     peaks["fit"] = C.peak_rss_gb()
     for sfx in ("", "_cpu"):
         t[f"sample_s{sfx}"] = t[f"fit_s{sfx}"] - t.get(f"compile_s{sfx}", 0.0) - t.get(f"finalize_s{sfx}", 0.0)
@@ -111,6 +118,8 @@ def worker(args) -> None:
     rhat = az.rhat(sampled)
     ess_b = az.ess(post[["tau"]], method="bulk")
     ess_t = az.ess(post[["tau"]], method="tail")
+    ess_all_b = az.ess(sampled, method="bulk")
+    ess_all_t = az.ess(sampled, method="tail")
     rhat_max_params = max(float(np.max(rhat[v].values)) for v in rhat.data_vars)
     out = {
         **t, "rss_data_gb": rss_data, "peak_gb": C.peak_rss_gb(), "peaks": peaks, "collapse": collapse,
@@ -119,6 +128,12 @@ def worker(args) -> None:
         "rhat_max_var": diag.get("max_rhat_var"), "rhat_tau": float(rhat["tau"]),
         "ess_bulk_tau": float(ess_b["tau"]), "ess_tail_tau": float(ess_t["tau"]),
         "min_ess_bulk_all": diag.get("min_ess_bulk"), "divergences": diag.get("divergences"),
+        "ess_bulk_min_params": min(float(np.min(ess_all_b[v].values)) for v in ess_all_b.data_vars),
+        "ess_tail_min_params": min(float(np.min(ess_all_t[v].values)) for v in ess_all_t.data_vars),
+        "n_chains": int(post.sizes["chain"]), "rounds": diag.get("rounds"),
+        "integrated": diag.get("integrated"),
+        "beta_mean": [float(v) for v in np.ravel(post["beta"].mean(("chain", "draw")).values)] if "beta" in post
+        else None, "intercept_mean": float(post["intercept"].mean()),
         "tau_mean": float(post["tau"].mean()), "sigma_mean": float(post["sigma"].mean()) if "sigma" in post else None,
         "n_draws_stored": int(dt["posterior"].sizes["draw"]),
         "has_log_lik": "log_likelihood" in dt.children,
@@ -130,6 +145,10 @@ def worker(args) -> None:
 def run_hierpool(data: Path, family: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--data", str(data), "--family", family, "--draws", str(args.draws),
            "--tune", str(args.tune), "--chains", str(args.chains)]
+    if getattr(args, "min_ess", None):
+        cmd += ["--min-ess", str(args.min_ess)]
+    if getattr(args, "sampler", None):
+        cmd += ["--sampler", args.sampler]
     res = C.run_child(cmd, timeout=args.timeout)
     out = C.last_json(res["stdout"])
     if res["rc"] != 0 or out is None:
@@ -305,6 +324,8 @@ def main(argv=None) -> None:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--family", default="gaussian", help=argparse.SUPPRESS)
+    p.add_argument("--min-ess", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--sampler", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args)

@@ -1,7 +1,8 @@
 # Fit random intercepts with lme4 and print the timings as one JSON line (used by bench_vs_lme4.py).
 #
 # Usage: Rscript benchmarks/lme4_fit.R DATA.csv FAMILY N_PREDICTORS CONDVAR NAGQ [FACTORS]
-#   FAMILY        gaussian (lmer, REML) or bernoulli (glmer, binomial logit)
+#   FAMILY        gaussian (lmer, REML), bernoulli (glmer, binomial logit) or poisson (glmer, log link;
+#                 a column "exposure" enters as offset(log(exposure)))
 #   N_PREDICTORS  0 or more: the columns x1..xK enter as fixed effects
 #   CONDVAR       1: also time ranef(fit, condVar = TRUE) (conditional variances of every group)
 #   NAGQ          glmer's nAGQ (1 = Laplace); ignored by lmer
@@ -28,6 +29,7 @@ t_read <- system.time({
 })[["elapsed"]]
 
 fixed <- if (npred > 0) paste(paste0("x", seq_len(npred)), collapse = " + ") else "1"
+if ("exposure" %in% names(d)) fixed <- paste(fixed, "+ offset(log(exposure))")
 f <- as.formula(paste("y ~", fixed, "+ (1 | group)"))
 
 n_warn <- 0L
@@ -36,6 +38,8 @@ t_fit <- system.time({
   fit <- withCallingHandlers(
     if (family == "gaussian") {
       lmer(f, data = d, REML = TRUE)
+    } else if (family == "poisson") {
+      glmer(f, data = d, family = poisson, nAGQ = nagq)
     } else {
       glmer(f, data = d, family = binomial, nAGQ = nagq)
     },

@@ -334,6 +334,23 @@ def refit_gibbs(model: pm.Model, plan, y: np.ndarray, *, draws: int, tune: int, 
     return dt["posterior"].to_dataset(), 0
 
 
+def refit_integrated(model: pm.Model, y: np.ndarray, *, draws: int, tune: int, chains: int,
+                     seed: int) -> tuple[xr.Dataset, int]:
+    """Refit ``model`` to the response ``y`` with hierpool's integrated sampler
+    (:mod:`hierpool.inference.integrated`), through the same ``finalize`` as ``hp.fit``. Returns the
+    posterior Dataset and 0 (no divergences)."""
+    from hierpool.inference import integrated
+    from hierpool.inference.sampling import _sample_integrated
+
+    desc = hp.describe(model).with_response(np.asarray(y, dtype=float))
+    pl = integrated.plan(desc)
+    with quiet():
+        dt = _sample_integrated(pl, desc, draws=draws, tune=tune, chains=chains, random_seed=seed,
+                                progressbar=False, log_likelihood=False, n_nodes=None,
+                                max_group_effect_values=2.5e8)
+    return dt["posterior"].to_dataset(), 0
+
+
 def default_parameters(model: pm.Model, groups=RANKED_GROUPS) -> list[str]:
     """Labels of the parameters SBC ranks for ``model``: intercept, each beta, tau and sigma when free
     (a prior, not a fixed number), and the effects of ``groups``.
@@ -415,9 +432,10 @@ def sbc_ranks(
         NUTS target acceptance.
     compiled : nutpie compiled model, optional
         ``compile_model(fit_model)``, when already available.
-    sampler : {"nutpie", "gibbs"}
-        Refit with nutpie's NUTS, or with hierpool's Pólya-Gamma Gibbs sampler (logistic models with
-        Normal priors on intercept and coefficients; ``tune`` is its burn-in).
+    sampler : {"nutpie", "gibbs", "integrated"}
+        Refit with nutpie's NUTS, with hierpool's Pólya-Gamma Gibbs sampler (logistic models with
+        Normal priors on intercept and coefficients; ``tune`` is its burn-in), or with its integrated
+        sampler (count random intercepts; :mod:`hierpool.inference.integrated`).
 
     Returns
     -------
@@ -452,8 +470,14 @@ def sbc_ranks(
         plan = gibbs.plan(fit_model)
         if isinstance(plan, str):
             raise ValueError(f"sampler='gibbs' cannot sample this model: {plan}")
+    elif sampler == "integrated":
+        from hierpool.inference import integrated
+
+        why = integrated.plan(fit_model)
+        if isinstance(why, str):
+            raise ValueError(f"sampler='integrated' cannot sample this model: {why}")
     elif sampler != "nutpie":
-        raise ValueError(f"sampler={sampler!r} is not valid; valid choices: 'nutpie', 'gibbs'.")
+        raise ValueError(f"sampler={sampler!r} is not valid; valid choices: 'nutpie', 'gibbs', 'integrated'.")
     elif compiled is None:
         compiled = compile_model(fit_model)
     rng = np.random.default_rng(seed + 7)
@@ -462,6 +486,9 @@ def sbc_ranks(
         if sampler == "gibbs":
             post, div = refit_gibbs(fit_model, plan, ys[i], draws=draws, tune=tune, chains=chains,
                                     seed=seed * 100_003 + i)
+        elif sampler == "integrated":
+            post, div = refit_integrated(fit_model, ys[i], draws=draws, tune=tune, chains=chains,
+                                         seed=seed * 100_003 + i)
         else:
             post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains,
                               seed=seed * 100_003 + i, target_accept=target_accept)

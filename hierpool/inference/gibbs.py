@@ -71,7 +71,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.models.description import describe
 from hierpool.models.priors import Prior
 
-__all__ = ["plan", "sample", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
+__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups ...
 AUTO_MIN_GROUPS = 2000
@@ -475,28 +475,34 @@ def _theta_prior(desc) -> tuple[np.ndarray, np.ndarray] | str:
     return m0, np.ascontiguousarray(prec0)
 
 
-def plan(model) -> Plan | str:
-    """The sampler's inputs for ``model``, or a sentence saying why this sampler cannot run it.
+@dataclass
+class PopulationPrior:
+    """The prior of the population-level parameters in the samplers' coordinates: ``theta = (intercept_c,
+    beta_std)`` Normal with mean ``m0`` and precision ``prec0``; tau by its log-density ``code``/``par`` (on
+    tau, or on tau^2 when ``on_square``), or fixed at ``tau_fixed`` (> 0)."""
 
-    Reads the model's :class:`~hierpool.models.description.ModelDescription`: the data, the collapse
-    choice and the :class:`~hierpool.models.priors.Prior` of every parameter, as the factory built them.
-    """
-    desc = describe(model)
-    gd, pri = desc.data, desc.priors
-    if desc.slopes:
-        return f"random slopes {list(desc.slopes)}: the Gibbs sampler plans random intercepts only"
-    if getattr(gd, "factors", ()):
-        return (f"the model has several grouping factors ({', '.join(gd.factor_names)}); the Gibbs blocks "
-                "update one factor's effects")
-    if not desc.fam.binomial_type:
-        return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
-    if desc.collapse not in (None, "counts"):
-        return f"collapse={desc.collapse!r} integrates the group effects out already"
+    m0: np.ndarray
+    prec0: np.ndarray
+    code: int
+    par: np.ndarray
+    on_square: bool
+    tau_fixed: float
+
+    def log_s(self, s: float) -> float:
+        """log density of ``s = log tau`` (Jacobian included); 0 when tau is fixed."""
+        return float(_log_prior_s(self.code, self.par, self.on_square, float(s)))
+
+
+def population_prior(desc) -> PopulationPrior | str:
+    """The :class:`PopulationPrior` of a model description, or a sentence saying why it has none here
+    (a prior that is not Normal on the intercept or a coefficient, or a tau prior outside
+    :data:`TAU_PRIORS`). Each tau prior's log density is checked against ``pymc.logp``. Shared by this
+    sampler and :mod:`hierpool.inference.integrated`."""
+    pri = desc.priors
     got = _theta_prior(desc)
     if isinstance(got, str):
         return got
     m0, prec0 = got
-    P = gd.n_predictors
     # tau: free (a prior on tau or tau^2), fixed, or the ridge's 1/sqrt(lam)
     code, par, on_square, tau_fixed = _FLAT, np.zeros(4), False, 0.0
     fixed = desc.group_sd_fixed
@@ -517,6 +523,31 @@ def plan(model) -> Plan | str:
             return "tau's HalfNormal prior has a non-zero location"
         if not _check_tau_prior(prior, code, par):
             return f"tau's prior {prior!r} did not match pymc.logp in the self-check"
+    return PopulationPrior(m0=m0, prec0=prec0, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed)
+
+
+def plan(model) -> Plan | str:
+    """The sampler's inputs for ``model``, or a sentence saying why this sampler cannot run it.
+
+    Reads the model's :class:`~hierpool.models.description.ModelDescription`: the data, the collapse
+    choice and the :class:`~hierpool.models.priors.Prior` of every parameter, as the factory built them.
+    """
+    desc = describe(model)
+    gd = desc.data
+    if desc.slopes:
+        return f"random slopes {list(desc.slopes)}: the Gibbs sampler plans random intercepts only"
+    if getattr(gd, "factors", ()):
+        return (f"the model has several grouping factors ({', '.join(gd.factor_names)}); the Gibbs blocks "
+                "update one factor's effects")
+    if not desc.fam.binomial_type:
+        return f"family={desc.family!r}: the Pólya-Gamma sampler needs a logit link (bernoulli or binomial)"
+    if desc.collapse not in (None, "counts"):
+        return f"collapse={desc.collapse!r} integrates the group effects out already"
+    pp = population_prior(desc)
+    if isinstance(pp, str):
+        return pp
+    m0, prec0, code, par, on_square, tau_fixed = pp.m0, pp.prec0, pp.code, pp.par, pp.on_square, pp.tau_fixed
+    P = gd.n_predictors
     if desc.collapse == "counts":  # cells: rows of one group and one predictor pattern, pooled into binomials
         cp = gd.cells
         y, b, gidx, Xs = cp.y, cp.trials, cp.group_idx, cp.Xs

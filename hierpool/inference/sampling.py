@@ -20,7 +20,7 @@ from hierpool.core import kernels as K
 from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import one_of, positive_int, probability
-from hierpool.inference import gibbs
+from hierpool.inference import gibbs, integrated
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
@@ -163,7 +163,7 @@ def fit(
     max_group_effect_values: float | None = None,
     method: str = "full_bayes",
     criterion: str = "reml",
-    n_nodes: int = 20,
+    n_nodes: int | None = None,
     min_ess: float | None = None,
     max_rounds: int = 4,
     **kwargs,
@@ -177,14 +177,21 @@ def fit(
     draws, tune, chains : int
         Posterior draws and tuning steps per chain, and the number of chains (4 by default; R-hat needs
         several).
-    sampler : {"auto", "pymc", "nutpie", "numpyro", "gibbs"}
-        ``"pymc"``, ``"nutpie"``, ``"numpyro"``: NUTS implementations. ``"gibbs"``: the exact
-        Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic (bernoulli, binomial) random
-        intercepts with predictors and Normal priors on the intercept and coefficients; ``tune`` is its
-        burn-in. ``"auto"`` uses the Gibbs sampler for such models with at least 2,000 groups (there it
-        is about ten times faster than NUTS per effective draw) and at least 15% of the rarer outcome
-        (it mixes slowly on rare events), unless NUTS settings such as ``target_accept`` are given;
-        otherwise nutpie when it is installed, else PyMC's NUTS. On a CPU, numpyro took 5.5-5.9x
+    sampler : {"auto", "pymc", "nutpie", "numpyro", "gibbs", "integrated"}
+        ``"pymc"``, ``"nutpie"``, ``"numpyro"``: NUTS implementations. ``"integrated"``: the sampler of
+        :mod:`hierpool.inference.integrated` for bernoulli, binomial and poisson random intercepts (with
+        predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors on the
+        intercept and coefficients): the group effects integrated out by adaptive Gauss-Hermite quadrature
+        (``n_nodes`` per group), the few population parameters drawn by independence Metropolis-Hastings
+        from a Student-t proposal fitted at the posterior mode (``min(tune, 100)`` tuning draws per chain
+        refit it), and every group effect drawn exactly from its conditional at each kept draw.
+        ``"gibbs"``: the exact Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic
+        (bernoulli, binomial) random intercepts with predictors; ``tune`` is its burn-in. ``"auto"`` uses
+        the integrated sampler for the models it serves with at least 2,000 groups (``benchmarks/README.md``
+        compares it with the Gibbs sampler, NUTS and glmer), unless NUTS settings such as
+        ``target_accept`` are given, then the Gibbs sampler for the logistic models it alone serves with at
+        least 2,000 groups and 15% of the rarer outcome (it mixes slowly on rare events); otherwise nutpie
+        when it is installed, else PyMC's NUTS. On a CPU, numpyro took 5.5-5.9x
         nutpie's sampling time for the same model and posterior (non-collapsed random intercepts, 1,000
         and 10,000 groups; ``benchmarks/README.md``); it is an option, not the default.
         ``"numpyro"`` runs JAX in this process; PyMC's own multi-process sampler forks afterwards, which
@@ -226,8 +233,10 @@ def fit(
         ``tune`` and NUTS settings do not apply.
     criterion : {"reml", "ml"}
         Gaussian empirical Bayes: REML (lme4's default) or maximum likelihood. Counts use ML.
-    n_nodes : int
-        Quadrature nodes per group for count empirical Bayes (glmer's ``nAGQ``); default 20.
+    n_nodes : int, optional
+        Quadrature nodes per group (glmer's ``nAGQ``) for count empirical Bayes (default 20) and the
+        integrated sampler (default 12 for bernoulli/binomial, 20 for poisson:
+        :func:`hierpool.inference.integrated.default_nodes` gives the measured errors).
     min_ess : float, optional
         Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
         sigma and the further factors' SDs) reach ``min_ess`` and their R-hat is at most 1.01, in rounds:
@@ -307,8 +316,9 @@ def fit(
         return _fit_until_ess(model, desc, min_ess=min_ess, max_rounds=max_rounds, draws=draws, tune=tune,
                               chains=chains, sampler=sampler, random_seed=random_seed, progressbar=progressbar,
                               cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
-                              max_group_effect_values=max_group_effect_values, kwargs=kwargs)
+                              max_group_effect_values=max_group_effect_values, n_nodes=n_nodes, kwargs=kwargs)
     if method == "empirical_bayes":
+        n_nodes = 20 if n_nodes is None else n_nodes
         return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
                                     n_nodes=n_nodes, log_likelihood=log_likelihood,
                                     max_group_effect_values=max_group_effect_values, sampler=sampler,
@@ -320,6 +330,18 @@ def fit(
         target_accept = desc.fit_defaults.get("target_accept")
     if target_accept is not None:
         kwargs["target_accept"] = probability("target_accept", target_accept)
+    if sampler == "integrated" or (sampler == "auto" and not kwargs and
+                                   desc.data.n_groups >= integrated.AUTO_MIN_GROUPS):
+        ip = integrated.plan(model)
+        if isinstance(ip, integrated.Plan):
+            if kwargs:
+                raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
+            return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                      progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
+                                      max_group_effect_values=max_group_effect_values)
+        if sampler == "integrated":
+            raise ValueError(f"sampler='integrated' cannot sample this model: {ip}. Use sampler='auto', 'nutpie', "
+                             "'pymc' or 'numpyro'.")
     if sampler == "gibbs" or (sampler == "auto" and not kwargs and desc.data.n_groups >= gibbs.AUTO_MIN_GROUPS):
         pl = gibbs.plan(model)
         if sampler == "auto" and isinstance(pl, gibbs.Plan) and gibbs.minority_share(pl) < gibbs.AUTO_MIN_MINORITY:
@@ -428,7 +450,8 @@ def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
 
 
 def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws, tune, chains, sampler, random_seed,
-                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, kwargs) -> xr.DataTree:
+                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, n_nodes,
+                   kwargs) -> xr.DataTree:
     if isinstance(min_ess, bool) or not isinstance(min_ess, (int, float)) or not min_ess > 0:
         raise ValueError(f"min_ess={min_ess!r} must be a positive number (bulk and tail ESS to reach), e.g. 400.")
     max_rounds = positive_int("max_rounds", max_rounds, 1)
@@ -442,7 +465,8 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
             parts.append(fit(model, draws=draws, tune=tune, chains=chains, sampler=sampler,
                              random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
                              cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
-                             max_group_effect_values=max_group_effect_values / max_rounds, **kwargs))
+                             max_group_effect_values=max_group_effect_values / max_rounds, n_nodes=n_nodes,
+                             **kwargs))
         dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
         bulk, tail, rhat = _worst_ess(dt["posterior"].to_dataset())
         trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]), "min_ess_bulk": bulk,
@@ -520,6 +544,21 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
                     group_effect=ge)
+
+
+def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,
+                       n_nodes, max_group_effect_values):
+    if n_nodes is None:
+        n_nodes = integrated.default_nodes(pl)
+    n_nodes = positive_int("n_nodes", n_nodes, 2)
+    post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                                   progressbar=progressbar, n_nodes=n_nodes,
+                                                   max_group_effect_values=max_group_effect_values)
+    ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
+    dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    return finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+                    group_effect=ge, extra_report={"integrated": info})
 
 
 def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:

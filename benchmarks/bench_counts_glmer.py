@@ -1,0 +1,147 @@
+"""hierpool's whole pipeline against glmer on the users' count case: bernoulli and poisson with exposure (issue 17,
+targets 1-3).
+
+The issue's data: 3 standard-normal predictors ``x1..x3`` and a 3-level categorical ``x4`` (levels a, b, c,
+equally likely, row-level), beta = (0.5, -0.3, 0.2), categorical effects (0, 0.4, -0.4), tau = 0.8,
+Geometric(0.4) rows per group (1, 2, 3, ...; mean 2.5), ``--groups`` groups. Bernoulli: intercept -1.
+Poisson: intercept -1 and an exposure per row, Uniform(0.5, 3), entering as ``offset(log(exposure))``.
+Simulated once per family (seeded), written to Parquet (hierpool) and CSV (R); then, in each of
+``--repeat`` rounds, every tool runs in its own process:
+
+* ``hierpool``: the whole pipeline of :mod:`bench_vs_lme4`'s worker: prepare + random_intercepts +
+  ``fit(draws=--draws, tune=--tune, chains=4, min_ess=--min-ess)`` (``sampler="auto"``, which is the
+  integrated sampler here: hierpool.inference.integrated) + shrinkage + rank_groups of every group.
+  ``min_ess``: rounds of new chains until the bulk and tail ESS of the intercept, every beta and tau
+  reach it with R-hat <= 1.01 (the issue's target: 400).
+* ``glmer``: ``lme4::glmer(y ~ x1 + x2 + x3 + x4 [+ offset(log(exposure))] + (1 | group), nAGQ = 1)``
+  (``lme4_fit.R``; x4 a factor). ``--skip-glmer`` leaves it out (the J = 1M linearity runs).
+
+Prints a markdown table with the ratio to glmer and each tool's tau; asserts nothing about time.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_counts_glmer.py --groups 20000 --repeat 1            # quick check
+    .venv/bin/python benchmarks/bench_counts_glmer.py --groups 200000 --repeat 1
+    .venv/bin/python benchmarks/bench_counts_glmer.py --groups 1000000 --skip-glmer --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import bench_vs_lme4 as B  # noqa: E402
+
+#: issue 17 targets: hierpool / glmer wall time at J = 200k
+TARGETS = {"bernoulli": 0.25, "poisson": 0.5}
+TRUTH = {"intercept": -1.0, "beta": [0.5, -0.3, 0.2], "cat": [0.0, 0.4, -0.4], "tau": 0.8}
+LEVELS = ["a", "b", "c"]
+
+
+def simulate(family: str, n_groups: int, seed: int = 17) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sizes = rng.geometric(0.4, size=n_groups)
+    gidx = np.repeat(np.arange(n_groups, dtype=np.int64), sizes)
+    n = gidx.size
+    X = rng.normal(size=(n, 3))
+    cat = rng.integers(0, 3, size=n)
+    u = rng.normal(0.0, TRUTH["tau"], size=n_groups)
+    eta = TRUTH["intercept"] + X @ np.asarray(TRUTH["beta"]) + np.asarray(TRUTH["cat"])[cat] + u[gidx]
+    df = pd.DataFrame({"group": gidx, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2]})
+    df["x4"] = pd.Categorical.from_codes(cat, categories=LEVELS)
+    if family == "bernoulli":
+        df.insert(0, "y", (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64))
+    else:
+        df["exposure"] = rng.uniform(0.5, 3.0, size=n)
+        df.insert(0, "y", rng.poisson(df["exposure"].to_numpy() * np.exp(eta)))
+    return df
+
+
+def one_round(family: str, csv: Path, pq: Path, args) -> dict:
+    hargs = argparse.Namespace(draws=args.draws, tune=args.tune, chains=4, timeout=args.timeout, skip_r=False,
+                               min_ess=args.min_ess, sampler=None)
+    row = {}
+    B.progress(f"  hierpool {family} ...")
+    row["hierpool"] = B.run_hierpool(pq, family, hargs)
+    B.progress(f"  hierpool: total {row['hierpool'].get('total_s')}")
+    if not args.skip_glmer:
+        B.progress(f"  glmer {family} ...")
+        row["glmer"] = B.run_r(csv, family, 4, False, hargs, factors=("x4",))
+        B.progress(f"  glmer: {row['glmer']}")
+    return row
+
+
+def report(results: dict) -> None:
+    print(f"\nMachine: {results['machine']}")
+    rows = []
+    for fam, runs in results["families"].items():
+        for k, rnd in enumerate(runs["rounds"], 1):
+            h, g = rnd["hierpool"], rnd.get("glmer", {})
+            gl = g.get("fit_s")
+            ok = "error" not in h
+            integ = (h.get("integrated") or {}) if ok else {}
+            rows.append({
+                "family": fam, "J": f"{results['groups']:,}", "rows": runs.get("n_obs"), "run": k,
+                "hierpool s": C.f3(h.get("total_s")) if ok else h.get("error"),
+                "fit s": C.f3(h.get("fit_s")), "rank s": C.f3(h.get("rank_s")), "peak GB": C.f3(h.get("peak_gb")),
+                "chains": h.get("n_chains"), "R-hat max": C.f3(h.get("rhat_max")),
+                "ESS bulk/tail min": f"{h.get('ess_bulk_min_params', 0):.0f}/{h.get('ess_tail_min_params', 0):.0f}"
+                if ok else "", "accept": C.f3(integ.get("acceptance_rate")),
+                "tau hp": C.f3(h.get("tau_mean")), "glmer s": C.f3(gl) if gl else g.get("error", "skipped"),
+                "glmer peak GB": C.f3(g.get("peak_gb")), "tau glmer": C.f3(g.get("tau")),
+                "x glmer": B.ratio(h.get("total_s"), gl), "target": f"<= {TARGETS[fam]}",
+                "met": ("yes" if h["total_s"] <= TARGETS[fam] * gl else "NO") if ok and gl else "",
+            })
+    C.print_table(rows, list(rows[0]) if rows else [],
+                  f"Counts, J = {results['groups']:,}: hierpool whole pipeline (full posterior, min_ess "
+                  f"{results['min_ess']}) vs glmer(nAGQ = 1) fit (truth tau = {TRUTH['tau']})")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--groups", type=int, default=200_000, help="number of groups J")
+    p.add_argument("--families", nargs="+", default=["bernoulli", "poisson"], choices=["bernoulli", "poisson"])
+    p.add_argument("--repeat", type=int, default=1, help="rounds (every tool once per round)")
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--tune", type=int, default=100)
+    p.add_argument("--min-ess", type=float, default=400.0)
+    p.add_argument("--skip-glmer", action="store_true")
+    p.add_argument("--json", default=None, help="raw results (default: results_<date>_counts_<J>.json here)")
+    p.add_argument("--timeout", type=float, default=7200, help=argparse.SUPPRESS)
+    p.add_argument("--from-json", default=None, help="only print the table of an earlier --json file")
+    args = p.parse_args(argv)
+    if args.from_json:
+        report(json.loads(Path(args.from_json).read_text()))
+        return
+    out = Path(args.json) if args.json else C.HERE / f"results_2026-11-28_counts_{args.groups}.json"
+    tmp = Path(tempfile.mkdtemp(prefix="hierpool_counts_"))
+    results = {"machine": C.machine(), "groups": args.groups, "truth": TRUTH, "draws": args.draws,
+               "tune": args.tune, "min_ess": args.min_ess, "families": {}}
+    try:
+        for fam in args.families:
+            df = simulate(fam, args.groups)
+            results["families"][fam] = {"n_obs": len(df), "rounds": []}
+            csv, pq = C.write_data(df, tmp, f"{fam}_{args.groups}")
+            del df
+            for k in range(args.repeat):
+                B.progress(f"{fam}: round {k + 1}/{args.repeat}, J = {args.groups:,}")
+                results["families"][fam]["rounds"].append(one_round(fam, csv, pq, args))
+                out.write_text(json.dumps(results, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        results["machine_end"] = C.machine()
+        out.write_text(json.dumps(results, indent=1))
+        report(results)
+
+
+if __name__ == "__main__":
+    main()
