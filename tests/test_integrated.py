@@ -13,7 +13,6 @@ from scipy import integrate, stats
 from scipy.special import gammaln
 
 import hierpool as hp
-from hierpool.core import integrated_rows as R
 from hierpool.core import names as N
 from hierpool.inference import integrated
 
@@ -39,7 +38,6 @@ def counts_data(request):
 
 def _quad_logml(gd, phi):
     """sum over groups of log integral prod_i p(y_i | eta_i + u) Normal(u | 0, tau) du by scipy.quad."""
-    fam = gd.fam
     Xs = gd.Xs
     eta = phi[0] + Xs @ phi[1:3] + (0.0 if gd.exposure is None else np.log(gd.exposure))
     tau = math.exp(phi[3])
@@ -106,7 +104,7 @@ def test_conditional_draws_are_exact(family):
     ev = integrated._Evaluator(pl, 20)
     phi = np.array([-0.4, 0.5, -0.3, math.log(0.9)])
     ev(phi[None], update_start=True)
-    draws = integrated._group_effects(pl, ev, np.tile(phi, (20_000, 1)), np.random.SeedSequence(3), np.float64)
+    draws = ev.group_effects(np.tile(phi, (20_000, 1)), np.random.SeedSequence(3), np.float64)
     eta = phi[0] + gd.Xs @ phi[1:3] + (0.0 if gd.exposure is None else np.log(gd.exposure))
     b = np.ones(gd.n_obs) if gd.trials is None else gd.trials
     for j in range(3):
@@ -200,3 +198,46 @@ def test_posterior_equals_nuts_binomial_ridge_and_tau_sq_prior():
         imh = quiet_fit(m, sampler="integrated", draws=1500, tune=100, random_seed=4)
         names = [N.INTERCEPT, N.BETA, N.GROUP_EFFECT] + ([N.TAU] if N.TAU in nuts["posterior"] else [])
         compare_posteriors(nuts, imh, names)
+
+
+# ------------------------------------------------------------------ on Dask's distributed scheduler
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+            distributed.Client(cl) as client:
+        yield client
+
+
+def test_distributed_fit_equals_the_threaded_fit(dask_client):
+    """Blocks scattered to 2 worker processes: the same draws as the threaded run (same seed), and the
+    blocks stay on the workers (each holds some)."""
+    gd = _data("bernoulli", n_groups=400, sizes=(1, 5))
+    m = hp.random_intercepts(gd, collapse=False)
+    pl = integrated.plan(m)
+    assert len(pl.blocks) == 1  # 400 groups are one block; split it to use both workers
+    pl.blocks = integrated.make_blocks(pl.fam, gd.cells.group_idx, gd.cells.y, gd.cells.trials,
+                                       np.zeros_like(gd.cells.y), gd.cells.Xs, gd.n_groups, block_rows=200)
+    assert len(pl.blocks) >= 4
+    kw = dict(draws=150, tune=30, chains=4, random_seed=8, progressbar=False, max_group_effect_values=1e8)
+    local = integrated.sample(pl, **kw)
+    remote = integrated.sample(pl, client=dask_client, **kw)
+    for v in (N.INTERCEPT, N.BETA, N.TAU):
+        np.testing.assert_array_equal(local[0][v].values, remote[0][v].values)
+    np.testing.assert_array_equal(local[1], remote[1])
+    ev = integrated._Evaluator(pl, 12, client=dask_client)  # the blocks live on the workers, both used
+    held = dask_client.has_what()
+    assert sum(len(keys) for keys in held.values()) == len(pl.blocks)
+    assert all(len(keys) > 0 for keys in held.values()) and len(held) == 2
+    del ev
+
+
+def test_fit_with_a_client(dask_client):
+    gd = _data("poisson", n_groups=50)
+    m = hp.random_intercepts(gd, collapse=False)
+    dt = quiet_fit(m, client=dask_client, draws=60, tune=20)
+    assert dt.attrs["hierpool_sampler"] == "integrated"  # "auto" with a client
+    with pytest.raises(TypeError, match="client"):
+        hp.fit(m, sampler="nutpie", client=dask_client)
+    with pytest.raises(TypeError, match="client"):
+        hp.fit(m, method="empirical_bayes", client=dask_client)

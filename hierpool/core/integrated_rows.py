@@ -27,12 +27,14 @@ search) in ``phi = (theta_0, beta, log tau)`` is the node-weighted score, the qu
 gradient ``E[score | y]``.
 
 Exact draws of ``u_j`` given ``(theta, tau)`` (:func:`block_draws`): the log density ``f_j`` is concave,
-so the three tangents at the mode ``m`` and at ``m -+ sqrt(2) / sqrt(h)`` (``h`` the curvature at ``m``)
-bound it above (adaptive rejection sampling, Gilks and Wild 1992, with a hull that is not refined) and
-the chords between the three points bound it below. A proposal from the hull under the chord is
-accepted at once; otherwise ``f_j`` is evaluated. For a normal ``f_j`` the hull's mass is
-``(delta + 2 / delta)`` sds, least at ``delta = sqrt(2)``: 88.6% of proposals are accepted, 68% by the
-squeeze without evaluating ``f_j``.
+so any tangents bound it above (adaptive rejection sampling, Gilks and Wild 1992, with a hull that is
+not refined) and the chords between their points bound it below. Three tangents: at the mode ``m``
+(Newton from ``u0``, the group's mode at the posterior mode of phi) and at ``m -+ sqrt(2) / sqrt(h)``,
+``h`` the curvature at ``m`` (moved outwards until their slopes have opposite signs). A proposal from the hull under the chord is
+accepted at once; otherwise ``f_j`` is evaluated. For a normal ``f_j`` and tangents at the mode and
+``-+ delta`` sds the hull's mass is ``(delta + 2 / delta)`` sds, least at ``delta = sqrt(2)``: 88.6% of
+proposals are accepted, 68% by the squeeze without evaluating ``f_j``. Every accepted value is an
+exact draw whatever the tangent points; they only set the acceptance rate.
 """
 
 from __future__ import annotations
@@ -56,13 +58,6 @@ def gh_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilists' Gauss-Hermite nodes and ``log(weight) + x^2 / 2`` (weights of the integrand itself)."""
     x, w = np.polynomial.hermite_e.hermegauss(int(n_nodes))
     return np.ascontiguousarray(x), np.ascontiguousarray(np.log(w) + 0.5 * x**2)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _log1p_exp(x):
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
 
 
 @njit(cache=True, nogil=True)
@@ -106,7 +101,7 @@ def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2):
     """Newton steps (each at most 1 in size: f is strictly concave and smooth) from u until a step is
     below 1e-7 (1 + |u|); returns the point after that step (within about 1e-14 of the mode: Newton
     converges quadratically) and f's gradient and curvature before it (f is not evaluated)."""
-    for _ in range(100):
+    for _ in range(1000):
         if fam == LOGIT:
             f, g, h = _logit_fgh(b, q, r0, r1, c, S, u, inv_t2, False)
         else:
@@ -248,8 +243,7 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
     """One exact draw of every group's effect per row of ``phis``: ``out[s, j] ~ p(u_j | y_j, phis[s])``.
 
     Arguments as :func:`block_logml`; ``seed`` seeds this call's generator (call it in one thread), ``out``
-    (S, J) float32 or float64. Tangent hull at the mode and ``mode -+ sqrt(2) / sqrt(h)``, chord squeeze
-    (module docstring).
+    (S, J) float32 or float64. Tangent hull and chord squeeze of the module docstring.
     """
     np.random.seed(seed)
     S = phis.shape[0]
@@ -276,32 +270,25 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
             for i in range(r0, r1):
                 Sy += y[i]
                 A += q[i]
-            # one Newton step from u0 (the modes at the posterior mode): its start is the middle tangent
-            # point (any points with slopes of opposite signs on either side make a valid hull)
-            fm, gm, h = _f(fam, b, q, r0, r1, c, Sy, A, u0[j], inv_t2)
-            m = u0[j] + gm / h
+            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, u0[j], inv_t2)
+            fm, gm, h = _f(fam, b, q, r0, r1, c, Sy, A, m, inv_t2)
             dlt = _DELTA / math.sqrt(h)
-            t[1], fv[1], dv[1] = u0[j], fm, gm
-            # left and right tangent points: where the slope is positive / negative (widened if the
-            # Newton tolerance left the mode's neighbourhood ambiguous)
+            t[1], fv[1], dv[1] = m, fm, gm
+            # left and right tangent points: slopes of opposite signs (moved outwards if needed)
             x = m - dlt
             while True:
                 fx, gx, _ = _f(fam, b, q, r0, r1, c, Sy, A, x, inv_t2)
-                if gx > 0.0:
+                if gx > 0.0 and gx > gm:
                     break
                 x -= dlt
             t[0], fv[0], dv[0] = x, fx, gx
             x = m + dlt
             while True:
                 fx, gx, _ = _f(fam, b, q, r0, r1, c, Sy, A, x, inv_t2)
-                if gx < 0.0:
+                if gx < 0.0 and gx < gm:
                     break
                 x += dlt
             t[2], fv[2], dv[2] = x, fx, gx
-            if t[1] <= t[0] or t[1] >= t[2]:  # the start is outside: the middle tangent at the Newton point
-                t[1] = m
-                fv[1], dv[1], _ = _f(fam, b, q, r0, r1, c, Sy, A, m, inv_t2)
-                fm = fv[1]
             # breakpoints z0 (tangents 0, 1) and z1 (tangents 1, 2); values relative to fm
             z0 = (fv[1] - fv[0] - dv[1] * t[1] + dv[0] * t[0]) / (dv[0] - dv[1])
             z1 = (fv[2] - fv[1] - dv[2] * t[2] + dv[1] * t[1]) / (dv[1] - dv[2])

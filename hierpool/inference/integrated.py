@@ -49,7 +49,7 @@ from scipy.special import gammaln, logsumexp
 
 from hierpool.core import integrated_rows as R
 from hierpool.core import names as N
-from hierpool.core.kernels import _threads, each_in_threads
+from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_prior
 from hierpool.models.description import ModelDescription, describe
 
@@ -83,6 +83,7 @@ class Block:
     off: np.ndarray
     Xs: np.ndarray
     const: float
+    u0: np.ndarray | None = None  # each group's Newton start (its mode at the posterior mode of phi)
 
     @property
     def n_groups(self) -> int:
@@ -184,35 +185,82 @@ def default_nodes(pl: Plan) -> int:
 
 # ------------------------------------------------------------------------------------------------------
 # the target
-class _Evaluator:
-    """Sums the blocks' log marginal likelihoods for a batch of phis (threads over blocks), keeping each
-    group's last mode as the next Newton start."""
+def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float, xn, lwn, want_grad: bool,
+                     update_start: bool):
+    """One block's share of the log marginal likelihood at every phi (and its gradient): what a thread or a
+    Dask task computes. The block keeps its groups' modes as the next Newton starts (``bl.u0``, updated
+    when ``update_start``): state that stays where the block lives."""
+    S, D = phis.shape
+    val = np.zeros(S)
+    grad = np.zeros((S, D))
+    um = np.empty(bl.n_groups)
+    if bl.u0 is None:
+        bl.u0 = np.zeros(bl.n_groups)
+    R.block_logml(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, has_tau, tau_fixed, xn, lwn, bl.u0,
+                  want_grad, val, grad, um)
+    if update_start:
+        bl.u0 = um
+    return val, (grad if want_grad else None)
 
-    def __init__(self, pl: Plan, n_nodes: int):
+
+def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fixed: float, dtype) -> np.ndarray:
+    """One exact draw of every group effect of the block at each phi: (S, groups of the block)."""
+    out = np.empty((phis.shape[0], bl.n_groups), dtype=dtype)
+    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed, bl.u0, seed, out)
+    return out
+
+
+class _Evaluator:
+    """Sums the blocks' log marginal likelihoods for a batch of phis, in threads over blocks or, with a
+    Dask ``client``, in tasks on the workers that hold the blocks (scattered once: each call sends the
+    batch of phis and receives one value (and gradient) per phi and block)."""
+
+    def __init__(self, pl: Plan, n_nodes: int, client=None):
         self.pl = pl
         self.xn, self.lwn = R.gh_nodes(n_nodes)
-        self.u0 = [np.zeros(bl.n_groups) for bl in pl.blocks]
         self.evaluations = 0
+        self.client = client
+        self.tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
+        for bl in pl.blocks:
+            bl.u0 = np.zeros(bl.n_groups)
+        self.remote = None
+        if client is not None:
+            self.remote = client.scatter(list(pl.blocks), hash=False)  # spread over the workers, kept there
+
+    def _map(self, fn, *args_per_block, common=()):
+        """``fn(block, *per_block_args, *common)`` for every block, results in block order."""
+        n = len(self.pl.blocks)
+        if self.client is None:
+            out = [None] * n
+
+            def work(k):
+                out[k] = fn(self.pl.blocks[k], *(a[k] for a in args_per_block), *common)
+
+            each_in_threads(work, range(n))
+            return out
+        futs = [self.client.submit(fn, self.remote[k], *(a[k] for a in args_per_block), *common, pure=False)
+                for k in range(n)]
+        return self.client.gather(futs)
 
     def __call__(self, phis, want_grad: bool = False, update_start: bool = False):
         pl = self.pl
         phis = np.ascontiguousarray(np.atleast_2d(phis), dtype=np.float64)
-        S, D = phis.shape
-        vals = np.zeros((len(pl.blocks), S))
-        grads = np.zeros((len(pl.blocks), S, D))
-        tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
+        res = self._map(block_logml_task, common=(pl.fam, phis, pl.has_tau, self.tau_fixed, self.xn, self.lwn,
+                                                  want_grad, update_start))
+        self.evaluations += phis.shape[0]
+        val = np.sum([r[0] for r in res], axis=0)  # fixed block order: the same sums whatever the workers
+        return val, (np.sum([r[1] for r in res], axis=0) if want_grad else None)
 
-        def work(k):
-            bl = pl.blocks[k]
-            um = np.empty(bl.n_groups)
-            R.block_logml(pl.fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, pl.has_tau, tau_fixed,
-                          self.xn, self.lwn, self.u0[k], want_grad, vals[k], grads[k], um)
-            if update_start:
-                self.u0[k] = um
-
-        each_in_threads(work, range(len(pl.blocks)))
-        self.evaluations += S
-        return vals.sum(axis=0), (grads.sum(axis=0) if want_grad else None)
+    def group_effects(self, phis: np.ndarray, seed: np.random.SeedSequence, dtype) -> np.ndarray:
+        """Exact conditional draws of every group's effect at each phi (S, D) -> (S, J)."""
+        pl = self.pl
+        phis = np.ascontiguousarray(phis)
+        seeds = [int(s.generate_state(1)[0]) for s in seed.spawn(len(pl.blocks))]
+        parts = self._map(block_draws_task, seeds, common=(pl.fam, phis, pl.has_tau, self.tau_fixed, dtype))
+        out = np.empty((phis.shape[0], pl.n_groups), dtype=dtype)
+        for bl, part in zip(pl.blocks, parts, strict=True):
+            out[:, bl.g0:bl.g0 + bl.n_groups] = part
+        return out
 
 
 def _log_prior(pl: Plan, phis) -> tuple[np.ndarray, np.ndarray]:
@@ -336,11 +384,17 @@ def _imh(logw, rng, start_logw=None):
 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
-           max_group_effect_values: float, n_nodes: int = 20):
+           max_group_effect_values: float, n_nodes: int = 20, client=None):
     """Run ``chains`` independence-MH chains; return ``(posterior, group_effect, thin, sample_stats, info)``
-    as :func:`hierpool.inference.gibbs.sample` does (``info``: the report's additions)."""
+    as :func:`hierpool.inference.gibbs.sample` does (``info``: the report's additions).
+
+    ``client``: a ``dask.distributed.Client``. The blocks of groups are scattered to its workers once and
+    stay there; every evaluation sends a batch of phis and gets back one number per phi and block (and
+    the gradient's few numbers during the mode search), and the group-effect draws come back once at the
+    end. The draws equal those of the threaded run with the same seed (same blocks, same order of sums,
+    same seeds per block)."""
     t0 = time.perf_counter()
-    ev = _Evaluator(pl, n_nodes)
+    ev = _Evaluator(pl, n_nodes, client=client)
     ss = np.random.SeedSequence(random_seed)
     s_prop, s_chain, s_u = ss.spawn(3)
     rng = np.random.default_rng(s_prop)
@@ -400,7 +454,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     kept = phi[:, ::thin]
     n_keep = kept.shape[1]
     udtype = np.float32 if thin > 1 else np.float64
-    u = _group_effects(pl, ev, kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
+    u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
     P = pl.n_predictors
     a_c = phi[..., 0]
     post = {}
@@ -419,22 +473,3 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
                 marginal_evaluations=int(ev.evaluations), proposal_evaluation_s=float(t_eval),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")
     return ds, u, thin, stats, info
-
-
-def _group_effects(pl: Plan, ev: _Evaluator, phis: np.ndarray, seed: np.random.SeedSequence, dtype) -> np.ndarray:
-    """Exact conditional draws of every group's effect at each phi (S, D) -> (S, J)."""
-    S = phis.shape[0]
-    out = np.empty((S, pl.n_groups), dtype=dtype)
-    seeds = [int(s.generate_state(1)[0]) for s in seed.spawn(len(pl.blocks))]
-    tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
-    phis = np.ascontiguousarray(phis)
-
-    def work(k):
-        bl = pl.blocks[k]
-        o = np.empty((S, bl.n_groups), dtype=dtype)
-        R.block_draws(pl.fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, pl.has_tau, tau_fixed, ev.u0[k],
-                      seeds[k], o)
-        out[:, bl.g0:bl.g0 + bl.n_groups] = o
-
-    each_in_threads(work, range(len(pl.blocks)), max(1, _threads()))
-    return out

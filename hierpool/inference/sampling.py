@@ -166,6 +166,7 @@ def fit(
     n_nodes: int | None = None,
     min_ess: float | None = None,
     max_rounds: int = 4,
+    client=None,
     **kwargs,
 ) -> xr.DataTree:
     """Sample the posterior of a hierpool model and return a self-contained ``xr.DataTree``.
@@ -249,6 +250,12 @@ def fit(
         cannot resume a finished run; each round pays its tuning again.)
     max_rounds : int
         The most rounds ``min_ess`` may take (default 4).
+    client : dask.distributed.Client, optional
+        Run the integrated sampler on this Dask cluster: its blocks of groups are scattered to the
+        workers once and stay there; each batch of proposals sends the few population parameters and
+        receives one log-likelihood value per proposal and block (:func:`hierpool.inference.integrated.sample`).
+        Same draws as without a client for the same ``random_seed``. Only the integrated sampler takes a
+        client (``sampler="integrated"``, or ``"auto"`` where it applies).
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -310,13 +317,16 @@ def fit(
     if method == "empirical_bayes" and desc.slopes:
         raise ValueError(f"method='empirical_bayes' fits random intercepts; this model has random slopes "
                          f"{list(desc.slopes)}. Use method='full_bayes'.")
+    if client is not None and method == "empirical_bayes":
+        raise TypeError("client= runs the integrated sampler; method='empirical_bayes' takes no Dask client.")
     if min_ess is not None:
         if method == "empirical_bayes":
             raise TypeError("min_ess applies to sampling; method='empirical_bayes' draws independent exact draws.")
         return _fit_until_ess(model, desc, min_ess=min_ess, max_rounds=max_rounds, draws=draws, tune=tune,
                               chains=chains, sampler=sampler, random_seed=random_seed, progressbar=progressbar,
                               cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
-                              max_group_effect_values=max_group_effect_values, n_nodes=n_nodes, kwargs=kwargs)
+                              max_group_effect_values=max_group_effect_values, n_nodes=n_nodes, client=client,
+                              kwargs=kwargs)
     if method == "empirical_bayes":
         n_nodes = 20 if n_nodes is None else n_nodes
         return _fit_empirical_bayes(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
@@ -330,16 +340,18 @@ def fit(
         target_accept = desc.fit_defaults.get("target_accept")
     if target_accept is not None:
         kwargs["target_accept"] = probability("target_accept", target_accept)
-    if sampler == "integrated" or (sampler == "auto" and not kwargs and
-                                   desc.data.n_groups >= integrated.AUTO_MIN_GROUPS):
+    if client is not None and sampler not in ("auto", "integrated"):
+        raise TypeError(f"client= runs the integrated sampler; sampler={sampler!r} takes no Dask client.")
+    if sampler == "integrated" or (sampler == "auto" and not kwargs and (
+            client is not None or desc.data.n_groups >= integrated.AUTO_MIN_GROUPS)):
         ip = integrated.plan(model)
         if isinstance(ip, integrated.Plan):
             if kwargs:
                 raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
-                                      max_group_effect_values=max_group_effect_values)
-        if sampler == "integrated":
+                                      max_group_effect_values=max_group_effect_values, client=client)
+        if sampler == "integrated" or client is not None:
             raise ValueError(f"sampler='integrated' cannot sample this model: {ip}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
     if sampler == "gibbs" or (sampler == "auto" and not kwargs and desc.data.n_groups >= gibbs.AUTO_MIN_GROUPS):
@@ -450,7 +462,7 @@ def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
 
 
 def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws, tune, chains, sampler, random_seed,
-                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, n_nodes,
+                   progressbar, cores, target_accept, log_likelihood, max_group_effect_values, n_nodes, client,
                    kwargs) -> xr.DataTree:
     if isinstance(min_ess, bool) or not isinstance(min_ess, (int, float)) or not min_ess > 0:
         raise ValueError(f"min_ess={min_ess!r} must be a positive number (bulk and tail ESS to reach), e.g. 400.")
@@ -466,7 +478,7 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
                              random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
                              cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
                              max_group_effect_values=max_group_effect_values / max_rounds, n_nodes=n_nodes,
-                             **kwargs))
+                             client=client, **kwargs))
         dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
         bulk, tail, rhat = _worst_ess(dt["posterior"].to_dataset())
         trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]), "min_ess_bulk": bulk,
@@ -547,12 +559,12 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
 
 
 def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,
-                       n_nodes, max_group_effect_values):
+                       n_nodes, max_group_effect_values, client=None):
     if n_nodes is None:
         n_nodes = integrated.default_nodes(pl)
     n_nodes = positive_int("n_nodes", n_nodes, 2)
     post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                                   progressbar=progressbar, n_nodes=n_nodes,
+                                                   progressbar=progressbar, n_nodes=n_nodes, client=client,
                                                    max_group_effect_values=max_group_effect_values)
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
