@@ -569,8 +569,9 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
-    return finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
-                    group_effect=ge, extra_report={"integrated": info})
+    out = finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+                   group_effect=ge, extra_report={"integrated": info}, population_report=True)
+    return out
 
 
 def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
@@ -580,7 +581,8 @@ def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
 
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
              max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
-             extra_report: dict | None = None, group_effect: xr.DataArray | None = None) -> xr.DataTree:
+             extra_report: dict | None = None, group_effect: xr.DataArray | None = None,
+             population_report: bool = False) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
     Layout. Without thinning (``thin`` = 1, the common case) ``posterior`` holds every draw of every
@@ -716,10 +718,16 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
                                       "tau instead")
         for p in report["problems"]:
             warnings.warn(p, HierpoolSamplingWarning, stacklevel=4)
+    if report is None and population_report:
+        # group effects drawn exactly from their conditional at each kept draw (the integrated sampler):
+        # the chain is that of the population parameters, diagnosed on every draw, as for collapsed models
+        pop = [v for v in post.data_vars if not any(str(d).startswith(N.GROUP) for d in post[v].dims)]
+        report = check_sampling(xr.DataTree.from_dict({"posterior": post[pop], **(
+            {"sample_stats": children["sample_stats"]} if "sample_stats" in children else {})}), _stacklevel=4)
     if report is None:
         report = check_sampling(out, _stacklevel=4)
-        if thin > 1:
-            report["thinned_for_group_effects"] = thin
+    if thin > 1 and "thinned_for_group_effects" not in report:
+        report["thinned_for_group_effects"] = thin
     if extra_report:
         report.update(extra_report)
     out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
