@@ -39,25 +39,18 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
+import bench_gaussian_peers as P  # noqa: E402
 import bench_vs_lme4 as B  # noqa: E402
 
 #: issue 17 targets: hierpool / glmer wall time at J = 200k
 TARGETS = {"bernoulli": 0.25, "poisson": 0.5}
-TRUTH = {"intercept": -1.0, "beta": [0.5, -0.3, 0.2], "cat": [0.0, 0.4, -0.4], "tau": 0.8}
-LEVELS = ["a", "b", "c"]
+TRUTH = {**P.TRUTH, "intercept": -1.0}
 
 
 def simulate(family: str, n_groups: int, seed: int = 17) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    sizes = rng.geometric(0.4, size=n_groups)
-    gidx = np.repeat(np.arange(n_groups, dtype=np.int64), sizes)
-    n = gidx.size
-    X = rng.normal(size=(n, 3))
-    cat = rng.integers(0, 3, size=n)
-    u = rng.normal(0.0, TRUTH["tau"], size=n_groups)
-    eta = TRUTH["intercept"] + X @ np.asarray(TRUTH["beta"]) + np.asarray(TRUTH["cat"])[cat] + u[gidx]
-    df = pd.DataFrame({"group": gidx, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2]})
-    df["x4"] = pd.Categorical.from_codes(cat, categories=LEVELS)
+    """The issue's design (``bench_gaussian_peers.design``) with a bernoulli or poisson response."""
+    df, eta, rng = P.design(n_groups, seed, TRUTH["intercept"])
+    n = len(df)
     if family == "bernoulli":
         df.insert(0, "y", (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64))
     else:

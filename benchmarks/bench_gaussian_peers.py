@@ -52,8 +52,10 @@ LEVELS = ["a", "b", "c"]
 DEFAULT_JSON = C.HERE / "results_2026-11-28_gaussian_peers.json"
 
 
-def simulate(n_groups: int, seed: int = 17) -> pd.DataFrame:
-    """The issue's data (module docstring): integer group ids 0..J-1, ``x4`` a pandas categorical."""
+def design(n_groups: int, seed: int, intercept: float):
+    """The issue's design (module docstring): a frame with integer group ids 0..J-1, ``x1..x3`` and ``x4`` (a
+    pandas categorical), the linear predictor of every row with the group effects (tau = TRUTH's), and the
+    generator to draw the response with. Shared with ``bench_counts_glmer.py``."""
     rng = np.random.default_rng(seed)
     sizes = rng.geometric(0.4, size=n_groups)
     gidx = np.repeat(np.arange(n_groups, dtype=np.int64), sizes)
@@ -61,10 +63,16 @@ def simulate(n_groups: int, seed: int = 17) -> pd.DataFrame:
     X = rng.normal(size=(n, 3))
     cat = rng.integers(0, 3, size=n)
     u = rng.normal(0.0, TRUTH["tau"], size=n_groups)
-    y = (TRUTH["intercept"] + X @ np.asarray(TRUTH["beta"]) + np.asarray(TRUTH["cat"])[cat] + u[gidx]
-         + rng.normal(0.0, TRUTH["sigma"], size=n))
-    df = pd.DataFrame({"y": y, "group": gidx, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2]})
+    eta = intercept + X @ np.asarray(TRUTH["beta"]) + np.asarray(TRUTH["cat"])[cat] + u[gidx]
+    df = pd.DataFrame({"group": gidx, "x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2]})
     df["x4"] = pd.Categorical.from_codes(cat, categories=LEVELS)
+    return df, eta, rng
+
+
+def simulate(n_groups: int, seed: int = 17) -> pd.DataFrame:
+    """The issue's gaussian data: :func:`design` plus Normal(0, sigma) noise."""
+    df, eta, rng = design(n_groups, seed, TRUTH["intercept"])
+    df.insert(0, "y", eta + rng.normal(0.0, TRUTH["sigma"], size=len(df)))
     return df
 
 
