@@ -141,7 +141,7 @@ def test_with_sampling_reports_every_override_problem():
         spec.with_sampling(draws=0, sampler="stan", chains=None)
     assert info.value.problems == [
         "[sampling] draws = 0 must be an integer >= 1.",
-        "[sampling] sampler = 'stan' is not valid; valid choices: 'auto', 'pymc', 'nutpie', 'numpyro', 'gibbs'.",
+        "[sampling] sampler = 'stan' is not valid; valid choices: 'auto', 'pymc', 'nutpie', 'numpyro', 'gibbs', 'integrated'.",
     ]
 
 

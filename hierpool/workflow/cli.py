@@ -39,7 +39,7 @@ spec files (TOML), in short:
   [variants.N]  kind = "random_intercepts" | "ridge_fixed_effects" (lam = ...) |
                 "regularized_hierarchical" (penalty = "horseshoe"|"laplace"|"ridge");
                 priors = {tau = {dist = "HalfNormal", sigma = 1.0}}; collapse; target_accept
-  [sampling]    draws, tune, chains, sampler ("auto"|"pymc"|"nutpie"|"numpyro"|"gibbs"), seed, target_accept, cores
+  [sampling]    draws, tune, chains, sampler ("auto"|"pymc"|"nutpie"|"numpyro"|"gibbs"|"integrated"), seed, target_accept, cores
   [output]      dir, ci_prob, top_k, plots, ppc, loo
 See `hierpool demo --print-spec` for a complete example and the docstring of hierpool.workflow.spec for all keys.
 
@@ -94,7 +94,7 @@ def _add_sampling_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--chains", type=_int_at_least(1), metavar="N", help="number of chains")
     g.add_argument("--seed", type=_int_at_least(0), metavar="N", help="random seed (makes the run reproducible)")
     g.add_argument("--sampler", choices=SAMPLERS,
-                   help="NUTS implementation, or gibbs (Pólya-Gamma, logistic models; see hp.fit)")
+                   help="NUTS implementation, gibbs (Pólya-Gamma, logistic models) or integrated (count models; see hp.fit)")
 
 
 def _add_output_flags(sp: argparse.ArgumentParser, default: str) -> None:

@@ -27,7 +27,7 @@ Examples
 ...     print(err)
 invalid spec (2 problems):
   - [variants.ridge] lam = -1 must be a positive number (the prior precision of a group effect).
-  - [sampling] sampler = 'stan' is not valid; valid choices: 'auto', 'pymc', 'nutpie', 'numpyro', 'gibbs'.
+  - [sampling] sampler = 'stan' is not valid; valid choices: 'auto', 'pymc', 'nutpie', 'numpyro', 'gibbs', 'integrated'.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ Format
     draws = 1000
     tune = 1000
     chains = 4
-    sampler = "auto"                    # auto, pymc, nutpie, numpyro, gibbs
+    sampler = "auto"                    # auto, pymc, nutpie, numpyro, gibbs, integrated
     seed = 1
     # target_accept = 0.9
     # cores = 2
