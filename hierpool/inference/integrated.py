@@ -13,23 +13,32 @@ adaptive Gauss-Hermite quadrature (:mod:`hierpool.core.integrated_rows`, ``n_nod
 
 1. finds the posterior mode of ``phi`` (L-BFGS with the quadrature's gradient) and the Hessian there
    (central differences of the gradient);
-2. draws ``phi`` by *independence Metropolis-Hastings*: proposals from a multivariate Student-t
-   (:data:`T_DF` degrees of freedom) around the mode with the Laplace covariance, ``min(tune, 100)``
-   tuning draws per chain, after which the proposal's location and covariance are re-estimated from every
-   tuning proposal by self-normalized importance weights (the exact target divided by the proposal), and
-   ``draws`` draws per chain with that proposal fixed. With many groups the marginal posterior of phi is
-   close to normal, so most proposals are accepted and the draws are nearly independent; R-hat and ESS
-   are computed and reported as for any sampler (a poor proposal shows as low ESS, never silently);
+2. draws ``psi = (intercept_c, beta_std[, tau])`` (tau itself: the left tail of log tau is long when tau
+   may be near 0) by *independence Metropolis-Hastings*. Proposals come from a defensive mixture: a
+   multivariate Student-t (:data:`T_DF` degrees of freedom) at the mode with the Laplace covariance
+   (carried to tau by the delta method) and, with weight :data:`WIDE_SHARE`, a t(:data:`WIDE_DF`)
+   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded. ``min(tune, 100)`` tuning
+   draws per chain; then the proposal's location and covariance are re-estimated from every tuning
+   proposal by self-normalized importance weights (the exact target over the proposal) and ``draws``
+   draws per chain follow with that proposal fixed. With many groups the marginal posterior is close to
+   normal: about 76% of proposals are accepted at 200,000 groups and the ESS is about half the draws. R-hat
+   and ESS are computed and reported as for any sampler (a poor proposal shows as low ESS, never silently).
+   Measured at 40 groups against 4 x 3000 NUTS draws (tau's posterior sd 0.36 on a mean of 0.69): with
+   log tau and the t alone, tau's sd came out 0.32 and its tail ESS fell to 20; with tau and the mixture,
+   sd 0.349-0.350 and tail ESS 2,000-3,000 of 6,000 draws;
 3. draws every group's effect EXACTLY from its conditional ``p(u_j | y_j, phi)`` at each kept draw
    (:func:`hierpool.core.integrated_rows.block_draws`: rejection from a tangent hull).
 
 The stationary distribution is the model's posterior up to the quadrature's error in ``log p(y_j | phi)``
-(20 nodes by default, the same as empirical Bayes; tests compare the value with ``scipy.integrate.quad``
-and the whole posterior with row-level NUTS on the same model within Monte Carlo error; SBC checks it).
-Every proposal is independent of the chain's state, so a whole phase's proposals are evaluated in one
-batch: each block of groups (its rows kept together) computes its share of every proposal's log
-marginal likelihood, in threads here, and only one number per proposal and block has to be added. That
-is what lets the same sampler run with the blocks on Dask workers (:func:`sample` with ``client=``).
+(:func:`default_nodes`: 12 nodes for the logit families, 20 for poisson; tests compare the value with
+``scipy.integrate.quad`` and the whole posterior with row-level NUTS on the same model within Monte Carlo
+error; SBC checks it, with a wrong-model control that fails). Every proposal is independent of the chain's
+state, so a whole phase's proposals are evaluated in one batch: each block of groups (its rows kept
+together) computes its share of every proposal's log marginal likelihood, in threads here, and only one
+number per proposal and block has to be added. That is what lets the same sampler run with the blocks on
+Dask workers (:func:`sample` with ``client=``). The sampling report diagnoses the population parameters
+on every draw; the group effects, exact conditional draws given them, are kept at every k-th draw when
+memory asks (as for the other samplers).
 
 Priors are those of the factory (read and checked as the Gibbs sampler reads them:
 :func:`hierpool.inference.gibbs.population_prior`): Normal on the intercept and coefficients, one of
