@@ -244,3 +244,12 @@ def test_fit_with_a_client(dask_client):
         hp.fit(m, sampler="nutpie", client=dask_client)
     with pytest.raises(TypeError, match="client"):
         hp.fit(m, method="empirical_bayes", client=dask_client)
+
+
+def test_progressbar_shows_progress(capsys):
+    pl = integrated.plan(hp.random_intercepts(_data("poisson", n_groups=30), collapse=False))
+    integrated.sample(pl, draws=40, tune=10, chains=2, random_seed=1, progressbar=True, max_group_effect_values=1e6)
+    err = capsys.readouterr().err
+    assert "integrated sampler" in err and "100/100" in err, err
+    integrated.sample(pl, draws=40, tune=10, chains=2, random_seed=1, progressbar=False, max_group_effect_values=1e6)
+    assert "integrated sampler" not in capsys.readouterr().err

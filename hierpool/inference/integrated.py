@@ -77,6 +77,8 @@ WIDE_DF = 3.0
 WIDE_SCALE = 2.0
 #: Tuning draws per chain (more cannot improve a proposal fitted from the tuning proposals' moments).
 MAX_TUNE = 100
+#: Proposals evaluated per call of the blocks (large enough that the calls' overhead does not count)
+BATCH = 250
 #: Rows (cells) per block of groups: the unit of work of a thread (or of a Dask task).
 BLOCK_ROWS = 16_384
 
@@ -332,10 +334,13 @@ def posterior_mode(ev: _Evaluator) -> tuple[np.ndarray, np.ndarray, dict]:
                        "mode_evaluations": int(res.nfev)}
 
 
-def _log_target(ev: _Evaluator, psi) -> np.ndarray:
-    """log posterior density of ``psi = (theta, tau)`` (-inf where tau <= 0)."""
-    pl = ev.pl
+def _log_target(ev: _Evaluator, psi, bar=None) -> np.ndarray:
+    """log posterior density of ``psi = (theta, tau)`` (-inf where tau <= 0), in batches of
+    :data:`BATCH` proposals (a progress ``bar`` advances after each)."""
     psi = np.atleast_2d(psi)
+    if psi.shape[0] > BATCH:
+        return np.concatenate([_log_target(ev, psi[i:i + BATCH], bar) for i in range(0, psi.shape[0], BATCH)])
+    pl = ev.pl
     out = np.full(psi.shape[0], -np.inf)
     ok = psi[:, -1] > 0 if pl.has_tau else np.ones(psi.shape[0], dtype=bool)
     if ok.any():
@@ -344,6 +349,8 @@ def _log_target(ev: _Evaluator, psi) -> np.ndarray:
             phi[:, -1] = np.log(phi[:, -1])
         v, _ = log_posterior(ev, phi)
         out[ok] = v - (phi[:, -1] if pl.has_tau else 0.0)  # density of tau = density of log tau / tau
+    if bar is not None:
+        bar.update(psi.shape[0])
     return out
 
 
@@ -404,6 +411,11 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     same seeds per block)."""
     t0 = time.perf_counter()
     ev = _Evaluator(pl, n_nodes, client=client)
+    bar = None
+    if progressbar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=chains * (min(int(tune), MAX_TUNE) + draws), desc="integrated sampler", unit="draw")
     ss = np.random.SeedSequence(random_seed)
     s_prop, s_chain, s_u = ss.spawn(3)
     rng = np.random.default_rng(s_prop)
@@ -422,7 +434,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     state = [None] * chains  # (psi, log target) at the end of tuning
     if n_tune > 0:
         props = _t_draws(rng, mu, L, chains * n_tune)
-        lp = _log_target(ev, props)
+        lp = _log_target(ev, props, bar)
         logw = lp - _t_logpdf(props, mu, L)
         for c in range(chains):
             sl = slice(c * n_tune, (c + 1) * n_tune)
@@ -439,8 +451,10 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
             mu, L = mu_new, np.linalg.cholesky(cov_new)
     props = _t_draws(rng, mu, L, chains * draws)
     t_prop = time.perf_counter()
-    lp = _log_target(ev, props)
+    lp = _log_target(ev, props, bar)
     t_eval = time.perf_counter() - t_prop
+    if bar is not None:
+        bar.close()
     logw = lp - _t_logpdf(props, mu, L)
     psi = np.empty((chains, draws, D))
     accepted = np.empty((chains, draws), dtype=bool)
