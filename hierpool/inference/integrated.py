@@ -17,7 +17,7 @@ adaptive Gauss-Hermite quadrature (:mod:`hierpool.core.integrated_rows`, ``n_nod
    may be near 0) by *independence Metropolis-Hastings*. Proposals come from a defensive mixture: a
    multivariate Student-t (:data:`T_DF` degrees of freedom) at the mode with the Laplace covariance
    (carried to tau by the delta method) and, with weight :data:`WIDE_SHARE`, a t(:data:`WIDE_DF`)
-   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded. ``min(tune, 100)`` tuning
+   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded. ``min(tune, 50)`` tuning
    draws per chain; then the proposal's location and covariance are re-estimated from every tuning
    proposal by self-normalized importance weights (the exact target over the proposal) and ``draws``
    draws per chain follow with that proposal fixed. With many groups the marginal posterior is close to
@@ -76,7 +76,7 @@ WIDE_SHARE = 0.15
 WIDE_DF = 3.0
 WIDE_SCALE = 2.0
 #: Tuning draws per chain (more cannot improve a proposal fitted from the tuning proposals' moments).
-MAX_TUNE = 100
+MAX_TUNE = 50
 #: Proposals evaluated per call of the blocks (large enough that the calls' overhead does not count)
 BATCH = 250
 #: Rows (cells) per block of groups: the unit of work of a thread (or of a Dask task).
@@ -188,9 +188,10 @@ def default_nodes(pl: Plan) -> int:
     """Quadrature nodes per group when ``n_nodes`` is not given: 12 for the logit families, 20 for
     poisson. Measured (20,000 groups of Geometric(0.4) rows, 3 predictors, tau 0.8; the summed log
     marginal likelihood at 20 parameter values around the mode against 40 nodes): bernoulli 1.3e-6 at
-    12 nodes (1.3e-10 at 20, 0.6x the time per evaluation at 12); poisson 1.8e-5 at 20 (3.8e-3 at 12).
-    Differences this small between parameter values change no Metropolis-Hastings decision that Monte
-    Carlo error would notice."""
+    12 nodes (2.8e-6 at 10, 1.3e-10 at 20; 6.4, 5.6 and 9.3 ms per evaluation); poisson 1.8e-5 at 20
+    (3.8e-3 at 12). Differences this small between parameter values change no Metropolis-Hastings
+    decision that Monte Carlo error would notice (glmer's default is one node, the Laplace approximation).
+    Ten logit nodes were not taken: at tau = 2 they were 4e-4 off over 40 groups (``tests/test_integrated.py``)."""
     return 12 if pl.fam == R.LOGIT else 20
 
 

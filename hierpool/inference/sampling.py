@@ -184,7 +184,7 @@ def fit(
         predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors on the
         intercept and coefficients): the group effects integrated out by adaptive Gauss-Hermite quadrature
         (``n_nodes`` per group), the few population parameters drawn by independence Metropolis-Hastings
-        from a Student-t proposal fitted at the posterior mode (``min(tune, 100)`` tuning draws per chain
+        from a Student-t proposal fitted at the posterior mode (``min(tune, 50)`` tuning draws per chain
         refit it), and every group effect drawn exactly from its conditional at each kept draw.
         ``"gibbs"``: the exact Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic
         (bernoulli, binomial) random intercepts with predictors; ``tune`` is its burn-in. ``"auto"`` uses
