@@ -65,13 +65,9 @@ def worker(args) -> None:
     preds = [c for c in df.columns if c.startswith("x")]
     family = args.family
     peaks = {"after_import": C.peak_rss_gb()}
-    raw = {}
     orig_finalize = hs.finalize
 
     def timed_finalize(dt, *a, **k):
-        # keep the un-thinned draws of the small parameters for the diagnostics (outside the timing)
-        post = dt["posterior"].to_dataset()
-        raw["post"] = post[[v for v in ("intercept", "beta", "tau", "sigma") if v in post]].load()
         with C.timer(t, "finalize_s"):
             return orig_finalize(dt, *a, **k)
 
@@ -113,7 +109,9 @@ def worker(args) -> None:
         t[f"total_s{sfx}"] = sum(t[f"{k}_s{sfx}"] for k in ("prepare", "model", "fit", "shrinkage", "rank"))
 
     diag = json.loads(dt.attrs["hierpool_diagnostics"])
-    post = raw["post"]
+    # every draw of every chain (all min_ess rounds): the returned posterior keeps them all, thinned or not
+    full = dt["posterior"].to_dataset()
+    post = full[[v for v in ("intercept", "beta", "tau", "sigma") if v in full]].load()
     sampled = post[[v for v in post.data_vars if float(post[v].std()) > 0]]
     rhat = az.rhat(sampled)
     ess_b = az.ess(post[["tau"]], method="bulk")

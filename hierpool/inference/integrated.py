@@ -17,7 +17,7 @@ adaptive Gauss-Hermite quadrature (:mod:`hierpool.core.integrated_rows`, ``n_nod
    may be near 0) by *independence Metropolis-Hastings*. Proposals come from a defensive mixture: a
    multivariate Student-t (:data:`T_DF` degrees of freedom) at the mode with the Laplace covariance
    (carried to tau by the delta method) and, with weight :data:`WIDE_SHARE`, a t(:data:`WIDE_DF`)
-   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded. ``min(tune, 50)`` tuning
+   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded. ``min(tune, 100)`` tuning
    draws per chain; then the proposal's location and covariance are re-estimated from every tuning
    proposal by self-normalized importance weights (the exact target over the proposal) and ``draws``
    draws per chain follow with that proposal fixed. With many groups the marginal posterior is close to
@@ -72,11 +72,11 @@ AUTO_MIN_GROUPS = 2000
 #: dominate the posterior's so that the importance weights are bounded (the chain is then uniformly
 #: ergodic) and a skewed posterior (few groups, tau near 0) is still explored.
 T_DF = 30.0
-WIDE_SHARE = 0.15
+WIDE_SHARE = 0.05
 WIDE_DF = 3.0
 WIDE_SCALE = 2.0
 #: Tuning draws per chain (more cannot improve a proposal fitted from the tuning proposals' moments).
-MAX_TUNE = 50
+MAX_TUNE = 100
 #: Proposals evaluated per call of the blocks (large enough that the calls' overhead does not count)
 BATCH = 250
 #: Rows (cells) per block of groups: the unit of work of a thread (or of a Dask task).

@@ -184,7 +184,7 @@ def fit(
         predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors on the
         intercept and coefficients): the group effects integrated out by adaptive Gauss-Hermite quadrature
         (``n_nodes`` per group), the few population parameters drawn by independence Metropolis-Hastings
-        from a Student-t proposal fitted at the posterior mode (``min(tune, 50)`` tuning draws per chain
+        from a Student-t proposal fitted at the posterior mode (``min(tune, 100)`` tuning draws per chain
         refit it), and every group effect drawn exactly from its conditional at each kept draw.
         ``"gibbs"``: the exact Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic
         (bernoulli, binomial) random intercepts with predictors; ``tune`` is its burn-in. ``"auto"`` uses
@@ -476,7 +476,7 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
             warnings.simplefilter("ignore", HierpoolSamplingWarning)
             parts.append(fit(model, draws=draws, tune=tune, chains=chains, sampler=sampler,
                              random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
-                             cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                             cores=cores, target_accept=target_accept, log_likelihood=False,
                              max_group_effect_values=max_group_effect_values / max_rounds, n_nodes=n_nodes,
                              client=client, **kwargs))
         dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
@@ -485,6 +485,8 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
                       "min_ess_tail": tail, "max_rhat": rhat})
         if bulk >= min_ess and tail >= min_ess and rhat <= 1.01:
             break
+    # the log-likelihood once, of the combined fit (per round, each would take the whole budget)
+    dt = _attach_log_likelihood(dt, desc, log_likelihood)
     report = json.loads(parts[0].attrs[N.ATTR_DIAGNOSTICS])
     extra = {k: v for k, v in report.items() if k not in ("divergences", "draws", "chains", "problems", "max_rhat",
                                                           "max_rhat_var", "min_ess_bulk", "min_ess_bulk_var",
@@ -502,6 +504,30 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
         warnings.warn(msg, HierpoolSamplingWarning, stacklevel=3)
     dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
     return dt
+
+
+def _attach_log_likelihood(dt: xr.DataTree, desc: ModelDescription, log_likelihood) -> xr.DataTree:
+    """``dt`` with the pointwise log-likelihood of its (kept) draws, as :func:`finalize` stores it: when
+    ``log_likelihood`` is True, or "auto" and chains x kept draws x rows is within the memory budget."""
+    gd = desc.data
+    if log_likelihood is False or not hasattr(gd, "y") or "log_likelihood" in dt.children:
+        return dt
+    post = dt["posterior"].to_dataset()
+    aligned = post
+    if N.GROUP_EFFECTS_GROUP in dt.children:
+        node = dt[N.GROUP_EFFECTS_GROUP].to_dataset()
+        aligned = post.sel(draw=node["draw"].values)
+        for v in node.data_vars:
+            aligned[v] = node[v]
+    n_values = aligned.sizes["chain"] * aligned.sizes["draw"] * gd.n_obs
+    if not (log_likelihood is True or n_values <= config.stored_values()):
+        return dt
+    ll = pointwise_log_likelihood(aligned, dt["constant_data"].to_dataset(), dt["observed_data"][N.Y], gd.family)
+    children = {name: dt[name].to_dataset() for name in dt.children}
+    children["log_likelihood"] = ll.rename(N.Y).to_dataset()
+    out = xr.DataTree.from_dict(children)
+    out.attrs = dict(dt.attrs)
+    return out
 
 
 def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, criterion, n_nodes, log_likelihood,
