@@ -253,3 +253,15 @@ def test_progressbar_shows_progress(capsys):
     assert "integrated sampler" in err and "100/100" in err, err
     integrated.sample(pl, draws=40, tune=10, chains=2, random_seed=1, progressbar=False, max_group_effect_values=1e6)
     assert "integrated sampler" not in capsys.readouterr().err
+
+
+def test_min_ess_rounds_report_the_population_chain_and_store_the_log_likelihood_once():
+    import json
+
+    gd = _data("poisson", n_groups=60)
+    dt = quiet_fit(hp.random_intercepts(gd, collapse=False), sampler="integrated", draws=60, tune=20,
+                   min_ess=10_000, max_rounds=2)  # not reachable: two rounds
+    rep = json.loads(dt.attrs["hierpool_diagnostics"])
+    assert rep["rounds"] == 2 and not rep["min_ess_reached"]
+    assert rep["max_rhat_var"] in (N.INTERCEPT, N.BETA, N.TAU)
+    assert dt["log_likelihood"][N.Y].shape == (8, 60, gd.n_obs)
