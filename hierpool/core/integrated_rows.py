@@ -97,15 +97,20 @@ def _pois_fgh(S, A, u, inv_t2):
 
 
 @njit(cache=True, nogil=True)
+def _fgh(fam, b, q, r0, r1, c, S, A, u, inv_t2, need_f):
+    """f, f' and -f'' of the family's group log density at u (f itself only when ``need_f``, LOGIT)."""
+    if fam == LOGIT:
+        return _logit_fgh(b, q, r0, r1, c, S, u, inv_t2, need_f)
+    return _pois_fgh(S, A, u, inv_t2)
+
+
+@njit(cache=True, nogil=True)
 def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2):
     """Newton steps (each at most 1 in size: f is strictly concave and smooth) from u until a step is
     below 1e-7 (1 + |u|); returns the point after that step (within about 1e-14 of the mode: Newton
     converges quadratically) and f's gradient and curvature before it (f is not evaluated)."""
     for _ in range(1000):
-        if fam == LOGIT:
-            f, g, h = _logit_fgh(b, q, r0, r1, c, S, u, inv_t2, False)
-        else:
-            f, g, h = _pois_fgh(S, A, u, inv_t2)
+        f, g, h = _fgh(fam, b, q, r0, r1, c, S, A, u, inv_t2, False)
         step = min(max(g / h, -1.0), 1.0)
         u += step
         if abs(step) < 1e-7 * (1.0 + abs(u)):
@@ -232,13 +237,6 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
 
 
 @njit(cache=True, nogil=True)
-def _f(fam, b, q, r0, r1, c, Sy, A, u, inv_t2):
-    if fam == LOGIT:
-        return _logit_fgh(b, q, r0, r1, c, Sy, u, inv_t2, True)
-    return _pois_fgh(Sy, A, u, inv_t2)
-
-
-@njit(cache=True, nogil=True)
 def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, out):
     """One exact draw of every group's effect per row of ``phis``: ``out[s, j] ~ p(u_j | y_j, phis[s])``.
 
@@ -271,20 +269,20 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
                 Sy += y[i]
                 A += q[i]
             m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, u0[j], inv_t2)
-            fm, gm, h = _f(fam, b, q, r0, r1, c, Sy, A, m, inv_t2)
+            fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm
             # left and right tangent points: slopes of opposite signs (moved outwards if needed)
             x = m - dlt
             while True:
-                fx, gx, _ = _f(fam, b, q, r0, r1, c, Sy, A, x, inv_t2)
+                fx, gx, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if gx > 0.0 and gx > gm:
                     break
                 x -= dlt
             t[0], fv[0], dv[0] = x, fx, gx
             x = m + dlt
             while True:
-                fx, gx, _ = _f(fam, b, q, r0, r1, c, Sy, A, x, inv_t2)
+                fx, gx, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if gx < 0.0 and gx < gm:
                     break
                 x += dlt
@@ -331,7 +329,7 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
                     lam = (x - t[k]) / (t[k + 1] - t[k])
                     if lv <= (1.0 - lam) * fv[k] + lam * fv[k + 1] - fm:
                         break
-                fx, _, _ = _f(fam, b, q, r0, r1, c, Sy, A, x, inv_t2)
+                fx, _, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if lv <= fx - fm:
                     break
             out[s, j] = x
