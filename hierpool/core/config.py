@@ -68,6 +68,12 @@ def stored_values() -> int:
     return int(_OPTIONS["memory_gb"] * 1e9 / 8)
 
 
+def thinning(n_values: float, max_values: float) -> int:
+    """The smallest k such that keeping every k-th draw of an array of ``n_values`` values stores at most
+    ``max_values`` (1: keep every draw)."""
+    return max(1, math.ceil(n_values / max_values))
+
+
 def chunk_values() -> int:
     """How many values one working chunk (draws x rows, draws x groups) may hold."""
     return max(1, stored_values() // _CHUNK_FRACTION)

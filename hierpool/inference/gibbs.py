@@ -66,12 +66,13 @@ import xarray as xr
 from llvmlite import binding as llvm_binding
 from numba import njit, types
 
+from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.kernels import each_in_threads
 from hierpool.models.description import describe
 from hierpool.models.priors import Prior
 
-__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
+__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "population_dataset", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups ...
 AUTO_MIN_GROUPS = 2000
@@ -590,7 +591,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     """
     J = pl.n_groups
     P1 = pl.m0.shape[0]
-    thin = max(1, int(math.ceil(chains * draws * J / max_group_effect_values)))
+    thin = config.thinning(chains * draws * J, max_group_effect_values)
     n_keep = -(-draws // thin)
     udtype = np.float32 if thin > 1 else np.float64
     seeds = np.random.SeedSequence(random_seed).spawn(chains)
@@ -633,21 +634,29 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     each_in_threads(run_chain, range(chains), cores)
     progress.close()
     elapsed = time.perf_counter() - t0
-    a_c = out_theta[..., 0]
-    post = {N.TAU: (("chain", "draw"), np.exp(out_s))}
-    if P1 > 1:
-        beta = out_theta[..., 1:] / pl.x_scale
-        post[N.BETA] = (("chain", "draw", N.PREDICTOR), beta)
-        post[N.INTERCEPT] = (("chain", "draw"), a_c - beta @ pl.x_center)
-    else:
-        post[N.INTERCEPT] = (("chain", "draw"), a_c)
-    if not pl.has_tau:
-        del post[N.TAU]
-    ds = xr.Dataset(post, coords={"chain": np.arange(chains), "draw": np.arange(draws)})
+    ds = population_dataset(out_theta, np.exp(out_s) if pl.has_tau else None, pl.x_center, pl.x_scale)
     stats = xr.Dataset({"slice_evaluations": (("chain", "draw"), evals[:, :draws])},
                        coords={"chain": np.arange(chains), "draw": np.arange(draws)})
     timing = {"sampling_s": elapsed, "mean_slice_evaluations": float(evals[:, :draws].mean()) if draws else 0.0}
     return ds, out_u, thin, stats, timing
+
+
+def population_dataset(theta: np.ndarray, tau: np.ndarray | None, x_center, x_scale) -> xr.Dataset:
+    """The posterior of the population parameters on the user's scale from draws (chain, draw, P + 1) of
+    ``theta = (intercept_c, beta_std)`` (and tau (chain, draw), or None): ``beta = beta_std / x_scale``,
+    ``intercept = intercept_c - beta . x_center`` (what this sampler and the integrated one return)."""
+    chains, draws = theta.shape[:2]
+    a_c = theta[..., 0]
+    post = {}
+    if theta.shape[-1] > 1:
+        beta = theta[..., 1:] / x_scale
+        post[N.BETA] = (("chain", "draw", N.PREDICTOR), beta)
+        post[N.INTERCEPT] = (("chain", "draw"), a_c - beta @ x_center)
+    else:
+        post[N.INTERCEPT] = (("chain", "draw"), a_c)
+    if tau is not None:
+        post[N.TAU] = (("chain", "draw"), tau)
+    return xr.Dataset(post, coords={"chain": np.arange(chains), "draw": np.arange(draws)})
 
 
 class _Progress:

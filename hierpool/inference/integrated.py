@@ -58,10 +58,10 @@ import xarray as xr
 from scipy import optimize
 from scipy.special import gammaln, logsumexp
 
+from hierpool.core import config
 from hierpool.core import integrated_rows as R
-from hierpool.core import names as N
 from hierpool.core.kernels import each_in_threads
-from hierpool.inference.gibbs import PopulationPrior, population_prior
+from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["plan", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode", "T_DF",
@@ -208,8 +208,6 @@ def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float,
     val = np.zeros(S)
     grad = np.zeros((S, D))
     um = np.empty(bl.n_groups)
-    if bl.u0 is None:
-        bl.u0 = np.zeros(bl.n_groups)
     R.block_logml(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, has_tau, tau_fixed, xn, lwn, bl.u0,
                   want_grad, val, grad, um)
     if update_start:
@@ -277,19 +275,22 @@ class _Evaluator:
         return out
 
 
-def _log_prior(pl: Plan, phis) -> tuple[np.ndarray, np.ndarray]:
-    """log prior of each phi (Jacobian of log tau included) and its gradient."""
+def _log_prior(pl: Plan, phis, want_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """log prior of each phi (Jacobian of log tau included) and (if ``want_grad``) its gradient."""
     phis = np.atleast_2d(phis)
     P1 = 1 + pl.n_predictors
     d = phis[:, :P1] - pl.prior.m0
     lp = -0.5 * np.einsum("si,ij,sj->s", d, pl.prior.prec0, d)
-    g = np.zeros_like(phis)
-    g[:, :P1] = -d @ pl.prior.prec0
+    g = None
+    if want_grad:
+        g = np.zeros_like(phis)
+        g[:, :P1] = -d @ pl.prior.prec0
     if pl.has_tau:
+        eps = 1e-6
         for i, s in enumerate(phis[:, P1]):
             lp[i] += pl.prior.log_s(s)
-            eps = 1e-6
-            g[i, P1] = (pl.prior.log_s(s + eps) - pl.prior.log_s(s - eps)) / (2 * eps)
+            if want_grad:
+                g[i, P1] = (pl.prior.log_s(s + eps) - pl.prior.log_s(s - eps)) / (2 * eps)
     return lp, g
 
 
@@ -301,7 +302,7 @@ def log_marginal(pl: Plan, phis, n_nodes: int = 20) -> np.ndarray:
 def log_posterior(ev: _Evaluator, phis, want_grad: bool = False, update_start: bool = False):
     """Unnormalized log posterior of phi (and its gradient)."""
     v, g = ev(phis, want_grad, update_start)
-    lp, lg = _log_prior(ev.pl, phis)
+    lp, lg = _log_prior(ev.pl, phis, want_grad)
     return v + lp, (g + lg if want_grad else None)
 
 
@@ -476,25 +477,14 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
         phi[..., -1] = np.log(psi[..., -1])
     # group effects at every thin-th draw, exactly from their conditionals
     J = pl.n_groups
-    thin = max(1, int(math.ceil(chains * draws * J / max_group_effect_values)))
+    thin = config.thinning(chains * draws * J, max_group_effect_values)
     kept = phi[:, ::thin]
     n_keep = kept.shape[1]
     udtype = np.float32 if thin > 1 else np.float64
     u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
-    P = pl.n_predictors
-    a_c = phi[..., 0]
-    post = {}
-    if P:
-        beta = phi[..., 1:1 + P] / pl.x_scale
-        post[N.BETA] = (("chain", "draw", N.PREDICTOR), beta)
-        post[N.INTERCEPT] = (("chain", "draw"), a_c - beta @ pl.x_center)
-    else:
-        post[N.INTERCEPT] = (("chain", "draw"), a_c)
-    if pl.has_tau:
-        post[N.TAU] = (("chain", "draw"), psi[..., -1])
-    coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
-    ds = xr.Dataset(post, coords=coords)
-    stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=coords)
+    ds = population_dataset(phi[..., :1 + pl.n_predictors], psi[..., -1] if pl.has_tau else None, pl.x_center,
+                            pl.x_scale)
+    stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=ds.coords)
     info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes), tuning_draws=n_tune,
                 marginal_evaluations=int(ev.evaluations), proposal_evaluation_s=float(t_eval),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")
