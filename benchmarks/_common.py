@@ -207,3 +207,19 @@ def print_table(rows: list[dict], columns: list[str], title: str = "") -> None:
     for r in rows:
         print("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |")
     sys.stdout.flush()
+
+
+def save_json(results: dict, path) -> None:
+    """The raw results to ``path`` (nothing when ``path`` is empty or None)."""
+    if path:
+        Path(path).write_text(json.dumps(results, indent=1))
+
+
+def finish(results: dict, tmp: Path | None, path, report) -> None:
+    """The end of a run, also after an error: the simulated data removed (``tmp``; None keeps it), the
+    machine stamped again (``machine_end``), the raw results saved, the tables printed by ``report``."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["machine_end"] = machine()
+    save_json(results, path)
+    report(results)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -128,12 +127,9 @@ def main(argv=None) -> None:
             for k in range(args.repeat):
                 B.progress(f"{fam}: round {k + 1}/{args.repeat}, J = {args.groups:,}")
                 results["families"][fam]["rounds"].append(one_round(fam, csv, pq, args))
-                out.write_text(json.dumps(results, indent=1))
+                C.save_json(results, out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        results["machine_end"] = C.machine()
-        out.write_text(json.dumps(results, indent=1))
-        report(results)
+        C.finish(results, tmp, out, report)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -200,14 +199,9 @@ def main(argv=None) -> None:
         for k in range(args.repeat):
             B.progress(f"round {k + 1}/{args.repeat}, J = {args.groups:,}")
             results["rounds"].append(one_round(csv, pq, args))
-            if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=1))
+            C.save_json(results, args.json)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        results["machine_end"] = C.machine()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=1))
-        report(results)
+        C.finish(results, tmp, args.json, report)
 
 
 if __name__ == "__main__":

@@ -220,16 +220,9 @@ def main(argv=None) -> None:
                                                                                        " (default)")
                 progress(f"  {out}")
                 results["runs"].append({"J": J, "config": cfg, "draws_note": note, "result": out})
-                if args.json:
-                    Path(args.json).write_text(json.dumps(results, indent=1))
+                C.save_json(results, args.json)
     finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        results["machine_end"] = C.machine()
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=1))
-        report(results)
+        C.finish(results, tmp, args.json, report)
 
 
 if __name__ == "__main__":

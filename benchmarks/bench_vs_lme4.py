@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -200,7 +199,7 @@ def gaussian_rows(args, tmp: Path, results: dict) -> None:
                 r_cv = run_r(csv, "gaussian", 3, True, args)
                 progress(f"  lmer+condVar: {r_cv}")
             results["gaussian"].append({"J": J, "run": rep + 1, "hierpool": hp_res, "lmer": r_fit, "lmer_condvar": r_cv})
-            save(results, args)
+            C.save_json(results, args.json)
 
 
 def bernoulli_rows(args, tmp: Path, results: dict) -> None:
@@ -216,12 +215,7 @@ def bernoulli_rows(args, tmp: Path, results: dict) -> None:
             r_fit = run_r(csv, "bernoulli", n_pred, False, args, nagq=1)
             progress(f"  glmer: {r_fit}")
             results["bernoulli"].append({"J": J, "n_pred": n_pred, "hierpool": hp_res, "glmer": r_fit})
-            save(results, args)
-
-
-def save(results: dict, args) -> None:
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+            C.save_json(results, args.json)
 
 
 def ratio(a, b):
@@ -340,11 +334,7 @@ def main(argv=None) -> None:
         gaussian_rows(args, tmp, results)
         bernoulli_rows(args, tmp, results)
     finally:
-        if not args.keep_data:
-            shutil.rmtree(tmp, ignore_errors=True)
-        results["machine_end"] = C.machine()
-        save(results, args)
-        report(results)
+        C.finish(results, None if args.keep_data else tmp, args.json, report)
 
 
 if __name__ == "__main__":
