@@ -14,7 +14,8 @@ Simulated once per family (seeded), written to Parquet (hierpool) and CSV (R); t
   ``min_ess``: rounds of new chains until the bulk and tail ESS of the intercept, every beta and tau
   reach it with R-hat <= 1.01 (the issue's target: 400).
 * ``glmer``: ``lme4::glmer(y ~ x1 + x2 + x3 + x4 [+ offset(log(exposure))] + (1 | group), nAGQ = 1)``
-  (``lme4_fit.R``; x4 a factor). ``--skip-glmer`` leaves it out (the J = 1M linearity runs).
+  (``lme4_fit.R``; x4 a factor). ``--skip-glmer`` leaves it out (the J = 1M linearity runs),
+  ``--skip-hierpool`` runs it alone (its one run at J = 1M).
 
 Prints a markdown table with the ratio to glmer and each tool's tau; asserts nothing about time.
 
@@ -31,6 +32,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +64,10 @@ def one_round(family: str, csv: Path, pq: Path, args) -> dict:
     hargs = argparse.Namespace(draws=args.draws, tune=args.tune, chains=4, timeout=args.timeout, skip_r=False,
                                min_ess=args.min_ess, sampler=None)
     row = {}
-    B.progress(f"  hierpool {family} ...")
-    row["hierpool"] = B.run_hierpool(pq, family, hargs)
-    B.progress(f"  hierpool: total {row['hierpool'].get('total_s')}")
+    if not args.skip_hierpool:
+        B.progress(f"  hierpool {family} ...")
+        row["hierpool"] = B.run_hierpool(pq, family, hargs)
+        B.progress(f"  hierpool: total {row['hierpool'].get('total_s')}")
     if not args.skip_glmer:
         B.progress(f"  glmer {family} ...")
         row["glmer"] = B.run_r(csv, family, 4, False, hargs, factors=("x4",))
@@ -77,7 +80,7 @@ def report(results: dict) -> None:
     rows = []
     for fam, runs in results["families"].items():
         for k, rnd in enumerate(runs["rounds"], 1):
-            h, g = rnd["hierpool"], rnd.get("glmer", {})
+            h, g = rnd.get("hierpool", {"error": "skipped"}), rnd.get("glmer", {})
             gl = g.get("fit_s")
             ok = "error" not in h
             integ = (h.get("integrated") or {}) if ok else {}
@@ -107,6 +110,7 @@ def main(argv=None) -> None:
     p.add_argument("--tune", type=int, default=50)
     p.add_argument("--min-ess", type=float, default=400.0)
     p.add_argument("--skip-glmer", action="store_true")
+    p.add_argument("--skip-hierpool", action="store_true", help="glmer alone (its one run at J = 1M)")
     p.add_argument("--json", default=None, help="raw results (default: results_<date>_counts_<J>.json here)")
     p.add_argument("--timeout", type=float, default=7200, help=argparse.SUPPRESS)
     p.add_argument("--from-json", default=None, help="only print the table of an earlier --json file")
@@ -114,7 +118,7 @@ def main(argv=None) -> None:
     if args.from_json:
         report(json.loads(Path(args.from_json).read_text()))
         return
-    out = Path(args.json) if args.json else C.HERE / f"results_2026-11-28_counts_{args.groups}.json"
+    out = Path(args.json) if args.json else C.HERE / f"results_{time.strftime('%Y-%m-%d')}_counts_{args.groups}.json"
     tmp = Path(tempfile.mkdtemp(prefix="hierpool_counts_"))
     results = {"machine": C.machine(), "groups": args.groups, "truth": TRUTH, "draws": args.draws,
                "tune": args.tune, "min_ess": args.min_ess, "families": {}}

@@ -15,7 +15,9 @@ cannot call the :class:`~hierpool.core.families.Family` objects; tests hold the 
 ``log_marginal`` with the Family's formulas to 1e-9):
 
 - ``LOGIT`` (bernoulli, binomial; ``b_i`` trials): ``log p(y_i | e) = log C(b_i, y_i) + y_i e - b_i log(1 + exp e)``;
-  each node costs a pass over the group's rows.
+  each node costs a pass over the group's rows. The value alone (what the sampler's proposals need) is a
+  product over the rows per node, with no log per row (:func:`_logit_log_integral`); the gradient (the
+  mode search) keeps one log1p per row and node.
 - ``POISSON`` (``offset_i = log exposure_i``): the group's log-likelihood depends on u only through
   ``S_j = sum_i y_i`` and ``A_j = sum_i exp(eta_i)``: ``l_j(u) = c_j + S_j u - A_j exp(u)``. One pass
   over the rows per parameter value gives ``A_j`` and ``c_j``; the mode and the nodes are then scalar
@@ -118,9 +120,77 @@ def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2):
     return u, f, g, h
 
 
+#: Newton tolerance of the value-only LOGIT path: the nodes are centred at the last point evaluated, whose
+#: distance to the mode is about the step that stopped (below ``NEWTON_TOL (1 + |u|)``). Centring and
+#: scaling anywhere near the mode is a valid quadrature rule; this offset changes a group's value by its
+#: size times the quadrature error's derivative (below 1e-12 measured; ``tests/test_integrated.py``
+#: holds the result to the tightly converged per-row form).
+NEWTON_TOL = 1e-5
+
+
 @njit(cache=True, nogil=True)
-def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn, lwn, u0, want_grad, val, grad,
-                umode):
+def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
+    """``(ok, log of the adaptive quadrature sum + log sd, centre)`` of a LOGIT group: the value of
+    :func:`block_logml`'s node loop without its gradient, with about a third of its transcendental calls.
+
+    Newton from ``u`` (the last evaluation doubles as the centre's). With ``s_i`` the row's probability at
+    the centre ``u`` and ``d = exp(x_k sd) - 1``, the likelihood ratio of node k to the centre is
+    ``prod_i (1 + s_i d)^-b_i`` (``(1 + q_i e^(u + x sd)) / (1 + q_i e^u)``, exactly): a product over the
+    group's rows instead of a log1p per row and node, and each node's term relative to the centre is
+    bounded, so no log-sum-exp shift is needed. Per group and node one ``exp`` and, for half the nodes,
+    one ``expm1`` (Gauss-Hermite nodes are symmetric: ``exp(-x sd) - 1 = -d / (1 + d)``, x >= 0); per group two
+    logs. ``ok`` is False (the caller then uses the per-row logs) when a product leaves [1e-280, 1e280]:
+    a group of hundreds of rows far in a tail. ``sv`` is scratch (the group's rows)."""
+    K = xn.shape[0]
+    for _ in range(1000):
+        ew = math.exp(u)
+        g = Sy - u * inv_t2
+        h = inv_t2
+        lg = 0.0  # sum_i b_i log(1 + p_i), by products renormalized before they overflow
+        lp = 1.0
+        for i in range(r0, r1):
+            p = q[i] * ew
+            if not p < 1e300:
+                return False, 0.0, u
+            s = p / (1.0 + p)
+            sv[i - r0] = s
+            g -= b[i] * s
+            h += b[i] * s * (1.0 - s)
+            lp *= (1.0 + p) if b[i] == 1.0 else (1.0 + p) ** b[i]
+            if not lp < 1e280:
+                if not lp < math.inf:
+                    return False, 0.0, u
+                lg += math.log(lp)
+                lp = 1.0
+        step = min(max(g / h, -1.0), 1.0)
+        if abs(step) < NEWTON_TOL * (1.0 + abs(u)):
+            break
+        u += step
+    fm = c + Sy * u - 0.5 * u * u * inv_t2 - lg - math.log(lp)
+    sd = 1.0 / math.sqrt(h)
+    acc = 0.0
+    for k in range((K + 1) // 2):
+        du = abs(xn[k]) * sd  # the node at +x (du >= 0), then its mirror at -x
+        d = math.expm1(du)
+        kn = K - 1 - k
+        for side in range(2):
+            if side == 1:
+                if 2 * k + 1 == K:  # the middle node (x = 0) once
+                    break
+                du, d, kn = -du, -d / (1.0 + d), k
+            pr = 1.0
+            for i in range(r1 - r0):
+                t = 1.0 + sv[i] * d
+                pr *= t if b[r0 + i] == 1.0 else t ** b[r0 + i]
+            if not (1e-280 < pr < 1e280):
+                return False, 0.0, u
+            acc += math.exp(lwn[kn] + Sy * du - du * (u + 0.5 * du) * inv_t2) / pr
+    return True, fm + math.log(acc) + math.log(sd), u
+
+
+@njit(cache=True, nogil=True)
+def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn, lwn, u0, phi0, du0, want_grad,
+                val, grad, umode, want_slopes, slopes):
     """The log marginal likelihood of a block of groups at each row of ``phis``, summed over the block.
 
     Parameters
@@ -142,18 +212,26 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
     xn, lwn : float64 (K,)
         :func:`gh_nodes`.
     u0 : float64 (J,)
-        Newton start of each group (for example the modes at the posterior mode).
+        Each group's mode at ``phi0`` (for example at the posterior mode), or any Newton start.
+    phi0 : float64 (D,), du0 : float64 (J, D)
+        The point of ``u0`` and the modes' slopes there (``slopes`` of an earlier call): the Newton start
+        at phi is ``u0 + du0 (phi - phi0)``, usually within 1e-3 of the mode (one or two Newton steps
+        fewer). ``du0`` of shape (0, D): start at ``u0``.
     want_grad : bool
     val : float64 (S,), grad : float64 (S, D)
         Output: the block's total and (if ``want_grad``) its gradient in phi.
     umode : float64 (J,)
         Output: the modes at the LAST row of ``phis`` (the next Newton start).
+    want_slopes : bool, slopes : float64 (J, D)
+        Output (when ``want_slopes``; requires ``want_grad``): ``d mode_j / d phi`` at the last row.
     """
     S = phis.shape[0]
     J = starts.shape[0] - 1
     M = y.shape[0]
     P = Xs.shape[1]
     K = xn.shape[0]
+    D = phis.shape[1]
+    predict = du0.shape[0] == J
     eta = np.empty(M)
     q = np.empty(M)
     maxn = 1
@@ -184,8 +262,37 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                 Sy += y[i]
                 A += q[i]
                 c += y[i] * eta[i]
-            m, f, g, h = _mode(fam, b, q, r0, r1, c, Sy, A, u0[j], inv_t2)
+            ustart = u0[j]
+            if predict:
+                for d in range(D):
+                    ustart += du0[j, d] * (phi[d] - phi0[d])
+            if fam == LOGIT and not want_grad:
+                ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, rw)
+                if ok:
+                    total += v - log_tau - _LOG_2PI_HALF
+                    umode[j] = m
+                    continue
+            m, f, g, h = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2)
             umode[j] = m
+            if want_slopes:
+                # d mode / d phi at the mode (implicit function theorem: g(u, phi) = 0): the Newton starts
+                # of later calls are the modes here moved along these slopes
+                _, _, hm = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, False)
+                em = math.exp(m)
+                for d in range(D):
+                    slopes[j, d] = 0.0
+                for i in range(r0, r1):
+                    if fam == LOGIT:
+                        pp = q[i] * em
+                        ss = pp / (1.0 + pp) if pp < 1e300 else 1.0
+                        wi = b[i] * ss * (1.0 - ss)
+                    else:
+                        wi = q[i] * em
+                    slopes[j, 0] -= wi / hm
+                    for p in range(P):
+                        slopes[j, 1 + p] -= wi * Xs[i, p] / hm
+                if has_tau:
+                    slopes[j, 1 + P] = 2.0 * m * inv_t2 / hm
             sd = 1.0 / math.sqrt(h)
             top = -np.inf
             for k in range(K):
@@ -237,10 +344,10 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
 
 
 @njit(cache=True, nogil=True)
-def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, out):
+def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, du0, seed, out):
     """One exact draw of every group's effect per row of ``phis``: ``out[s, j] ~ p(u_j | y_j, phis[s])``.
 
-    Arguments as :func:`block_logml`; ``seed`` seeds this call's generator (call it in one thread), ``out``
+    Arguments as :func:`block_logml` (Newton starts ``u0 + du0 (phi - phi0)``); ``seed`` seeds this call's generator (call it in one thread), ``out``
     (S, J) float32 or float64. Tangent hull and chord squeeze of the module docstring.
     """
     np.random.seed(seed)
@@ -248,6 +355,8 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
     J = starts.shape[0] - 1
     M = y.shape[0]
     P = Xs.shape[1]
+    D = phis.shape[1]
+    predict = du0.shape[0] == J
     eta = np.empty(M)
     q = np.empty(M)
     t = np.empty(3)
@@ -268,7 +377,11 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, seed, 
             for i in range(r0, r1):
                 Sy += y[i]
                 A += q[i]
-            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, u0[j], inv_t2)
+            ustart = u0[j]
+            if predict:
+                for d in range(D):
+                    ustart += du0[j, d] * (phi[d] - phi0[d])
+            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2)
             fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm

@@ -96,11 +96,19 @@ class Block:
     off: np.ndarray
     Xs: np.ndarray
     const: float
-    u0: np.ndarray | None = None  # each group's Newton start (its mode at the posterior mode of phi)
+    u0: np.ndarray | None = None  # each group's mode at phi0 (the Newton start)
+    phi0: np.ndarray | None = None
+    du0: np.ndarray | None = None  # d u0 / d phi at phi0: starts at phi are u0 + du0 (phi - phi0)
 
     @property
     def n_groups(self) -> int:
         return self.starts.shape[0] - 1
+
+    def newton_starts(self, D: int) -> tuple:
+        """``(u0, phi0, du0)`` for the kernels (``du0`` of shape (0, D) before the first slopes)."""
+        if self.du0 is None:
+            return self.u0, np.zeros(D), np.zeros((0, D))
+        return self.u0, self.phi0, self.du0
 
 
 @dataclass
@@ -202,23 +210,26 @@ def default_nodes(pl: Plan) -> int:
 def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float, xn, lwn, want_grad: bool,
                      update_start: bool):
     """One block's share of the log marginal likelihood at every phi (and its gradient): what a thread or a
-    Dask task computes. The block keeps its groups' modes as the next Newton starts (``bl.u0``, updated
-    when ``update_start``): state that stays where the block lives."""
+    Dask task computes. When ``update_start`` (the mode search) the block keeps its groups' modes at the
+    last phi and their slopes in phi (``bl.u0``, ``bl.phi0``, ``bl.du0``): later Newton starts are the modes
+    moved along the slopes. State that stays where the block lives."""
     S, D = phis.shape
     val = np.zeros(S)
     grad = np.zeros((S, D))
     um = np.empty(bl.n_groups)
-    R.block_logml(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, has_tau, tau_fixed, xn, lwn, bl.u0,
-                  want_grad, val, grad, um)
+    slopes = np.zeros((bl.n_groups if update_start else 0, D))
+    R.block_logml(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, has_tau, tau_fixed, xn, lwn,
+                  *bl.newton_starts(D), want_grad or update_start, val, grad, um, update_start, slopes)
     if update_start:
-        bl.u0 = um
+        bl.u0, bl.phi0, bl.du0 = um, phis[-1].copy(), slopes
     return val, (grad if want_grad else None)
 
 
 def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fixed: float, dtype) -> np.ndarray:
     """One exact draw of every group effect of the block at each phi: (S, groups of the block)."""
     out = np.empty((phis.shape[0], bl.n_groups), dtype=dtype)
-    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed, bl.u0, seed, out)
+    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed, *bl.newton_starts(phis.shape[1]),
+                  seed, out)
     return out
 
 
@@ -234,7 +245,7 @@ class _Evaluator:
         self.client = client
         self.tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
         for bl in pl.blocks:
-            bl.u0 = np.zeros(bl.n_groups)
+            bl.u0, bl.phi0, bl.du0 = np.zeros(bl.n_groups), None, None
         self.remote = None
         if client is not None:
             self.remote = client.scatter(list(pl.blocks), hash=False)  # spread over the workers, kept there
@@ -424,6 +435,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     s_prop, s_chain, s_u = ss.spawn(3)
     rng = np.random.default_rng(s_prop)
     mode, cov, info = posterior_mode(ev)
+    t_mode = time.perf_counter() - t0
     D = pl.dim
     # the chains move in psi = (theta, tau): tau itself rather than log tau, whose left tail (tau near 0,
     # few groups) is long; the mode and covariance carried over by the delta method
@@ -481,11 +493,14 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     kept = phi[:, ::thin]
     n_keep = kept.shape[1]
     udtype = np.float32 if thin > 1 else np.float64
+    t_u = time.perf_counter()
     u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
+    t_u = time.perf_counter() - t_u
     ds = population_dataset(phi[..., :1 + pl.n_predictors], psi[..., -1] if pl.has_tau else None, pl.x_center,
                             pl.x_scale)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=ds.coords)
     info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes), tuning_draws=n_tune,
-                marginal_evaluations=int(ev.evaluations), proposal_evaluation_s=float(t_eval),
+                marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), proposal_evaluation_s=float(t_eval),
+                group_effects_s=float(t_u),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")
     return ds, u, thin, stats, info
