@@ -107,15 +107,15 @@ def _fgh(fam, b, q, r0, r1, c, S, A, u, inv_t2, need_f):
 
 
 @njit(cache=True, nogil=True)
-def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2):
+def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2, tol=1e-7):
     """Newton steps (each at most 1 in size: f is strictly concave and smooth) from u until a step is
-    below 1e-7 (1 + |u|); returns the point after that step (within about 1e-14 of the mode: Newton
+    below tol (1 + |u|); returns the point after that step (within about tol^2 of the mode: Newton
     converges quadratically) and f's gradient and curvature before it (f is not evaluated)."""
     for _ in range(1000):
         f, g, h = _fgh(fam, b, q, r0, r1, c, S, A, u, inv_t2, False)
         step = min(max(g / h, -1.0), 1.0)
         u += step
-        if abs(step) < 1e-7 * (1.0 + abs(u)):
+        if abs(step) < tol * (1.0 + abs(u)):
             break
     return u, f, g, h
 
@@ -166,7 +166,6 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
         if abs(step) < NEWTON_TOL * (1.0 + abs(u)):
             break
         u += step
-    fm = c + Sy * u - 0.5 * u * u * inv_t2 - lg - math.log(lp)
     sd = 1.0 / math.sqrt(h)
     acc = 0.0
     for k in range((K + 1) // 2):
@@ -185,7 +184,8 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
             if not (1e-280 < pr < 1e280):
                 return False, 0.0, u
             acc += math.exp(lwn[kn] + Sy * du - du * (u + 0.5 * du) * inv_t2) / pr
-    return True, fm + math.log(acc) + math.log(sd), u
+    # log f(u) + log acc + log sd in one log (lp < 1e280, sd <= tau, acc bounded by the weights)
+    return True, c + Sy * u - 0.5 * u * u * inv_t2 - lg + math.log(acc * sd / lp), u
 
 
 @njit(cache=True, nogil=True)
@@ -381,7 +381,7 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             if predict:
                 for d in range(D):
                     ustart += du0[j, d] * (phi[d] - phi0[d])
-            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2)
+            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2, NEWTON_TOL)  # any m is exact
             fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm
