@@ -123,8 +123,9 @@ def _mode(fam, b, q, r0, r1, c, S, A, u, inv_t2, tol=1e-7):
 #: Newton tolerance of the value-only LOGIT path: the nodes are centred at the last point evaluated, whose
 #: distance to the mode is about the step that stopped (below ``NEWTON_TOL (1 + |u|)``). Centring and
 #: scaling anywhere near the mode is a valid quadrature rule; this offset changes a group's value by its
-#: size times the quadrature error's derivative (below 1e-12 measured; ``tests/test_integrated.py``
-#: holds the result to the tightly converged per-row form).
+#: size times the quadrature error's derivative. Measured against the per-row form converged to 1e-7:
+#: 1.9e-9 in total over 200,000 bernoulli groups near the posterior mode; at tau = 6, where 12 nodes are
+#: 9e-2 off over 300 groups, 1.6e-6 (``tests/test_integrated.py`` holds both).
 NEWTON_TOL = 1e-5
 
 
@@ -138,8 +139,8 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
     ``prod_i (1 + s_i d)^-b_i`` (``(1 + q_i e^(u + x sd)) / (1 + q_i e^u)``, exactly): a product over the
     group's rows instead of a log1p per row and node, and each node's term relative to the centre is
     bounded, so no log-sum-exp shift is needed. Per group and node one ``exp`` and, for half the nodes,
-    one ``expm1`` (Gauss-Hermite nodes are symmetric: ``exp(-x sd) - 1 = -d / (1 + d)``, x >= 0); per group two
-    logs. ``ok`` is False (the caller then uses the per-row logs) when a product leaves [1e-280, 1e280]:
+    one ``expm1`` (Gauss-Hermite nodes are symmetric: ``exp(-x sd) - 1 = -d / (1 + d)``, x >= 0); per group one
+    log. ``ok`` is False (the caller then uses the per-row logs) when a product leaves [1e-280, 1e280]:
     a group of hundreds of rows far in a tail. ``sv`` is scratch (the group's rows)."""
     K = xn.shape[0]
     for _ in range(1000):
@@ -215,8 +216,10 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
         Each group's mode at ``phi0`` (for example at the posterior mode), or any Newton start.
     phi0 : float64 (D,), du0 : float64 (J, D)
         The point of ``u0`` and the modes' slopes there (``slopes`` of an earlier call): the Newton start
-        at phi is ``u0 + du0 (phi - phi0)``, usually within 1e-3 of the mode (one or two Newton steps
-        fewer). ``du0`` of shape (0, D): start at ``u0``.
+        at phi is ``u0 + du0 (phi - phi0)`` (first-order in phi - phi0). ``du0`` of shape (0, D): start at
+        ``u0``. Measured at 200,000 bernoulli groups on proposals from the sampler's t at the mode: 42 ms
+        per proposal either way (2 threads; the modes move little there); it saves Newton steps for
+        proposals far from phi0 (the defensive component, the mode search).
     want_grad : bool
     val : float64 (S,), grad : float64 (S, D)
         Output: the block's total and (if ``want_grad``) its gradient in phi.
