@@ -189,6 +189,17 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
     return True, c + Sy * u - 0.5 * u * u * inv_t2 - lg + math.log(acc * sd / lp), u
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _newton_start(u0, du0, phi0, phi, j):
+    """Group j's Newton start at phi: ``u0[j] + du0[j] . (phi - phi0)``, or ``u0[j]`` before any slopes
+    (``du0`` of shape (0, D))."""
+    u = u0[j]
+    if du0.shape[0] > j:
+        for d in range(du0.shape[1]):
+            u += du0[j, d] * (phi[d] - phi0[d])
+    return u
+
+
 @njit(cache=True, nogil=True)
 def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn, lwn, u0, phi0, du0, want_grad,
                 val, grad, umode, want_slopes, slopes):
@@ -234,7 +245,6 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
     P = Xs.shape[1]
     K = xn.shape[0]
     D = phis.shape[1]
-    predict = du0.shape[0] == J
     eta = np.empty(M)
     q = np.empty(M)
     maxn = 1
@@ -265,10 +275,7 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                 Sy += y[i]
                 A += q[i]
                 c += y[i] * eta[i]
-            ustart = u0[j]
-            if predict:
-                for d in range(D):
-                    ustart += du0[j, d] * (phi[d] - phi0[d])
+            ustart = _newton_start(u0, du0, phi0, phi, j)
             if fam == LOGIT and not want_grad:
                 ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, rw)
                 if ok:
@@ -278,10 +285,11 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
             m, f, g, h = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2)
             umode[j] = m
             if want_slopes:
-                # d mode / d phi at the mode (implicit function theorem: g(u, phi) = 0): the Newton starts
-                # of later calls are the modes here moved along these slopes
-                _, _, hm = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, False)
+                # d mode / d phi at the mode (implicit function theorem: g(u, phi) = 0): minus the rows'
+                # curvature weights w_i (times x_i) over the curvature hm = 1 / tau^2 + sum_i w_i, and
+                # 2 m / tau^2 / hm for log tau. Later Newton starts are the modes moved along these slopes.
                 em = math.exp(m)
+                hm = inv_t2
                 for d in range(D):
                     slopes[j, d] = 0.0
                 for i in range(r0, r1):
@@ -291,9 +299,12 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                         wi = b[i] * ss * (1.0 - ss)
                     else:
                         wi = q[i] * em
-                    slopes[j, 0] -= wi / hm
+                    hm += wi
+                    slopes[j, 0] -= wi
                     for p in range(P):
-                        slopes[j, 1 + p] -= wi * Xs[i, p] / hm
+                        slopes[j, 1 + p] -= wi * Xs[i, p]
+                for d in range(1 + P):
+                    slopes[j, d] /= hm
                 if has_tau:
                     slopes[j, 1 + P] = 2.0 * m * inv_t2 / hm
             sd = 1.0 / math.sqrt(h)
@@ -350,16 +361,15 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
 def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, du0, seed, out):
     """One exact draw of every group's effect per row of ``phis``: ``out[s, j] ~ p(u_j | y_j, phis[s])``.
 
-    Arguments as :func:`block_logml` (Newton starts ``u0 + du0 (phi - phi0)``); ``seed`` seeds this call's generator (call it in one thread), ``out``
-    (S, J) float32 or float64. Tangent hull and chord squeeze of the module docstring.
+    Arguments as :func:`block_logml` (Newton starts ``u0 + du0 (phi - phi0)``); ``seed`` seeds this call's
+    generator (call it in one thread), ``out`` (S, J) float32 or float64. Tangent hull and chord squeeze of
+    the module docstring.
     """
     np.random.seed(seed)
     S = phis.shape[0]
     J = starts.shape[0] - 1
     M = y.shape[0]
     P = Xs.shape[1]
-    D = phis.shape[1]
-    predict = du0.shape[0] == J
     eta = np.empty(M)
     q = np.empty(M)
     t = np.empty(3)
@@ -380,10 +390,7 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             for i in range(r0, r1):
                 Sy += y[i]
                 A += q[i]
-            ustart = u0[j]
-            if predict:
-                for d in range(D):
-                    ustart += du0[j, d] * (phi[d] - phi0[d])
+            ustart = _newton_start(u0, du0, phi0, phi, j)
             m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2, NEWTON_TOL)  # any m is exact
             fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
             dlt = _DELTA / math.sqrt(h)

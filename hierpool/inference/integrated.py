@@ -233,8 +233,8 @@ def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float,
 def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fixed: float, dtype) -> np.ndarray:
     """One exact draw of every group effect of the block at each phi: (S, groups of the block)."""
     out = np.empty((phis.shape[0], bl.n_groups), dtype=dtype)
-    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed, *bl.newton_starts(phis.shape[1]),
-                  seed, out)
+    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed,
+                  *bl.newton_starts(phis.shape[1]), seed, out)
     return out
 
 
