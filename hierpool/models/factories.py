@@ -297,8 +297,8 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     if collapse == "integrated":
         pat = integrated_patterns(gd)
         counts = pm.Data(N.PATTERN_COUNTS, pat.counts)  # the response enters only here (refits: data_for)
-        return pm.Potential(N.Y_MARGINAL, pt.sum(counts * integrated.marginal_logp(pat.k, pat.n, intercept_c,
-                                                                                   group_effect)))
+        return pm.Potential(N.Y_MARGINAL, pt.sum(counts * integrated.marginal_logp(
+            pat.k, pat.n, intercept_c, group_effect, counts=counts)))
     if collapse == "counts":
         cp = gd.cells
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials

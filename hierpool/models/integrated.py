@@ -80,16 +80,27 @@ def n_patterns(trials: np.ndarray) -> int:
     return int((totals + 1).sum())
 
 
-def marginal_logp(k, n, a, tau, lib=pt):
+def marginal_logp(k, n, a, tau, lib=pt, counts=None):
     """log p(k | n, a, tau) per pattern, without the binomial coefficient (a constant of the data).
 
     ``lib`` is pytensor.tensor (in a model: the compiled :class:`IntegratedLogml` Op, with its gradient)
     or numpy (:func:`hierpool.core.quadrature.log_marginal` with the binomial family's formulas, each
     pattern a group of one row: the reference the tests check the Op against); ``k``, ``n`` arrays of
     patterns, ``a`` and ``tau`` scalars (or, with numpy, arrays broadcasting against the patterns).
+
+    ``counts`` (pytensor only: the model's groups per pattern, a data container) makes the Op skip the
+    patterns no group shows: their entries are 0, so ``sum(counts * marginal_logp(...))`` and its gradient
+    are unchanged, while the work follows the observed patterns, not the design's. The design enumerates
+    every ``k = 0..n`` of each distinct trial total (so that a refit to new responses keeps the graph):
+    60 districts of 2-118 women (``contraception``) make 1,395 patterns of which at most 60 are seen.
     """
     if lib is pt:
-        return IntegratedLogml()(k, n, a, tau)
+        if counts is None:
+            counts = np.ones(np.shape(k))
+        return IntegratedLogml()(k, n, counts, a, tau)
+    if counts is not None:
+        raise ValueError("counts= is for the compiled Op (lib=pytensor.tensor); the numpy reference "
+                         "evaluates every pattern.")
     k, n, a, tau = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, n, a, tau)))
     shape = k.shape
     k, n, a, tau = (v.reshape(1, -1) for v in (k, n, a, tau))  # one sample, every pattern its own group
@@ -99,50 +110,65 @@ def marginal_logp(k, n, a, tau, lib=pt):
     return (log_ml - log_coef).reshape(shape)
 
 
+@njit(cache=True, nogil=True)
+def _observed_logml(k, n, counts, a, tau, want_grad):
+    """:func:`hierpool.core.quadrature.pattern_logml` at the patterns with ``counts`` != 0; zeros elsewhere."""
+    P = k.shape[0]
+    idx = np.nonzero(counts)[0]
+    val, ga, gt = Q.pattern_logml(k[idx], n[idx], a, tau, want_grad)
+    out, out_a, out_t = np.zeros(P), np.zeros(P), np.zeros(P)
+    out[idx] = val
+    if want_grad:
+        out_a[idx] = ga
+        out_t[idx] = gt
+    return out, out_a, out_t
+
+
 # ------------------------------------------------------------------------------------------------------
 # the compiled log-likelihood and its gradient (a PyTensor Op with a numba implementation)
 class IntegratedLogml(Op):
-    """``marginal_logp`` per pattern as one compiled Op: inputs (k, n, a, tau), output (P,)."""
+    """``marginal_logp`` per observed pattern as one compiled Op: inputs (k, n, counts, a, tau), output (P,)
+    with 0 where ``counts`` is 0. The counts are data: the Op has no gradient in them (nor in k, n)."""
 
     __props__ = ()
 
-    def make_node(self, k, n, a, tau):
-        ins = [pt.as_tensor_variable(v).astype("float64") for v in (k, n, a, tau)]
+    def make_node(self, k, n, counts, a, tau):
+        ins = [pt.as_tensor_variable(v).astype("float64") for v in (k, n, counts, a, tau)]
         return Apply(self, ins, [pt.dvector()])
 
     def perform(self, node, inputs, outputs):
-        k, n, a, tau = inputs
-        outputs[0][0] = Q.pattern_logml(k, n, float(a), float(tau), False)[0]
+        k, n, c, a, tau = inputs
+        outputs[0][0] = _observed_logml(k, n, c, float(a), float(tau), False)[0]
 
     def pullback(self, inputs, outputs, output_grads):
-        k, n, a, tau = inputs
-        ga, gt = IntegratedLogmlGrad()(k, n, a, tau)
+        k, n, c, a, tau = inputs
+        ga, gt = IntegratedLogmlGrad()(k, n, c, a, tau)
         g = output_grads[0]
-        return [disconnected_type(), disconnected_type(), pt.sum(g * ga), pt.sum(g * gt)]
+        return [disconnected_type(), disconnected_type(), disconnected_type(), pt.sum(g * ga), pt.sum(g * gt)]
 
     def connection_pattern(self, node):
-        return [[False], [False], [True], [True]]
+        return [[False], [False], [False], [True], [True]]
 
 
 class IntegratedLogmlGrad(Op):
-    """Derivatives of :class:`IntegratedLogml` in ``a`` and ``tau``, per pattern."""
+    """Derivatives of :class:`IntegratedLogml` in ``a`` and ``tau``, per pattern (0 where unobserved)."""
 
     __props__ = ()
 
-    def make_node(self, k, n, a, tau):
-        return Apply(self, [k, n, a, tau], [pt.dvector(), pt.dvector()])
+    def make_node(self, k, n, counts, a, tau):
+        return Apply(self, [k, n, counts, a, tau], [pt.dvector(), pt.dvector()])
 
     def perform(self, node, inputs, outputs):
-        k, n, a, tau = inputs
-        _, ga, gt = Q.pattern_logml(k, n, float(a), float(tau), True)
+        k, n, c, a, tau = inputs
+        _, ga, gt = _observed_logml(k, n, c, float(a), float(tau), True)
         outputs[0][0], outputs[1][0] = ga, gt
 
 
 @register_funcify_default_op_cache_key(IntegratedLogml)
 def _numba_logml(op, node=None, **kwargs):
     @numba_njit
-    def logml(k, n, a, tau):
-        return Q.pattern_logml(k, n, a.item(), tau.item(), False)[0]
+    def logml(k, n, c, a, tau):
+        return _observed_logml(k, n, c, a.item(), tau.item(), False)[0]
 
     return logml
 
@@ -150,8 +176,8 @@ def _numba_logml(op, node=None, **kwargs):
 @register_funcify_default_op_cache_key(IntegratedLogmlGrad)
 def _numba_logml_grad(op, node=None, **kwargs):
     @numba_njit
-    def logml_grad(k, n, a, tau):
-        _, ga, gt = Q.pattern_logml(k, n, a.item(), tau.item(), True)
+    def logml_grad(k, n, c, a, tau):
+        _, ga, gt = _observed_logml(k, n, c, a.item(), tau.item(), True)
         return ga, gt
 
     return logml_grad
