@@ -4,11 +4,13 @@ the posterior of row-level NUTS within Monte Carlo error (slow)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from conftest import compare_posteriors, quiet_fit
 from scipy import integrate, stats
 from scipy.special import gammaln
@@ -16,7 +18,8 @@ from scipy.special import gammaln
 import hierpool as hp
 from hierpool.core import integrated_rows as R
 from hierpool.core import names as N
-from hierpool.inference import integrated
+from hierpool.inference import integrated, sampling
+from hierpool.inference.diagnostics import check_sampling
 
 
 def _data(family, n_groups=40, seed=21, sizes=(1, 6)):
@@ -226,8 +229,32 @@ def test_auto_uses_the_integrated_sampler_for_many_groups_only():
     assert quiet_fit(m, draws=10, tune=5).attrs["hierpool_sampler"] == "integrated"
     small = hp.prepare(df[df["group"].isin([f"g{j}" for j in range(30)])], y="y", group="group",
                        predictors=["x1"], family="poisson")
-    assert quiet_fit(hp.random_intercepts(small, collapse=False), draws=10, tune=5).attrs["hierpool_sampler"] != \
-        "integrated"
+    nuts = quiet_fit(hp.random_intercepts(small, collapse=False), draws=10, tune=5)
+    assert nuts.attrs["hierpool_sampler"] != "integrated"
+    # 4 x 10 draws cannot reach the ESS floor (400): the warnings name the sampler that could run the model
+    problems = json.loads(nuts.attrs[N.ATTR_DIAGNOSTICS])["problems"]
+    assert problems and all(p.endswith(sampling.INTEGRATED_ADVICE) for p in problems)
+
+
+def test_sampling_warnings_suggest_the_integrated_sampler_only_where_it_runs():
+    from hierpool.models.description import describe
+
+    counts = hp.datasets.simulate("bernoulli", n_groups=20, group_sizes=(1, 3), n_predictors=1, seed=2)
+    gd = hp.prepare(counts, y="y", group="group", predictors=["x1"], family="bernoulli")
+    assert sampling.integrated_advice(describe(hp.random_intercepts(gd, collapse=False))) == \
+        sampling.INTEGRATED_ADVICE
+    gauss = hp.datasets.simulate("gaussian", n_groups=20, group_sizes=(1, 3), seed=2)
+    gm = hp.random_intercepts(hp.prepare(gauss, y="y", group="group", family="gaussian"))
+    assert sampling.integrated_advice(describe(gm)) is None
+    assert integrated.ineligible(describe(gm)).startswith("family='gaussian'")
+    # check_sampling ends every problem with the advice, and adds nothing to a clean fit
+    rng = np.random.default_rng(0)
+    bad = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"tau": (("chain", "draw"), rng.normal(size=(4, 50)) + np.arange(4)[:, None])})})
+    rep = check_sampling(bad, warn=False, advice="Try X.")
+    assert len(rep["problems"]) >= 2 and all(p.endswith(" Try X.") for p in rep["problems"])
+    good = xr.DataTree.from_dict({"posterior": xr.Dataset({"tau": (("chain", "draw"), rng.normal(size=(4, 500)))})})
+    assert check_sampling(good, warn=False, advice="Try X.")["problems"] == []
 
 
 # ------------------------------------------------------------------------ the posterior equals NUTS's

@@ -296,12 +296,14 @@ def _fmt_rhat(r: float) -> str:
 
 
 def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01,
-                   ess_min_per_chain: float = 100.0, _stacklevel: int = 2) -> dict:
+                   ess_min_per_chain: float = 100.0, advice: str | None = None, _stacklevel: int = 2) -> dict:
     """Check divergences, R-hat and ESS of a fit; warn about every problem and return the numbers.
 
     Returns a dict with ``divergences``, ``max_rhat`` (and the variable it belongs to), ``min_ess_bulk``,
     ``min_ess_tail`` and a list ``problems`` of messages (empty when all is well). Parameters fixed at a
     value are skipped. Thresholds follow Vehtari et al. (2021): R-hat <= 1.01, ESS >= 100 per chain.
+    ``advice`` (a sentence), if given, ends every problem's message: what else the user can do for this
+    model (``hp.fit`` passes the integrated sampler's name for NUTS fits it could have run).
 
     A fit thinned for memory (``attrs["hierpool_thin"]`` > 1) keeps every draw of the population-level
     parameters in ``posterior`` and the group effects at the kept draws in ``posterior_group_effects``:
@@ -351,6 +353,8 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
             "target_accept (e.g. hp.fit(..., target_accept=0.95 or 0.99)), or compare the parameterizations "
             "of the group effects (the factories' centered='auto', True or False)."
         )
+    if advice:
+        report["problems"] = [f"{msg} {advice}" for msg in report["problems"]]
     if warn:
         for msg in report["problems"]:
             warnings.warn(msg, HierpoolSamplingWarning, stacklevel=_stacklevel)

@@ -65,7 +65,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode", "T_DF",
+__all__ = ["plan", "ineligible", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode", "T_DF",
            "AUTO_MIN_GROUPS", "MAX_TUNE", "default_nodes"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups.
@@ -155,10 +155,9 @@ def make_blocks(fam: int, group_idx, y, b, off, Xs, n_groups: int, block_rows: i
     return blocks
 
 
-def plan(model) -> Plan | str:
-    """The sampler's inputs for ``model`` (a hierpool model, or its
-    :class:`~hierpool.models.description.ModelDescription`), or a sentence saying why it cannot run it."""
-    desc = model if isinstance(model, ModelDescription) else describe(model)
+def ineligible(desc: ModelDescription) -> str | None:
+    """Why the sampler cannot run the described model (a sentence), or None when it can. Cheap: no block
+    is built (what the NUTS path's sampling warnings consult to suggest this sampler)."""
     gd = desc.data
     if desc.family not in R.FAMILY_CODES:
         return f"family={desc.family!r}: the integrated sampler serves bernoulli, binomial and poisson"
@@ -171,8 +170,18 @@ def plan(model) -> Plan | str:
     if not hasattr(gd, "cells"):
         return "data reduced to sufficient statistics has no rows to integrate"
     pp = population_prior(desc)
-    if isinstance(pp, str):
-        return pp
+    return pp if isinstance(pp, str) else None
+
+
+def plan(model) -> Plan | str:
+    """The sampler's inputs for ``model`` (a hierpool model, or its
+    :class:`~hierpool.models.description.ModelDescription`), or a sentence saying why it cannot run it."""
+    desc = model if isinstance(model, ModelDescription) else describe(model)
+    gd = desc.data
+    why = ineligible(desc)
+    if why is not None:
+        return why
+    pp = population_prior(desc)
     fam = R.FAMILY_CODES[desc.family]
     cp = gd.cells
     P = gd.n_predictors
