@@ -8,7 +8,7 @@ and its marginal likelihood
 depends on the group only through the PATTERN ``(k, n)``. The patterns are fixed by the design: every
 ``k = 0..n`` for each distinct trial total ``n`` (44 patterns for groups of 1-8 rows), and the response
 enters only through how many groups show each pattern. So the sampler sees the intercept and tau (two
-parameters, whatever the number of groups), and each gradient costs O(patterns x nodes).
+parameters, whatever the number of groups), and each gradient costs O(patterns some group shows x nodes).
 
 The integral is computed by adaptive Gauss-Hermite quadrature (as ``glmer(nAGQ = q)`` does per group):
 centred at the conditional mode of ``u`` and scaled by the curvature there, with :data:`N_NODES` nodes,
