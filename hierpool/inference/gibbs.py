@@ -390,8 +390,9 @@ def _rv_params(prior) -> tuple[str, list[np.ndarray]] | None:
     """(PyMC op class name, numeric parameters in the op's order) of a :class:`Prior`.
 
     Read from ``pm.<dist>.dist(**params)``, so every parameterization PyMC accepts (``lam`` or ``scale``,
-    ``sigma`` or ``tau``) arrives in the one order the op uses. Folded as constants (``pymc.pytensorf.constant_fold``: no function is compiled; ``.eval()`` on each
-    parameter compiled one and cost 3-10 ms a parameter, the most of a small integrated fit's time).
+    ``sigma`` or ``tau``) arrives in the one order the op uses. Folded as constants
+    (``pymc.pytensorf.constant_fold``: no function is compiled; ``.eval()`` on each parameter compiled one
+    and cost 3-10 ms a parameter, the most of a small integrated fit's time).
     """
     import pymc as pm
     from pymc.pytensorf import constant_fold

@@ -65,8 +65,8 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "ineligible", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode", "T_DF",
-           "AUTO_MIN_GROUPS", "MAX_TUNE", "default_nodes"]
+__all__ = ["plan", "ineligible", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
+           "T_DF", "AUTO_MIN_GROUPS", "MAX_TUNE", "default_nodes"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups.
 AUTO_MIN_GROUPS = 2000
@@ -158,6 +158,12 @@ def make_blocks(fam: int, group_idx, y, b, off, Xs, n_groups: int, block_rows: i
 def ineligible(desc: ModelDescription) -> str | None:
     """Why the sampler cannot run the described model (a sentence), or None when it can. Cheap: no block
     is built (what the NUTS path's sampling warnings consult to suggest this sampler)."""
+    pp = _prior_or_reason(desc)
+    return pp if isinstance(pp, str) else None
+
+
+def _prior_or_reason(desc: ModelDescription) -> PopulationPrior | str:
+    """The model's population prior when the sampler can run it, else why not (a sentence)."""
     gd = desc.data
     if desc.family not in R.FAMILY_CODES:
         return f"family={desc.family!r}: the integrated sampler serves bernoulli, binomial and poisson"
@@ -169,8 +175,7 @@ def ineligible(desc: ModelDescription) -> str | None:
         return f"collapse={desc.collapse!r} integrates the group effects out already"
     if not hasattr(gd, "cells"):
         return "data reduced to sufficient statistics has no rows to integrate"
-    pp = population_prior(desc)
-    return pp if isinstance(pp, str) else None
+    return population_prior(desc)
 
 
 def plan(model) -> Plan | str:
@@ -178,10 +183,9 @@ def plan(model) -> Plan | str:
     :class:`~hierpool.models.description.ModelDescription`), or a sentence saying why it cannot run it."""
     desc = model if isinstance(model, ModelDescription) else describe(model)
     gd = desc.data
-    why = ineligible(desc)
-    if why is not None:
-        return why
-    pp = population_prior(desc)
+    pp = _prior_or_reason(desc)
+    if isinstance(pp, str):
+        return pp
     fam = R.FAMILY_CODES[desc.family]
     cp = gd.cells
     P = gd.n_predictors
