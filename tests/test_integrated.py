@@ -209,8 +209,12 @@ def test_fit_thins_group_effects_to_the_budget():
 
 
 def test_refuses_what_it_cannot_sample(sim_gaussian):
-    gd = hp.prepare(sim_gaussian, y="y", group="group")
-    with pytest.raises(ValueError, match="sampler='integrated' cannot sample this model: family='gaussian'"):
+    # gaussian random intercepts have their own integrated sampler (test_integrated_gaussian.py); summary-level
+    # gaussian data (known standard errors) has neither
+    est = hp.datasets.simulate("gaussian", n_groups=12, group_sizes=(1, 1), n_predictors=0, seed=1)
+    est["se"] = 0.5
+    gd = hp.prepare(est, y="y", group="group", se="se")
+    with pytest.raises(ValueError, match="sampler='integrated' cannot sample this model: collapse='known_se'"):
         hp.fit(hp.random_intercepts(gd), sampler="integrated")
     bern = _data("bernoulli")
     with pytest.raises(ValueError, match="coefficients"):

@@ -297,3 +297,13 @@ def test_pointwise_log_likelihood_equals_the_formula(family, ge_dtype):
     ref = ref.transpose(*N.SAMPLE_DIMS, N.OBS)
     assert got.dims == ref.dims
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-12, atol=1e-12)
+
+
+def test_class_moments_equal_numpy_per_class_products():
+    rng = np.random.default_rng(3)
+    J, P, K_ = 5000, 3, 7
+    yc, xbar, cls = rng.normal(size=J), rng.normal(size=(J, P)), rng.integers(0, K_, size=J)
+    R = np.column_stack([yc, np.ones(J), xbar])
+    want = np.stack([R[cls == k].T @ R[cls == k] for k in range(K_)])
+    np.testing.assert_allclose(K.class_moments(yc, xbar, cls, K_), want, rtol=1e-12, atol=1e-9)
+    assert K.class_moments(yc, np.zeros((J, 0)), cls, K_).shape == (K_, 2, 2)

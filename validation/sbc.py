@@ -339,15 +339,19 @@ def refit_integrated(model: pm.Model, y: np.ndarray, *, draws: int, tune: int, c
     """Refit ``model`` to the response ``y`` with hierpool's integrated sampler
     (:mod:`hierpool.inference.integrated`), through the same ``finalize`` as ``hp.fit``. Returns the
     posterior Dataset and 0 (no divergences)."""
-    from hierpool.inference import integrated
-    from hierpool.inference.sampling import _sample_integrated
+    from hierpool.inference import integrated, integrated_gaussian
+    from hierpool.inference.sampling import _sample_integrated, _sample_integrated_gaussian
 
     desc = hp.describe(model).with_response(np.asarray(y, dtype=float))
-    pl = integrated.plan(desc)
     with quiet():
-        dt = _sample_integrated(pl, desc, draws=draws, tune=tune, chains=chains, random_seed=seed,
-                                progressbar=False, log_likelihood=False, n_nodes=None,
-                                max_group_effect_values=2.5e8)
+        if desc.family == "gaussian":  # coefficients and group effects integrated out exactly
+            dt = _sample_integrated_gaussian(integrated_gaussian.plan(desc), desc, draws=draws, tune=tune,
+                                             chains=chains, random_seed=seed, log_likelihood=False,
+                                             max_group_effect_values=2.5e8)
+        else:
+            dt = _sample_integrated(integrated.plan(desc), desc, draws=draws, tune=tune, chains=chains,
+                                    random_seed=seed, progressbar=False, log_likelihood=False, n_nodes=None,
+                                    max_group_effect_values=2.5e8)
     return dt["posterior"].to_dataset(), 0
 
 
@@ -435,7 +439,8 @@ def sbc_ranks(
     sampler : {"nutpie", "gibbs", "integrated"}
         Refit with nutpie's NUTS, with hierpool's Pólya-Gamma Gibbs sampler (logistic models with
         Normal priors on intercept and coefficients; ``tune`` is its burn-in), or with its integrated
-        sampler (count random intercepts; :mod:`hierpool.inference.integrated`).
+        sampler (count random intercepts, :mod:`hierpool.inference.integrated`; gaussian random intercepts
+        with the default collapsed likelihood, :mod:`hierpool.inference.integrated_gaussian`).
 
     Returns
     -------
@@ -471,9 +476,10 @@ def sbc_ranks(
         if isinstance(plan, str):
             raise ValueError(f"sampler='gibbs' cannot sample this model: {plan}")
     elif sampler == "integrated":
-        from hierpool.inference import integrated
+        from hierpool.inference import integrated, integrated_gaussian
 
-        why = integrated.plan(fit_model)
+        desc = hp.describe(fit_model)
+        why = (integrated_gaussian if desc.family == "gaussian" else integrated).plan(desc)
         if isinstance(why, str):
             raise ValueError(f"sampler='integrated' cannot sample this model: {why}")
     elif sampler != "nutpie":

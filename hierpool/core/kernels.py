@@ -466,6 +466,39 @@ def column_quantiles(mat: np.ndarray, specs) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------------------------
 # gaussian sufficient statistics
 @njit(cache=True, nogil=True)
+def _class_moments(yc, xbar, cls, out):
+    J, P = xbar.shape
+    D = P + 2
+    r = np.empty(D)
+    for j in range(J):  # in group order
+        k = cls[j]
+        r[0] = yc[j]
+        r[1] = 1.0
+        for p in range(P):
+            r[2 + p] = xbar[j, p]
+        for a in range(D):
+            for b in range(a, D):
+                out[k, a, b] += r[a] * r[b]
+    for k in range(out.shape[0]):
+        for a in range(D):
+            for b in range(a + 1, D):
+                out[k, b, a] = out[k, a, b]
+
+
+def class_moments(yc, xbar, cls, n_classes: int) -> np.ndarray:
+    """``out[k] = sum over groups j of class k of r_j r_j'`` with ``r_j = (yc_j, 1, xbar_j)``: (K, P + 2, P + 2).
+
+    One compiled pass over the groups. Replaced a numpy version (``column_stack`` then one boolean mask and
+    one ``Rk' Rk`` per class) that took 0.36 s at a million groups and 30 sizes (issue 17's data, 5
+    coefficients), more than the gaussian integrated sampler's whole run.
+    """
+    xbar = np.ascontiguousarray(xbar, dtype=np.float64)
+    out = np.zeros((int(n_classes), xbar.shape[1] + 2, xbar.shape[1] + 2))
+    _class_moments(np.ascontiguousarray(yc, dtype=np.float64), xbar, np.asarray(cls, dtype=np.int64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _group_sums(y, X, center, scale, idx, sy, sx):
     for i in range(y.shape[0]):  # in row order: the same sums as numpy.bincount's
         g = idx[i]

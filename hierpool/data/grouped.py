@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 
 from hierpool.core.families import Family, get_family
-from hierpool.data.stats import CountPatterns, GaussianStats, count_patterns, gaussian_stats
+from hierpool.data.stats import (
+    CountPatterns,
+    GaussianStats,
+    SizeClasses,
+    count_patterns,
+    gaussian_stats,
+    size_classes,
+)
 
 
 class GroupedBase:
@@ -25,6 +32,12 @@ class GroupedBase:
     factors: tuple = ()
     #: random slopes (:class:`GroupedData` only; data reduced to statistics has random intercepts)
     slopes: tuple = ()
+
+    @cached_property
+    def gaussian_sizes(self) -> SizeClasses:
+        """The gaussian statistics pooled over groups of equal size (computed once: the collapsed model and
+        the gaussian integrated sampler both read them)."""
+        return size_classes(self.gaussian)
 
     @property
     def summary_level(self) -> bool:
@@ -127,9 +140,9 @@ class GroupedData(GroupedBase):
     def n_obs(self) -> int:
         return int(self.y.shape[0])
 
-    @property
+    @cached_property
     def y_sd(self) -> float:
-        """The 1/N standard deviation of the response."""
+        """The 1/N standard deviation of the response (computed once: every default prior reads it)."""
         return float(np.std(self.y))
 
     @property

@@ -73,11 +73,7 @@ def size_classes(st: GaussianStats) -> SizeClasses:
     """Pool :class:`GaussianStats` over groups of equal size: O(J) once, then O(K) per gradient."""
     sizes, inverse, counts = np.unique(st.n, return_inverse=True, return_counts=True)
     m = float(st.ybar.mean())
-    R = np.column_stack([st.ybar - m, np.ones_like(st.ybar), st.xbar])
-    moments = np.zeros((sizes.shape[0], R.shape[1], R.shape[1]))
-    for k in range(sizes.shape[0]):
-        Rk = R[inverse == k]
-        moments[k] = Rk.T @ Rk
+    moments = K.class_moments(st.ybar - m, st.xbar, inverse.reshape(-1), sizes.shape[0])
     return SizeClasses(sizes=sizes.astype(float), counts=counts.astype(float), moments=moments, center=m,
                        syy_w=st.syy_w, sxy_w=st.sxy_w, sxx_w=st.sxx_w, n_obs=st.n_obs, n_groups=st.n.shape[0])
 

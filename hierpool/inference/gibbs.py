@@ -72,7 +72,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.models.description import describe
 from hierpool.models.priors import Prior
 
-__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "population_dataset", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
+__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "population_dataset", "scale_prior", "pg_draws", "minority_share", "TAU_PRIORS", "AUTO_MIN_GROUPS", "AUTO_MIN_MINORITY"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups ...
 AUTO_MIN_GROUPS = 2000
@@ -523,21 +523,33 @@ def population_prior(desc) -> PopulationPrior | str:
     if fixed is not None:
         tau_fixed = fixed
     else:
-        key = N.TAU_SQ if N.TAU_SQ in pri else N.TAU
-        prior = pri[key]
-        on_square = key == N.TAU_SQ
-        got = _rv_params(prior)
-        if got is None or got[0] not in TAU_PRIORS:
-            return f"tau's prior ({prior!r}) has no log density in hierpool.inference.gibbs"
-        code, n_par = TAU_PRIORS[got[0]]
-        vals = [float(np.asarray(p).reshape(())) for p in got[1][:n_par]]
-        par = np.zeros(4)
-        par[:len(vals)] = vals
-        if got[0] == "HalfNormalRV" and par[0] != 0.0:
-            return "tau's HalfNormal prior has a non-zero location"
-        if not _check_tau_prior(prior, code, par):
-            return f"tau's prior {prior!r} did not match pymc.logp in the self-check"
+        got = scale_prior(pri, N.TAU)
+        if isinstance(got, str):
+            return got
+        code, par, on_square = got
     return PopulationPrior(m0=m0, prec0=prec0, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed)
+
+
+def scale_prior(priors: dict, name: str) -> tuple[int, np.ndarray, bool] | str:
+    """``(code, par, on_square)`` of the prior of a standard deviation ``name`` (``"tau"``, ``"sigma"``),
+    given on it or on its square (``"<name>_sq"``), for :func:`_log_prior_s`; or why there is none (a
+    prior outside :data:`TAU_PRIORS`, fixed by a number, or whose log density differs from PyMC's)."""
+    key = f"{name}_sq" if f"{name}_sq" in priors else name
+    prior = priors.get(key)
+    if not isinstance(prior, Prior):
+        return f"{key} is fixed at {prior!r}, not given a prior"
+    got = _rv_params(prior)
+    if got is None or got[0] not in TAU_PRIORS:
+        return f"{name}'s prior ({prior!r}) has no log density in hierpool.inference.gibbs"
+    code, n_par = TAU_PRIORS[got[0]]
+    vals = [float(np.asarray(p).reshape(())) for p in got[1][:n_par]]
+    par = np.zeros(4)
+    par[:len(vals)] = vals
+    if got[0] == "HalfNormalRV" and par[0] != 0.0:
+        return f"{name}'s HalfNormal prior has a non-zero location"
+    if not _check_tau_prior(prior, code, par):
+        return f"{name}'s prior {prior!r} did not match pymc.logp in the self-check"
+    return code, par, key.endswith("_sq")
 
 
 def plan(model) -> Plan | str:

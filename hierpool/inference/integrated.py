@@ -65,7 +65,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "ineligible", "sample", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
+__all__ = ["plan", "ineligible", "sample", "imh_chains", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
            "T_DF", "AUTO_MIN_GROUPS", "MAX_TUNE", "default_nodes"]
 
 #: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups.
@@ -432,6 +432,58 @@ def _imh(logw, rng, start_logw=None):
     return idx, acc
 
 
+def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, chain_rngs):
+    """Independence Metropolis-Hastings chains with the defensive t mixture at ``mu`` with covariance ``cov``.
+
+    ``log_target(psi)``: the log target density (up to a constant) of each row of an (n, D) array, -inf
+    outside the support. ``min(tune, MAX_TUNE)`` tuning proposals per chain (drawn by ``rng``, all evaluated
+    in one call) start the chains; the proposal's location and covariance are then re-estimated from every
+    tuning proposal by self-normalized importance weights (when their ESS is at least 10 D and the
+    covariance positive definite), and ``draws`` proposals per chain follow with it fixed. Each chain's
+    accept/reject decisions use its own generator of ``chain_rngs``. Returns ``(psi (chains, draws, D),
+    accepted (chains, draws), info)``; shared by the count models' sampler (:func:`sample`) and the gaussian
+    one (:mod:`hierpool.inference.integrated_gaussian`)."""
+    D = mu.shape[0]
+    L = np.linalg.cholesky(cov)
+    info = {}
+    n_tune = min(int(tune), MAX_TUNE)
+    state = [None] * chains  # (psi, log target) at the end of tuning
+    if n_tune > 0:
+        props = _t_draws(rng, mu, L, chains * n_tune)
+        lp = log_target(props)
+        logw = lp - _t_logpdf(props, mu, L)
+        for c in range(chains):
+            sl = slice(c * n_tune, (c + 1) * n_tune)
+            idx, _ = _imh(logw[sl], chain_rngs[c])
+            state[c] = (props[sl][idx[-1]], lp[sl][idx[-1]])
+        # the proposal refitted to the target: importance-weighted moments of every tuning proposal
+        w = np.exp(logw - logsumexp(logw))
+        mu_new = w @ props
+        dev = props - mu_new
+        cov_new = (dev * w[:, None]).T @ dev
+        ess_w = 1.0 / np.sum(w**2)
+        info["tune_importance_ess"] = float(ess_w)
+        if ess_w >= 10 * D and np.all(np.linalg.eigvalsh(cov_new) > 0):
+            mu, L = mu_new, np.linalg.cholesky(cov_new)
+    props = _t_draws(rng, mu, L, chains * draws)
+    lp = log_target(props)
+    logw = lp - _t_logpdf(props, mu, L)
+    psi = np.empty((chains, draws, D))
+    accepted = np.empty((chains, draws), dtype=bool)
+    for c in range(chains):
+        sl = slice(c * draws, (c + 1) * draws)
+        if state[c] is None:
+            idx, acc = _imh(logw[sl], chain_rngs[c])
+            psi[c] = props[sl][idx]
+        else:
+            s_psi, s_lp = state[c]
+            idx, acc = _imh(logw[sl], chain_rngs[c], start_logw=s_lp - _t_logpdf(s_psi[None], mu, L)[0])
+            psi[c] = np.where((idx < 0)[:, None], s_psi, props[sl][np.maximum(idx, 0)])
+        accepted[c] = acc
+    info["tuning_draws"] = n_tune
+    return psi, accepted, info
+
+
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
            max_group_effect_values: float, n_nodes: int = 20, client=None):
     """Run ``chains`` independence-MH chains; return ``(posterior, group_effect, thin, sample_stats, info)``
@@ -462,46 +514,14 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
         jac = np.ones(D)
         jac[-1] = mu[-1] = math.exp(mode[-1])
         cov = cov * np.outer(jac, jac)
-    L = np.linalg.cholesky(cov)
-    n_tune = min(int(tune), MAX_TUNE)
-    chain_rngs = [np.random.default_rng(s) for s in s_chain.spawn(chains)]
-    state = [None] * chains  # (psi, log target) at the end of tuning
-    if n_tune > 0:
-        props = _t_draws(rng, mu, L, chains * n_tune)
-        lp = _log_target(ev, props, bar)
-        logw = lp - _t_logpdf(props, mu, L)
-        for c in range(chains):
-            sl = slice(c * n_tune, (c + 1) * n_tune)
-            idx, _ = _imh(logw[sl], chain_rngs[c])
-            state[c] = (props[sl][idx[-1]], lp[sl][idx[-1]])
-        # the proposal refitted to the target: importance-weighted moments of every tuning proposal
-        w = np.exp(logw - logsumexp(logw))
-        mu_new = w @ props
-        dev = props - mu_new
-        cov_new = (dev * w[:, None]).T @ dev
-        ess_w = 1.0 / np.sum(w**2)
-        info["tune_importance_ess"] = float(ess_w)
-        if ess_w >= 10 * D and np.all(np.linalg.eigvalsh(cov_new) > 0):
-            mu, L = mu_new, np.linalg.cholesky(cov_new)
-    props = _t_draws(rng, mu, L, chains * draws)
     t_prop = time.perf_counter()
-    lp = _log_target(ev, props, bar)
+    psi, accepted, imh_info = imh_chains(lambda x: _log_target(ev, x, bar), mu, cov, draws=draws, tune=tune,
+                                         chains=chains, rng=rng, chain_rngs=[np.random.default_rng(s) for s in
+                                                                             s_chain.spawn(chains)])
     t_eval = time.perf_counter() - t_prop
+    info.update(imh_info)
     if bar is not None:
         bar.close()
-    logw = lp - _t_logpdf(props, mu, L)
-    psi = np.empty((chains, draws, D))
-    accepted = np.empty((chains, draws), dtype=bool)
-    for c in range(chains):
-        sl = slice(c * draws, (c + 1) * draws)
-        if state[c] is None:
-            idx, acc = _imh(logw[sl], chain_rngs[c])
-            psi[c] = props[sl][idx]
-        else:
-            s_psi, s_lp = state[c]
-            idx, acc = _imh(logw[sl], chain_rngs[c], start_logw=s_lp - _t_logpdf(s_psi[None], mu, L)[0])
-            psi[c] = np.where((idx < 0)[:, None], s_psi, props[sl][np.maximum(idx, 0)])
-        accepted[c] = acc
     phi = psi.copy()
     if pl.has_tau:
         phi[..., -1] = np.log(psi[..., -1])
@@ -517,7 +537,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     ds = population_dataset(phi[..., :1 + pl.n_predictors], psi[..., -1] if pl.has_tau else None, pl.x_center,
                             pl.x_scale)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=ds.coords)
-    info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes), tuning_draws=n_tune,
+    info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes),
                 marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), proposal_evaluation_s=float(t_eval),
                 group_effects_s=float(t_u),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")

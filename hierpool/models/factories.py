@@ -48,7 +48,6 @@ from hierpool.data.crossed_stats import crossed_gaussian_stats
 from hierpool.data.grouped import GroupedData, GroupedStats
 from hierpool.data.prepare import prepare
 from hierpool.data.reduce import is_dask_or_path
-from hierpool.data.stats import size_classes
 from hierpool.models import crossed, integrated, parameterization
 from hierpool.models import slopes as _slopes
 from hierpool.models.collapse import (
@@ -271,7 +270,7 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     and integrated models the group-level SD (tau, or 1/sqrt(lam)) that the integrated-out effects have.
     ``extra``: the further grouping factors' effects at each row (row-level models only), or None."""
     if collapse == "gaussian":
-        sc = size_classes(gd.gaussian)
+        sc = gd.gaussian_sizes
         data = {
             "sizes": sc.sizes, "counts": sc.counts, "sxx_w": sc.sxx_w, "n_obs": sc.n_obs, "n_groups": sc.n_groups,
             # response-dependent statistics are data containers: refit new responses without recompiling

@@ -1,0 +1,132 @@
+"""The gaussian integrated sampler (hierpool.inference.integrated_gaussian): exact identities of its closed
+forms, the fit's contract and refusals, and (slow) its posterior against NUTS on the same model. Its
+simulation-based calibration, with a wrong-model control that fails, is in test_validation_sbc.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import compare_posteriors, quiet_fit
+from scipy.stats import multivariate_normal
+
+import hierpool as hp
+from hierpool.core import names as N
+from hierpool.inference import integrated, integrated_gaussian
+from hierpool.models.collapse import gaussian_marginal_logp_sizes
+
+
+def _gauss(n_groups=40, seed=5, n_predictors=2, sizes=(1, 6)):
+    df = hp.datasets.simulate("gaussian", n_groups=n_groups, group_sizes=sizes, n_predictors=n_predictors, seed=seed)
+    preds = [c for c in df.columns if c.startswith("x")]
+    return hp.prepare(df, y="y", group="group", predictors=preds or None, family="gaussian")
+
+
+MODELS = {
+    "random_intercepts": lambda gd: hp.random_intercepts(gd),
+    "tau_sq_prior_intercept_at_zero": lambda gd: hp.random_intercepts(
+        gd, intercept_at="zero", priors={"tau_sq": hp.Prior("InverseGamma", alpha=2, beta=1),
+                                         "sigma": hp.Prior("HalfNormal", sigma=2.0)}),
+    "ridge": lambda gd: hp.ridge_fixed_effects(gd, lam=2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("n_predictors", [0, 2])
+def test_log_marginal_and_theta_conditional_are_exact(name, n_predictors):
+    """Candidate's formula, an identity for every theta: log p(y | theta, sigma, tau) + log p(theta) -
+    log p(theta | sigma, tau, y) = log p(y | sigma, tau). The left side uses the collapsed model's own
+    likelihood (:func:`gaussian_marginal_logp_sizes`, tested against the row-level density in
+    test_collapse.py) and scipy's normal densities; the right side the sampler's closed forms. Exact to
+    rounding (1e-8 on values of order 100)."""
+    gd = _gauss(n_predictors=n_predictors)
+    gp = integrated_gaussian.plan(MODELS[name](gd))
+    assert isinstance(gp, integrated_gaussian.GaussianPlan), gp
+    assert gp.has_tau == (name != "ridge")
+    sigma, tau = np.array([0.6, 1.0, 1.7]), np.array([0.3, 0.8, 2.0])
+    if not gp.has_tau:
+        tau = np.full(3, gp.prior.tau_fixed)
+    lm = integrated_gaussian.log_marginal(gp, sigma, tau)
+    mean, prec = integrated_gaussian.theta_conditional(gp, sigma, tau)
+    prior_cov = np.linalg.inv(gp.prior.prec0)
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        for theta in gp.prior.m0 + rng.normal(size=(3, gp.prior.m0.size)):
+            b = theta[1:] if n_predictors else None
+            joint = (gaussian_marginal_logp_sizes(gp.sc, theta[0], b, tau[i], sigma[i], lib=np)
+                     + multivariate_normal.logpdf(theta, gp.prior.m0, prior_cov))
+            cond = multivariate_normal.logpdf(theta, mean[i], np.linalg.inv(prec[i]))
+            assert joint - cond == pytest.approx(lm[i], abs=1e-8)
+
+
+def test_fit_has_the_contract_and_is_reproducible():
+    gd = _gauss(n_groups=60)
+    m = hp.random_intercepts(gd)
+    dt = quiet_fit(m, sampler="integrated", draws=200, tune=30)
+    post = dt["posterior"]
+    assert set(post.data_vars) == {N.INTERCEPT, N.BETA, N.TAU, N.SIGMA, N.GROUP_EFFECT}
+    assert post[N.GROUP_EFFECT].dims == ("chain", "draw", N.GROUP)
+    assert dt.attrs["hierpool_sampler"] == "integrated" and "accepted" in dt["sample_stats"]
+    assert dt["log_likelihood"][N.Y].shape == (4, 200, gd.n_obs)
+    rep = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+    assert rep["max_rhat_var"] in (N.INTERCEPT, N.BETA, N.TAU, N.SIGMA)
+    info = rep["integrated"]
+    assert 0 < info["acceptance_rate"] <= 1 and info["tuning_draws"] == 30 and info["converged"]
+    again = quiet_fit(m, sampler="integrated", draws=200, tune=30)
+    for v in (N.SIGMA, N.BETA, N.GROUP_EFFECT):
+        np.testing.assert_array_equal(post[v].values, again["posterior"][v].values)
+    assert len(hp.rank_groups(dt)) == len(hp.shrinkage(dt)) == 60
+
+
+def test_ridge_fit_has_no_tau_and_thins_only_the_group_effects():
+    gd = _gauss(n_groups=30)
+    dt = quiet_fit(hp.ridge_fixed_effects(gd, lam=2.0), sampler="integrated", draws=40, tune=10,
+                   max_group_effect_values=4 * 10 * 30)
+    assert N.TAU not in dt["posterior"] and dt.attrs["hierpool_thin"] == 4
+    assert dt["posterior"].sizes["draw"] == 40  # every draw of intercept, beta, sigma kept
+    ge = dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    assert ge.sizes["draw"] == 10 and ge.dtype == np.float32
+
+
+def test_auto_uses_it_from_the_integrated_threshold_only():
+    gd = _gauss(n_groups=integrated.AUTO_MIN_GROUPS, sizes=(1, 3), n_predictors=1)
+    assert quiet_fit(hp.random_intercepts(gd), draws=20, tune=5).attrs["hierpool_sampler"] == "integrated"
+    small = _gauss(n_groups=30, n_predictors=1)
+    assert quiet_fit(hp.random_intercepts(small), draws=20, tune=20).attrs["hierpool_sampler"] != "integrated"
+
+
+def test_refuses_what_it_cannot_sample():
+    gd = _gauss()
+    m = hp.random_intercepts(gd)
+    with pytest.raises(TypeError, match=r"n_nodes=12 .* gaussian random intercepts are integrated exactly"):
+        hp.fit(m, sampler="integrated", n_nodes=12)
+    with pytest.raises(TypeError, match="target_accept"):
+        hp.fit(m, sampler="integrated", target_accept=0.9)
+    with pytest.raises(TypeError, match="client= distributes the rows of count models"):
+        hp.fit(m, sampler="integrated", client=object())
+    with pytest.raises(ValueError, match="sigma is fixed at 1.0, not given a prior"):
+        hp.fit(hp.random_intercepts(gd, priors={"sigma": 1.0}), sampler="integrated")
+    with pytest.raises(ValueError, match=r"samples its group effects \(collapse=False\)"):
+        hp.fit(hp.random_intercepts(gd, collapse=False), sampler="integrated")
+    with pytest.raises(ValueError, match="coefficients"):
+        hp.fit(hp.regularized_hierarchical(gd, penalty="horseshoe"), sampler="integrated")
+
+
+# ------------------------------------------------------------------------ the posterior equals NUTS's
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MODELS))
+def test_posterior_equals_nuts(name):
+    """40 groups of 1-6 rows (a skewed posterior of tau, the independence proposal's hardest case): every
+    population parameter and group effect, means and spreads, within Monte Carlo error
+    (:func:`conftest.compare_posteriors`, z < 4.5) of NUTS on the row-level model (group effects sampled)."""
+    gd = _gauss()
+    rows = {"random_intercepts": lambda: hp.random_intercepts(gd, collapse=False),
+            "tau_sq_prior_intercept_at_zero": lambda: hp.random_intercepts(
+                gd, collapse=False, intercept_at="zero",
+                priors={"tau_sq": hp.Prior("InverseGamma", alpha=2, beta=1), "sigma": hp.Prior("HalfNormal", sigma=2.0)}),
+            "ridge": lambda: hp.ridge_fixed_effects(gd, lam=2.0, collapse=False)}[name]()
+    nuts = quiet_fit(rows, sampler="nutpie", draws=1000, tune=700, random_seed=3)
+    imh = quiet_fit(MODELS[name](gd), sampler="integrated", draws=1500, tune=100, random_seed=4)
+    names = [N.INTERCEPT, N.BETA, N.SIGMA, N.GROUP_EFFECT] + ([N.TAU] if N.TAU in nuts["posterior"] else [])
+    compare_posteriors(nuts, imh, names)
