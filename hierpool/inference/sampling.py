@@ -194,8 +194,8 @@ def fit(
         (bernoulli, binomial) random intercepts with predictors; ``tune`` is its burn-in. ``"auto"`` uses
         the integrated sampler for the models it serves with at least 2,000 groups (``benchmarks/README.md``
         compares it with the Gibbs sampler, NUTS and glmer), unless NUTS settings such as
-        ``target_accept`` are given (gaussian random intercepts too: at a million groups it took 0.3 s
-        where nutpie took 1.2 s to compile and 1.8 s to sample), then the Gibbs sampler for the logistic models it alone serves with at
+        ``target_accept`` are given (gaussian random intercepts too: at a million groups its sampling took
+        0.27-0.32 s where nutpie took 1.2 s to compile and 2.0-2.2 s to sample, ``benchmarks/README.md``), then the Gibbs sampler for the logistic models it alone serves with at
         least 2,000 groups and 15% of the rarer outcome (it mixes slowly on rare events); otherwise nutpie
         when it is installed, else PyMC's NUTS. On a CPU, numpyro took 5.5-5.9x
         nutpie's sampling time for the same model and posterior (non-collapsed random intercepts, 1,000
