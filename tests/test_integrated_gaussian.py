@@ -130,3 +130,22 @@ def test_posterior_equals_nuts(name):
     imh = quiet_fit(MODELS[name](gd), sampler="integrated", draws=1500, tune=100, random_seed=4)
     names = [N.INTERCEPT, N.BETA, N.SIGMA, N.GROUP_EFFECT] + ([N.TAU] if N.TAU in nuts["posterior"] else [])
     compare_posteriors(nuts, imh, names)
+
+
+def test_min_ess_rounds_and_data_reduced_to_statistics():
+    """min_ess adds rounds of chains as for the other samplers; data that hp.prepare reduced to statistics
+    (a GroupedStats, e.g. from Dask) is sampled from the same size classes: the same draws as from rows
+    (statistics equal to rounding, the same seed), without observed data or a log-likelihood."""
+    gd = _gauss(n_groups=60)
+    dt = quiet_fit(hp.random_intercepts(gd), sampler="integrated", draws=60, tune=20, min_ess=10_000, max_rounds=2)
+    rep = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+    assert rep["rounds"] == 2 and not rep["min_ess_reached"] and dt["posterior"].sizes["chain"] == 8
+    dd = pytest.importorskip("dask.dataframe")
+    df = hp.datasets.simulate("gaussian", n_groups=60, group_sizes=(1, 6), n_predictors=2, seed=5)
+    kw = dict(y="y", group="group", predictors=["x1", "x2"], family="gaussian")
+    rows = quiet_fit(hp.random_intercepts(hp.prepare(df, **kw)), sampler="integrated", draws=100, tune=20)
+    stats = quiet_fit(hp.random_intercepts(hp.prepare(dd.from_pandas(df, npartitions=3), **kw)),
+                      sampler="integrated", draws=100, tune=20)
+    assert "observed_data" not in stats.children and stats.attrs["hierpool_sampler"] == "integrated"
+    for v in (N.SIGMA, N.TAU, N.BETA, N.GROUP_EFFECT):
+        np.testing.assert_allclose(stats["posterior"][v].values, rows["posterior"][v].values, rtol=1e-6, atol=1e-8)
