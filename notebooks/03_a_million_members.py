@@ -19,8 +19,8 @@
 # A Gaussian outcome for members who mostly have one to five rows, at the scale of a real member base:
 # a million members and about three million rows. hierpool fits the random-intercepts model **collapsed**:
 # the member effects are integrated out exactly, so the sampler only sees the intercept, the coefficients,
-# tau and sigma, whatever the number of members. With this many members `hp.fit` picks the **integrated
-# sampler**, which goes one step further: given sigma and tau the intercept and coefficients are integrated
+# tau and sigma, whatever the number of members. `hp.fit` picks the **integrated sampler** for such a
+# model, which goes one step further: given sigma and tau the intercept and coefficients are integrated
 # out too (a Normal integral), so only sigma and tau are sampled (independence Metropolis-Hastings from
 # a proposal fitted at their posterior mode; nothing to compile), and the coefficients are then drawn
 # exactly from their conditional normal; each member's effect is drawn afterwards from its exact

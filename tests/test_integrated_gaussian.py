@@ -89,11 +89,16 @@ def test_ridge_fit_has_no_tau_and_thins_only_the_group_effects():
     assert ge.sizes["draw"] == 10 and ge.dtype == np.float32
 
 
-def test_auto_uses_it_from_the_integrated_threshold_only():
-    gd = _gauss(n_groups=integrated.AUTO_MIN_GROUPS, sizes=(1, 3), n_predictors=1)
-    assert quiet_fit(hp.random_intercepts(gd), draws=20, tune=5).attrs["hierpool_sampler"] == "integrated"
+def test_auto_uses_it_for_every_model_it_can_run_and_nuts_otherwise():
+    for n_groups in (8, integrated.AUTO_MIN_GROUPS):
+        gd = _gauss(n_groups=n_groups, sizes=(1, 3), n_predictors=1)
+        assert quiet_fit(hp.random_intercepts(gd), draws=20, tune=5).attrs["hierpool_sampler"] == "integrated"
     small = _gauss(n_groups=30, n_predictors=1)
-    assert quiet_fit(hp.random_intercepts(small), draws=20, tune=20).attrs["hierpool_sampler"] != "integrated"
+    nuts = {"NUTS settings": (hp.random_intercepts(small), {"target_accept": 0.9}),
+            "group effects sampled": (hp.random_intercepts(small, collapse=False), {}),
+            "sigma fixed": (hp.random_intercepts(small, priors={"sigma": 1.0}), {})}
+    for why, (m, kw) in nuts.items():
+        assert quiet_fit(m, draws=20, tune=20, **kw).attrs["hierpool_sampler"] != "integrated", why
 
 
 def test_refuses_what_it_cannot_sample():
