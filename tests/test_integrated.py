@@ -225,16 +225,20 @@ def test_refuses_what_it_cannot_sample(sim_gaussian):
         hp.fit(hp.random_intercepts(bern, collapse=False), sampler="integrated", n_nodes=0)
 
 
-def test_auto_uses_the_integrated_sampler_for_many_groups_only():
-    df = hp.datasets.simulate("poisson", n_groups=integrated.AUTO_MIN_GROUPS, group_sizes=(1, 3), n_predictors=1,
-                              seed=2)
+def test_auto_uses_the_integrated_sampler_for_every_model_it_can_run():
+    df = hp.datasets.simulate("poisson", n_groups=2000, group_sizes=(1, 3), n_predictors=1, seed=2)
     gd = hp.prepare(df, y="y", group="group", predictors=["x1"], family="poisson")
-    m = hp.random_intercepts(gd, collapse=False)
-    assert quiet_fit(m, draws=10, tune=5).attrs["hierpool_sampler"] == "integrated"
     small = hp.prepare(df[df["group"].isin([f"g{j}" for j in range(30)])], y="y", group="group",
                        predictors=["x1"], family="poisson")
-    nuts = quiet_fit(hp.random_intercepts(small, collapse=False), draws=10, tune=5)
+    for data in (gd, small):
+        for m in (hp.random_intercepts(data), hp.random_intercepts(data, collapse=False)):
+            assert quiet_fit(m, draws=10, tune=5).attrs["hierpool_sampler"] == "integrated"
+    # NUTS settings send "auto" to NUTS
+    nuts = quiet_fit(hp.random_intercepts(small, collapse=False), draws=10, tune=5, target_accept=0.9)
     assert nuts.attrs["hierpool_sampler"] != "integrated"
+    # 4 x 10 draws cannot reach the ESS floor (400): the warnings name the sampler that could run the model
+    problems = json.loads(nuts.attrs[N.ATTR_DIAGNOSTICS])["problems"]
+    assert problems and all(p.endswith(sampling.INTEGRATED_ADVICE) for p in problems)
     # 4 x 10 draws cannot reach the ESS floor (400): the warnings name the sampler that could run the model
     problems = json.loads(nuts.attrs[N.ATTR_DIAGNOSTICS])["problems"]
     assert problems and all(p.endswith(sampling.INTEGRATED_ADVICE) for p in problems)

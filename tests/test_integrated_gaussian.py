@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal
 
 import hierpool as hp
 from hierpool.core import names as N
-from hierpool.inference import integrated, integrated_gaussian
+from hierpool.inference import integrated_gaussian
 from hierpool.models.collapse import gaussian_marginal_logp_sizes
 
 
@@ -90,7 +90,7 @@ def test_ridge_fit_has_no_tau_and_thins_only_the_group_effects():
 
 
 def test_auto_uses_it_for_every_model_it_can_run_and_nuts_otherwise():
-    for n_groups in (8, integrated.AUTO_MIN_GROUPS):
+    for n_groups in (8, 2000):
         gd = _gauss(n_groups=n_groups, sizes=(1, 3), n_predictors=1)
         assert quiet_fit(hp.random_intercepts(gd), draws=20, tune=5).attrs["hierpool_sampler"] == "integrated"
     small = _gauss(n_groups=30, n_predictors=1)

@@ -1,7 +1,7 @@
 """The integrated sampler: count random intercepts with predictors, the group effects integrated out.
 
-What ``hp.fit(model, sampler="integrated")`` runs (and ``sampler="auto"`` for eligible models with many
-groups). For bernoulli, binomial and poisson random intercepts (also the ridge and the ridge-penalized
+What ``hp.fit(model, sampler="integrated")`` runs, and ``sampler="auto"`` for every model it can run
+(:func:`hierpool.inference.sampling.fit` gives the measurements behind that choice). For bernoulli, binomial and poisson random intercepts (also the ridge and the ridge-penalized
 hierarchical variant) the population-level parameters ``phi = (intercept_c, beta_std[, log tau])`` are a
 handful, whatever the number of groups, and their marginal posterior
 
@@ -66,10 +66,8 @@ from hierpool.inference.gibbs import PopulationPrior, population_dataset, popula
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["plan", "ineligible", "sample", "imh_chains", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
-           "T_DF", "AUTO_MIN_GROUPS", "MAX_TUNE", "default_nodes"]
+           "T_DF", "MAX_TUNE", "default_nodes"]
 
-#: ``sampler="auto"`` picks this sampler for eligible models with at least this many groups.
-AUTO_MIN_GROUPS = 2000
 #: The proposal: a mixture of a Student-t with T_DF degrees of freedom (the posterior's shape when groups
 #: are many) and, with weight WIDE_SHARE, a defensive t(WIDE_DF) WIDE_SCALE times wider, whose tails
 #: dominate the posterior's so that the importance weights are bounded (the chain is then uniformly
