@@ -193,12 +193,12 @@ def fit(
         ``"gibbs"``: the exact Pólya-Gamma Gibbs sampler of :mod:`hierpool.inference.gibbs`, for logistic
         (bernoulli, binomial) random intercepts with predictors; ``tune`` is its burn-in. ``"auto"`` uses
         the integrated sampler for every model it can run, at any number of groups, unless NUTS settings
-        such as ``target_accept`` are given. Measured (2026-12-06, 4 x 1000 draws, whole ``hp.fit``):
-        count models with 2 predictors, 10 to 600 groups, tau 0.1 or 0.8: 0.1-2.5 s against nutpie's
-        6.4-25.9 s, smallest bulk ESS of intercept, coefficients and tau 685-2,093 against 99-7,079, and
-        where tau is near 0 nutpie's R-hat reached 1.04 (bulk ESS 99-453) while the integrated sampler's
-        stayed at most 1.005; gaussian, 5 to 200 groups: 0.2-1.1 s against 4.9-5.5 s with as many
-        effective draws; at a million groups its sampling took 0.27-0.32 s where nutpie took 1.2 s to
+        such as ``target_accept`` are given. Measured (``benchmarks/bench_auto_sampler.py``, 2026-12-06,
+        4 x 1000 draws, the whole ``hp.fit``): count models with 2 predictors, 10 to 600 groups, tau 0.1
+        or 0.8: 0.08-2.4 s against nutpie's 3.5-14.0 s, smallest bulk ESS of intercept, coefficients and
+        tau 685-2,093 against nutpie's 99-7,079; where tau is near 0 nutpie's R-hat reached 1.04 (bulk ESS
+        99-453) while the integrated sampler's stayed at most 1.005; gaussian, 5 to 200 groups: 0.13-0.27 s
+        against 2.4-6.0 s, with 0.4-1.4 times nutpie's effective draws; at a million groups its sampling took 0.27-0.32 s where nutpie took 1.2 s to
         compile and 2.0-2.2 s to sample (:mod:`hierpool.inference.integrated_gaussian`,
         ``benchmarks/README.md``). Models it cannot run go to nutpie
         when it is installed, else PyMC's NUTS (the Gibbs sampler runs when asked). On a CPU, numpyro took 5.5-5.9x
