@@ -53,8 +53,8 @@ def _version() -> str:
 def resolve_sampler(sampler: str) -> str:
     """The NUTS implementation: 'auto' picks nutpie when installed (fastest on CPU here), else PyMC's own.
 
-    ('gibbs' is returned as it is; whether "auto" means the Gibbs sampler is decided per model by
-    :func:`fit`.)"""
+    ('gibbs' and 'integrated' are returned as they are; whether "auto" means an integrated sampler is
+    decided per model by :func:`fit`.)"""
     one_of("sampler", sampler, N.SAMPLERS)
     if sampler == "auto":
         return "nutpie" if importlib.util.find_spec("nutpie") else "pymc"

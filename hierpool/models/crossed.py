@@ -53,8 +53,9 @@ first factor is the large one: list the factor with the most levels first (``gro
 "hospital"]``); with the small factor first the large one is still sampled. ``collapse=False`` keeps the
 row-level model. Other families are fitted at the row level ("auto" and False); ``True`` and
 ``"integrated"`` are refused for them: the count collapses integrate out ONE factor whose groups are
-independent, which crossed effects are not. The Gibbs sampler refuses models with several factors
-(:func:`hierpool.inference.gibbs.plan`), so ``sampler="auto"`` picks NUTS.
+independent, which crossed effects are not. The integrated and Gibbs samplers refuse models with several
+factors (:func:`hierpool.inference.integrated.plan`, :func:`hierpool.inference.integrated_gaussian.plan`,
+:func:`hierpool.inference.gibbs.plan`), so ``sampler="auto"`` picks NUTS.
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def _add_sampling_flags(sp: argparse.ArgumentParser) -> None:
     g.add_argument("--chains", type=_int_at_least(1), metavar="N", help="number of chains")
     g.add_argument("--seed", type=_int_at_least(0), metavar="N", help="random seed (makes the run reproducible)")
     g.add_argument("--sampler", choices=SAMPLERS,
-                   help="NUTS implementation, gibbs (Pólya-Gamma, logistic models) or integrated (count models; see hp.fit)")
+                   help="NUTS implementation, gibbs (Pólya-Gamma, logistic models) or integrated (gaussian and count "
+                        "random intercepts; see hp.fit)")
 
 
 def _add_output_flags(sp: argparse.ArgumentParser, default: str) -> None:

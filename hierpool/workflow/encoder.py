@@ -1,13 +1,14 @@
 """``hp.GroupEncoder``: a leak-free scikit-learn transformer of group features from a hierarchical fit.
 
 A pipeline in the workflow layer: it prepares the data (:func:`hierpool.prepare`), builds the model (a
-factory), fits it (:func:`hierpool.fit`, which picks the fastest exact path: the collapsed gaussian
-likelihood, the integrated bernoulli likelihood without predictors, the Pólya-Gamma Gibbs sampler with
+factory), fits it (:func:`hierpool.fit`, which picks the fastest exact path: the integrated samplers for gaussian
+random intercepts and for count models with predictors, the integrated bernoulli likelihood without
 predictors) once on all rows and once per cross-fitting fold, and computes each group's features from the
 fit (:func:`hierpool.analysis.features.group_features`).
 
-**Compile once and refit?** Measured on the 2-core reference machine (shared, ``nice``), collapsed gaussian
-random intercepts, 8,000 of 10,000 groups' rows per fold, 4 chains x 1000 draws: building the model 0.08-0.10
+**Compile once and refit?** (Measured when gaussian fits ran on nutpie; the gaussian integrated sampler
+that ``"auto"`` runs now compiles nothing.) Measured on the 2-core reference machine (shared, ``nice``),
+collapsed gaussian random intercepts, 8,000 of 10,000 groups' rows per fold, 4 chains x 1000 draws: building the model 0.08-0.10
 s, compiling it 1.2-2.6 s (PyTensor's numba cache is warm after the first fold), sampling 5.5-6.2 s, and the
 whole ``hp.fit`` 10.2-10.5 s (the rest: drawing the group effects, diagnostics). Building and compiling is
 12-25% of a fold; and a fold's training rows are a different design (group sizes, groups), while a compiled
