@@ -7,7 +7,7 @@ so that its peak memory is its own, against ``lme4::lmer`` (REML fit only, and w
 ``ranef(condVar = TRUE)`` up to ``--condvar-max`` groups) run by ``Rscript benchmarks/lme4_fit.R`` under
 ``/usr/bin/time -v``. Bernoulli (``--bernoulli-sizes``): no predictors (hierpool integrates the group
 effects out over the (successes, trials) patterns: hierpool.models.integrated) and 3 continuous predictors
-(nothing to pool: ``sampler="auto"`` runs the Pólya-Gamma Gibbs sampler, hierpool.inference.gibbs) against
+(nothing to pool: ``sampler="auto"`` runs the integrated sampler, hierpool.inference.integrated) against
 ``glmer(nAGQ = 1)``.
 
 Prints markdown tables (times in seconds, memory in GB) and ratios; asserts nothing about time.
@@ -228,7 +228,7 @@ def ratio(a, b):
 def report(results: dict) -> None:
     print(f"\nMachine: {results['machine']}")
     print(f"Settings: draws={results['draws']}, tune={results['tune']}, chains={results['chains']}, hp.fit's default "
-          "sampler ('auto': nutpie, or Pólya-Gamma Gibbs for bernoulli with predictors, see the sampler column); "
+          "sampler ('auto': the integrated samplers where they apply, else nutpie; see the sampler column); "
           "times are wall-clock seconds, memory is peak RSS in GB of the process.")
     g = results["gaussian"]
     if g:

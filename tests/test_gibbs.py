@@ -190,7 +190,7 @@ def test_gibbs_posterior_equals_nuts_binomial_ridge_and_tau_sq_prior():
         compare_posteriors(nuts, gib, names)
 
 
-def test_auto_does_not_pick_gibbs_when_events_are_rare():
+def test_auto_takes_the_integrated_sampler_when_events_are_rare():
     df = hp.datasets.simulate("bernoulli", n_groups=2000, group_sizes=(1, 3), n_predictors=1,
                               intercept=-4.0, seed=3)
     gd = hp.prepare(df, y="y", group="group", predictors=["x1"], family="bernoulli")

@@ -239,9 +239,6 @@ def test_auto_uses_the_integrated_sampler_for_every_model_it_can_run():
     # 4 x 10 draws cannot reach the ESS floor (400): the warnings name the sampler that could run the model
     problems = json.loads(nuts.attrs[N.ATTR_DIAGNOSTICS])["problems"]
     assert problems and all(p.endswith(sampling.INTEGRATED_ADVICE) for p in problems)
-    # 4 x 10 draws cannot reach the ESS floor (400): the warnings name the sampler that could run the model
-    problems = json.loads(nuts.attrs[N.ATTR_DIAGNOSTICS])["problems"]
-    assert problems and all(p.endswith(sampling.INTEGRATED_ADVICE) for p in problems)
 
 
 def test_sampling_warnings_suggest_the_integrated_sampler_only_where_it_runs():

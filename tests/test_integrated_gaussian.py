@@ -154,3 +154,32 @@ def test_min_ess_rounds_and_data_reduced_to_statistics():
     assert "observed_data" not in stats.children and stats.attrs["hierpool_sampler"] == "integrated"
     for v in (N.SIGMA, N.TAU, N.BETA, N.GROUP_EFFECT):
         np.testing.assert_allclose(stats["posterior"][v].values, rows["posterior"][v].values, rtol=1e-6, atol=1e-8)
+
+
+def test_far_proposals_have_zero_density_not_errors():
+    """A proposal whose sigma or tau overflows (the defensive proposal's far tail) gets log density -inf; the
+    finite rows of the same batch are unchanged."""
+    gp = integrated_gaussian.plan(hp.random_intercepts(_gauss()))
+    ok = integrated_gaussian.log_marginal(gp, np.array([0.9]), np.array([0.7]))
+    lm = integrated_gaussian.log_marginal(gp, np.array([0.9, 1e200, 0.9]), np.array([0.7, 0.7, 1e300]))
+    assert lm[0] == ok[0] and np.all(np.isneginf(lm[1:]))
+    assert np.isneginf(integrated_gaussian._log_target(gp, np.array([[0.0, -0.5], [800.0, 0.5]]))).all()
+
+
+def test_fixed_tau_stays_in_the_posterior_and_one_row_groups_go_to_nuts():
+    """A tau fixed by a number is kept as a constant, as in a NUTS fit, so shrinkage reads it (both
+    integrated samplers); data whose groups all have one row identify only sigma^2 + tau^2 (a ridge the
+    independence proposal cannot follow): refused by name, and "auto" takes NUTS."""
+    gd = _gauss(n_groups=30)
+    dt = quiet_fit(hp.random_intercepts(gd, priors={"tau": 0.5}), draws=50, tune=10)
+    assert dt.attrs["hierpool_sampler"] == "integrated" and np.all(dt["posterior"][N.TAU].values == 0.5)
+    assert len(hp.shrinkage(dt)) == 30
+    counts = hp.prepare(hp.datasets.simulate("poisson", n_groups=20, group_sizes=(1, 4), n_predictors=1, seed=3),
+                        y="y", group="group", predictors=["x1"], family="poisson")
+    dc = quiet_fit(hp.random_intercepts(counts, priors={"tau": 0.5}), draws=50, tune=10)
+    assert dc.attrs["hierpool_sampler"] == "integrated" and np.all(dc["posterior"][N.TAU].values == 0.5)
+    assert len(hp.shrinkage(dc)) == 20
+    ones = _gauss(n_groups=40, sizes=(1, 1))
+    with pytest.raises(ValueError, match="every group has one row"):
+        hp.fit(hp.random_intercepts(ones), sampler="integrated")
+    assert quiet_fit(hp.random_intercepts(ones), draws=20, tune=20).attrs["hierpool_sampler"] != "integrated"

@@ -535,7 +535,8 @@ def scale_prior(priors: dict, name: str) -> tuple[int, np.ndarray, bool] | str:
         return f"{key} is fixed at {prior!r}, not given a prior"
     got = _rv_params(prior)
     if got is None or got[0] not in TAU_PRIORS:
-        return f"{name}'s prior ({prior!r}) has no log density in hierpool.inference.gibbs"
+        return (f"{name}'s prior ({prior!r}) has no log density in hierpool.inference.gibbs; valid: "
+                f"{', '.join(k[:-2] for k in TAU_PRIORS)}")
     code, n_par = TAU_PRIORS[got[0]]
     vals = [float(np.asarray(p).reshape(())) for p in got[1][:n_par]]
     par = np.zeros(4)

@@ -536,7 +536,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
                             pl.x_scale)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=ds.coords)
     info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes),
-                marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), proposal_evaluation_s=float(t_eval),
+                marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), imh_s=float(t_eval),
                 group_effects_s=float(t_u),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")
     return ds, u, thin, stats, info

@@ -650,6 +650,7 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                                    progressbar=progressbar, n_nodes=n_nodes, client=client,
                                                    max_group_effect_values=max_group_effect_values)
+    post = _with_fixed_tau(post, desc)
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
@@ -657,11 +658,22 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
                     group_effect=ge, extra_report={"integrated": info})
 
 
+def _with_fixed_tau(post: xr.Dataset, desc: ModelDescription) -> xr.Dataset:
+    """A tau fixed by a number (``priors={"tau": 0.5}``) stays in the posterior as a constant, as in a NUTS
+    fit (where it is a model variable), so that the analysis (e.g. ``hp.shrinkage``) finds it; a ridge's
+    ``1/sqrt(lam)`` is read from the settings instead."""
+    if N.TAU in post or desc.lam is not None or desc.group_sd_fixed is None:
+        return post
+    return post.assign({N.TAU: (("chain", "draw"), np.full((post.sizes["chain"], post.sizes["draw"]),
+                                                          float(desc.group_sd_fixed)))})
+
+
 def _sample_integrated_gaussian(gp, desc: ModelDescription, *, draws, tune, chains, random_seed, log_likelihood,
                                 max_group_effect_values):
     """The gaussian integrated sampler (:mod:`hierpool.inference.integrated_gaussian`); the group effects are
     drawn by :func:`finalize` from their exact conditional, as after NUTS on the collapsed model."""
     post, stats, info = integrated_gaussian.sample(gp, draws=draws, tune=tune, chains=chains, random_seed=random_seed)
+    post = _with_fixed_tau(post, desc)
     return finalize(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), desc, engine="integrated",
                     log_likelihood=log_likelihood, random_seed=random_seed,
                     max_group_effect_values=max_group_effect_values, extra_report={"integrated": info})
