@@ -183,3 +183,15 @@ def test_fixed_tau_stays_in_the_posterior_and_one_row_groups_go_to_nuts():
     with pytest.raises(ValueError, match="every group has one row"):
         hp.fit(hp.random_intercepts(ones), sampler="integrated")
     assert quiet_fit(hp.random_intercepts(ones), draws=20, tune=20).attrs["hierpool_sampler"] != "integrated"
+
+
+def test_random_seed_may_be_a_generator_and_is_checked():
+    """A numpy Generator seeds the fit through one integer drawn from it (the integrated samplers and the
+    group-effect draws take integers); anything else that is not an integer >= 0 is refused by name."""
+    m = hp.random_intercepts(_gauss(n_groups=20))
+    a = quiet_fit(m, draws=30, tune=5, random_seed=np.random.default_rng(4))
+    b = quiet_fit(m, draws=30, tune=5, random_seed=np.random.default_rng(4))
+    np.testing.assert_array_equal(a["posterior"][N.GROUP_EFFECT].values, b["posterior"][N.GROUP_EFFECT].values)
+    for bad in (-1, 1.5, "7", True):
+        with pytest.raises(TypeError, match=r"random_seed=.* valid: None, an integer >= 0, or a numpy Generator"):
+            hp.fit(m, random_seed=bad)

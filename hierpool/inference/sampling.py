@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import warnings
+from numbers import Integral
 
 import numpy as np
 import pymc as pm
@@ -207,8 +208,9 @@ def fit(
         ``"numpyro"`` runs JAX in this process; PyMC's own multi-process sampler forks afterwards, which
         JAX warns may deadlock: in one process, keep to nutpie after a numpyro fit (or pass
         ``mp_ctx="spawn"`` from a script guarded by ``if __name__ == "__main__":``).
-    random_seed : int, optional
-        Makes the fit reproducible.
+    random_seed : int or numpy.random.Generator, optional
+        Makes the fit reproducible: an integer >= 0, or a numpy ``Generator`` (one integer is drawn from
+        it and seeds every sampler and the group-effect draws, so the fit follows the generator's state).
     progressbar : bool
         Show sampling progress (the gaussian integrated sampler shows none: its sampling takes about a
         second at most).
@@ -320,6 +322,7 @@ def fit(
     desc = describe(model)
     if max_group_effect_values is None:
         max_group_effect_values = config.stored_values()
+    random_seed = _seed(random_seed)
     draws = positive_int("draws", draws, 1)
     tune = positive_int("tune", tune, 0)
     chains = positive_int("chains", chains, 1)
@@ -656,6 +659,18 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     return finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
                     group_effect=ge, extra_report={"integrated": info})
+
+
+def _seed(random_seed) -> int | None:
+    """``random_seed`` as the integer every sampler and the group-effect draws take (a Generator gives one
+    draw from it), or a TypeError naming it."""
+    if isinstance(random_seed, np.random.Generator):
+        return int(random_seed.integers(2**31))
+    if random_seed is None or (isinstance(random_seed, Integral) and not isinstance(random_seed, bool)
+                               and random_seed >= 0):
+        return None if random_seed is None else int(random_seed)
+    raise TypeError(f"random_seed={random_seed!r} is not valid; valid: None, an integer >= 0, or a numpy "
+                    "Generator.")
 
 
 def _with_fixed_tau(post: xr.Dataset, desc: ModelDescription) -> xr.Dataset:
