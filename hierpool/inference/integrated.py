@@ -65,7 +65,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "ineligible", "sample", "imh_chains", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
+__all__ = ["plan", "ineligible", "sample", "imh_chains", "tau_coordinates", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
            "T_DF", "MAX_TUNE", "default_nodes"]
 
 #: The proposal: a mixture of a Student-t with T_DF degrees of freedom (the posterior's shape when groups
@@ -430,6 +430,16 @@ def _imh(logw, rng, start_logw=None):
     return idx, acc
 
 
+def tau_coordinates(mode: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mode and covariance of a point whose LAST coordinate is log tau, carried to tau itself by the delta
+    method: the chains move in tau rather than log tau, whose left tail (tau near 0, few groups) is long.
+    Shared by the count sampler and the gaussian one."""
+    jac = np.ones(mode.shape[0])
+    mu = mode.copy()
+    jac[-1] = mu[-1] = math.exp(mode[-1])
+    return mu, cov * np.outer(jac, jac)
+
+
 def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, chain_rngs):
     """Independence Metropolis-Hastings chains with the defensive t mixture at ``mu`` with covariance ``cov``.
 
@@ -505,13 +515,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     mode, cov, info = posterior_mode(ev)
     t_mode = time.perf_counter() - t0
     D = pl.dim
-    # the chains move in psi = (theta, tau): tau itself rather than log tau, whose left tail (tau near 0,
-    # few groups) is long; the mode and covariance carried over by the delta method
-    mu = mode.copy()
-    if pl.has_tau:
-        jac = np.ones(D)
-        jac[-1] = mu[-1] = math.exp(mode[-1])
-        cov = cov * np.outer(jac, jac)
+    mu, cov = tau_coordinates(mode, cov) if pl.has_tau else (mode, cov)
     t_prop = time.perf_counter()
     psi, accepted, imh_info = imh_chains(lambda x: _log_target(ev, x, bar), mu, cov, draws=draws, tune=tune,
                                          chains=chains, rng=rng, chain_rngs=[np.random.default_rng(s) for s in

@@ -69,7 +69,7 @@ from hierpool.inference.gibbs import (
     population_prior,
     scale_prior,
 )
-from hierpool.inference.integrated import T_DF, imh_chains
+from hierpool.inference.integrated import T_DF, imh_chains, tau_coordinates
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["GaussianPlan", "plan", "ineligible", "log_marginal", "theta_conditional", "sample"]
@@ -299,11 +299,7 @@ def sample(gp: GaussianPlan, *, draws: int, tune: int, chains: int, random_seed)
     s_prop, s_chain, s_theta = ss.spawn(3)
     mode, cov, info = posterior_mode(gp)
     t_mode = time.perf_counter() - t0
-    mu = mode.copy()
-    if gp.has_tau:  # the chains move in tau itself; the mode and covariance carried over by the delta method
-        jac = np.array([1.0, math.exp(mode[1])])
-        mu[1] = jac[1]
-        cov = cov * np.outer(jac, jac)
+    mu, cov = tau_coordinates(mode, cov) if gp.has_tau else (mode, cov)
     psi, accepted, imh_info = imh_chains(lambda x: _log_target(gp, x), mu, cov, draws=draws, tune=tune,
                                          chains=chains, rng=np.random.default_rng(s_prop),
                                          chain_rngs=[np.random.default_rng(s) for s in s_chain.spawn(chains)])

@@ -363,9 +363,9 @@ def fit(
                             "intercepts are sampled from their sufficient statistics in this process (hp.prepare "
                             "reduces a Dask DataFrame to them): drop client=.")
         ip = integrated_gaussian.plan(desc) if desc.family == "gaussian" else integrated.plan(model)
+        if kwargs and not isinstance(ip, str):
+            raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
         if isinstance(ip, integrated_gaussian.GaussianPlan):
-            if kwargs:
-                raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
             if n_nodes is not None:
                 raise TypeError(f"n_nodes={n_nodes!r} sets the quadrature of the count models' integrated sampler; "
                                 "gaussian random intercepts are integrated exactly and take no n_nodes.")
@@ -373,8 +373,6 @@ def fit(
                                                random_seed=random_seed, log_likelihood=log_likelihood,
                                                max_group_effect_values=max_group_effect_values)
         if isinstance(ip, integrated.Plan):
-            if kwargs:
-                raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
                                       max_group_effect_values=max_group_effect_values, client=client)
