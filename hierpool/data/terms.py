@@ -273,17 +273,27 @@ def _term_block(df: pd.DataFrame, t: dict, context: str) -> np.ndarray:
         check_finite(v, context, t["column"], df.index)
         return v[:, None]
     levels = t["levels"]
-    values = s.astype(object).to_numpy() if kind != "boolean" else s.to_numpy()
     known = pd.Index(levels, dtype=object)
-    unknown = ~pd.Index(values, dtype=object).isin(known)
+    values = None
+    if isinstance(s.dtype, pd.CategoricalDtype):  # the column's own codes, mapped to the training levels
+        codes = known.get_indexer(s.cat.categories.astype(object))[s.cat.codes.to_numpy()]
+    else:  # one hashing pass over the rows, then a lookup per distinct value
+        values = s.astype(object).to_numpy() if kind != "boolean" else s.to_numpy()
+        row_codes, distinct = pd.factorize(values)
+        codes = known.get_indexer(pd.Index(distinct, dtype=object))[row_codes]
+    unknown = codes < 0  # a level that is not in the training data
     if unknown.any():
+        values = s.astype(object).to_numpy() if values is None else values
         new = pd.unique(values[unknown])[:5].tolist()
         raise ValueError(
             f"{context}: column {t['column']!r} has levels {new} that were not in the training data; "
             f"known levels: {levels}."
         )
-    coded = levels if t.get("full") else levels[1:]  # "full": every level (a formula's interaction coding)
-    return np.column_stack([(values == lv).astype(float) for lv in coded])
+    first = 0 if t.get("full") else 1  # "full": every level (a formula's interaction coding); else drop the first
+    block = np.zeros((len(codes), len(levels) - first))
+    rows = np.flatnonzero(codes >= first)
+    block[rows, codes[rows] - first] = 1.0
+    return block
 
 
 def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predictors") -> np.ndarray:
