@@ -65,7 +65,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "ineligible", "sample", "imh_chains", "tau_coordinates", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
+__all__ = ["plan", "ineligible", "sample", "imh_chains", "tau_coordinates", "density_in_tau", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
            "T_DF", "MAX_TUNE", "default_nodes"]
 
 #: The proposal: a mixture of a Student-t with T_DF degrees of freedom (the posterior's shape when groups
@@ -371,17 +371,27 @@ def _log_target(ev: _Evaluator, psi, bar=None) -> np.ndarray:
     psi = np.atleast_2d(psi)
     if psi.shape[0] > BATCH:
         return np.concatenate([_log_target(ev, psi[i:i + BATCH], bar) for i in range(0, psi.shape[0], BATCH)])
-    pl = ev.pl
-    out = np.full(psi.shape[0], -np.inf)
-    ok = psi[:, -1] > 0 if pl.has_tau else np.ones(psi.shape[0], dtype=bool)
-    if ok.any():
-        phi = psi[ok].copy()
-        if pl.has_tau:
-            phi[:, -1] = np.log(phi[:, -1])
-        v, _ = log_posterior(ev, phi)
-        out[ok] = v - (phi[:, -1] if pl.has_tau else 0.0)  # density of tau = density of log tau / tau
+    out = density_in_tau(lambda phi: log_posterior(ev, phi)[0], psi, ev.pl.has_tau)
     if bar is not None:
         bar.update(psi.shape[0])
+    return out
+
+
+def density_in_tau(log_density, psi, has_tau: bool) -> np.ndarray:
+    """``log_density`` (a function of points whose LAST coordinate is log tau, when ``has_tau``) as the log
+    density of the points ``psi`` whose last coordinate is tau itself: -inf where tau <= 0, else
+    ``log_density`` at log tau minus log tau (the density of tau is that of log tau over tau). A value
+    that is not finite becomes -inf (the proposal is rejected). Shared by the count sampler and the
+    gaussian one, whose chains move in tau (:func:`tau_coordinates`)."""
+    psi = np.atleast_2d(psi)
+    out = np.full(psi.shape[0], -np.inf)
+    ok = psi[:, -1] > 0 if has_tau else np.ones(psi.shape[0], dtype=bool)
+    if ok.any():
+        x = psi[ok].copy()
+        if has_tau:
+            x[:, -1] = np.log(x[:, -1])
+        v = np.asarray(log_density(x), dtype=np.float64)
+        out[ok] = np.where(np.isfinite(v), v - (x[:, -1] if has_tau else 0.0), -np.inf)
     return out
 
 

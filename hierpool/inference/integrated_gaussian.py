@@ -69,7 +69,7 @@ from hierpool.inference.gibbs import (
     population_prior,
     scale_prior,
 )
-from hierpool.inference.integrated import T_DF, imh_chains, tau_coordinates
+from hierpool.inference.integrated import T_DF, density_in_tau, imh_chains, tau_coordinates
 from hierpool.models.description import ModelDescription, describe
 
 __all__ = ["GaussianPlan", "plan", "ineligible", "log_marginal", "theta_conditional", "sample"]
@@ -221,16 +221,7 @@ def _log_post_s(gp: GaussianPlan, s: np.ndarray) -> np.ndarray:
 
 def _log_target(gp: GaussianPlan, psi: np.ndarray) -> np.ndarray:
     """Log density of ``psi = (log sigma[, tau])`` (-inf where tau <= 0)."""
-    psi = np.atleast_2d(psi)
-    out = np.full(psi.shape[0], -np.inf)
-    ok = psi[:, 1] > 0 if gp.has_tau else np.ones(psi.shape[0], dtype=bool)
-    if ok.any():
-        s = psi[ok].copy()
-        if gp.has_tau:
-            s[:, 1] = np.log(s[:, 1])
-        v = _log_post_s(gp, s)
-        out[ok] = np.where(np.isfinite(v), v - (s[:, 1] if gp.has_tau else 0.0), -np.inf)
-    return out
+    return density_in_tau(lambda s: _log_post_s(gp, s), psi, gp.has_tau)
 
 
 def _hessian(f, x: np.ndarray, step: np.ndarray) -> np.ndarray:
