@@ -126,6 +126,26 @@ def test_prepare_codes_groups_and_predictors():
     np.testing.assert_allclose(gd.group_raw_mean, [2.0, 3.5, 5.5])
 
 
+def test_categorical_columns_coded_from_their_codes_as_from_their_values():
+    """A pandas categorical is coded from its own category codes: the same design as its values as text,
+    whatever the order of its categories or unused ones, and an unseen level raises naming it."""
+    from hierpool.data.terms import design_matrix
+
+    df = pd.DataFrame({"y": np.arange(8.0), "g": list("aabbccdd"), "s": ["lo", "hi", "mid", "lo", "hi", "mid", "lo", "lo"]})
+    gd = hp.prepare(df, y="y", group="g", predictors=["s"])
+    want = design_matrix(df, gd.terms)
+    np.testing.assert_array_equal(want, gd.X)
+    shuffled = df.assign(s=pd.Categorical(df["s"], categories=["mid", "zz", "lo", "hi"]))  # other order, unused 'zz'
+    np.testing.assert_array_equal(design_matrix(shuffled, gd.terms), want)
+    as_cat = hp.prepare(df.assign(s=df["s"].astype("category")), y="y", group="g", predictors=["s"])
+    np.testing.assert_array_equal(as_cat.X, want)
+    unseen = df.assign(s=pd.Categorical(df["s"].where(df.index != 3, "new")))
+    with pytest.raises(ValueError, match=r"column 's' has levels \['new'\] that were not in the training data"):
+        design_matrix(unseen, gd.terms)
+    with pytest.raises(ValueError, match=r"levels \['new'\]"):
+        design_matrix(unseen.assign(s=unseen["s"].astype(object)), gd.terms)
+
+
 def test_prepare_natural_scale_means():
     df = pd.DataFrame({"y": [1, 3, 0, 2], "n": [2, 4, 5, 5], "g": [1, 1, 2, 2]})
     gd = hp.prepare(df, y="y", group="g", family="binomial", trials="n")

@@ -107,6 +107,24 @@ def test_column_quantiles_equal_numpy(S):
             np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_column_quantiles_in_many_blocks_equal_numpy(monkeypatch, dtype):
+    """Small blocks: many blocks of columns (the last one partial), run in threads; same numbers."""
+    monkeypatch.setattr(K, "SORT_BLOCK_BYTES", 37 * 5 * 8)
+    rng = np.random.default_rng(4)
+    m = (rng.standard_normal((37, 1003)) * 10).astype(dtype)
+    # float32 order statistics are interpolated in float64: numpy's quantiles of the values as float64
+    ref_m = m.astype(np.float64) if dtype == np.float32 else m
+    for got, ref in zip(K.column_quantiles(m, SPECS), _numpy_quantiles(ref_m), strict=True):
+        np.testing.assert_array_equal(got, ref)
+    mean, var, (lo, hi) = K.column_summaries(m, np.zeros(37), "gaussian", [(0.05, "linear"), (0.95, "linear")])
+    m64 = m.astype(np.float64)
+    np.testing.assert_allclose(mean, m64.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(var, m64.var(axis=0, ddof=1), rtol=1e-10)
+    np.testing.assert_array_equal(lo, np.quantile(m64, 0.05, axis=0))
+    np.testing.assert_array_equal(hi, np.quantile(m64, 0.95, axis=0))
+
+
 def test_column_quantiles_rejects_unknown_method():
     with pytest.raises(ValueError, match="method='nearest'"):
         K.column_quantiles(np.zeros((3, 2)), [(0.5, "nearest")])
