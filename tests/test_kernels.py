@@ -125,6 +125,30 @@ def test_column_quantiles_in_many_blocks_equal_numpy(monkeypatch, dtype):
     np.testing.assert_array_equal(hi, np.quantile(m64, 0.95, axis=0))
 
 
+def test_column_quantiles_leave_the_input_unchanged_and_follow_numpy_on_nan():
+    """Blocks whose transpose is already contiguous (one column, Fortran order, a transposed array) are
+    copied before sorting; a column holding NaN has NaN quantiles, as numpy's."""
+    rng = np.random.default_rng(8)
+    for m in (rng.standard_normal((7, 1)), np.asfortranarray(rng.standard_normal((9, 4))),
+              rng.standard_normal((5, 11)).T):
+        before = m.copy()
+        got = K.column_quantiles(m, SPECS)
+        np.testing.assert_array_equal(m, before)
+        for g, ref in zip(got, _numpy_quantiles(before), strict=True):
+            np.testing.assert_array_equal(g, ref)
+        K.column_summaries(m, np.zeros(m.shape[0]), "gaussian", [(0.5, "linear")])
+        np.testing.assert_array_equal(m, before)
+    m = rng.standard_normal((11, 6))
+    m[3, 1] = np.nan
+    m[[0, 5], 4] = np.nan
+    for g, ref in zip(K.column_quantiles(m, SPECS), _numpy_quantiles(m), strict=True):
+        np.testing.assert_array_equal(g, ref)
+    mean, var, (lo, hi) = K.column_summaries(m, np.zeros(11), "gaussian", [(0.05, "linear"), (0.95, "linear")])
+    np.testing.assert_array_equal(lo, np.quantile(m, 0.05, axis=0))
+    np.testing.assert_array_equal(hi, np.quantile(m, 0.95, axis=0))
+    assert np.isnan(mean[[1, 4]]).all() and np.isfinite(mean[[0, 2, 3, 5]]).all()
+
+
 def test_column_quantiles_rejects_unknown_method():
     with pytest.raises(ValueError, match="method='nearest'"):
         K.column_quantiles(np.zeros((3, 2)), [(0.5, "nearest")])

@@ -279,17 +279,22 @@ def column_order_stats(mat: np.ndarray, ks) -> np.ndarray:
     (A/B against the previous code in one session, 2026-12-06, the 2-core AMD EPYC of ``benchmarks/README.md``,
     which has AVX2; numpy 2.5).
     """
+    mat = np.asarray(mat)
     ks = np.asarray(ks, dtype=np.int64)
     S, J = mat.shape
     out = np.empty((ks.shape[0], J), dtype=mat.dtype)
     if J == 0 or ks.shape[0] == 0:
         return out
     width = max(1, SORT_BLOCK_BYTES // max(1, S * mat.dtype.itemsize))
+    floating = np.issubdtype(mat.dtype, np.floating)
 
     def work(j0):
-        cols = np.ascontiguousarray(mat[:, j0:j0 + width].T)
+        cols = np.array(mat[:, j0:j0 + width].T, order="C")  # always a copy: the caller's array is not sorted
         cols.sort(axis=1)
-        out[:, j0:j0 + cols.shape[0]] = cols[:, ks].T
+        block = cols[:, ks].T
+        if floating:  # NaN sorts last; numpy's quantiles of a column holding one are NaN
+            block[:, np.isnan(cols[:, -1])] = np.nan
+        out[:, j0:j0 + cols.shape[0]] = block
 
     each_in_threads(work, range(0, J, width))
     return out
@@ -323,7 +328,8 @@ def _column_block(mat, offset, link, j0, cols, mean, var):
 def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) -> tuple:
     """Mean, variance (ddof=1) and quantiles of every column of ``inverse_link(offset[:, None] + mat)``.
 
-    ``mat`` is (draws x groups), read in place (no copy of its size); ``specs`` as in
+    ``mat`` is (draws x groups), read in place when it is a C-contiguous float32 or float64 array (the
+    posterior's group effects; any other array is first copied as float64); ``specs`` as in
     :func:`column_quantiles`. Returns ``(mean, var, [quantile arrays])``. The quantiles follow numpy's
     definitions exactly; mean and variance are two-pass sums (agreeing with numpy's to rounding).
     Blocks of columns are transformed by a compiled pass into contiguous float64 rows and sorted by
@@ -346,7 +352,9 @@ def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) ->
             cols = np.empty((min(width, J - j0), S))
             _column_block(mat, offset, link, j0, cols, mean, var)
             cols.sort(axis=1)
-            stats[:, j0:j0 + cols.shape[0]] = cols[:, ks].T
+            block = cols[:, ks].T
+            block[:, np.isnan(cols[:, -1])] = np.nan  # NaN sorts last; numpy's quantiles of such a column are NaN
+            stats[:, j0:j0 + cols.shape[0]] = block
 
         each_in_threads(work, range(0, J, width))
     return mean, var, _quantiles_from_stats(stats, ks, plan)
