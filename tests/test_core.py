@@ -146,6 +146,25 @@ def test_categorical_columns_coded_from_their_codes_as_from_their_values():
         design_matrix(unseen.assign(s=unseen["s"].astype(object)), gd.terms)
 
 
+@pytest.mark.parametrize("new_values", [
+    [1.0, 2.0, 3.0, 1.0],                                   # floats for integer levels (1 == 1.0)
+    np.array([1, 2, 3, 1], dtype=np.int8),                   # other integer dtype
+    pd.Categorical([1, 2, 3, 1], categories=[3, 2, 1]),     # integer categories in another order
+    pd.array([1, 2, 3, 1], dtype="Int64"),                   # nullable integers
+])
+def test_integer_levels_match_equal_values_of_other_types(new_values):
+    """A categorical of integer levels, coded at prediction time from values of other types: levels are
+    matched by equality (pandas' hashing and Python's == agree: 1, 1.0, int8(1), Int64 1 and the
+    category 1 are one level); the matrix is pinned explicitly."""
+    from hierpool.data.terms import design_matrix
+
+    train = pd.DataFrame({"y": np.arange(6.0), "g": list("aabbcc"), "k": pd.Categorical([1, 2, 3, 1, 2, 3])})
+    gd = hp.prepare(train, y="y", group="g", predictors=["k"])
+    assert gd.predictors == ["k[2]", "k[3]"]
+    got = design_matrix(pd.DataFrame({"k": new_values}), gd.terms)
+    np.testing.assert_array_equal(got, [[0, 0], [1, 0], [0, 1], [0, 0]])
+
+
 def test_prepare_natural_scale_means():
     df = pd.DataFrame({"y": [1, 3, 0, 2], "n": [2, 4, 5, 5], "g": [1, 1, 2, 2]})
     gd = hp.prepare(df, y="y", group="g", family="binomial", trials="n")
