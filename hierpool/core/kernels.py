@@ -281,23 +281,31 @@ def column_order_stats(mat: np.ndarray, ks) -> np.ndarray:
     """
     mat = np.asarray(mat)
     ks = np.asarray(ks, dtype=np.int64)
-    S, J = mat.shape
-    out = np.empty((ks.shape[0], J), dtype=mat.dtype)
-    if J == 0 or ks.shape[0] == 0:
-        return out
-    width = max(1, SORT_BLOCK_BYTES // max(1, S * mat.dtype.itemsize))
-    floating = np.issubdtype(mat.dtype, np.floating)
+    out = np.empty((ks.shape[0], mat.shape[1]), dtype=mat.dtype)
+    if ks.shape[0]:  # always a copy of the block: the caller's array is not sorted
+        _sorted_column_blocks(mat.shape, mat.dtype.itemsize, lambda j0, j1: np.array(mat[:, j0:j1].T, order="C"),
+                              ks, out)
+    return out
+
+
+def _sorted_column_blocks(shape: tuple, itemsize: int, block_rows, ks: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, j] = sorted(column j)[ks]`` for the (draws x groups) ``shape``, in blocks of columns of about
+    :data:`SORT_BLOCK_BYTES` run in threads: ``block_rows(j0, j1)`` returns columns ``j0..j1-1`` as the rows
+    of a new C-contiguous array (sorted here in place). A column holding NaN gets NaN order statistics
+    (NaN sorts last), so the quantiles formed from them are NaN, as numpy's."""
+    S, J = shape
+    width = max(1, SORT_BLOCK_BYTES // max(1, S * itemsize))
 
     def work(j0):
-        cols = np.array(mat[:, j0:j0 + width].T, order="C")  # always a copy: the caller's array is not sorted
+        j1 = min(j0 + width, J)
+        cols = block_rows(j0, j1)
         cols.sort(axis=1)
         block = cols[:, ks].T
-        if floating:  # NaN sorts last; numpy's quantiles of a column holding one are NaN
+        if np.issubdtype(cols.dtype, np.floating):
             block[:, np.isnan(cols[:, -1])] = np.nan
-        out[:, j0:j0 + cols.shape[0]] = block
+        out[:, j0:j1] = block
 
     each_in_threads(work, range(0, J, width))
-    return out
 
 
 @njit(cache=True, nogil=True)
@@ -346,17 +354,13 @@ def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) ->
         mat = as_float_array(mat)
         offset = np.ascontiguousarray(offset, dtype=np.float64).reshape(S)
         link = _LINKS[family]
-        width = max(1, SORT_BLOCK_BYTES // max(1, S * 8))
 
-        def work(j0):
-            cols = np.empty((min(width, J - j0), S))
+        def block_rows(j0, j1):  # the inverse-link values (float64), with the columns' means and variances
+            cols = np.empty((j1 - j0, S))
             _column_block(mat, offset, link, j0, cols, mean, var)
-            cols.sort(axis=1)
-            block = cols[:, ks].T
-            block[:, np.isnan(cols[:, -1])] = np.nan  # NaN sorts last; numpy's quantiles of such a column are NaN
-            stats[:, j0:j0 + cols.shape[0]] = block
+            return cols
 
-        each_in_threads(work, range(0, J, width))
+        _sorted_column_blocks((S, J), 8, block_rows, ks, stats)
     return mean, var, _quantiles_from_stats(stats, ks, plan)
 
 
