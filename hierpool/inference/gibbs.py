@@ -72,7 +72,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.models.description import describe
 from hierpool.models.priors import Prior
 
-__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "population_dataset", "scale_prior", "pg_draws", "minority_share", "TAU_PRIORS"]
+__all__ = ["plan", "sample", "population_prior", "PopulationPrior", "population_dataset", "scale_prior", "pg_draws", "TAU_PRIORS"]
 
 _PI = math.pi
 
@@ -586,13 +586,6 @@ def plan(model) -> Plan | str:
                 prec0=prec0, code=code, par=par, on_square=on_square, tau_fixed=tau_fixed,
                 n_groups=gd.n_groups, has_tau=desc.variant != "ridge_fixed_effects",
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64))
-
-
-def minority_share(pl: Plan) -> float:
-    """The share of the rarer outcome: min(successes, failures) / trials over all rows."""
-    trials = float(pl.b.sum())
-    successes = float((pl.kappa + pl.b / 2).sum())
-    return min(successes, trials - successes) / trials if trials else 0.0
 
 
 # ------------------------------------------------------------------------------------------------------
