@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -20,12 +21,15 @@ from hierpool.core import integrated_rows as R
 from hierpool.core import names as N
 from hierpool.inference import integrated, sampling
 from hierpool.inference.diagnostics import check_sampling
+from hierpool.models.description import describe
 
 
-def _data(family, n_groups=40, seed=21, sizes=(1, 6)):
+def _frame(family, n_groups=40, seed=21, sizes=(1, 6)) -> tuple[pd.DataFrame, dict]:
+    """Simulated rows and the keywords of hp.prepare for them (2 normal predictors; binomial trials,
+    poisson exposures)."""
     df = hp.datasets.simulate(family, n_groups=n_groups, group_sizes=sizes, n_predictors=2, seed=seed, trials=4,
                               tau=0.9)
-    kw = {}
+    kw = {"y": "y", "group": "group", "predictors": ["x1", "x2"], "family": family}
     if family == "binomial":
         kw["trials"] = "trials"
     if family == "poisson":
@@ -33,7 +37,12 @@ def _data(family, n_groups=40, seed=21, sizes=(1, 6)):
         df["y"] = np.random.default_rng(seed + 1).poisson(df["exposure"] * np.exp(
             0.2 + 0.5 * df["x1"] - 0.3 * df["x2"] + df["true_group_effect"]))
         kw["exposure"] = "exposure"
-    return hp.prepare(df, y="y", group="group", predictors=["x1", "x2"], family=family, **kw)
+    return df, kw
+
+
+def _data(family, n_groups=40, seed=21, sizes=(1, 6)):
+    df, kw = _frame(family, n_groups, seed, sizes)
+    return hp.prepare(df, **kw)
 
 
 @pytest.fixture(scope="module", params=["bernoulli", "binomial", "poisson"])
@@ -325,6 +334,114 @@ def test_fit_with_a_client(dask_client):
         hp.fit(m, sampler="nutpie", client=dask_client)
     with pytest.raises(TypeError, match="client"):
         hp.fit(m, method="empirical_bayes", client=dask_client)
+
+
+def _on_workers(family, client, n_groups=400, npartitions=5, seed=21):
+    """The same rows prepared three ways: cells kept on the workers, cells gathered here (Dask without a
+    client), and pandas rows; a 3-level categorical predictor joins the two normal ones."""
+    dd = pytest.importorskip("dask.dataframe")
+    df, kw = _frame(family, n_groups=n_groups, seed=seed, sizes=(1, 5))
+    df["c"] = pd.Categorical(np.random.default_rng(seed + 2).choice(list("abc"), len(df)))
+    kw["predictors"] = ["x1", "x2", "c"]
+    ddf = dd.from_pandas(df, npartitions=npartitions)  # groups split over partitions: the shuffle joins them
+    return (hp.prepare(ddf, client=client, **kw), hp.prepare(ddf, **kw), hp.prepare(df, **kw))
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
+def test_cells_built_and_kept_on_the_workers(dask_client, family):
+    """hp.prepare(ddf, client=) builds the cells on the workers and leaves them there; the group totals,
+    centers and scales are those of the in-process reduction, and the log marginal likelihood of the
+    blocks built on the workers equals the in-process plan's (an identity up to the order of the sums:
+    relative 1e-12) at parameter values around the start."""
+    gw, gm, gr = _on_workers(family, dask_client)
+    assert gw.cells is None and gw.cells_on_workers.n_cells == gm.cells.y.shape[0]
+    assert "cells on Dask workers" in repr(gw) and gw.spec()["cells_on_workers"] is True
+    assert gw.groups.equals(gm.groups) and gw.groups.equals(gr.groups) and gw.predictors == gr.predictors
+    for a in ("group_n", "group_denominator", "group_raw_mean", "x_center", "x_scale"):
+        np.testing.assert_allclose(getattr(gw, a), getattr(gr, a), rtol=1e-12, atol=1e-12, err_msg=a)
+    held = dask_client.has_what()
+    parts = {f.key for f in gw.cells_on_workers.parts}
+    assert all(any(k in parts for k in keys) for keys in held.values()) and len(held) == 2  # both workers
+    pw, pr = integrated.plan(hp.random_intercepts(gw)), integrated.plan(hp.random_intercepts(gr, collapse=True))
+    assert pw.client is dask_client and sum(len(g) for g in pw.block_groups) == gw.n_groups
+    phis = pr.start + 0.3 * np.random.default_rng(5).standard_normal((9, pr.dim))
+    lw, lr = integrated.log_marginal(pw, phis, 12), integrated.log_marginal(pr, phis, 12)
+    np.testing.assert_allclose(lw, lr, rtol=1e-12)
+    shifted = phis.copy()
+    shifted[:, 1] += 0.01  # a control that must fail: another beta gives another likelihood
+    assert np.max(np.abs(integrated.log_marginal(pw, shifted, 12) - lr)) > 1e-3
+
+
+@pytest.mark.slow
+def test_fit_of_cells_on_workers_equals_the_in_process_fit(dask_client):
+    """hp.fit of data kept on the workers: the population draws of the in-process fit (the two log targets
+    agree to 1e-12, so every accept/reject decision is the same unless a uniform falls within ~1e-11 of
+    its threshold: probability below 1e-7 over these 1,400 decisions; the proposals, placed at the mode
+    the optimizer finds from sums in another order, agree to ~1e-10, against posterior sds of ~0.1), and
+    group effects drawn on the
+    workers (other seeds) equal in distribution. Given the same population draws, each group's two means
+    of S = 4 x 300 conditional draws differ by a mean-zero error of variance 2 E[Var(u_j | phi)] / S, at
+    most 2 Var(u_j | y) / S: z_j^2 averages at most 1 over the 400 groups (sd of that average 0.07), so
+    1.5 is a bound 7 sd out. Control: the same comparison with the groups misaligned fails it."""
+    gw, _, gr = _on_workers("bernoulli", dask_client)
+    kw = dict(draws=300, tune=50, random_seed=3)
+    dw = quiet_fit(hp.random_intercepts(gw), **kw)
+    dr = quiet_fit(hp.random_intercepts(gr, collapse=True), sampler="integrated", **kw)
+    assert dw.attrs["hierpool_sampler"] == "integrated"
+    for v in (N.INTERCEPT, N.BETA, N.TAU):
+        np.testing.assert_allclose(dw["posterior"][v].values, dr["posterior"][v].values, rtol=1e-6, atol=1e-8,
+                                   err_msg=v)
+    uw, ur = (d["posterior"][N.GROUP_EFFECT] for d in (dw, dr))
+    S = uw.sizes["chain"] * uw.sizes["draw"]
+    var = 0.5 * (uw.var(("chain", "draw")) + ur.var(("chain", "draw"))).values
+    diff = (uw.mean(("chain", "draw")) - ur.mean(("chain", "draw"))).values
+    assert np.mean(diff**2 / (2 * var / S)) < 1.5
+    perm = np.roll(np.arange(gw.n_groups), 1)
+    assert np.mean((uw.mean(("chain", "draw")).values[perm] - ur.mean(("chain", "draw")).values) ** 2
+                   / (2 * var / S)) > 1.5
+    assert hp.shrinkage(dw).shape[0] == gw.n_groups and hp.rank_groups(dw).shape[0] == gw.n_groups
+
+
+def test_cells_on_workers_refusals(dask_client):
+    """What cannot use cells kept on the workers says so, by name."""
+    gw, _, _ = _on_workers("poisson", dask_client, n_groups=60, npartitions=2)
+    df, kw = _frame("poisson", n_groups=20)
+    with pytest.raises(TypeError, match="pandas DataFrame is in this process"):
+        hp.prepare(df, client=dask_client, **kw)
+    dd = pytest.importorskip("dask.dataframe")
+    gdf, gkw = _frame("gaussian", n_groups=20)
+    gkw.pop("family")
+    with pytest.raises(TypeError, match="family='gaussian'"):
+        hp.prepare(dd.from_pandas(gdf, npartitions=2), client=dask_client, family="gaussian", **gkw)
+    with pytest.raises(TypeError, match="Client"):
+        hp.prepare(dd.from_pandas(df, npartitions=2), client="tcp://127.0.0.1:8786", **kw)
+    m = hp.random_intercepts(gw)
+    for bad in (dict(sampler="nutpie"), dict(sampler="gibbs"), dict(method="empirical_bayes"),
+                dict(target_accept=0.9), dict(client=object())):
+        with pytest.raises(ValueError, match="Dask"):
+            hp.fit(m, **bad)
+    with pytest.raises(RuntimeError, match="kept on Dask workers"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's object mode for the refusing node
+        m.compile_logp()(m.initial_point())  # what pm.sample would evaluate: it refuses, never the prior alone
+    with pytest.raises(ValueError, match="cannot run this model: .*intercept"):
+        hp.fit(hp.random_intercepts(gw, priors={"intercept": hp.Prior("StudentT", nu=3, mu=0, sigma=2)}))
+
+
+def test_cells_on_workers_without_predictors_integrate_by_patterns(dask_client):
+    """Without predictors a binomial-type model integrates every group effect out by (successes, trials)
+    patterns, read from the group totals that came back: the same patterns as from the rows, so the
+    model is fitted in this process by any sampler."""
+    from hierpool.models.collapse import integrated_patterns
+
+    dd = pytest.importorskip("dask.dataframe")
+    df, kw = _frame("binomial", n_groups=80)
+    kw["predictors"] = []
+    gw, gr = hp.prepare(dd.from_pandas(df, npartitions=3), client=dask_client, **kw), hp.prepare(df, **kw)
+    mw = hp.random_intercepts(gw)
+    assert describe(mw).collapse == "integrated"
+    pw, pr = integrated_patterns(gw), integrated_patterns(gr)
+    np.testing.assert_array_equal(pw.group_pattern, pr.group_pattern)
+    np.testing.assert_array_equal(pw.counts, pr.counts)
 
 
 def test_progressbar_shows_progress(capsys):

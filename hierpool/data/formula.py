@@ -384,7 +384,7 @@ def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
 
 
 def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), family=None, trials=None,
-                    exposure=None):
+                    exposure=None, client=None):
     """:func:`hierpool.prepare` for a formula (see this module's docstring for what a formula may say)."""
     from hierpool.data.prepare import _prepare, with_slopes
     from hierpool.data.reduce import is_dask_or_path
@@ -415,7 +415,8 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if len(f.factors) > 1:
             raise _bad(formula, "several grouping factors need a pandas DataFrame; data beyond memory (Dask, "
                                 "Parquet/CSV paths) takes one grouping factor.")
-        return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure), f.slopes)
+        return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure,
+                                    client=client), f.slopes)
     needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")),
               exposure if isinstance(exposure, str) else None, *f.columns]
     missing = [c for c in dict.fromkeys(needed) if c is not None and c not in df.columns]

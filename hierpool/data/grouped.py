@@ -12,6 +12,7 @@ import pandas as pd
 
 from hierpool.core.families import Family, get_family
 from hierpool.data.stats import (
+    CellsOnWorkers,
     CountPatterns,
     GaussianStats,
     SizeClasses,
@@ -244,6 +245,8 @@ class GroupedStats(GroupedBase):
     trials_name: str | int | None = None
     exposure_name: str | None = None
     source: str = field(default="")
+    #: count cells kept on Dask workers (``hp.prepare(..., client=)``) in place of ``cells``, else None
+    cells_on_workers: CellsOnWorkers | None = None
 
     @property
     def y_sd(self) -> float:
@@ -256,10 +259,15 @@ class GroupedStats(GroupedBase):
             "exposure": self.exposure_name, "predictors": self.predictors, "terms": self.terms,
             "x_center": self.x_center.tolist(), "x_scale": self.x_scale.tolist(), "rows_kept": False,
             "n_obs": self.n_obs, "y_sd": self.y_sd,
-            "source": self.source,
+            "source": self.source, **({"cells_on_workers": True} if self.cells_on_workers is not None else {}),
         }
 
     def __repr__(self) -> str:
-        kind = "gaussian statistics" if self.gaussian is not None else f"{self.cells.y.shape[0]} cells"
+        if self.gaussian is not None:
+            kind = "gaussian statistics"
+        elif self.cells_on_workers is not None:
+            kind = f"{self.cells_on_workers.n_cells} cells on Dask workers"
+        else:
+            kind = f"{self.cells.y.shape[0]} cells"
         return (f"GroupedStats(family={self.family!r}, rows={self.n_obs}, groups={self.n_groups}, "
                 f"predictors={self.predictors}, {kind})")

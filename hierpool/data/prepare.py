@@ -45,6 +45,7 @@ def prepare(
     formula: str | None = None,
     se: str | None = None,
     slopes: Sequence[str] | str | None = (),
+    client=None,
 ) -> GroupedData:
     """Validate a DataFrame of rows nested in groups and return a :class:`GroupedData`.
 
@@ -101,6 +102,15 @@ def prepare(
         be in ``predictors`` (the slopes vary around the population slope); a slope without the fixed term,
         a categorical column, or slopes with ``se=`` or data beyond memory are refused
         (:mod:`hierpool.data.slope_stats`). Kept as ``gd.slopes``.
+    client : dask.distributed.Client, optional
+        Count data beyond memory (bernoulli, binomial, poisson; a Dask DataFrame or a path) whose cells
+        should stay on this cluster's workers: the rows are shuffled by group there and each partition
+        reduced to its (group, predictor pattern) cells where it lives; only O(groups) totals come back
+        (``gd.cells_on_workers``; :func:`hierpool.data.reduce.reduce`). With continuous predictors nearly
+        every row is a cell, so without ``client`` the cells of every row are gathered into this process.
+        Such data is fitted by the integrated sampler, which evaluates the cells on the workers
+        (:func:`hierpool.fit`); pandas input, gaussian data, several grouping factors, ``se=`` and slopes
+        take no client.
 
     Returns
     -------
@@ -119,6 +129,10 @@ def prepare(
     >>> gd8.n_groups, gd8.summary_level
     (8, True)
     """
+    if client is not None and isinstance(df, pd.DataFrame):
+        raise TypeError("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a "
+                        "pandas DataFrame is in this process already: drop client=, or pass "
+                        "dask.dataframe.from_pandas(df, npartitions=...).")
     if formula is not None or (isinstance(y, str) and "~" in y):
         if se is not None:
             raise TypeError("se= (summary-level data) takes the keywords y=, se= and group=, not a formula.")
@@ -130,7 +144,7 @@ def prepare(
             raise ValueError(f"the formula gives the random slopes, (1 + x | g); do not pass slopes={slopes!r} too "
                              f"(formula={formula!r}).")
         return prepare_formula(df, formula, y=y, group=group, predictors=predictors, family=family, trials=trials,
-                               exposure=exposure)
+                               exposure=exposure, client=client)
     if group is not None and not isinstance(group, str) or isinstance(group, str) and "/" in group:
         from hierpool.data.factors import factor_names
 
@@ -153,7 +167,7 @@ def prepare(
 
         return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
                                exposure=exposure)
-    gd = _prepare(df, y, group, predictors, family, trials, exposure)
+    gd = _prepare(df, y, group, predictors, family, trials, exposure, client=client)
     return with_slopes(gd, slopes)
 
 
@@ -197,7 +211,7 @@ def prepare_factors(df, y, names: list[str], predictors, family, trials, exposur
     return replace(gd, factors=tuple(extra))
 
 
-def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dict] | None = None):
+def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dict] | None = None, client=None):
     """:func:`prepare` without the formula: ``terms`` (from a formula) replace those built from ``predictors``
     (then the columns the terms read)."""
     if not isinstance(df, pd.DataFrame):
@@ -205,7 +219,7 @@ def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dic
 
         if is_dask_or_path(df):
             return reduce(df, y=y, group=group, predictors=predictors, family=family, trials=trials,
-                          exposure=exposure)
+                          exposure=exposure, client=client)
         raise TypeError(
             f"df must be a pandas DataFrame, a Dask DataFrame or a path to Parquet/CSV files; got {type(df).__name__}."
         )

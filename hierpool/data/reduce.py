@@ -32,7 +32,7 @@ from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
-from hierpool.data.stats import CountPatterns, GaussianStats
+from hierpool.data.stats import CellsOnWorkers, CountPatterns, GaussianStats
 from hierpool.data.terms import build_terms, design_matrix, predictor_list, require_columns, require_roles
 
 
@@ -148,11 +148,20 @@ def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -
 
 
 def reduce(df, y: str, group: str, predictors=(), family: str | None = None, trials=None,
-           exposure=None) -> GroupedStats:
+           exposure=None, client=None) -> GroupedStats:
     """Reduce rows (pandas, Dask, or Parquet/CSV path) to the sufficient statistics of a collapsed model.
 
     Parameters are those of :func:`hierpool.prepare`. Returns a :class:`GroupedStats` that every factory
     accepts (gaussian: any variant; counts: collapsed cells).
+
+    ``client`` (a ``dask.distributed.Client``; count families, Dask or path input): the cells are built and
+    KEPT on the client's workers instead of gathered here (``GroupedStats.cells_on_workers``). After the
+    first pass (validation, group labels in first-seen order, predictor levels, and the rows' sums and
+    sums of squares of the predictors for their centers and scales), the rows are shuffled by group
+    (``DataFrame.shuffle``), so each group's rows meet in one partition, and each partition is reduced to
+    its cells on the worker that holds it, group indices global. Only per-group totals (rows, response sum,
+    trials or exposure: O(groups)) come back. The same cells as without ``client`` (in another order), so
+    the same model; the integrated sampler evaluates them where they live (:func:`hierpool.fit`).
 
     Examples
     --------
@@ -165,6 +174,8 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     predictors = predictor_list(predictors)
     if len(predictors) != len(set(predictors)):
         raise ValueError(f"predictors lists a column more than once: {predictors}.")
+    if client is not None:
+        _check_client(client, df, family, family_given)
     if isinstance(df, pd.DataFrame):
         if len(df) == 0:
             raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
@@ -187,11 +198,29 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     parts = ddf.to_delayed()
     return _reduce_partitions(parts, ddf, y, group, predictors, family, trials, exposure, source,
                               family_given=family_given,
-                              compute=dask.compute, delayed=dask.delayed)
+                              compute=dask.compute, delayed=dask.delayed, client=client)
+
+
+def _check_client(client, df, family: str, family_given: bool) -> None:
+    """``client=`` of :func:`reduce`: a distributed Client, with Dask or path input and a count family."""
+    try:
+        from distributed import Client
+    except ImportError as err:
+        raise ImportError("client= needs dask.distributed; install it with: pip install 'hierpool[dask]'") from err
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a dask.distributed.Client; got {type(client).__name__}.")
+    if isinstance(df, pd.DataFrame):
+        raise TypeError("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a "
+                        "pandas DataFrame is in this process already: drop client=, or pass "
+                        "dask.dataframe.from_pandas(df, npartitions=...).")
+    if not family_given or get_family(family).has_sigma:
+        raise TypeError(f"client= keeps count data's cells on the Dask workers (family='bernoulli', 'binomial' or "
+                        f"'poisson'); family={family!r} data reduces to sufficient statistics of a few numbers per "
+                        "group in this process: drop client=.")
 
 
 def _reduce_partitions(parts, frame, y, group, predictors, family, trials, exposure, source,
-                       compute=None, delayed=None, family_given=True):
+                       compute=None, delayed=None, family_given=True, client=None):
     is_dask = compute is not None
     if len(frame.columns) and not (y in frame.columns and group in frame.columns):
         require_columns(pd.DataFrame(columns=list(frame.columns)), "y", [y])
@@ -229,6 +258,8 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     terms = build_terms(levels, predictors)
     P = sum(len(t["names"]) for t in terms)
     names = [n for t in terms for n in t["names"]]
+    if client is not None:
+        return _cells_on_workers(client, frame, labels, terms, y, group, family, trials, exposure, n_obs, source)
 
     # pass 2: sums
     shift_x = np.zeros(P)
@@ -308,3 +339,81 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
                         y_name=y, group_name=group, n_obs=n_obs, y_total_ss=0.0, cells=cp,
                         trials_name=trials, exposure_name=exposure,
                         source=source)
+
+
+# ------------------------------------------------------------------------------------------------------
+# count cells kept on Dask workers
+def _partition_moments(pdf: pd.DataFrame, terms: list[dict], shift: np.ndarray) -> np.ndarray:
+    """Sums and sums of squares of one partition's predictor columns about ``shift``: (2, P)."""
+    X = design_matrix(pdf, terms, context="predictors") - shift
+    return np.stack([X.sum(axis=0), (X * X).sum(axis=0)])
+
+
+def _partition_cells(pdf: pd.DataFrame, labels: pd.Index, y, group, terms, family, trials, exposure,
+                     center: np.ndarray, scale: np.ndarray) -> tuple:
+    """One partition of rows shuffled by group (each group's rows all here) reduced to its cells, on the
+    worker that holds it: ``(CountPatterns, totals, cells)``, ``totals`` (4, groups here): global group
+    index, rows, response sum and size sum (trials or exposure) of each of its groups."""
+    P = center.shape[0]
+    fam = get_family(family)
+    cells = _partition_stats(pdf, y, group, terms, family, trials, exposure, np.zeros(P), 0.0)["cells"]
+    gidx = labels.get_indexer(cells["g"].to_numpy()).astype(np.int64)
+    Xc = cells[[f"x{k}" for k in range(P)]].to_numpy(dtype=float) if P else np.zeros((len(cells), 0))
+    size = cells["size"].to_numpy(dtype=float)
+    yv = cells["y"].to_numpy(dtype=float)
+    trials_c, exposure_c = fam.cell_sizes(size)
+    cp = CountPatterns(group_idx=gidx, Xs=(Xc - center) / scale if P else Xc, y=yv, trials=trials_c,
+                       exposure=exposure_c, row_cell=None)
+    ids, inv = np.unique(gidx, return_inverse=True)
+    totals = np.stack([ids.astype(float)] + [np.bincount(inv, weights=w, minlength=ids.shape[0])
+                                              for w in (cells["rows"].to_numpy(dtype=float), yv, size)])
+    return cp, totals, len(cells)
+
+
+def _cells_on_workers(client, frame, labels: pd.Index, terms, y, group, family, trials, exposure, n_obs: int,
+                      source: str) -> GroupedStats:
+    """:func:`reduce` with ``client``: the cells built on the workers and left there."""
+    import operator
+
+    from dask import delayed
+
+    P = sum(len(t["names"]) for t in terms)
+    names = [n for t in terms for n in t["names"]]
+    # centers and scales as prepare(): the rows' mean and population sd (numeric columns; 1 for indicators),
+    # from sums about the first rows' mean (no cancellation)
+    shift = design_matrix(frame.head(1000, npartitions=-1), terms).mean(axis=0) if P else np.zeros(0)
+    moments = sum(client.gather(client.compute([delayed(_partition_moments)(p, terms, shift)
+                                                for p in frame.to_delayed()])))
+    m1 = moments[0] / n_obs
+    center = shift + m1
+    scale = np.ones(P)
+    col = 0
+    for t in terms:
+        if t["kind"] == "numeric":
+            scale[col] = float(np.sqrt(max(moments[1, col] / n_obs - m1[col] ** 2, 0.0)))
+            if not scale[col] > 0:
+                raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
+        col += len(t["names"])
+    # rows shuffled by group, each partition reduced to its cells where it lives
+    rows = client.compute(frame.shuffle(on=group).to_delayed())
+    lab = client.scatter(labels, broadcast=True, hash=False)
+    built = client.map(_partition_cells, rows, labels=lab, y=y, group=group, terms=terms, family=family,
+                       trials=trials, exposure=exposure, center=center, scale=scale, pure=False)
+    parts = client.map(operator.itemgetter(0), built, pure=False)
+    meta = client.gather(client.map(operator.itemgetter(1, 2), built, pure=False))
+    totals = [m[0] for m in meta]
+    del rows, built, lab  # the partitions' rows and the labels are released on the workers
+    J = len(labels)
+    ids = np.concatenate([t[0] for t in totals]).astype(np.int64)
+    if ids.shape[0] != J or np.bincount(ids, minlength=J).max() != 1:
+        raise RuntimeError(f"the shuffle by group={group!r} left {ids.shape[0]} groups in the partitions for {J} "
+                           "labels: a group's rows were not brought together.")
+    tot = np.empty((3, J))
+    tot[:, ids] = np.concatenate([t[1:] for t in totals], axis=1)
+    group_n, ysum, denom = tot
+    cells = CellsOnWorkers(client=client, parts=tuple(parts), n_cells=int(sum(m[1] for m in meta)),
+                           partition_cells=tuple(int(m[1]) for m in meta))
+    return GroupedStats(family=family, groups=labels, group_n=np.rint(group_n).astype(np.int64),
+                        group_denominator=denom, group_raw_mean=ysum / denom, predictors=names, x_center=center,
+                        x_scale=scale, terms=terms, y_name=y, group_name=group, n_obs=n_obs, y_total_ss=0.0,
+                        trials_name=trials, exposure_name=exposure, source=source, cells_on_workers=cells)

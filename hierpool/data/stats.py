@@ -91,6 +91,24 @@ class CountPatterns:
     row_cell: np.ndarray  # (N,) the cell of each row
 
 
+@dataclass(frozen=True, eq=False)
+class CellsOnWorkers:
+    """Count cells that stay on Dask workers (``hp.prepare(ddf, ..., client=)``; built by
+    :func:`hierpool.data.reduce.reduce`): the rows were shuffled by group on the workers and each partition
+    reduced there to its :class:`CountPatterns` (whole groups; ``group_idx`` holds the GLOBAL group index,
+    ``row_cell`` None). No process holds every cell: ``parts`` are ``distributed`` futures, one per partition,
+    released with this object. The integrated sampler builds its blocks of groups from them where they
+    live (:func:`hierpool.inference.integrated.plan`)."""
+
+    client: object  # the dask.distributed.Client whose workers hold the parts
+    parts: tuple  # futures of CountPatterns, one per partition
+    n_cells: int
+    partition_cells: tuple  # cells per partition
+
+    def __repr__(self) -> str:
+        return f"CellsOnWorkers({self.n_cells} cells in {len(self.parts)} partitions)"
+
+
 def count_patterns(gd: GroupedData, y: np.ndarray | None = None) -> CountPatterns:
     """Collapse rows sharing a group and a predictor pattern (bernoulli, binomial, poisson)."""
     y = gd.y if y is None else np.asarray(y, dtype=float)

@@ -51,6 +51,7 @@ Priors are those of the factory (read and checked as the Gibbs sampler reads the
 from __future__ import annotations
 
 import math
+import operator
 import time
 from dataclasses import dataclass
 
@@ -86,7 +87,8 @@ BLOCK_ROWS = 16_384
 
 @dataclass
 class Block:
-    """Rows of consecutive groups ``g0 .. g0 + J - 1``, sorted by group."""
+    """Rows of consecutive groups ``g0 .. g0 + J - 1``, sorted by group (``ids``: the groups' global
+    indices when the block was built from one partition of cells held by a Dask worker, else None)."""
 
     g0: int
     starts: np.ndarray
@@ -98,6 +100,7 @@ class Block:
     u0: np.ndarray | None = None  # each group's mode at phi0 (the Newton start)
     phi0: np.ndarray | None = None
     du0: np.ndarray | None = None  # d u0 / d phi at phi0: starts at phi are u0 + du0 (phi - phi0)
+    ids: np.ndarray | None = None
 
     @property
     def n_groups(self) -> int:
@@ -123,6 +126,10 @@ class Plan:
     x_center: np.ndarray
     x_scale: np.ndarray
     start: np.ndarray  # a starting phi
+    #: the Dask client whose workers hold ``blocks`` (then futures of Blocks) when the data's cells stay on
+    #: the workers (``hp.prepare(..., client=)``), and each block's global group indices; else None
+    client: object = None
+    block_groups: list | None = None
 
     @property
     def dim(self) -> int:
@@ -187,23 +194,57 @@ def plan(model) -> Plan | str:
     fam = R.FAMILY_CODES[desc.family]
     cp = gd.cells
     P = gd.n_predictors
-    if fam == R.LOGIT:
-        b = np.asarray(cp.trials, dtype=np.float64)
-        if np.any(b != np.round(b)):
+    client = block_groups = None
+    if cp is None:  # cells held by Dask workers: blocks built there, from each partition's cells
+        on = gd.cells_on_workers
+        client = on.client
+        built = client.map(partition_blocks, on.parts, fam=fam, n_predictors=P, pure=False)
+        meta = client.gather(client.map(_blocks_meta, built, pure=False))
+        if not all(whole for whole, _ in meta):
             return "trials are not whole numbers"
-        off = np.zeros_like(b)
-        rate = cp.y.sum() / b.sum()
+        blocks = [client.submit(operator.getitem, f, k, pure=False) for f, (_, ids) in zip(built, meta, strict=True)
+                  for k in range(len(ids))]
+        block_groups = [g for _, ids in meta for g in ids]
+        rate = gd.overall_mean  # sum of y over the sum of trials (or of exposure)
     else:
-        b = np.zeros_like(cp.y)
-        off = np.log(cp.exposure)
-        rate = cp.y.sum() / np.sum(cp.exposure)
-    blocks = make_blocks(fam, cp.group_idx, cp.y, b, off, np.asarray(cp.Xs).reshape(len(cp.y), P), gd.n_groups)
+        y, b, off, whole = _cell_arrays(fam, cp)
+        if not whole:
+            return "trials are not whole numbers"
+        rate = cp.y.sum() / (b.sum() if fam == R.LOGIT else np.sum(cp.exposure))
+        blocks = make_blocks(fam, cp.group_idx, y, b, off, np.asarray(cp.Xs).reshape(len(cp.y), P), gd.n_groups)
     has_tau = desc.variant != "ridge_fixed_effects" and pp.tau_fixed == 0.0
     a0 = float(gd.fam.link(min(max(rate, 1e-6), 1 - 1e-6) if fam == R.LOGIT else max(rate, 1e-6)))
     start = np.concatenate([[a0], np.zeros(P), [math.log(0.5)] if has_tau else []])
     return Plan(fam=fam, blocks=blocks, n_groups=gd.n_groups, n_predictors=P, prior=pp, has_tau=has_tau,
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64),
-                start=start)
+                start=start, client=client, block_groups=block_groups)
+
+
+def _cell_arrays(fam: int, cp) -> tuple:
+    """``(y, b, offset, whole)`` of count cells as the kernels take them: the logit families' trials ``b``
+    (``whole``: all whole numbers) and offset 0; poisson ``b`` 0 and offset log exposure."""
+    y = np.asarray(cp.y, dtype=np.float64)
+    if fam == R.LOGIT:
+        b = np.asarray(cp.trials, dtype=np.float64)
+        return y, b, np.zeros_like(b), bool(np.all(b == np.round(b)))
+    return y, np.zeros_like(y), np.log(cp.exposure), True
+
+
+def partition_blocks(cp, fam: int, n_predictors: int, block_rows: int = BLOCK_ROWS) -> list:
+    """The :class:`Block` s of one partition's cells (whole groups, ``group_idx`` global), built on the
+    Dask worker that holds them: groups numbered locally in the kernels, ``ids`` their global indices."""
+    y, b, off, _ = _cell_arrays(fam, cp)
+    ids, local = np.unique(np.asarray(cp.group_idx, dtype=np.int64), return_inverse=True)
+    blocks = make_blocks(fam, local.reshape(-1), y, b, off, np.asarray(cp.Xs).reshape(y.shape[0], n_predictors),
+                         ids.shape[0], block_rows)
+    for bl in blocks:
+        bl.ids = ids[bl.g0:bl.g0 + bl.n_groups]
+    return blocks
+
+
+def _blocks_meta(blocks: list) -> tuple:
+    """What the client needs of a partition's blocks: whether its trials are whole, each block's groups."""
+    return bool(all(np.all(bl.b == np.round(bl.b)) for bl in blocks)), [bl.ids for bl in blocks]
 
 
 def default_nodes(pl: Plan) -> int:
@@ -249,6 +290,11 @@ def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fi
     return out
 
 
+def _reset_start(bl: Block) -> None:
+    """Forget a block's Newton starts (a new evaluator starts from 0), where the block lives."""
+    bl.u0, bl.phi0, bl.du0 = np.zeros(bl.n_groups), None, None
+
+
 class _Evaluator:
     """Sums the blocks' log marginal likelihoods for a batch of phis, in threads over blocks or, with a
     Dask ``client``, in tasks on the workers that hold the blocks (scattered once: each call sends the
@@ -260,9 +306,17 @@ class _Evaluator:
         self.evaluations = 0
         self.client = client
         self.tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
-        for bl in pl.blocks:
-            bl.u0, bl.phi0, bl.du0 = np.zeros(bl.n_groups), None, None
         self.remote = None
+        if pl.client is not None:  # blocks built on the workers, from the cells they hold
+            if client is not None and client is not pl.client:
+                raise ValueError("client= is not the Dask client whose workers hold the data's cells "
+                                 "(hp.prepare(..., client=)); drop client= or pass that one.")
+            self.client = pl.client
+            self.remote = pl.blocks
+            self.client.gather(self.client.map(_reset_start, self.remote, pure=False))
+            return
+        for bl in pl.blocks:
+            _reset_start(bl)
         if client is not None:
             self.remote = client.scatter(list(pl.blocks), hash=False)  # spread over the workers, kept there
 
@@ -297,6 +351,10 @@ class _Evaluator:
         seeds = [int(s.generate_state(1)[0]) for s in seed.spawn(len(pl.blocks))]
         parts = self._map(block_draws_task, seeds, common=(pl.fam, phis, pl.has_tau, self.tau_fixed, dtype))
         out = np.empty((phis.shape[0], pl.n_groups), dtype=dtype)
+        if pl.block_groups is not None:  # blocks built on the workers: their groups' global indices
+            for ids, part in zip(pl.block_groups, parts, strict=True):
+                out[:, ids] = part
+            return out
         for bl, part in zip(pl.blocks, parts, strict=True):
             out[:, bl.g0:bl.g0 + bl.n_groups] = part
         return out

@@ -334,6 +334,8 @@ def fit(
                          f"{list(desc.slopes)}. Use method='full_bayes'.")
     if client is not None and method == "empirical_bayes":
         raise TypeError("client= runs the integrated sampler; method='empirical_bayes' takes no Dask client.")
+    _check_cells_on_workers(desc, method=method, sampler=sampler, client=client,
+                            kwargs={**kwargs, **({"target_accept": target_accept} if target_accept is not None else {})})
     if min_ess is not None:
         if method == "empirical_bayes":
             raise TypeError("min_ess applies to sampling; method='empirical_bayes' draws independent exact draws.")
@@ -641,6 +643,31 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
                     group_effect=ge)
+
+
+def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, kwargs) -> None:
+    """Data whose cells stay on Dask workers (``hp.prepare(..., client=)``) is fitted by the integrated
+    sampler only, with the client that holds them: anything else is refused here, by name."""
+    on = getattr(desc.data, "cells_on_workers", None)
+    if on is None or desc.collapse != "counts":
+        return
+    where = "this model's data are count cells kept on Dask workers (hp.prepare(..., client=))"
+    if method != "full_bayes":
+        raise ValueError(f"method={method!r}: {where}; only the integrated sampler (method='full_bayes', "
+                         "sampler='auto' or 'integrated') evaluates them there. Prepare the data without client= "
+                         "for empirical Bayes.")
+    if sampler not in ("auto", "integrated") or kwargs:
+        what = f"sampler={sampler!r}" if sampler not in ("auto", "integrated") else f"NUTS settings {sorted(kwargs)}"
+        raise ValueError(f"{what}: {where}; only sampler='auto' or 'integrated' (the integrated sampler, which "
+                         "evaluates them where they live) can fit it. Prepare the data without client= to sample "
+                         "it in this process.")
+    reason = integrated.ineligible(desc)
+    if reason is not None:
+        raise ValueError(f"{where}, and the integrated sampler, the one sampler that evaluates them there, cannot "
+                         f"run this model: {reason}.")
+    if client is not None and client is not on.client:
+        raise ValueError("client= is not the Dask client whose workers hold the data's cells "
+                         "(hp.prepare(..., client=)); drop client= or pass that one.")
 
 
 def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,

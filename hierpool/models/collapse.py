@@ -56,6 +56,8 @@ import weakref
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 
 from hierpool.core import names as N
 from hierpool.data.grouped import GroupedData, GroupedStats
@@ -120,11 +122,40 @@ def known_se_marginal_logp(y, se, mean, tau, lib=pt):
 
 COLLAPSE_CHOICES = N.COLLAPSE_CHOICES
 
+#: What evaluating the likelihood of cells held by Dask workers in this process says.
+ON_WORKERS_MESSAGE = ("this model's data are count cells kept on Dask workers (hp.prepare(..., client=)); no PyMC "
+                      "graph in this process can evaluate their likelihood. Fit it with hp.fit(model) (the "
+                      "integrated sampler evaluates the cells where they live), or prepare the data without "
+                      "client= to sample it here.")
+
+
+class LikelihoodOnWorkers(Op):
+    """The log-likelihood of count cells held by Dask workers (``hp.prepare(..., client=)``) as a node of
+    the PyMC model: the model keeps its priors, coordinates and description, but the cells are not here,
+    so evaluating the node (or its gradient) raises :data:`ON_WORKERS_MESSAGE` instead of sampling the
+    prior silently (``pm.sample`` on such a model). ``hp.fit`` runs the integrated sampler, which
+    evaluates the likelihood on the workers (:func:`hierpool.inference.integrated.plan`)."""
+
+    __props__ = ()
+
+    def make_node(self, x):
+        x = pt.as_tensor_variable(x)
+        return Apply(self, [x], [pt.dscalar()])
+
+    def perform(self, node, inputs, outputs):
+        raise RuntimeError(ON_WORKERS_MESSAGE)
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [self(inputs[0]) * pt.zeros_like(inputs[0])]
+
 
 def group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group successes and trials of a binomial-type fit without predictors (one cell per group)."""
+    """Per-group successes and trials of a binomial-type fit without predictors (one cell per group).
+    Data whose cells stay on Dask workers has them as its group totals (trials: the denominators)."""
     cp = gd.cells
     J = gd.n_groups
+    if cp is None and getattr(gd, "cells_on_workers", None) is not None:
+        return np.rint(gd.group_raw_mean * gd.group_denominator), np.asarray(gd.group_denominator, dtype=float)
     return (np.bincount(cp.group_idx, weights=cp.y, minlength=J),
             np.bincount(cp.group_idx, weights=cp.trials, minlength=J))
 

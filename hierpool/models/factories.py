@@ -51,6 +51,7 @@ from hierpool.data.reduce import is_dask_or_path
 from hierpool.models import crossed, integrated, parameterization
 from hierpool.models import slopes as _slopes
 from hierpool.models.collapse import (
+    LikelihoodOnWorkers,
     gaussian_marginal_logp_sizes,
     integrated_patterns,
     known_se_marginal_logp,
@@ -300,6 +301,8 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
             pat.k, pat.n, intercept_c, group_effect, counts=counts)))
     if collapse == "counts":
         cp = gd.cells
+        if cp is None:  # cells kept on Dask workers: hp.fit evaluates them there; here, a node that refuses
+            return pm.Potential(N.Y_MARGINAL, LikelihoodOnWorkers()(intercept_c))
         Xs, gidx, yv, trials = cp.Xs, cp.group_idx, cp.y, cp.trials
         offset = None if cp.exposure is None else np.log(cp.exposure)
         dims = N.CELL
