@@ -16,6 +16,10 @@ Simulated once per family (seeded), written to Parquet (hierpool) and CSV (R); t
 * ``glmer``: ``lme4::glmer(y ~ x1 + x2 + x3 + x4 [+ offset(log(exposure))] + (1 | group), nAGQ = 1)``
   (``lme4_fit.R``; x4 a factor). ``--skip-glmer`` leaves it out (the J = 1M linearity runs),
   ``--skip-hierpool`` runs it alone (its one run at J = 1M).
+* ``--dask-workers N``: hierpool's pipeline with the Parquet file read, shuffled by group and reduced to
+  cells on a ``LocalCluster`` of N one-thread worker processes (``hp.prepare(path, ..., client=)``,
+  started before the timing), the integrated sampler evaluating the cells there; the report adds each
+  worker's peak memory (``peak GB`` is then the fitting process's alone).
 
 Prints a markdown table with the ratio to glmer and each tool's tau; asserts nothing about time.
 
@@ -62,7 +66,7 @@ def simulate(family: str, n_groups: int, seed: int = 17) -> pd.DataFrame:
 
 def one_round(family: str, csv: Path, pq: Path, args) -> dict:
     hargs = argparse.Namespace(draws=args.draws, tune=args.tune, chains=4, timeout=args.timeout, skip_r=False,
-                               min_ess=args.min_ess, sampler=None)
+                               min_ess=args.min_ess, sampler=None, dask_workers=args.dask_workers)
     row = {}
     if not args.skip_hierpool:
         B.progress(f"  hierpool {family} ...")
@@ -88,6 +92,8 @@ def report(results: dict) -> None:
                 "family": fam, "J": f"{results['groups']:,}", "rows": runs.get("n_obs"), "run": k,
                 "hierpool s": C.f3(h.get("total_s")) if ok else h.get("error"),
                 "fit s": C.f3(h.get("fit_s")), "rank s": C.f3(h.get("rank_s")), "peak GB": C.f3(h.get("peak_gb")),
+                "workers' peak GB": ", ".join(C.f3(v) for v in h["worker_peak_gb"]) if h.get("worker_peak_gb")
+                else "-",
                 "chains": h.get("n_chains"), "R-hat max": C.f3(h.get("rhat_max")),
                 "ESS bulk/tail min": f"{h.get('ess_bulk_min_params', 0):.0f}/{h.get('ess_tail_min_params', 0):.0f}"
                 if ok else "", "accept": C.f3(integ.get("acceptance_rate")),
@@ -106,6 +112,10 @@ def main(argv=None) -> None:
     p.add_argument("--groups", type=int, default=200_000, help="number of groups J")
     p.add_argument("--families", nargs="+", default=["bernoulli", "poisson"], choices=["bernoulli", "poisson"])
     p.add_argument("--repeat", type=int, default=1, help="rounds (every tool once per round)")
+    p.add_argument("--dask-workers", type=int, default=None,
+                   help="run hierpool's pipeline with the data kept on a LocalCluster of this many worker "
+                        "processes (hp.prepare(path, ..., client=); issue 17 target 5): the fitting process "
+                        "never reads the rows")
     p.add_argument("--draws", type=int, default=400)
     p.add_argument("--tune", type=int, default=50)
     p.add_argument("--min-ess", type=float, default=400.0)

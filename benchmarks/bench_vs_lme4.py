@@ -47,8 +47,19 @@ def worker(args) -> None:
     import pandas as pd
 
     t = {}
-    with C.timer(t, "read_s"):
-        df = pd.read_parquet(args.data)
+    client = None
+    if getattr(args, "dask_workers", None):  # the data stays on the workers: this process never reads it
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=args.dask_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        import pyarrow.parquet as pq
+
+        df = pd.DataFrame(columns=pq.read_schema(args.data).names)  # the column names only
+    else:
+        with C.timer(t, "read_s"):
+            df = pd.read_parquet(args.data)
     rss_data = C.rss_gb()
     import arviz as az
     import nutpie
@@ -79,8 +90,9 @@ def worker(args) -> None:
 
     exposure = "exposure" if "exposure" in df.columns else None
     with C.timer(t, "prepare_s"):
-        gd = hp.prepare(df, y="y", group="group", predictors=preds, family=family,
-                        **({"exposure": exposure} if exposure else {}))
+        gd = hp.prepare(df if client is None else str(args.data), y="y", group="group", predictors=preds,
+                        family=family, **({"exposure": exposure} if exposure else {}),
+                        **({"client": client} if client is not None else {}))
     peaks["prepare"] = C.peak_rss_gb()
     with C.timer(t, "model_s"):
         model = hp.random_intercepts(gd)
@@ -135,6 +147,14 @@ def worker(args) -> None:
         "n_draws_stored": int(dt["posterior"].sizes["draw"]),
         "has_log_lik": "log_likelihood" in dt.children,
     }
+    if client is not None:
+        import resource
+
+        peak = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)  # KiB -> GB
+        out.update(dask_workers=args.dask_workers, worker_peak_gb=sorted(peak.values()),
+                   cells=gd.cells_on_workers.n_cells, partitions=len(gd.cells_on_workers.parts))
+        client.close()
+        cluster.close()
     print(json.dumps(out))
 
 
@@ -146,6 +166,8 @@ def run_hierpool(data: Path, family: str, args) -> dict:
         cmd += ["--min-ess", str(args.min_ess)]
     if getattr(args, "sampler", None):
         cmd += ["--sampler", args.sampler]
+    if getattr(args, "dask_workers", None):
+        cmd += ["--dask-workers", str(args.dask_workers)]
     res = C.run_child(cmd, timeout=args.timeout)
     out = C.last_json(res["stdout"])
     if res["rc"] != 0 or out is None:
@@ -318,6 +340,7 @@ def main(argv=None) -> None:
     p.add_argument("--family", default="gaussian", help=argparse.SUPPRESS)
     p.add_argument("--min-ess", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--sampler", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--dask-workers", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args)

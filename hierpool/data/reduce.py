@@ -10,6 +10,10 @@ collapsed models of :mod:`hierpool.models.collapse` need, and nothing per row.
   exposures. Exact too; it shrinks the data when predictors are categorical or discrete (with continuous
   predictors nearly every row is its own cell).
 
+- counts with ``client=`` (a ``dask.distributed.Client``): the same cells, built and KEPT on the workers
+  (rows shuffled by group, each partition reduced where it lives; :class:`CellsOnWorkers`), for data with
+  continuous predictors that no single process should hold. Only the integrated sampler fits them.
+
 A fit of a GroupedStats has the full posterior (parameters and every group effect) and every group-level
 analysis (shrinkage, ranks, implied ridge, predictions), but no row-level log-likelihood, so PSIS-LOO and
 posterior predictive checks of rows are not available for it.
@@ -158,8 +162,9 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     KEPT on the client's workers instead of gathered here (``GroupedStats.cells_on_workers``). After the
     first pass (validation, group labels in first-seen order, predictor levels, and the rows' sums and
     sums of squares of the predictors for their centers and scales), the rows are shuffled by group
-    (``DataFrame.shuffle``), so each group's rows meet in one partition, and each partition is reduced to
-    its cells on the worker that holds it, group indices global. Only per-group totals (rows, response sum,
+    (``DataFrame.shuffle``; as many partitions as the input has, and at least two per worker thread), so
+    each group's rows meet in one partition, and each partition is reduced to its cells on the worker that
+    holds it, group indices global. Only per-group totals (rows, response sum,
     trials or exposure: O(groups)) come back. The same cells as without ``client`` (in another order), so
     the same model; the integrated sampler evaluates them where they live (:func:`hierpool.fit`).
 
@@ -394,9 +399,12 @@ def _cells_on_workers(client, frame, labels: pd.Index, terms, y, group, family, 
             if not scale[col] > 0:
                 raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
         col += len(t["names"])
-    # rows shuffled by group, each partition reduced to its cells where it lives
-    rows = client.compute(frame.shuffle(on=group).to_delayed())
-    lab = client.scatter(labels, broadcast=True, hash=False)
+    # rows shuffled by group into at least two partitions per worker thread (so every worker holds some
+    # groups, and blocks can be evaluated in parallel), each partition reduced to its cells where it lives
+    nparts = max(frame.npartitions, 2 * sum(client.nthreads().values()))
+    rows = client.compute(frame.shuffle(on=group, npartitions=nparts).to_delayed())
+    # the labels as a typed index where they allow it (first-seen order kept): faster lookups on the workers
+    lab = client.scatter(pd.Index(labels.tolist(), name=labels.name), broadcast=True, hash=False)
     built = client.map(_partition_cells, rows, labels=lab, y=y, group=group, terms=terms, family=family,
                        trials=trials, exposure=exposure, center=center, scale=scale, pure=False)
     parts = client.map(operator.itemgetter(0), built, pure=False)

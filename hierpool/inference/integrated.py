@@ -39,7 +39,8 @@ error; SBC checks it, with a wrong-model control that fails). Every proposal is 
 state, so a whole phase's proposals are evaluated in one batch: each block of groups (its rows kept
 together) computes its share of every proposal's log marginal likelihood, in threads here, and only one
 number per proposal and block has to be added. That is what lets the same sampler run with the blocks on
-Dask workers (:func:`sample` with ``client=``). The sampling report diagnoses the population parameters
+Dask workers: scattered there from this process (:func:`sample` with ``client=``), or built there from
+cells that never left them (data from ``hp.prepare(..., client=)``; :func:`plan`, :func:`partition_blocks`). The sampling report diagnoses the population parameters
 on every draw; the group effects, exact conditional draws given them, are kept at every k-th draw when
 memory asks (as for the other samplers).
 
@@ -66,7 +67,7 @@ from hierpool.core.kernels import each_in_threads
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["plan", "ineligible", "sample", "imh_chains", "tau_coordinates", "density_in_tau", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
+__all__ = ["plan", "ineligible", "sample", "partition_blocks", "imh_chains", "tau_coordinates", "density_in_tau", "Plan", "Block", "log_marginal", "log_posterior", "posterior_mode",
            "T_DF", "MAX_TUNE", "default_nodes"]
 
 #: The proposal: a mixture of a Student-t with T_DF degrees of freedom (the posterior's shape when groups
@@ -569,7 +570,11 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     stay there; every evaluation sends a batch of phis and gets back one number per phi and block (and
     the gradient's few numbers during the mode search), and the group-effect draws come back once at the
     end. The draws equal those of the threaded run with the same seed (same blocks, same order of sums,
-    same seeds per block)."""
+    same seeds per block) as far as the workers' compiled kernels round as this process's do. A plan of
+    data whose cells stay on the workers (``pl.client``: blocks built there by :func:`partition_blocks`)
+    runs the same way without ``client``; its blocks are other blocks than the in-process plan's (cut per
+    partition), so its sums run in another order and its draws differ from an in-process fit's by rounding
+    (population parameters) and by the seeds of its blocks (group effects): the same posterior."""
     t0 = time.perf_counter()
     ev = _Evaluator(pl, n_nodes, client=client)
     bar = None

@@ -267,9 +267,14 @@ def fit(
         Run the integrated sampler on this Dask cluster: its blocks of groups are scattered to the
         workers once and stay there; each batch of proposals sends the few population parameters and
         receives one log-likelihood value per proposal and block (:func:`hierpool.inference.integrated.sample`).
-        Same draws as without a client for the same ``random_seed``. Only the count models' integrated
-        sampler takes a client (``sampler="integrated"``, or ``"auto"`` where it applies); gaussian models
-        are sampled from their sufficient statistics in this process.
+        The same draws as without a client for the same ``random_seed`` in every run measured (same blocks,
+        same order of sums; bit-for-bit only as far as the workers' compiled kernels round as this
+        process's do). Only the count models' integrated sampler takes a client (``sampler="integrated"``,
+        or ``"auto"`` where it applies); gaussian models are sampled from their sufficient statistics in
+        this process. Data prepared with ``hp.prepare(..., client=)`` (count cells kept on the workers,
+        ``gd.cells_on_workers``) needs no ``client=`` here: the integrated sampler builds its blocks on the
+        workers that hold the cells; it is the only way to fit such data (other samplers, NUTS settings,
+        ``method="empirical_bayes"`` and another client are refused).
     **kwargs
         Passed to :func:`pymc.sample`.
 
