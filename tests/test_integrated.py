@@ -427,6 +427,21 @@ def test_cells_on_workers_refusals(dask_client):
         hp.fit(hp.random_intercepts(gw, priors={"intercept": hp.Prior("StudentT", nu=3, mu=0, sigma=2)}))
 
 
+def test_cells_on_workers_with_more_partitions_than_groups(dask_client):
+    """Three groups shuffled into at least four partitions (two per worker thread): empty partitions hold no
+    cells and no blocks, and the log marginal likelihood is still the in-process one."""
+    dd = pytest.importorskip("dask.dataframe")
+    df, kw = _frame("bernoulli", n_groups=3, sizes=(2, 4))
+    gw = hp.prepare(dd.from_pandas(df, npartitions=1), client=dask_client, **kw)
+    gr = hp.prepare(df, **kw)
+    assert len(gw.cells_on_workers.parts) >= 4 and 0 in gw.cells_on_workers.partition_cells
+    pw, pr = integrated.plan(hp.random_intercepts(gw)), integrated.plan(hp.random_intercepts(gr, collapse=True))
+    assert sum(len(g) for g in pw.block_groups) == 3
+    phis = pr.start + 0.3 * np.random.default_rng(2).standard_normal((4, pr.dim))
+    np.testing.assert_allclose(integrated.log_marginal(pw, phis, 12), integrated.log_marginal(pr, phis, 12),
+                               rtol=1e-12)
+
+
 def test_cells_on_workers_without_predictors_integrate_by_patterns(dask_client):
     """Without predictors a binomial-type model integrates every group effect out by (successes, trials)
     patterns, read from the group totals that came back: the same patterns as from the rows, so the
