@@ -357,6 +357,7 @@ def test_cells_built_and_kept_on_the_workers(dask_client, family):
     assert gw.cells is None and gw.cells_on_workers.n_cells == gm.cells.y.shape[0]
     assert "cells on Dask workers" in repr(gw) and gw.spec()["cells_on_workers"] is True
     assert gw.groups.equals(gm.groups) and gw.groups.equals(gr.groups) and gw.predictors == gr.predictors
+    assert gw.groups.dtype == gr.groups.dtype  # integer labels stay integers, as from pandas
     for a in ("group_n", "group_denominator", "group_raw_mean", "x_center", "x_scale"):
         np.testing.assert_allclose(getattr(gw, a), getattr(gr, a), rtol=1e-12, atol=1e-12, err_msg=a)
     held = dask_client.has_what()
@@ -402,7 +403,7 @@ def test_fit_of_cells_on_workers_equals_the_in_process_fit(dask_client):
     assert hp.shrinkage(dw).shape[0] == gw.n_groups and hp.rank_groups(dw).shape[0] == gw.n_groups
 
 
-def test_cells_on_workers_refusals(dask_client):
+def test_cells_on_workers_refusals(dask_client, tmp_path):
     """What cannot use cells kept on the workers says so, by name."""
     gw, _, _ = _on_workers("poisson", dask_client, n_groups=60, npartitions=2)
     df, kw = _frame("poisson", n_groups=20)
@@ -415,14 +416,38 @@ def test_cells_on_workers_refusals(dask_client):
         hp.prepare(dd.from_pandas(gdf, npartitions=2), client=dask_client, family="gaussian", **gkw)
     with pytest.raises(TypeError, match="Client"):
         hp.prepare(dd.from_pandas(df, npartitions=2), client="tcp://127.0.0.1:8786", **kw)
+    with pytest.raises(TypeError, match="give family="):
+        hp.prepare(dd.from_pandas(df, npartitions=2), client=dask_client, **{**kw, "family": None, "exposure": None})
+    with pytest.raises(ValueError, match="random slopes need a pandas DataFrame"):
+        hp.prepare(dd.from_pandas(df, npartitions=2), client=dask_client, slopes=["x1"], **kw)
+    # what the pandas path refuses, the Dask paths refuse too (before any shuffle)
+    for col, val, msg in (("exposure", np.nan, "exposure='exposure' must be finite and positive"),
+                          ("exposure", 0.0, "exposure='exposure' must be finite and positive")):
+        bad = df.copy()
+        bad.loc[3, col] = val
+        for c in (dask_client, None):
+            with pytest.raises(ValueError, match=msg):
+                hp.prepare(dd.from_pandas(bad, npartitions=2), client=c, **kw)
+    bdf, bkw = _frame("binomial", n_groups=20)
+    bad = bdf.astype({"trials": float})
+    bad.loc[2, "trials"] = 2.5
+    with pytest.raises(ValueError, match="trials='trials' must hold integers >= 1"):
+        hp.prepare(dd.from_pandas(bad, npartitions=2), client=dask_client, **bkw)
+    n = len(df) // 2  # two Parquet files, the group column int64 in one and text in the other
+    df.iloc[:n].assign(group=lambda d: d["group"].str[1:].astype("int64")).to_parquet(tmp_path / "a.parquet")
+    df.iloc[n:].to_parquet(tmp_path / "b.parquet")  # labels "g0", "g1", ...
+    for c in (dask_client, None):
+        with pytest.raises(TypeError, match="mixes label types"):
+            hp.prepare(str(tmp_path / "*.parquet"), client=c, **kw)
     m = hp.random_intercepts(gw)
     for bad in (dict(sampler="nutpie"), dict(sampler="gibbs"), dict(method="empirical_bayes"),
                 dict(target_accept=0.9), dict(client=object())):
         with pytest.raises(ValueError, match="Dask"):
             hp.fit(m, **bad)
-    with pytest.raises(RuntimeError, match="kept on Dask workers"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba's object mode for the refusing node
-        m.compile_logp()(m.initial_point())  # what pm.sample would evaluate: it refuses, never the prior alone
+    for compiled in (m.compile_logp, m.compile_dlogp):  # what pm.sample would evaluate: never the prior alone
+        with pytest.raises(RuntimeError, match="kept on Dask workers"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba's object mode for the refusing node
+            compiled()(m.initial_point())
     with pytest.raises(ValueError, match="cannot run this model: .*intercept"):
         hp.fit(hp.random_intercepts(gw, priors={"intercept": hp.Prior("StudentT", nu=3, mu=0, sigma=2)}))
 
@@ -454,6 +479,8 @@ def test_cells_on_workers_without_predictors_integrate_by_patterns(dask_client):
     gw, gr = hp.prepare(dd.from_pandas(df, npartitions=3), client=dask_client, **kw), hp.prepare(df, **kw)
     mw = hp.random_intercepts(gw)
     assert describe(mw).collapse == "integrated"
+    with pytest.raises(ValueError, match="empirical_bayes"):  # its estimation reads cells: refused, by name
+        hp.fit(mw, method="empirical_bayes")
     pw, pr = integrated_patterns(gw), integrated_patterns(gr)
     np.testing.assert_array_equal(pw.group_pattern, pr.group_pattern)
     np.testing.assert_array_equal(pw.counts, pr.counts)

@@ -415,6 +415,8 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         if len(f.factors) > 1:
             raise _bad(formula, "several grouping factors need a pandas DataFrame; data beyond memory (Dask, "
                                 "Parquet/CSV paths) takes one grouping factor.")
+        if client is not None and f.slopes:  # refused before the data is read and shuffled
+            with_slopes(None, f.slopes)
         return with_slopes(_prepare(df, kw["y"], kw["group"], kw["predictors"], family, trials, exposure,
                                     client=client), f.slopes)
     needed = [f.response, f.failures, *(c for name in f.factors for c in name.split(":")),

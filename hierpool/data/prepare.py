@@ -167,6 +167,8 @@ def prepare(
 
         return prepare_summary(df, y=y, se=se, group=group, predictors=predictors, family=family, trials=trials,
                                exposure=exposure)
+    if client is not None and slopes:  # refused before the data is read and shuffled
+        with_slopes(None, slopes)
     gd = _prepare(df, y, group, predictors, family, trials, exposure, client=client)
     return with_slopes(gd, slopes)
 

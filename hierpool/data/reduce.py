@@ -37,7 +37,14 @@ from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
 from hierpool.data.stats import CellsOnWorkers, CountPatterns, GaussianStats
-from hierpool.data.terms import build_terms, design_matrix, predictor_list, require_columns, require_roles
+from hierpool.data.terms import (
+    build_terms,
+    check_group_labels,
+    design_matrix,
+    predictor_list,
+    require_columns,
+    require_roles,
+)
 
 
 def is_dask_or_path(obj) -> bool:
@@ -74,7 +81,9 @@ def _open(data):
 def _first_seen(ddf, group: str) -> pd.Index:
     parts = ddf[group].map_partitions(lambda s: pd.Series(pd.unique(s.to_numpy()), dtype=object),
                                       meta=(group, object)).compute()
-    return pd.Index(pd.unique(parts.to_numpy()), name=N.GROUP)
+    # typed where one type allows it (int64, str, datetime ...), as pandas input gives; mixed types stay
+    # object (and are refused by check_group_labels)
+    return pd.Index(pd.unique(parts.to_numpy()).tolist(), name=N.GROUP)
 
 
 def _levels_frame(ddf, predictors: list[str]) -> pd.DataFrame:
@@ -134,6 +143,23 @@ def _row_sizes(pdf: pd.DataFrame, fam, trials, exposure) -> np.ndarray:
     return fam.row_size(len(pdf), trials=tv, exposure=ev)
 
 
+def _size_problem(pdf: pd.DataFrame, trials, exposure) -> str:
+    """What is wrong with a partition's trials or exposure column, as the pandas path says it ("" if
+    nothing): trials must be whole numbers >= 1, exposures finite and positive."""
+    if isinstance(trials, str):
+        tv = pd.to_numeric(pdf[trials], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(tv) | (tv < 1) | (np.mod(tv, 1) != 0)
+        if bad.any():
+            return (f"trials={trials!r} must hold integers >= 1; found {int(bad.sum())} rows that are not (NaN, "
+                    "fractional or < 1).")
+    if isinstance(exposure, str):
+        ev = pd.to_numeric(pdf[exposure], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(ev) | (ev <= 0)
+        if bad.any():
+            return f"exposure={exposure!r} must be finite and positive; found {int(bad.sum())} rows that are not."
+    return ""
+
+
 def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -> pd.DataFrame:
     """Per-partition checks; returns a one-row frame of counts of problems (combined and raised later)."""
     out = {}
@@ -141,6 +167,7 @@ def _validate_partition(pdf: pd.DataFrame, y, group, family, trials, exposure) -
     out["y_bad"] = int((~np.isfinite(yv)).sum())
     out["y_not01"] = int((~np.isin(yv, (0.0, 1.0))).sum())
     out["group_na"] = int(pdf[group].isna().sum())
+    out["sizes"] = _size_problem(pdf, trials, exposure)
     try:
         fam = get_family(family)
         tv = _row_sizes(pdf, fam, trials, None) if fam.uses_trials else None
@@ -159,9 +186,10 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     accepts (gaussian: any variant; counts: collapsed cells).
 
     ``client`` (a ``dask.distributed.Client``; count families, Dask or path input): the cells are built and
-    KEPT on the client's workers instead of gathered here (``GroupedStats.cells_on_workers``). After the
-    first pass (validation, group labels in first-seen order, predictor levels, and the rows' sums and
-    sums of squares of the predictors for their centers and scales), the rows are shuffled by group
+    KEPT on the client's workers instead of gathered here (``GroupedStats.cells_on_workers``); every pass
+    runs on that client. After the first passes (validation, group labels in first-seen order, predictor
+    levels, and the rows' sums and sums of squares of the predictors for their centers and scales), the
+    rows are shuffled by group
     (``DataFrame.shuffle``; as many partitions as the input has, and at least two per worker thread), so
     each group's rows meet in one partition, and each partition is reduced to its cells on the worker that
     holds it, group indices global. Only per-group totals (rows, response sum,
@@ -201,9 +229,10 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     import dask
 
     parts = ddf.to_delayed()
-    return _reduce_partitions(parts, ddf, y, group, predictors, family, trials, exposure, source,
-                              family_given=family_given,
-                              compute=dask.compute, delayed=dask.delayed, client=client)
+    with dask.config.set(**({"scheduler": client} if client is not None else {})):  # every pass on the client
+        return _reduce_partitions(parts, ddf, y, group, predictors, family, trials, exposure, source,
+                                  family_given=family_given,
+                                  compute=dask.compute, delayed=dask.delayed, client=client)
 
 
 def _check_client(client, df, family: str, family_given: bool) -> None:
@@ -218,7 +247,10 @@ def _check_client(client, df, family: str, family_given: bool) -> None:
         raise TypeError("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a "
                         "pandas DataFrame is in this process already: drop client=, or pass "
                         "dask.dataframe.from_pandas(df, npartitions=...).")
-    if not family_given or get_family(family).has_sigma:
+    if not family_given:
+        raise TypeError("client= keeps count data's cells on the Dask workers: give family= ('bernoulli', "
+                        "'binomial' or 'poisson').")
+    if get_family(family).has_sigma:
         raise TypeError(f"client= keeps count data's cells on the Dask workers (family='bernoulli', 'binomial' or "
                         f"'poisson'); family={family!r} data reduces to sufficient statistics of a few numbers per "
                         "group in this process: drop client=.")
@@ -248,9 +280,13 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
                          "nothing silently: remove or impute these rows first.")
     if int(checks["group_na"].sum()):
         raise ValueError(f"group={group!r} has {int(checks['group_na'].sum())} missing labels.")
+    sizes = [m for m in checks["sizes"] if m]
+    if sizes:
+        raise ValueError(sizes[0])
     support = [m for m in checks["support"] if m]
     if support:
         raise ValueError(support[0])
+    check_group_labels(pd.Series(labels, dtype=object), group)  # one label type across partitions and files
     if not family_given and int(checks["y_not01"].sum()) == 0:
         raise ValueError(
             f"y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "

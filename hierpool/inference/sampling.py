@@ -273,8 +273,10 @@ def fit(
         or ``"auto"`` where it applies); gaussian models are sampled from their sufficient statistics in
         this process. Data prepared with ``hp.prepare(..., client=)`` (count cells kept on the workers,
         ``gd.cells_on_workers``) needs no ``client=`` here: the integrated sampler builds its blocks on the
-        workers that hold the cells; it is the only way to fit such data (other samplers, NUTS settings,
-        ``method="empirical_bayes"`` and another client are refused).
+        workers that hold the cells; with predictors it is the only way to fit such data (other samplers,
+        NUTS settings and another client are refused), and ``method="empirical_bayes"`` is refused for it.
+        (Without predictors a binomial-type model integrates by patterns of the group totals, in this
+        process, and any sampler fits it.)
     **kwargs
         Passed to :func:`pymc.sample`.
 
@@ -383,6 +385,10 @@ def fit(
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
                                       max_group_effect_values=max_group_effect_values, client=client)
+        if getattr(desc.data, "cells_on_workers", None) is not None and desc.collapse == "counts":
+            raise ValueError(f"this model's data are count cells kept on Dask workers (hp.prepare(..., client=)), "
+                             f"and the integrated sampler, the one sampler that evaluates them there, cannot run "
+                             f"it: {ip}. Prepare the data without client= to sample it in this process.")
         if sampler == "integrated" or client is not None:
             raise ValueError(f"sampler='integrated' cannot sample this model: {ip}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
@@ -654,13 +660,15 @@ def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, 
     """Data whose cells stay on Dask workers (``hp.prepare(..., client=)``) is fitted by the integrated
     sampler only, with the client that holds them: anything else is refused here, by name."""
     on = getattr(desc.data, "cells_on_workers", None)
-    if on is None or desc.collapse != "counts":
+    if on is None:
         return
     where = "this model's data are count cells kept on Dask workers (hp.prepare(..., client=))"
     if method != "full_bayes":
         raise ValueError(f"method={method!r}: {where}; only the integrated sampler (method='full_bayes', "
                          "sampler='auto' or 'integrated') evaluates them there. Prepare the data without client= "
                          "for empirical Bayes.")
+    if desc.collapse != "counts":  # no predictors: the patterns of group totals, here; any sampler fits them
+        return
     if sampler not in ("auto", "integrated") or kwargs:
         what = f"sampler={sampler!r}" if sampler not in ("auto", "integrated") else f"NUTS settings {sorted(kwargs)}"
         raise ValueError(f"{what}: {where}; only sampler='auto' or 'integrated' (the integrated sampler, which "

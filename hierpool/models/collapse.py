@@ -146,7 +146,9 @@ class LikelihoodOnWorkers(Op):
         raise RuntimeError(ON_WORKERS_MESSAGE)
 
     def pullback(self, inputs, outputs, output_grads):
-        return [self(inputs[0]) * pt.zeros_like(inputs[0])]
+        # the gradient is this node again (it refuses too); not multiplied by 0, which PyTensor would fold away
+        x = inputs[0]
+        return [pt.cast(self(x), x.dtype) * pt.ones_like(x)]
 
 
 def group_totals(gd) -> tuple[np.ndarray, np.ndarray]:
