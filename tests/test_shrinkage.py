@@ -365,3 +365,19 @@ def test_bad_input():
         hp.ridge_path(dt, lams=[1.0, -2.0])
     with pytest.raises(ValueError, match="n_lams"):
         hp.ridge_path(dt, n_lams=1)
+
+
+def test_ridge_path_of_a_fit_without_rows_is_refused_by_name():
+    """A fit of data reduced to sufficient statistics keeps no rows (constant_data has no group_idx):
+    ridge_path, which refits each group from its rows, says so instead of a KeyError."""
+    dt = make_fit(data=staircase(4), group_effect=np.zeros(4))
+    const = dt["constant_data"].to_dataset().drop_vars(["group_idx", "X"], errors="ignore")
+    if "obs" in const.dims:
+        const = const.drop_dims("obs")
+    children = {k: dt[k].to_dataset() for k in dt.children if k not in ("constant_data", "observed_data",
+                                                                         "log_likelihood")}
+    stats_fit = xr.DataTree.from_dict({**children, "constant_data": const})
+    stats_fit.attrs = dict(dt.attrs)
+    with pytest.raises(ValueError, match="keeps no rows"):
+        hp.ridge_path(stats_fit)
+    assert len(hp.ridge_path(dt, n_lams=3)) == 12  # the same fit with its rows

@@ -420,6 +420,10 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     """
     view = as_fit(dt)
     n_lams = positive_int("n_lams", n_lams, 2)
+    if N.GROUP_IDX not in view.const:
+        raise ValueError("ridge_path refits each group's penalized effect from its rows; this fit is of data "
+                         "reduced to sufficient statistics (hp.prepare of Dask or files), which keeps no rows. "
+                         "hp.shrinkage and hp.implied_ridge work on it.")
     attrs: dict = {"family": view.family}
     if view.hierarchical:
         imp = implied_ridge(dt, ci_prob=0.9).set_index("units").loc["lam"]
