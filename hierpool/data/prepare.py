@@ -130,9 +130,9 @@ def prepare(
     (8, True)
     """
     if client is not None and isinstance(df, pd.DataFrame):
-        raise TypeError("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a "
-                        "pandas DataFrame is in this process already: drop client=, or pass "
-                        "dask.dataframe.from_pandas(df, npartitions=...).")
+        from hierpool.data.reduce import PANDAS_WITH_CLIENT
+
+        raise TypeError(PANDAS_WITH_CLIENT)
     if formula is not None or (isinstance(y, str) and "~" in y):
         if se is not None:
             raise TypeError("se= (summary-level data) takes the keywords y=, se= and group=, not a formula.")

@@ -46,6 +46,12 @@ from hierpool.data.terms import (
     require_roles,
 )
 
+#: What ``client=`` with a pandas DataFrame says (:func:`reduce`, and :func:`hierpool.prepare` before it
+#: branches to paths that take no client).
+PANDAS_WITH_CLIENT = ("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a pandas "
+                      "DataFrame is in this process already: drop client=, or pass "
+                      "dask.dataframe.from_pandas(df, npartitions=...).")
+
 
 def is_dask_or_path(obj) -> bool:
     """True for a Dask DataFrame, or a str/Path naming Parquet or CSV files."""
@@ -108,6 +114,21 @@ def _levels_frame(ddf, predictors: list[str]) -> pd.DataFrame:
             reps = np.resize(np.arange(len(vals)), max(n, 2))
             frame[col] = vals.iloc[reps].reset_index(drop=True)
     return pd.DataFrame(frame)
+
+
+def _scales(terms: list[dict], variance) -> np.ndarray:
+    """The predictors' scales as :func:`hierpool.prepare` sets them: the population sd of each numeric
+    column (``variance(col)``: its population variance, however the reduction summed it), 1 for
+    indicators; a constant numeric column is refused."""
+    scale = np.ones(sum(len(t["names"]) for t in terms))
+    col = 0
+    for t in terms:
+        if t["kind"] == "numeric":
+            scale[col] = float(np.sqrt(variance(col)))
+            if not scale[col] > 0:
+                raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
+        col += len(t["names"])
+    return scale
 
 
 def _partition_stats(pdf: pd.DataFrame, y: str, group: str, terms: list[dict], family: str, trials,
@@ -244,9 +265,7 @@ def _check_client(client, df, family: str, family_given: bool) -> None:
     if not isinstance(client, Client):
         raise TypeError(f"client must be a dask.distributed.Client; got {type(client).__name__}.")
     if isinstance(df, pd.DataFrame):
-        raise TypeError("client= keeps the cells of a Dask DataFrame (or Parquet/CSV files) on the workers; a "
-                        "pandas DataFrame is in this process already: drop client=, or pass "
-                        "dask.dataframe.from_pandas(df, npartitions=...).")
+        raise TypeError(PANDAS_WITH_CLIENT)
     if not family_given:
         raise TypeError("client= keeps count data's cells on the Dask workers: give family= ('bernoulli', "
                         "'binomial' or 'poisson').")
@@ -300,7 +319,8 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     P = sum(len(t["names"]) for t in terms)
     names = [n for t in terms for n in t["names"]]
     if client is not None:
-        return _cells_on_workers(client, frame, labels, terms, y, group, family, trials, exposure, n_obs, source)
+        return _cells_on_workers(client, frame, labels, terms, names, y, group, family, trials, exposure, n_obs,
+                                 source)
 
     # pass 2: sums
     shift_x = np.zeros(P)
@@ -332,15 +352,7 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
         mean_x = shift_x + (n @ xbar_k) / n_obs
         # centers and scales as prepare(): population sd of numeric columns, 1 for indicators
         total_xx = sxx_w + ((xbar_k - (mean_x - shift_x)) * n[:, None]).T @ (xbar_k - (mean_x - shift_x))
-        scale = np.ones(P)
-        col = 0
-        for t in terms:
-            if t["kind"] == "numeric":
-                sd = float(np.sqrt(total_xx[col, col] / n_obs))
-                if not sd > 0:
-                    raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
-                scale[col] = sd
-            col += len(t["names"])
+        scale = _scales(terms, lambda c: total_xx[c, c] / n_obs)
         ybar = ybar_k + shift_y
         ymean = float(n @ ybar) / n_obs
         y_total_ss = syy_w + float(n @ (ybar - ymean) ** 2)
@@ -359,14 +371,7 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
     Xc = cells[[f"x{k}" for k in range(P)]].to_numpy(dtype=float) if P else np.zeros((len(cells), 0))
     rows = cells["rows"].to_numpy()
     mean_x = (rows @ Xc) / n_obs if P else np.zeros(0)
-    scale = np.ones(P)
-    col = 0
-    for t in terms:
-        if t["kind"] == "numeric":
-            scale[col] = float(np.sqrt(rows @ (Xc[:, col] - mean_x[col]) ** 2 / n_obs))
-            if not scale[col] > 0:
-                raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
-        col += len(t["names"])
+    scale = _scales(terms, lambda c: rows @ (Xc[:, c] - mean_x[c]) ** 2 / n_obs)
     J = len(labels)
     group_n = np.bincount(gidx, weights=rows, minlength=J)
     ysum = np.bincount(gidx, weights=cells["y"].to_numpy(), minlength=J)
@@ -411,15 +416,14 @@ def _partition_cells(pdf: pd.DataFrame, labels: pd.Index, y, group, terms, famil
     return cp, totals, len(cells)
 
 
-def _cells_on_workers(client, frame, labels: pd.Index, terms, y, group, family, trials, exposure, n_obs: int,
-                      source: str) -> GroupedStats:
+def _cells_on_workers(client, frame, labels: pd.Index, terms, names: list[str], y, group, family, trials, exposure,
+                      n_obs: int, source: str) -> GroupedStats:
     """:func:`reduce` with ``client``: the cells built on the workers and left there."""
     import operator
 
     from dask import delayed
 
-    P = sum(len(t["names"]) for t in terms)
-    names = [n for t in terms for n in t["names"]]
+    P = len(names)
     # centers and scales as prepare(): the rows' mean and population sd (numeric columns; 1 for indicators),
     # from sums about the first rows' mean (no cancellation)
     shift = design_matrix(frame.head(1000, npartitions=-1), terms).mean(axis=0) if P else np.zeros(0)
@@ -427,14 +431,7 @@ def _cells_on_workers(client, frame, labels: pd.Index, terms, y, group, family, 
                                                 for p in frame.to_delayed()])))
     m1 = moments[0] / n_obs
     center = shift + m1
-    scale = np.ones(P)
-    col = 0
-    for t in terms:
-        if t["kind"] == "numeric":
-            scale[col] = float(np.sqrt(max(moments[1, col] / n_obs - m1[col] ** 2, 0.0)))
-            if not scale[col] > 0:
-                raise ValueError(f"predictors: column {t['column']!r} is constant; drop it.")
-        col += len(t["names"])
+    scale = _scales(terms, lambda c: max(moments[1, c] / n_obs - m1[c] ** 2, 0.0))
     # rows shuffled by group into at least two partitions per worker thread (so every worker holds some
     # groups, and blocks can be evaluated in parallel), each partition reduced to its cells where it lives
     nparts = max(frame.npartitions, 2 * sum(client.nthreads().values()))
@@ -455,8 +452,7 @@ def _cells_on_workers(client, frame, labels: pd.Index, terms, y, group, family, 
     tot = np.empty((3, J))
     tot[:, ids] = np.concatenate([t[1:] for t in totals], axis=1)
     group_n, ysum, denom = tot
-    cells = CellsOnWorkers(client=client, parts=tuple(parts), n_cells=int(sum(m[1] for m in meta)),
-                           partition_cells=tuple(int(m[1]) for m in meta))
+    cells = CellsOnWorkers(client=client, parts=tuple(parts), partition_cells=tuple(int(m[1]) for m in meta))
     return GroupedStats(family=family, groups=labels, group_n=np.rint(group_n).astype(np.int64),
                         group_denominator=denom, group_raw_mean=ysum / denom, predictors=names, x_center=center,
                         x_scale=scale, terms=terms, y_name=y, group_name=group, n_obs=n_obs, y_total_ss=0.0,

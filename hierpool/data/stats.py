@@ -104,8 +104,11 @@ class CellsOnWorkers:
 
     client: object  # the dask.distributed.Client whose workers hold the parts
     parts: tuple  # futures of CountPatterns, one per partition
-    n_cells: int
     partition_cells: tuple  # cells per partition
+
+    @property
+    def n_cells(self) -> int:
+        return sum(self.partition_cells)
 
     def __repr__(self) -> str:
         return f"CellsOnWorkers({self.n_cells} cells in {len(self.parts)} partitions)"

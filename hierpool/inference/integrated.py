@@ -84,6 +84,9 @@ MAX_TUNE = 50
 BATCH = 250
 #: Rows (cells) per block of groups: the unit of work of a thread (or of a Dask task).
 BLOCK_ROWS = 16_384
+#: What a client other than the one holding the data's cells says (here and in :func:`hierpool.fit`).
+OTHER_CLIENT = ("client= is not the Dask client whose workers hold the data's cells (hp.prepare(..., client=)); "
+                "drop client= or pass that one.")
 
 
 @dataclass
@@ -310,8 +313,7 @@ class _Evaluator:
         self.remote = None
         if pl.client is not None:  # blocks built on the workers, from the cells they hold
             if client is not None and client is not pl.client:
-                raise ValueError("client= is not the Dask client whose workers hold the data's cells "
-                                 "(hp.prepare(..., client=)); drop client= or pass that one.")
+                raise ValueError(OTHER_CLIENT)
             self.client = pl.client
             self.remote = pl.blocks
             self.client.gather(self.client.map(_reset_start, self.remote, pure=False))

@@ -26,6 +26,7 @@ from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
 from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
 from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
+from hierpool.models.collapse import ON_WORKERS
 from hierpool.models.crossed import posterior_names
 from hierpool.models.description import ModelDescription, describe
 
@@ -386,9 +387,8 @@ def fit(
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
                                       max_group_effect_values=max_group_effect_values, client=client)
         if getattr(desc.data, "cells_on_workers", None) is not None and desc.collapse == "counts":
-            raise ValueError(f"this model's data are count cells kept on Dask workers (hp.prepare(..., client=)), "
-                             f"and the integrated sampler, the one sampler that evaluates them there, cannot run "
-                             f"it: {ip}. Prepare the data without client= to sample it in this process.")
+            raise ValueError(f"{ON_WORKERS}, and the integrated sampler, the one sampler that evaluates them there, "
+                             f"cannot run it: {ip}. Prepare the data without client= to sample it in this process.")
         if sampler == "integrated" or client is not None:
             raise ValueError(f"sampler='integrated' cannot sample this model: {ip}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
@@ -662,25 +662,23 @@ def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, 
     on = getattr(desc.data, "cells_on_workers", None)
     if on is None:
         return
-    where = "this model's data are count cells kept on Dask workers (hp.prepare(..., client=))"
     if method != "full_bayes":
-        raise ValueError(f"method={method!r}: {where}; only the integrated sampler (method='full_bayes', "
+        raise ValueError(f"method={method!r}: {ON_WORKERS}; only the integrated sampler (method='full_bayes', "
                          "sampler='auto' or 'integrated') evaluates them there. Prepare the data without client= "
                          "for empirical Bayes.")
     if desc.collapse != "counts":  # no predictors: the patterns of group totals, here; any sampler fits them
         return
     if sampler not in ("auto", "integrated") or kwargs:
         what = f"sampler={sampler!r}" if sampler not in ("auto", "integrated") else f"NUTS settings {sorted(kwargs)}"
-        raise ValueError(f"{what}: {where}; only sampler='auto' or 'integrated' (the integrated sampler, which "
+        raise ValueError(f"{what}: {ON_WORKERS}; only sampler='auto' or 'integrated' (the integrated sampler, which "
                          "evaluates them where they live) can fit it. Prepare the data without client= to sample "
                          "it in this process.")
     reason = integrated.ineligible(desc)
     if reason is not None:
-        raise ValueError(f"{where}, and the integrated sampler, the one sampler that evaluates them there, cannot "
+        raise ValueError(f"{ON_WORKERS}, and the integrated sampler, the one sampler that evaluates them there, cannot "
                          f"run this model: {reason}.")
     if client is not None and client is not on.client:
-        raise ValueError("client= is not the Dask client whose workers hold the data's cells "
-                         "(hp.prepare(..., client=)); drop client= or pass that one.")
+        raise ValueError(integrated.OTHER_CLIENT)
 
 
 def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,

@@ -122,11 +122,12 @@ def known_se_marginal_logp(y, se, mean, tau, lib=pt):
 
 COLLAPSE_CHOICES = N.COLLAPSE_CHOICES
 
+#: How every refusal names data whose cells stay on Dask workers.
+ON_WORKERS = "this model's data are count cells kept on Dask workers (hp.prepare(..., client=))"
 #: What evaluating the likelihood of cells held by Dask workers in this process says.
-ON_WORKERS_MESSAGE = ("this model's data are count cells kept on Dask workers (hp.prepare(..., client=)); no PyMC "
-                      "graph in this process can evaluate their likelihood. Fit it with hp.fit(model) (the "
-                      "integrated sampler evaluates the cells where they live), or prepare the data without "
-                      "client= to sample it here.")
+ON_WORKERS_MESSAGE = (f"{ON_WORKERS}; no PyMC graph in this process can evaluate their likelihood. Fit it with "
+                      "hp.fit(model) (the integrated sampler evaluates the cells where they live), or prepare the "
+                      "data without client= to sample it here.")
 
 
 class LikelihoodOnWorkers(Op):
