@@ -131,9 +131,11 @@ class Plan:
     x_scale: np.ndarray
     start: np.ndarray  # a starting phi
     #: the Dask client whose workers hold ``blocks`` (then futures of Blocks) when the data's cells stay on
-    #: the workers (``hp.prepare(..., client=)``), and each block's global group indices; else None
+    #: the workers (``hp.prepare(..., client=)``), each block's global group indices and the address of the
+    #: worker that holds it; else None
     client: object = None
     block_groups: list | None = None
+    block_workers: list | None = None
 
     @property
     def dim(self) -> int:
@@ -198,16 +200,20 @@ def plan(model) -> Plan | str:
     fam = R.FAMILY_CODES[desc.family]
     cp = gd.cells
     P = gd.n_predictors
-    client = block_groups = None
+    client = block_groups = block_workers = None
     if cp is None:  # cells held by Dask workers: blocks built there, from each partition's cells
         on = gd.cells_on_workers
         client = on.client
-        built = client.map(partition_blocks, on.parts, fam=fam, n_predictors=P, pure=False)
-        meta = client.gather(client.map(_blocks_meta, built, pure=False))
+        where = holders(client, on.parts)
+        built = [pinned(client, w, partition_blocks, p, fam=fam, n_predictors=P)
+                 for p, w in zip(on.parts, where, strict=True)]
+        meta = client.gather([pinned(client, w, _blocks_meta, f) for f, w in zip(built, where, strict=True)])
         if not all(whole for whole, _ in meta):
             return "trials are not whole numbers"
-        blocks = [client.submit(operator.getitem, f, k, pure=False) for f, (_, ids) in zip(built, meta, strict=True)
-                  for k in range(len(ids))]
+        blocks, block_workers = [], []
+        for f, w, (_, ids) in zip(built, where, meta, strict=True):
+            blocks += [pinned(client, w, operator.getitem, f, k) for k in range(len(ids))]
+            block_workers += [w] * len(ids)
         block_groups = [g for _, ids in meta for g in ids]
         rate = gd.overall_mean  # sum of y over the sum of trials (or of exposure)
     else:
@@ -221,7 +227,8 @@ def plan(model) -> Plan | str:
     start = np.concatenate([[a0], np.zeros(P), [math.log(0.5)] if has_tau else []])
     return Plan(fam=fam, blocks=blocks, n_groups=gd.n_groups, n_predictors=P, prior=pp, has_tau=has_tau,
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64),
-                start=start, client=client, block_groups=block_groups)
+                start=start, client=client, block_groups=block_groups,
+                block_workers=block_workers)
 
 
 def _cell_arrays(fam: int, cp) -> tuple:
@@ -244,6 +251,27 @@ def partition_blocks(cp, fam: int, n_predictors: int, block_rows: int = BLOCK_RO
     for bl in blocks:
         bl.ids = ids[bl.g0:bl.g0 + bl.n_groups]
     return blocks
+
+
+def holders(client, futures) -> list:
+    """The address of a worker holding each future's data (the first, should Dask hold several copies)."""
+    who = client.who_has(futures)
+    missing = [f.key for f in futures if not who.get(f.key)]
+    if missing:
+        raise RuntimeError(f"no Dask worker holds {len(missing)} of the data's parts (a worker was lost?): "
+                           "prepare the data again")
+    return [who[f.key][0] for f in futures]
+
+
+def pinned(client, worker: str, fn, *args, **kwargs):
+    """``client.submit(fn, ...)`` on ``worker`` only: never stolen by, or run on, another worker.
+
+    The blocks carry state that tasks update where the block lives (the Newton starts, see
+    :func:`block_logml_task`); a task moved by Dask's work stealing would update a copy on another worker
+    and later tasks could read the stale original, moving the sums at the level of Newton's tolerance (a
+    way, though not the only conceivable one, for a distributed fit to differ from the threaded one by
+    1e-12, as CI once saw). Tasks that read a block therefore run where it was put, and it is never copied."""
+    return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False, **kwargs)
 
 
 def _blocks_meta(blocks: list) -> tuple:
@@ -310,18 +338,19 @@ class _Evaluator:
         self.evaluations = 0
         self.client = client
         self.tau_fixed = pl.prior.tau_fixed if not pl.has_tau else 0.0
-        self.remote = None
+        self.remote = self.where = None
         if pl.client is not None:  # blocks built on the workers, from the cells they hold
             if client is not None and client is not pl.client:
                 raise ValueError(OTHER_CLIENT)
             self.client = pl.client
-            self.remote = pl.blocks
-            self.client.gather(self.client.map(_reset_start, self.remote, pure=False))
+            self.remote, self.where = pl.blocks, pl.block_workers
+            self.client.gather([pinned(self.client, w, _reset_start, f) for f, w in zip(self.remote, self.where, strict=True)])
             return
         for bl in pl.blocks:
             _reset_start(bl)
         if client is not None:
             self.remote = client.scatter(list(pl.blocks), hash=False)  # spread over the workers, kept there
+            self.where = holders(client, self.remote)
 
     def _map(self, fn, *args_per_block, common=()):
         """``fn(block, *per_block_args, *common)`` for every block, results in block order."""
@@ -334,7 +363,7 @@ class _Evaluator:
 
             each_in_threads(work, range(n))
             return out
-        futs = [self.client.submit(fn, self.remote[k], *(a[k] for a in args_per_block), *common, pure=False)
+        futs = [pinned(self.client, self.where[k], fn, self.remote[k], *(a[k] for a in args_per_block), *common)
                 for k in range(n)]
         return self.client.gather(futs)
 
@@ -571,8 +600,9 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     ``client``: a ``dask.distributed.Client``. The blocks of groups are scattered to its workers once and
     stay there; every evaluation sends a batch of phis and gets back one number per phi and block (and
     the gradient's few numbers during the mode search), and the group-effect draws come back once at the
-    end. The draws equal those of the threaded run with the same seed (same blocks, same order of sums,
-    same seeds per block) as far as the workers' compiled kernels round as this process's do. A plan of
+    end. Every task that reads a block runs on the worker holding it (:func:`pinned`). The draws equal
+    those of the threaded run with the same seed up to rounding (same blocks, same order of sums, same
+    seeds per block; CI once saw population draws 1.7e-12 apart, so not bit-for-bit). A plan of
     data whose cells stay on the workers (``pl.client``: blocks built there by :func:`partition_blocks`)
     runs the same way without ``client``; its blocks are other blocks than the in-process plan's (cut per
     partition), so its sums run in another order and its draws differ from an in-process fit's by rounding

@@ -268,9 +268,9 @@ def fit(
         Run the integrated sampler on this Dask cluster: its blocks of groups are scattered to the
         workers once and stay there; each batch of proposals sends the few population parameters and
         receives one log-likelihood value per proposal and block (:func:`hierpool.inference.integrated.sample`).
-        The same draws as without a client for the same ``random_seed`` in every run measured (same blocks,
-        same order of sums; bit-for-bit only as far as the workers' compiled kernels round as this
-        process's do). Only the count models' integrated sampler takes a client (``sampler="integrated"``,
+        The same posterior as without a client, and for the same ``random_seed`` the same draws up to
+        rounding (same blocks, same order of sums, each block's tasks pinned to the worker that holds it;
+        CI once saw the population draws 1.7e-12 apart, so bit-for-bit is not promised). Only the count models' integrated sampler takes a client (``sampler="integrated"``,
         or ``"auto"`` where it applies); gaussian models are sampled from their sufficient statistics in
         this process. Data prepared with ``hp.prepare(..., client=)`` (count cells kept on the workers,
         ``gd.cells_on_workers``) needs no ``client=`` here: the integrated sampler builds its blocks on the
