@@ -4,8 +4,10 @@ the posterior of row-level NUTS within Monte Carlo error (slow)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -297,7 +299,7 @@ def test_posterior_equals_nuts_binomial_ridge_and_tau_sq_prior():
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         yield client
 
@@ -337,6 +339,49 @@ def test_distributed_fit_equals_the_threaded_fit(dask_client):
     assert [who[f.key] for f in ev.remote] == [(w,) for w in ev.where]  # one copy of each block, where put
     assert set(ev.where) == set(dask_client.scheduler_info()["workers"])  # both workers hold blocks
     del ev
+
+
+@pytest.fixture
+def own_cluster():
+    """A 2-worker cluster of the test's own (it retires or kills a worker)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
+            distributed.Client(cl) as client:
+        yield client
+
+
+def _scattered(client):
+    gd = _data("bernoulli", n_groups=400, sizes=(1, 5))
+    pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
+    pl.blocks = integrated.make_blocks(pl.fam, gd.cells.group_idx, gd.cells.y, gd.cells.trials,
+                                       np.zeros_like(gd.cells.y), gd.cells.Xs, gd.n_groups, block_rows=200)
+    return pl, integrated._Evaluator(pl, 12, client=client)
+
+
+@pytest.mark.timeout(120)  # a task waiting for a worker that left would hang, not fail
+def test_pinned_tasks_follow_blocks_off_a_retired_worker(own_cluster, monkeypatch):
+    """Tasks are pinned to the worker that holds their block. When Dask retires that worker (moving its data
+    and the state it carries elsewhere), the tasks follow the blocks instead of waiting forever for a worker
+    that left, and the value is the same (same blocks, same sums: rtol 1e-12)."""
+    monkeypatch.setattr(integrated, "WORKER_CHECK_S", 0.5)
+    pl, ev = _scattered(own_cluster)
+    before = ev(pl.start[None])[0]
+    gone = ev.where[0]
+    own_cluster.retire_workers([gone])
+    after = ev(pl.start[None])[0]
+    assert gone not in ev.where and len(set(ev.where)) == 1
+    np.testing.assert_allclose(after, before, rtol=1e-12)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_that_died_with_blocks_is_said(own_cluster, monkeypatch):
+    monkeypatch.setattr(integrated, "WORKER_CHECK_S", 0.5)
+    pl, ev = _scattered(own_cluster)
+    ev(pl.start[None])
+    with contextlib.suppress(Exception):  # the worker's connection closes under the call
+        own_cluster.run(os._exit, 1, workers=[ev.where[0]])
+    with pytest.raises(RuntimeError, match="died, and that data with it"):
+        ev(pl.start[None])
 
 
 def test_fit_with_a_client(dask_client):

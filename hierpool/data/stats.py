@@ -99,8 +99,9 @@ class CellsOnWorkers:
     ``row_cell`` None). No process holds every cell: ``parts`` are ``distributed`` futures, one per partition,
     released with this object. The integrated sampler builds its blocks of groups from them where they
     live (:func:`hierpool.inference.integrated.plan`). The cells live as long as the workers that hold
-    them: after a worker is lost or the client closed, prepare the data again (nothing can recompute
-    them). Holding the client, the object (and a GroupedStats holding it) cannot be pickled."""
+    them: a worker retired by Dask (``Client.retire_workers``, which moves its data first) is followed;
+    after a worker died or the client closed, prepare the data again (nothing can recompute them; a fit
+    says so). Holding the client, the object (and a GroupedStats holding it) cannot be pickled."""
 
     client: object  # the dask.distributed.Client whose workers hold the parts
     parts: tuple  # futures of CountPatterns, one per partition

@@ -87,6 +87,10 @@ BLOCK_ROWS = 16_384
 #: What a client other than the one holding the data's cells says (here and in :func:`hierpool.fit`).
 OTHER_CLIENT = ("client= is not the Dask client whose workers hold the data's cells (hp.prepare(..., client=)); "
                 "drop client= or pass that one.")
+#: What a fit says when a Dask worker died with some of the data's blocks.
+LOST_WORKER = ("a Dask worker holding some of the data (blocks of groups, or the cells they are built from) died, "
+               "and that data with it: fit again (blocks scattered from this process go out anew); data prepared "
+               "with hp.prepare(..., client=) must be prepared again.")
 
 
 @dataclass
@@ -207,7 +211,7 @@ def plan(model) -> Plan | str:
         where = holders(client, on.parts)
         built = [pinned(client, w, partition_blocks, p, fam=fam, n_predictors=P)
                  for p, w in zip(on.parts, where, strict=True)]
-        meta = client.gather([pinned(client, w, _blocks_meta, f) for f, w in zip(built, where, strict=True)])
+        meta, where = map_pinned(client, where, built, _blocks_meta)
         if not all(whole for whole, _ in meta):
             return "trials are not whole numbers"
         blocks, block_workers = [], []
@@ -256,10 +260,8 @@ def partition_blocks(cp, fam: int, n_predictors: int, block_rows: int = BLOCK_RO
 def holders(client, futures) -> list:
     """The address of a worker holding each future's data (the first, should Dask hold several copies)."""
     who = client.who_has(futures)
-    missing = [f.key for f in futures if not who.get(f.key)]
-    if missing:
-        raise RuntimeError(f"no Dask worker holds {len(missing)} of the data's parts (a worker was lost?): "
-                           "prepare the data again")
+    if not all(who.get(f.key) for f in futures):
+        raise RuntimeError(LOST_WORKER)
     return [who[f.key][0] for f in futures]
 
 
@@ -272,6 +274,47 @@ def pinned(client, worker: str, fn, *args, **kwargs):
     way, though not the only conceivable one, for a distributed fit to differ from the threaded one by
     1e-12, as CI once saw). Tasks that read a block therefore run where it was put, and it is never copied."""
     return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False, **kwargs)
+
+
+#: Seconds :func:`map_pinned` waits for its tasks before it checks that the workers they are pinned to are
+#: still in the cluster.
+WORKER_CHECK_S = 10.0
+
+
+def map_pinned(client, where: list, data: list, fn, *per_item, common=()) -> tuple[list, list]:
+    """``fn(data[k], *(a[k] for a in per_item), *common)`` for every k, each on the worker holding
+    ``data[k]`` (``where[k]``, :func:`pinned`): the results in order, and the holders.
+
+    A task pinned to a worker that has left the cluster would wait forever: every :data:`WORKER_CHECK_S`
+    seconds without an answer the pinned workers are checked, and tasks of a worker that left follow its
+    data to where Dask moved it (``Client.retire_workers`` moves data, and the state it carries, before
+    closing a worker); the holders returned are then the new ones. Data lost with a worker that died
+    cannot be rebuilt here: a RuntimeError says so (Dask cancels the tasks that need it)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import wait
+
+    n = len(data)
+
+    def submit(k):
+        return pinned(client, where[k], fn, data[k], *(a[k] for a in per_item), *common)
+
+    futs = [submit(k) for k in range(n)]
+    while True:
+        try:
+            with client.as_current():
+                wait(futs, timeout=WORKER_CHECK_S)
+            return client.gather(futs), where
+        except CancelledError as err:
+            raise RuntimeError(LOST_WORKER) from err
+        except TimeoutError:
+            alive = set(client.scheduler_info()["workers"])
+            stuck = [k for k in range(n) if where[k] not in alive and futs[k].status == "pending"]
+            if stuck:
+                client.cancel([futs[k] for k in stuck])
+                where = holders(client, data)
+                for k in stuck:
+                    futs[k] = submit(k)
 
 
 def _blocks_meta(blocks: list) -> tuple:
@@ -344,7 +387,7 @@ class _Evaluator:
                 raise ValueError(OTHER_CLIENT)
             self.client = pl.client
             self.remote, self.where = pl.blocks, pl.block_workers
-            self.client.gather([pinned(self.client, w, _reset_start, f) for f, w in zip(self.remote, self.where, strict=True)])
+            self._map(_reset_start)
             return
         for bl in pl.blocks:
             _reset_start(bl)
@@ -363,9 +406,10 @@ class _Evaluator:
 
             each_in_threads(work, range(n))
             return out
-        futs = [pinned(self.client, self.where[k], fn, self.remote[k], *(a[k] for a in args_per_block), *common)
-                for k in range(n)]
-        return self.client.gather(futs)
+        out, self.where = map_pinned(self.client, self.where, self.remote, fn, *args_per_block, common=common)
+        if self.pl.client is not None:  # the plan's blocks: where later evaluators find them
+            self.pl.block_workers = self.where
+        return out
 
     def __call__(self, phis, want_grad: bool = False, update_start: bool = False):
         pl = self.pl
