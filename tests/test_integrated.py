@@ -296,12 +296,29 @@ def test_posterior_equals_nuts_binomial_ridge_and_tau_sq_prior():
 
 
 # ------------------------------------------------------------------ on Dask's distributed scheduler
-@pytest.fixture(scope="module")
-def dask_client():
+@contextlib.contextmanager
+def _two_workers():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with _two_workers() as client:
+        yield client
+
+
+def _split_plan():
+    """A bernoulli plan of 400 groups whose one block is cut into >= 4 (to use both workers)."""
+    gd = _data("bernoulli", n_groups=400, sizes=(1, 5))
+    pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
+    assert len(pl.blocks) == 1
+    pl.blocks = integrated.make_blocks(pl.fam, gd.cells.group_idx, gd.cells.y, gd.cells.trials,
+                                       np.zeros_like(gd.cells.y), gd.cells.Xs, gd.n_groups, block_rows=200)
+    assert len(pl.blocks) >= 4
+    return pl
 
 
 def test_distributed_fit_equals_the_threaded_fit(dask_client):
@@ -316,13 +333,7 @@ def test_distributed_fit_equals_the_threaded_fit(dask_client):
     effects (same seeds) are then the same or, where a rejection step flipped, another exact draw: each
     group's two means of S = 600 draws agree within Monte Carlo error, z_j^2 averaging at most 1 (bound 1.5,
     7 sd of that average over 400 groups), as in the test of cells kept on the workers below."""
-    gd = _data("bernoulli", n_groups=400, sizes=(1, 5))
-    m = hp.random_intercepts(gd, collapse=False)
-    pl = integrated.plan(m)
-    assert len(pl.blocks) == 1  # 400 groups are one block; split it to use both workers
-    pl.blocks = integrated.make_blocks(pl.fam, gd.cells.group_idx, gd.cells.y, gd.cells.trials,
-                                       np.zeros_like(gd.cells.y), gd.cells.Xs, gd.n_groups, block_rows=200)
-    assert len(pl.blocks) >= 4
+    pl = _split_plan()
     kw = dict(draws=150, tune=30, chains=4, random_seed=8, progressbar=False, max_group_effect_values=1e8)
     local = integrated.sample(pl, **kw)
     remote = integrated.sample(pl, client=dask_client, **kw)
@@ -344,17 +355,12 @@ def test_distributed_fit_equals_the_threaded_fit(dask_client):
 @pytest.fixture
 def own_cluster():
     """A 2-worker cluster of the test's own (it retires or kills a worker)."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            distributed.Client(cl) as client:
+    with _two_workers() as client:
         yield client
 
 
 def _scattered(client):
-    gd = _data("bernoulli", n_groups=400, sizes=(1, 5))
-    pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
-    pl.blocks = integrated.make_blocks(pl.fam, gd.cells.group_idx, gd.cells.y, gd.cells.trials,
-                                       np.zeros_like(gd.cells.y), gd.cells.Xs, gd.n_groups, block_rows=200)
+    pl = _split_plan()
     return pl, integrated._Evaluator(pl, 12, client=client)
 
 
