@@ -373,21 +373,32 @@ def test_pinned_tasks_follow_blocks_off_a_retired_worker(own_cluster, monkeypatc
     pl, ev = _scattered(own_cluster)
     before = ev(pl.start[None])[0]
     gone = ev.where[0]
+    gw = _on_workers("bernoulli", own_cluster)[0]
     own_cluster.retire_workers([gone])
     after = ev(pl.start[None])[0]
     assert gone not in ev.where and len(set(ev.where)) == 1
     np.testing.assert_allclose(after, before, rtol=1e-12)
+    pw = integrated.plan(hp.random_intercepts(gw))  # cells prepared before the retire: followed too
+    assert set(pw.block_workers) == set(ev.where)
+    assert np.isfinite(integrated.log_marginal(pw, pw.start[None], 12)).all()
 
 
 @pytest.mark.timeout(120)
 def test_a_worker_that_died_with_blocks_is_said(own_cluster, monkeypatch):
+    """A worker that dies takes its blocks, or the cells prepared there, with it: the evaluation under way
+    and a later plan of those cells say so (not Dask's cancelled futures); a fit of scattered blocks after
+    it works (they go out anew)."""
     monkeypatch.setattr(integrated, "WORKER_CHECK_S", 0.5)
     pl, ev = _scattered(own_cluster)
     ev(pl.start[None])
+    gw = _on_workers("bernoulli", own_cluster)[0]
     with contextlib.suppress(Exception):  # the worker's connection closes under the call
         own_cluster.run(os._exit, 1, workers=[ev.where[0]])
     with pytest.raises(RuntimeError, match="died, and that data with it"):
         ev(pl.start[None])
+    with pytest.raises(RuntimeError, match="must be prepared again"):
+        integrated.plan(hp.random_intercepts(gw))
+    assert integrated.log_marginal(pl, pl.start[None], 12).shape == (1,)
 
 
 def test_fit_with_a_client(dask_client):

@@ -208,16 +208,15 @@ def plan(model) -> Plan | str:
     if cp is None:  # cells held by Dask workers: blocks built there, from each partition's cells
         on = gd.cells_on_workers
         client = on.client
-        where = holders(client, on.parts)
-        built = [pinned(client, w, partition_blocks, p, fam=fam, n_predictors=P)
-                 for p, w in zip(on.parts, where, strict=True)]
+        built, where = map_pinned(client, holders(client, on.parts), on.parts, partition_blocks, common=(fam, P),
+                                  keep=True)
         meta, where = map_pinned(client, where, built, _blocks_meta)
         if not all(whole for whole, _ in meta):
             return "trials are not whole numbers"
-        blocks, block_workers = [], []
-        for f, w, (_, ids) in zip(built, where, meta, strict=True):
-            blocks += [pinned(client, w, operator.getitem, f, k) for k in range(len(ids))]
-            block_workers += [w] * len(ids)
+        part = [i for i, (_, ids) in enumerate(meta) for _ in ids]  # each block's partition, and its index there
+        index = [k for _, ids in meta for k in range(len(ids))]
+        blocks, block_workers = map_pinned(client, [where[i] for i in part], [built[i] for i in part],
+                                           operator.getitem, index, keep=True)
         block_groups = [g for _, ids in meta for g in ids]
         rate = gd.overall_mean  # sum of y over the sum of trials (or of exposure)
     else:
@@ -258,8 +257,14 @@ def partition_blocks(cp, fam: int, n_predictors: int, block_rows: int = BLOCK_RO
 
 
 def holders(client, futures) -> list:
-    """The address of a worker holding each future's data (the first, should Dask hold several copies)."""
-    who = client.who_has(futures)
+    """The address of a worker holding each future's data (the first, should Dask hold several copies);
+    a RuntimeError (:data:`LOST_WORKER`) when some of the data is gone."""
+    from concurrent.futures import CancelledError
+
+    try:
+        who = client.who_has(futures)
+    except CancelledError as err:  # Dask forgot data lost with a worker
+        raise RuntimeError(LOST_WORKER) from err
     if not all(who.get(f.key) for f in futures):
         raise RuntimeError(LOST_WORKER)
     return [who[f.key][0] for f in futures]
@@ -272,7 +277,8 @@ def pinned(client, worker: str, fn, *args, **kwargs):
     :func:`block_logml_task`); a task moved by Dask's work stealing would update a copy on another worker
     and later tasks could read the stale original, moving the sums at the level of Newton's tolerance (a
     way, though not the only conceivable one, for a distributed fit to differ from the threaded one by
-    1e-12, as CI once saw). Tasks that read a block therefore run where it was put, and it is never copied."""
+    1e-12, as CI once saw). Tasks that read a block therefore run where it is, and stealing never copies
+    it (a retired worker's blocks are copied once, by Dask, and followed: :func:`map_pinned`)."""
     return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False, **kwargs)
 
 
@@ -281,9 +287,10 @@ def pinned(client, worker: str, fn, *args, **kwargs):
 WORKER_CHECK_S = 10.0
 
 
-def map_pinned(client, where: list, data: list, fn, *per_item, common=()) -> tuple[list, list]:
+def map_pinned(client, where: list, data: list, fn, *per_item, common=(), keep: bool = False) -> tuple[list, list]:
     """``fn(data[k], *(a[k] for a in per_item), *common)`` for every k, each on the worker holding
-    ``data[k]`` (``where[k]``, :func:`pinned`): the results in order, and the holders.
+    ``data[k]`` (``where[k]``, :func:`pinned`): the results in order (``keep``: their futures, finished,
+    the results left on the workers), and the holders (of ``data``; with ``keep``, of the results too).
 
     A task pinned to a worker that has left the cluster would wait forever: every :data:`WORKER_CHECK_S`
     seconds without an answer the pinned workers are checked, and tasks of a worker that left follow its
@@ -304,11 +311,18 @@ def map_pinned(client, where: list, data: list, fn, *per_item, common=()) -> tup
         try:
             with client.as_current():
                 wait(futs, timeout=WORKER_CHECK_S)
+            if keep:
+                if any(f.status != "finished" for f in futs):
+                    client.gather(futs)  # raises the task's error, or CancelledError
+                return futs, where
             return client.gather(futs), where
         except CancelledError as err:
+            if client.status != "running":
+                raise RuntimeError(f"the Dask client was closed (status {client.status!r}) while {fn.__name__} "
+                                   "ran on its workers.") from err
             raise RuntimeError(LOST_WORKER) from err
         except TimeoutError:
-            alive = set(client.scheduler_info()["workers"])
+            alive = set(client.nthreads())  # every worker (scheduler_info() lists 5 in some versions)
             stuck = [k for k in range(n) if where[k] not in alive and futs[k].status == "pending"]
             if stuck:
                 client.cancel([futs[k] for k in stuck])

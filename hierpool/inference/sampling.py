@@ -271,7 +271,8 @@ def fit(
         The same posterior as without a client, and for the same ``random_seed`` the same draws up to
         rounding (same blocks, same order of sums, each block's tasks pinned to the worker that holds it;
         CI once saw the population draws 1.7e-12 apart, so bit-for-bit is not promised). A worker that
-        Dask retires hands its blocks on and the fit follows them; one that dies raises a RuntimeError. Only the count models' integrated sampler takes a client (``sampler="integrated"``,
+        Dask retires hands its blocks on and the fit follows them; one that dies raises a RuntimeError.
+        Only the count models' integrated sampler takes a client (``sampler="integrated"``,
         or ``"auto"`` where it applies); gaussian models are sampled from their sufficient statistics in
         this process. Data prepared with ``hp.prepare(..., client=)`` (count cells kept on the workers,
         ``gd.cells_on_workers``) needs no ``client=`` here: the integrated sampler builds its blocks on the
