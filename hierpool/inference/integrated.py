@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 import operator
 import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,8 +231,7 @@ def plan(model) -> Plan | str:
     start = np.concatenate([[a0], np.zeros(P), [math.log(0.5)] if has_tau else []])
     return Plan(fam=fam, blocks=blocks, n_groups=gd.n_groups, n_predictors=P, prior=pp, has_tau=has_tau,
                 x_center=np.asarray(gd.x_center, dtype=np.float64), x_scale=np.asarray(gd.x_scale, dtype=np.float64),
-                start=start, client=client, block_groups=block_groups,
-                block_workers=block_workers)
+                start=start, client=client, block_groups=block_groups, block_workers=block_workers)
 
 
 def _cell_arrays(fam: int, cp) -> tuple:
@@ -259,8 +259,6 @@ def partition_blocks(cp, fam: int, n_predictors: int, block_rows: int = BLOCK_RO
 def holders(client, futures) -> list:
     """The address of a worker holding each future's data (the first, should Dask hold several copies);
     a RuntimeError (:data:`LOST_WORKER`) when some of the data is gone."""
-    from concurrent.futures import CancelledError
-
     try:
         who = client.who_has(futures)
     except CancelledError as err:  # Dask forgot data lost with a worker
@@ -297,8 +295,6 @@ def map_pinned(client, where: list, data: list, fn, *per_item, common=(), keep: 
     data to where Dask moved it (``Client.retire_workers`` moves data, and the state it carries, before
     closing a worker); the holders returned are then the new ones. Data lost with a worker that died
     cannot be rebuilt here: a RuntimeError says so (Dask cancels the tasks that need it)."""
-    from concurrent.futures import CancelledError
-
     from distributed import wait
 
     n = len(data)

@@ -389,8 +389,7 @@ def fit(
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
                                       max_group_effect_values=max_group_effect_values, client=client)
         if getattr(desc.data, "cells_on_workers", None) is not None and desc.collapse == "counts":
-            raise ValueError(f"{ON_WORKERS}, and the integrated sampler, the one sampler that evaluates them there, "
-                             f"cannot run it: {ip}. Prepare the data without client= to sample it in this process.")
+            raise _integrated_cannot_run(ip)
         if sampler == "integrated" or client is not None:
             raise ValueError(f"sampler='integrated' cannot sample this model: {ip}. Use sampler='auto', 'nutpie', "
                              "'pymc' or 'numpyro'.")
@@ -658,6 +657,13 @@ def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, ran
                     group_effect=ge)
 
 
+def _integrated_cannot_run(reason: str) -> ValueError:
+    """The refusal of data kept on Dask workers whose model the integrated sampler cannot run (``reason``:
+    the sampler's sentence, from :func:`integrated.ineligible` or :func:`integrated.plan`)."""
+    return ValueError(f"{ON_WORKERS}, and the integrated sampler, the one sampler that evaluates them there, cannot "
+                      f"run this model: {reason}. Prepare the data without client= to sample it in this process.")
+
+
 def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, kwargs) -> None:
     """Data whose cells stay on Dask workers (``hp.prepare(..., client=)``) is fitted by the integrated
     sampler only, with the client that holds them: anything else is refused here, by name."""
@@ -677,8 +683,7 @@ def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, 
                          "it in this process.")
     reason = integrated.ineligible(desc)
     if reason is not None:
-        raise ValueError(f"{ON_WORKERS}, and the integrated sampler, the one sampler that evaluates them there, cannot "
-                         f"run this model: {reason}.")
+        raise _integrated_cannot_run(reason)
     if client is not None and client is not on.client:
         raise ValueError(integrated.OTHER_CLIENT)
 
