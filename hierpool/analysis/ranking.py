@@ -85,7 +85,7 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     J = view.n_groups
     S = view.post.sizes["chain"] * view.post.sizes["draw"]
     acc = K.new_rank_accumulators(J)
-    kept = None if keep is None else np.empty((keep.size, J), dtype=np.int32)
+    kept = None if keep is None else K.empty_large((keep.size, J), np.int32)
     pos = 0
     all_kept = keep is not None and keep.size == S
     family = view.family if by == "estimate" else "gaussian"  # "gaussian": the identity link
@@ -103,7 +103,7 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
         "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
-        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
+        "estimate": acc["value"] / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
     }
 
 
@@ -229,7 +229,7 @@ def rank_groups(
         "p_top_k": acc["p_top_k"],
         "p_best": acc["p_best"],
     }
-    out = pd.DataFrame({k: v[order] for k, v in columns.items()})
+    out = pd.DataFrame({k: v[order] for k, v in columns.items()}, copy=False)  # fresh arrays (v[order]): not copied again
     out["triple_goal"] = _triple_goal_sorted(acc["edf"], descending)
     out.attrs.update(ci_prob=ci_prob, top_k=top_k, descending=descending, by=by, n_draws=int(S),
                      n_draws_quantiles=int(keep.size))

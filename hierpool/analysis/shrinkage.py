@@ -218,8 +218,8 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = Non
         slack = np.minimum(3.0 * cols["std_error"] / np.sqrt(S) / np.abs(diff), POOLING_SLACK)
     undefined = ~((pooling >= -slack) & (pooling <= 1.0 + slack))
     pooling = np.where(undefined, np.nan, pooling)
-    out = pd.DataFrame({
-        "group": view.groups.to_numpy(),
+    out = pd.DataFrame({  # every column a fresh array, not copied again (copy=False)
+        "group": np.array(view.groups.to_numpy()),
         "n": view.group_n.values.astype(np.int64),
         "raw_mean": raw,
         "estimate": cols["estimate"],
@@ -228,7 +228,7 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = Non
         "conf_high": cols["conf_high"],
         "pooling": pooling,
         "rho": cols["rho"],
-    })
+    }, copy=False)
     out.attrs.update(ci_prob=ci_prob, overall=overall, family=view.family, variant=view.variant,
                      pooling_undefined=int(undefined.sum()),
                      tau=float(np.median(np.sqrt(tau_sq))),

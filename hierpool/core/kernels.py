@@ -40,6 +40,7 @@ integration of the same formulas, ``tests/test_integrated.py``).
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -111,10 +112,10 @@ def _link_value(x, off, link):
 
 
 @njit(cache=True, nogil=True)
-def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
+def _sort_row(row, off, link, sign, exact, keys, a, b, val, counts):
     """Sort one row: afterwards ``keys[:J]`` (as int32) holds the groups best first and ``a[:J]`` (as
     float64) their signed values ``sign * value``, in the order of ``np.argsort(sign * value,
-    kind="stable")``; ``acc_value`` gains the values.
+    kind="stable")``.
 
     ``value = link(off + row[j])`` in float64. Keys are the value's float32 bits, mapped to unsigned
     integers in order; two stable LSD radix passes of 16 bits sort (key, group) packed in one uint64.
@@ -128,12 +129,10 @@ def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
     kbits = keys.view(np.uint32)
     for j in range(J):
         x = np.float64(row[j])
-        v = _link_value(x, off, link)
-        acc_value[j] += v
         if exact:
             f = np.float32(sign * x)
         else:
-            sv = sign * v + 0.0  # + 0.0 turns -0.0 into +0.0
+            sv = sign * _link_value(x, off, link) + 0.0  # + 0.0 turns -0.0 into +0.0
             val[j] = sv
             f = np.float32(sv)
         k = _monotone_key(_f32_bits(f))
@@ -178,18 +177,20 @@ def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
 
 
 @njit(cache=True, parallel=True)
-def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_value, keys, a, b, val, counts):
+def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, keys, a, b, val, counts):
     S, J = vals.shape
     n_parts = acc_sorted.shape[0]
     sign = -1.0 if descending else 1.0
     for t in prange(n_parts):
         for s in range(t, S, n_parts):
             out = ranks[s]
-            _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[t], a[t], b[t], val[t], counts[t])
+            _sort_row(vals[s], offset[s], link, sign, exact, keys[t], a[t], b[t], val[t], counts[t])
             order = keys[t].view(np.int32)
             sval = a[t].view(np.float64)
-            for i in range(J):
-                out[order[i]] = i + 1
+            rk = b[t].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then copy them in
+            for i in range(J):  # order (out may be a large array without huge pages: random writes to it
+                rk[order[i]] = i + 1  # would miss the TLB on most of them)
+            out[:] = rk
             if descending:  # ascending order statistics: best-first position i is J - 1 - i
                 for i in range(J):
                     acc_sorted[t, J - 1 - i] -= sval[i]
@@ -199,14 +200,16 @@ def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_val
 
 
 @njit(cache=True, parallel=True)
-def _accumulate_ranks(ranks, top_k, acc_rank, acc_sq, acc_top, acc_best, block):
+def _accumulate_ranks(ranks, vals, offset, link, top_k, acc_rank, acc_sq, acc_top, acc_best, acc_value, block):
     S, J = ranks.shape
     n_blocks = (J + block - 1) // block
-    for bi in prange(n_blocks):
+    for bi in prange(n_blocks):  # blocks of groups: each group's sums run over the draws in order
         j0 = bi * block
         j1 = min(j0 + block, J)
         for s in range(S):
+            off = offset[s]
             for j in range(j0, j1):
+                acc_value[j] += _link_value(vals[s, j], off, link)
                 r = ranks[s, j]
                 acc_rank[j] += r
                 acc_sq[j] += float(r) * float(r)
@@ -230,8 +233,8 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     group order, i.e. the inverse of ``np.argsort(±value, kind="stable")``. ``acc`` (from
     :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group sums of ranks
     (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
-    of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
-    ``N_PARTS`` partial sums.
+    of the values (``value``) and of the ascending order statistics (``sorted``, kept as ``N_PARTS``
+    partial sums).
     """
     vals = as_float_array(vals)
     S = vals.shape[0]
@@ -245,9 +248,10 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     if not exact and w["val"] is None:
         w["val"] = np.empty((N_PARTS, vals.shape[1]))
     val = w["val"] if w["val"] is not None else np.empty((N_PARTS, 0))
-    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], acc["value"], w["keys"], w["a"],
-               w["b"], val, w["counts"])
-    _accumulate_ranks(ranks, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"], 4096)
+    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], w["keys"], w["a"], w["b"], val,
+               w["counts"])
+    _accumulate_ranks(ranks, vals, offset, link, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"],
+                      acc["value"], 4096)
     return ranks
 
 
@@ -257,7 +261,7 @@ def new_rank_accumulators(J: int) -> dict:
     work = {"keys": np.empty((N_PARTS, J), np.uint32), "a": np.empty((N_PARTS, J), np.uint64),
             "b": np.empty((N_PARTS, J), np.uint64), "val": None, "counts": np.empty((N_PARTS, 2, _RADIX), np.int64)}
     return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
-            "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
+            "value": np.zeros(J), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -583,6 +587,44 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     _pointwise_loglik(out, _FAMILY_CODES[family], a, B, U, sig, y, X,
                       np.ascontiguousarray(group_idx, dtype=np.int64), off, tr, const)
     return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# large arrays
+#: Arrays of at least this many bytes come from :func:`empty_large` (smaller ones: ``np.empty``).
+LARGE_BYTES = 64 << 20
+_PAGE = mmap.PAGESIZE
+
+
+@njit(cache=True, parallel=True)
+def _touch_pages(buf, page):
+    for i in prange((buf.shape[0] + page - 1) // page):
+        buf[i * page] = 0
+
+
+def empty_large(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` for arrays written once in order, its pages mapped at once, in threads.
+
+    An array of at least :data:`LARGE_BYTES` is an anonymous ``mmap`` (ordinary pages, zeroed) whose
+    pages are touched by a compiled loop on every core before it is returned; ``np.empty`` asks for
+    transparent huge pages (``madvise``) and takes its page faults later, in whatever thread first writes.
+    For the draws x groups arrays written row by row (the group effects a fit stores, the ranks
+    ``rank_groups`` keeps), measured on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
+    (THP ``madvise``; 1 GB, the size of issue 17's 248 x 1,000,000 float32 or int32 arrays, after 2 GB
+    already touched): ``np.empty`` then a fill took 2.63-2.66 s (1.20-1.42 s filled in 2 threads: fresh
+    huge pages are slow to come by on this host), ``MAP_POPULATE`` 0.42-2.53 s, ordinary pages touched in
+    2 threads 0.43-0.65 s. In issue 17's gaussian pipeline (J = 1M) ``hp.fit``'s group effects took
+    2.42-2.46 s instead of 3.39-3.49 s (4 runs each, alternated). Below the size, or where ``mmap`` has
+    no anonymous maps, plain ``np.empty``. The memory is returned when the array and its views are gone.
+    """
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < LARGE_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty(shape, dtype)
+    buf = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
+    _touch_pages(buf, _PAGE)
+    return buf.view(dtype).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------------------------

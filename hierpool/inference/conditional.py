@@ -44,7 +44,7 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
     """
     a = np.asarray(a, dtype=float)
     S, J = a.size, stats.n.shape[0]
-    out = np.empty((S, J), dtype=dtype)
+    out = K.empty_large((S, J), dtype)
     seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     sizes, size_idx = np.unique(stats.n, return_inverse=True)
     t2 = np.asarray(tau, dtype=float).reshape(-1, 1) ** 2
