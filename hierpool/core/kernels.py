@@ -607,15 +607,18 @@ def empty_large(shape, dtype) -> np.ndarray:
 
     An array of at least :data:`LARGE_BYTES` is an anonymous ``mmap`` (ordinary pages, zeroed) whose
     pages are touched by a compiled loop on every core before it is returned; ``np.empty`` asks for
-    transparent huge pages (``madvise``) and takes its page faults later, in whatever thread first writes.
-    For the draws x groups arrays written row by row (the group effects a fit stores, the ranks
-    ``rank_groups`` keeps), measured on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
-    (THP ``madvise``; 1 GB, the size of issue 17's 248 x 1,000,000 float32 or int32 arrays, after 2 GB
-    already touched): ``np.empty`` then a fill took 2.63-2.66 s (1.20-1.42 s filled in 2 threads: fresh
-    huge pages are slow to come by on this host), ``MAP_POPULATE`` 0.42-2.53 s, ordinary pages touched in
-    2 threads 0.43-0.65 s. In issue 17's gaussian pipeline (J = 1M) ``hp.fit``'s group effects took
-    2.42-2.46 s instead of 3.39-3.49 s (4 runs each, alternated). Below the size, or where ``mmap`` has
-    no anonymous maps, plain ``np.empty``. The memory is returned when the array and its views are gone.
+    transparent huge pages (``madvise``) and takes its page faults later, in whichever thread first
+    writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
+    ranks ``rank_groups`` keeps. Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
+    (THP ``madvise``) memory the host has not lately backed is slow to fault in, most of all as huge pages.
+    Filling a fresh 1 GB array (issue 17's 248 x 1,000,000 float32 or int32) after 2 GB already touched:
+    ``np.empty`` 2.63-2.83 s in one thread and 1.20-1.65 s in two; ordinary pages touched in two threads
+    0.43-0.65 s while the host still backs recently freed memory, 1.84-1.99 s once it does not;
+    ``MAP_POPULATE`` (one thread) 0.39-0.47 s and 3.18-3.22 s. What decided it, issue 17's gaussian
+    pipeline at J = 1M (``bench_vs_lme4`` worker, runs alternated): ``hp.fit``'s group effects took
+    2.47-2.58 s this way, 3.35-3.52 s with ``np.empty`` touched in two threads and 3.39-3.50 s with plain
+    ``np.empty``. Below the size, or where ``mmap`` has no anonymous maps, plain ``np.empty``. The memory
+    is returned when the array and its views are gone.
     """
     dtype = np.dtype(dtype)
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
