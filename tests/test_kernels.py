@@ -38,7 +38,7 @@ def test_rank_rows_equal_stable_argsort(descending, J):
     np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
     np.testing.assert_array_equal(acc["top"], (ref <= 3).sum(axis=0))
     np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
-    np.testing.assert_allclose(acc["value"], vals.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(acc["value"].sum(axis=0), vals.sum(axis=0), rtol=1e-12)
     srt = np.take_along_axis(vals, order, axis=1).sum(axis=0)
     np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
 
@@ -69,7 +69,7 @@ def test_rank_rows_with_offset_and_link_equal_stable_argsort(descending, family,
     ranks = K.rank_rows(vals, descending, 10, acc, offset=offset, family=family)
     ref, order = _stable_ranks(values, descending)
     np.testing.assert_array_equal(ranks, ref)
-    np.testing.assert_allclose(acc["value"], values.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(acc["value"].sum(axis=0), values.sum(axis=0), rtol=1e-12)
     srt = np.take_along_axis(values, order, axis=1).sum(axis=0)
     np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
     np.testing.assert_array_equal(acc["top"], (ref <= 10).sum(axis=0))
@@ -349,8 +349,6 @@ def test_class_moments_equal_numpy_per_class_products():
     want = np.stack([R[cls == k].T @ R[cls == k] for k in range(K_)])
     np.testing.assert_allclose(K.class_moments(yc, xbar, cls, K_), want, rtol=1e-12, atol=1e-9)
     assert K.class_moments(yc, np.zeros((J, 0)), cls, K_).shape == (K_, 2, 2)
-
-
 def test_empty_large_maps_and_touches_large_arrays(monkeypatch):
     """At or above LARGE_BYTES: a writable C-contiguous array of the shape and dtype on an anonymous map
     (zeroed pages, already touched); below it, or for other shapes, plain np.empty. Both behave as arrays."""

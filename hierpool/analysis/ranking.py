@@ -103,7 +103,7 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
         "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
-        "estimate": acc["value"] / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
+        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
     }
 
 

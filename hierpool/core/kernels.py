@@ -112,10 +112,10 @@ def _link_value(x, off, link):
 
 
 @njit(cache=True, nogil=True)
-def _sort_row(row, off, link, sign, exact, keys, a, b, val, counts):
+def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
     """Sort one row: afterwards ``keys[:J]`` (as int32) holds the groups best first and ``a[:J]`` (as
     float64) their signed values ``sign * value``, in the order of ``np.argsort(sign * value,
-    kind="stable")``.
+    kind="stable")``; unless ``exact``, ``acc_value`` gains the values (computed here anyway).
 
     ``value = link(off + row[j])`` in float64. Keys are the value's float32 bits, mapped to unsigned
     integers in order; two stable LSD radix passes of 16 bits sort (key, group) packed in one uint64.
@@ -132,7 +132,9 @@ def _sort_row(row, off, link, sign, exact, keys, a, b, val, counts):
         if exact:
             f = np.float32(sign * x)
         else:
-            sv = sign * _link_value(x, off, link) + 0.0  # + 0.0 turns -0.0 into +0.0
+            v = _link_value(x, off, link)
+            acc_value[j] += v
+            sv = sign * v + 0.0  # + 0.0 turns -0.0 into +0.0
             val[j] = sv
             f = np.float32(sv)
         k = _monotone_key(_f32_bits(f))
@@ -177,14 +179,14 @@ def _sort_row(row, off, link, sign, exact, keys, a, b, val, counts):
 
 
 @njit(cache=True, parallel=True)
-def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, keys, a, b, val, counts):
+def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_value, keys, a, b, val, counts):
     S, J = vals.shape
     n_parts = acc_sorted.shape[0]
     sign = -1.0 if descending else 1.0
     for t in prange(n_parts):
         for s in range(t, S, n_parts):
             out = ranks[s]
-            _sort_row(vals[s], offset[s], link, sign, exact, keys[t], a[t], b[t], val[t], counts[t])
+            _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[t], a[t], b[t], val[t], counts[t])
             order = keys[t].view(np.int32)
             sval = a[t].view(np.float64)
             rk = b[t].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then copy them in
@@ -200,16 +202,19 @@ def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, keys, a
 
 
 @njit(cache=True, parallel=True)
-def _accumulate_ranks(ranks, vals, offset, link, top_k, acc_rank, acc_sq, acc_top, acc_best, acc_value, block):
+def _accumulate_ranks(ranks, vals, offset, exact, top_k, acc_rank, acc_sq, acc_top, acc_best, acc_value, block):
+    """Per-group sums over the draws in order, in blocks of groups; the values (``offset + vals``) only when
+    ``exact`` (identity link, float32 rows: :func:`_sort_row` did not compute them)."""
     S, J = ranks.shape
     n_blocks = (J + block - 1) // block
-    for bi in prange(n_blocks):  # blocks of groups: each group's sums run over the draws in order
+    for bi in prange(n_blocks):
         j0 = bi * block
         j1 = min(j0 + block, J)
         for s in range(S):
             off = offset[s]
             for j in range(j0, j1):
-                acc_value[j] += _link_value(vals[s, j], off, link)
+                if exact:
+                    acc_value[j] += off + np.float64(vals[s, j])
                 r = ranks[s, j]
                 acc_rank[j] += r
                 acc_sq[j] += float(r) * float(r)
@@ -233,8 +238,9 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     group order, i.e. the inverse of ``np.argsort(±value, kind="stable")``. ``acc`` (from
     :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group sums of ranks
     (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
-    of the values (``value``) and of the ascending order statistics (``sorted``, kept as ``N_PARTS``
-    partial sums).
+    of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
+    ``N_PARTS`` partial sums (for float32 gaussian rows all of ``value`` is in its first row: summed per
+    group in draw order by the blocked pass, which reads the row values in place anyway).
     """
     vals = as_float_array(vals)
     S = vals.shape[0]
@@ -248,10 +254,10 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     if not exact and w["val"] is None:
         w["val"] = np.empty((N_PARTS, vals.shape[1]))
     val = w["val"] if w["val"] is not None else np.empty((N_PARTS, 0))
-    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], w["keys"], w["a"], w["b"], val,
-               w["counts"])
-    _accumulate_ranks(ranks, vals, offset, link, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"],
-                      acc["value"], 4096)
+    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], acc["value"], w["keys"], w["a"],
+               w["b"], val, w["counts"])
+    _accumulate_ranks(ranks, vals, offset, exact, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"],
+                      acc["value"][0], 4096)
     return ranks
 
 
@@ -261,7 +267,7 @@ def new_rank_accumulators(J: int) -> dict:
     work = {"keys": np.empty((N_PARTS, J), np.uint32), "a": np.empty((N_PARTS, J), np.uint64),
             "b": np.empty((N_PARTS, J), np.uint64), "val": None, "counts": np.empty((N_PARTS, 2, _RADIX), np.int64)}
     return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
-            "value": np.zeros(J), "sorted": np.zeros((N_PARTS, J)), "work": work}
+            "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
 
 # ------------------------------------------------------------------------------------------------------
