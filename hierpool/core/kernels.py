@@ -602,9 +602,9 @@ LARGE_BYTES = 64 << 20
 _PAGE = mmap.PAGESIZE
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _touch_pages(buf, page):
-    for i in prange((buf.shape[0] + page - 1) // page):
+    for i in range((buf.shape[0] + page - 1) // page):
         buf[i * page] = 0
 
 
@@ -612,7 +612,7 @@ def empty_large(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)`` for arrays written once in order, its pages mapped at once, in threads.
 
     An array of at least :data:`LARGE_BYTES` is an anonymous ``mmap`` (ordinary pages, zeroed) whose
-    pages are touched by a compiled loop on every core before it is returned; ``np.empty`` asks for
+    pages are touched by a compiled loop in one thread per core before it is returned; ``np.empty`` asks for
     transparent huge pages (``madvise``) and takes its page faults later, in whichever thread first
     writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
     ranks ``rank_groups`` keeps. Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
@@ -632,7 +632,10 @@ def empty_large(shape, dtype) -> np.ndarray:
     if nbytes < LARGE_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.empty(shape, dtype)
     buf = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
-    _touch_pages(buf, _PAGE)
+    n_threads = _threads()
+    step = -(-nbytes // (n_threads * _PAGE)) * _PAGE  # whole pages per thread
+    # threads of this process (each_in_threads), not numba's parallel layer: safe when fits run in threads
+    each_in_threads(lambda b0: _touch_pages(buf[b0:b0 + step], _PAGE), range(0, nbytes, step), n_threads)
     return buf.view(dtype).reshape(shape)
 
 
