@@ -17,7 +17,7 @@ fi
 # compiles the libraries' sources on import, even where PYTHONDONTWRITEBYTECODE keeps Python from caching
 # them (imports of hierpool, pymc, arviz, nutpie, pandas, dask and distributed: 10.6 s -> 3.4 s a process)
 uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[${extras}]"
-.venv/bin/python -m compileall -q hierpool >/dev/null  # the editable package's own modules
+.venv/bin/python -m compileall -q hierpool || echo "setup.sh: could not precompile hierpool's modules (continuing)" >&2
 echo "hierpool installed in $(pwd)/.venv (Python $(.venv/bin/python -c 'import platform; print(platform.python_version())'), extras: ${extras})" >&2
 # compile hierpool's numba kernels once, ahead of time (cached on disk): the first analysis does not wait
 .venv/bin/python -m hierpool.workflow.warmup

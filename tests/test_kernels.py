@@ -349,6 +349,8 @@ def test_class_moments_equal_numpy_per_class_products():
     want = np.stack([R[cls == k].T @ R[cls == k] for k in range(K_)])
     np.testing.assert_allclose(K.class_moments(yc, xbar, cls, K_), want, rtol=1e-12, atol=1e-9)
     assert K.class_moments(yc, np.zeros((J, 0)), cls, K_).shape == (K_, 2, 2)
+
+
 def test_empty_large_maps_and_touches_large_arrays(monkeypatch):
     """At or above LARGE_BYTES: a writable C-contiguous array of the shape and dtype on an anonymous map
     (zeroed pages, already touched); below it, or for other shapes, plain np.empty. Both behave as arrays."""
@@ -367,3 +369,19 @@ def test_empty_large_maps_and_touches_large_arrays(monkeypatch):
     small = K.empty_large(5, np.float32)  # 20 bytes: np.empty
     assert small.shape == (5,) and small.dtype == np.float32 and small.base is None
     assert K.empty_large((0, 4), np.float64).shape == (0, 4)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")  # the child only writes and exits
+def test_empty_large_is_private_across_fork(monkeypatch):
+    """A forked child writing into a mapped array changes its own copy only, as with np.empty's memory."""
+    import os
+
+    monkeypatch.setattr(K, "LARGE_BYTES", 4096)
+    a = K.empty_large((4, 4096), np.float32)
+    pid = os.fork()
+    if pid == 0:  # child
+        a[0, 0] = 12345.0
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert a[0, 0] == 0.0

@@ -611,8 +611,9 @@ def _touch_pages(buf, page):
 def empty_large(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)`` for arrays written once in order, its pages mapped at once, in threads.
 
-    An array of at least :data:`LARGE_BYTES` is an anonymous ``mmap`` (ordinary pages, zeroed) whose
-    pages are touched by a compiled loop in one thread per core before it is returned; ``np.empty`` asks for
+    An array of at least :data:`LARGE_BYTES` is a private anonymous ``mmap`` (ordinary pages, zeroed;
+    copy-on-write in a forked child, as ``np.empty``'s) whose pages are touched by a compiled loop in one
+    thread per core before it is returned; ``np.empty`` asks for
     transparent huge pages (``madvise``) and takes its page faults later, in whichever thread first
     writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
     ranks ``rank_groups`` keeps. Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
@@ -631,7 +632,11 @@ def empty_large(shape, dtype) -> np.ndarray:
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < LARGE_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.empty(shape, dtype)
-    buf = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
+    try:  # private (copy-on-write across fork, as np.empty's memory), not the shared map mmap(-1, n) makes
+        m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:  # e.g. ENOMEM under strict overcommit: numpy says it in its own words (MemoryError)
+        return np.empty(shape, dtype)
+    buf = np.frombuffer(m, dtype=np.uint8)
     n_threads = _threads()
     step = -(-nbytes // (n_threads * _PAGE)) * _PAGE  # whole pages per thread
     # threads of this process (each_in_threads), not numba's parallel layer: safe when fits run in threads

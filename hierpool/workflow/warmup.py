@@ -54,6 +54,9 @@ def warm_up(verbose: bool = False) -> float:
             hp.ppc(dt, n_draws=20, plot=False, random_seed=1)
             hp.predict(dt, df.head(5), random_seed=1)
             hp.check_sampling(dt, warn=False)
+        from hierpool.core import kernels as K
+
+        K._touch_pages(np.zeros(2 * K._PAGE, np.uint8), K._PAGE)  # only large arrays call it (kernels.empty_large)
     pymc_log.setLevel(level)
     seconds = time.perf_counter() - t0
     if verbose:
