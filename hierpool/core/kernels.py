@@ -624,7 +624,9 @@ def empty_large(shape, dtype) -> np.ndarray:
     ``MAP_POPULATE`` (one thread) 0.39-0.47 s and 3.18-3.22 s. What decided it, issue 17's gaussian
     pipeline at J = 1M (``bench_vs_lme4`` worker, runs alternated): ``hp.fit``'s group effects took
     2.47-2.58 s this way, 3.35-3.52 s with ``np.empty`` touched in two threads and 3.39-3.50 s with plain
-    ``np.empty``. Below the size, or where ``mmap`` has no anonymous maps, plain ``np.empty``. The memory
+    ``np.empty`` (these with a shared map; the private one, alternated with it in the same pipeline:
+    9.4-11.6 s against 10.0-10.9 s for the whole, within the host's noise). Below the size, where ``mmap``
+    has no anonymous maps, or when the map fails, plain ``np.empty``. The memory
     is returned when the array and its views are gone.
     """
     dtype = np.dtype(dtype)
