@@ -613,9 +613,8 @@ def empty_large(shape, dtype) -> np.ndarray:
 
     An array of at least :data:`LARGE_BYTES` is a private anonymous ``mmap`` (ordinary pages, zeroed;
     copy-on-write in a forked child, as ``np.empty``'s) whose pages are touched by a compiled loop in one
-    thread per core before it is returned; ``np.empty`` asks for
-    transparent huge pages (``madvise``) and takes its page faults later, in whichever thread first
-    writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
+    thread per core before it is returned; ``np.empty`` asks for transparent huge pages (``madvise``) and
+    takes its page faults later, in whichever thread first writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
     ranks ``rank_groups`` keeps. Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
     (THP ``madvise``) memory the host has not lately backed is slow to fault in, most of all as huge pages.
     Filling a fresh 1 GB array (issue 17's 248 x 1,000,000 float32 or int32) after 2 GB already touched:
@@ -626,8 +625,8 @@ def empty_large(shape, dtype) -> np.ndarray:
     2.47-2.58 s this way, 3.35-3.52 s with ``np.empty`` touched in two threads and 3.39-3.50 s with plain
     ``np.empty`` (these with a shared map; the private one, alternated with it in the same pipeline:
     9.4-11.6 s against 10.0-10.9 s for the whole, within the host's noise). Below the size, where ``mmap``
-    has no anonymous maps, or when the map fails, plain ``np.empty``. The memory
-    is returned when the array and its views are gone.
+    has no anonymous maps, or when the map fails, plain ``np.empty``. The memory is returned when the
+    array and its views are gone.
     """
     dtype = np.dtype(dtype)
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
