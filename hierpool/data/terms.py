@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hierpool.core import kernels as K
+
 
 # ------------------------------------------------------------------------------------------------------
 def require_columns(df: pd.DataFrame, arg: str, cols: Sequence[str]) -> None:
@@ -240,8 +242,9 @@ def indicator_term(term: dict) -> bool:
     return term["kind"] in ("categorical", "string", "boolean")
 
 
-def _term_block(df: pd.DataFrame, t: dict, context: str) -> np.ndarray:
-    """The columns of one term (n x len(names)) on the user's scale."""
+def _term_block(df: pd.DataFrame, t: dict, context: str, out: np.ndarray | None = None) -> np.ndarray:
+    """The columns of one term (n x len(names)) on the user's scale; a numeric or categorical term is
+    written into ``out`` when given (interactions and transforms build their block)."""
     kind = t["kind"]
     if kind == "interaction":  # row-wise products, the first factor varying slowest (as formulae orders them)
         block = np.ones((len(df), 1))
@@ -271,7 +274,10 @@ def _term_block(df: pd.DataFrame, t: dict, context: str) -> np.ndarray:
             raise TypeError(f"{context}: column {t['column']!r} must be numeric; got dtype {s.dtype}.")
         v = s.to_numpy(dtype=float)
         check_finite(v, context, t["column"], df.index)
-        return v[:, None]
+        if out is None:
+            return v[:, None]
+        out[:, 0] = v
+        return out
     levels = t["levels"]
     known = pd.Index(levels, dtype=object)
     values = None
@@ -290,10 +296,21 @@ def _term_block(df: pd.DataFrame, t: dict, context: str) -> np.ndarray:
             f"known levels: {levels}."
         )
     first = 0 if t.get("full") else 1  # "full": every level (a formula's interaction coding); else drop the first
-    block = np.zeros((len(codes), len(levels) - first))
+    if out is None:
+        out = np.empty((len(codes), len(levels) - first))
+    out[:] = 0.0
     rows = np.flatnonzero(codes >= first)
-    block[rows, codes[rows] - first] = 1.0
-    return block
+    out[rows, codes[rows] - first] = 1.0
+    return out
+
+
+def _fill_term(df: pd.DataFrame, t: dict, context: str, out: np.ndarray) -> None:
+    """Write one term's columns into ``out`` (a column slice of the design matrix), with no block of its
+    own for numeric and categorical terms."""
+    if t["kind"] in ("interaction", "transform"):
+        out[:] = _term_block(df, t, context)
+    else:
+        _term_block(df, t, context, out)
 
 
 def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predictors") -> np.ndarray:
@@ -303,7 +320,8 @@ def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predic
     data. A level never seen in training raises ``ValueError``. Besides the column terms of ``predictors=``
     (kinds numeric, categorical, string, boolean), a formula's terms may be a ``transform`` of numeric
     columns (:mod:`hierpool.data.expressions`) or an ``interaction`` (row-wise products of its factors'
-    columns, named ``a:b``).
+    columns, named ``a:b``). The columns are written in place into one C-ordered float64 array
+    (:func:`hierpool.core.kernels.empty_large`), not stacked from blocks.
     """
     needed = list(dict.fromkeys(c for t in terms for c in term_columns(t)))
     missing = [c for c in needed if c not in df.columns]
@@ -312,7 +330,10 @@ def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predic
             f"{context}: column {missing[0]!r} is missing from the data; the model needs columns "
             f"{needed}."
         )
-    cols = [_term_block(df, t, context) for t in terms]
-    if not cols:
-        return np.zeros((len(df), 0))
-    return np.hstack(cols)
+    widths = [len(t["names"]) for t in terms]
+    X = K.empty_large((len(df), sum(widths)), np.float64)
+    col = 0
+    for t, w in zip(terms, widths, strict=True):
+        _fill_term(df, t, context, X[:, col:col + w])
+        col += w
+    return X
