@@ -87,6 +87,56 @@ def test_rank_rows_accumulates_over_calls_and_writes_into_out():
     np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
 
 
+@pytest.mark.parametrize("J", [1, 2, 3, 300, 1 << 16, (1 << 16) + 1, (1 << 16) + 2, 1 << 20, (1 << 20) + 1])
+def test_rank_store_round_trips_and_feeds_the_rank_kernel(J):
+    """The packed store (2 bytes a rank up to 65,536 groups, 2.5 up to 2**20, else 4) holds exactly the
+    ranks the kernel computes, at the edges of each width (J = 2**20: rank 1,048,576 fills all 20 bits)."""
+    S = 3 if J > 1000 else 7
+    rng = np.random.default_rng(J)
+    vals = rng.standard_normal((S, J)).astype(np.float32)
+    store = K.RankStore.empty(S, J)
+    assert store.kind == (1 if J <= 1 << 16 else 2 if J <= 1 << 20 else 0)
+    assert store.nbytes == {1: 2 * S * J, 2: 2 * S * J + S * ((J + 1) // 2), 0: 4 * S * J}[store.kind]
+    acc = K.new_rank_accumulators(J)
+    K.rank_rows(vals[:1], True, 5, acc, out=store.rows(0, 1))
+    K.rank_rows(vals[1:], True, 5, acc, out=store.rows(1, S))
+    ref, _ = _stable_ranks(vals.astype(np.float64), True)
+    np.testing.assert_array_equal(store.to_array(), ref)
+    np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
+    np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
+    np.testing.assert_array_equal(acc["top"], (ref <= 5).sum(axis=0))
+    np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
+    for got, want in zip(K.column_quantiles(store, SPECS), K.column_quantiles(ref, SPECS), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # rank_sums=False: the same sums come with the quantiles, from the columns they decode
+    fused = K.new_rank_accumulators(J)
+    K.rank_rows(vals, True, 5, fused, out=store, rank_sums=False)
+    assert not fused["rank"].any() and not fused["top"].any()
+    for got, want in zip(K.column_quantiles(store, SPECS, top_k=5, acc=fused), K.column_quantiles(ref, SPECS),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    for key in ("rank", "sq", "top", "best"):
+        np.testing.assert_array_equal(fused[key], acc[key])
+    for key in ("value", "sorted"):  # partial sums split by draw within each call: equal to rounding
+        np.testing.assert_allclose(fused[key].sum(axis=0), acc[key].sum(axis=0), rtol=1e-12)
+    other = K.RankStore.empty(S, J)  # put(): int32 ranks stored row by row, in two calls
+    other.put(0, ref[:2])
+    other.put(2, ref[2:])
+    np.testing.assert_array_equal(other.to_array(), ref)
+
+
+def test_rank_store_refuses_ranks_of_the_wrong_shape():
+    store = K.RankStore.empty(4, 10)
+    with pytest.raises(ValueError, match="do not fit"):
+        store.put(3, np.ones((2, 10), np.int32))
+    with pytest.raises(ValueError, match="do not fit"):
+        store.put(0, np.ones((2, 9), np.int32))
+    with pytest.raises(ValueError, match="out has shape"):
+        K.rank_rows(np.zeros((3, 10)), True, 1, K.new_rank_accumulators(10), out=store)
+    with pytest.raises(TypeError, match="RankStore"):
+        K.column_quantiles(np.zeros((3, 10), np.int32), SPECS, acc=K.new_rank_accumulators(10))
+
+
 SPECS = [(0.05, "linear"), (0.95, "linear"), (0.05, "lower"), (0.95, "higher"), (0.5, "median"),
          (0.0, "lower"), (1.0, "higher"), (0.25, "linear")]
 

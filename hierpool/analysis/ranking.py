@@ -80,30 +80,40 @@ def _thin_index(n_samples: int, max_draws: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_samples - 1, max_draws).round().astype(np.int64))
 
 
-def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.ndarray | None) -> dict:
-    """One pass over the draws: exact accumulators, plus the kept draws' ranks (int32) if ``keep``."""
+def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.ndarray | None,
+               specs: list | None = None) -> dict:
+    """One pass over the draws: exact accumulators, and with ``keep`` the ``specs`` quantiles (as
+    :func:`hierpool.core.kernels.column_quantiles`) of the kept draws' ranks, stored meanwhile in a
+    :class:`hierpool.core.kernels.RankStore`."""
     J = view.n_groups
     S = view.post.sizes["chain"] * view.post.sizes["draw"]
     acc = K.new_rank_accumulators(J)
-    kept = None if keep is None else K.empty_large((keep.size, J), np.int32)
+    kept = None if keep is None else K.RankStore.empty(keep.size, J)
     pos = 0
     all_kept = keep is not None and keep.size == S
     family = view.family if by == "estimate" else "gaussian"  # "gaussian": the identity link
     for idx, vals, offset in _draw_chunks(view, by):
-        if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank in place
-            K.rank_rows(vals, descending, top_k, acc, out=kept[idx[0]:idx[-1] + 1], offset=offset, family=family)
+        if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank into the store;
+            # the per-group rank sums come with the quantiles, from the columns they decode anyway
+            K.rank_rows(vals, descending, top_k, acc, out=kept.rows(idx[0], idx[-1] + 1), offset=offset,
+                        family=family, rank_sums=False)
             continue
         r = K.rank_rows(vals, descending, top_k, acc, offset=offset, family=family)
         if kept is not None:
             take = np.isin(idx, keep)
             n_take = int(take.sum())
-            kept[pos:pos + n_take] = r[take]
+            kept.put(pos, r[take])
             pos += n_take
+    quantiles = None
+    if kept is not None:
+        quantiles = K.column_quantiles(kept, specs or [], **({"top_k": top_k, "acc": acc} if all_kept else {}))
+        del kept  # its memory goes back before the table is built
     rank_mean = acc["rank"] / S
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
         "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
-        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "kept": kept, "n_samples": S,
+        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "quantiles": quantiles,
+        "n_samples": S,
     }
 
 
@@ -165,9 +175,10 @@ def rank_groups(
         groups), so both give the SAME ranks, with or without predictors; ``by`` only sets the scale of
         the ``estimate`` and ``triple_goal`` columns.
     max_draws : int
-        At most this many draws (evenly thinned over chains and draws) are kept, as int32, for
-        ``rank_median``, ``rank_low`` and ``rank_high``; memory ``4 * max_draws * groups`` bytes (4 GB at
-        a million groups and 1000 draws: lower it there). ``rank_mean``, ``rank_sd``, ``p_top_k``,
+        At most this many draws (evenly thinned over chains and draws) are kept for ``rank_median``,
+        ``rank_low`` and ``rank_high``, in 2 bytes a rank up to 65,536 groups, 2.5 up to 1,048,576 and 4
+        beyond (:class:`hierpool.core.kernels.RankStore`): memory ``2.5 * max_draws * groups`` bytes at a
+        million groups (2.5 GB with 1000 draws: lower it there). ``rank_mean``, ``rank_sd``, ``p_top_k``,
         ``p_best``, ``estimate`` and ``triple_goal`` use all draws exactly.
     factor : str, optional
         A fit with several grouping factors (crossed or nested): the factor to analyse, by name (e.g.
@@ -212,10 +223,9 @@ def rank_groups(
     top_k = _check_top_k(top_k, J)
     S = view.post.sizes["chain"] * view.post.sizes["draw"]
     keep = _thin_index(S, max_draws)
-    acc = _rank_pass(view, by, descending, top_k, keep)
-    kept = acc["kept"]
     lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
-    rank_median, rank_low, rank_high = K.column_quantiles(kept, [(0.5, "median"), (lo_q, "lower"), (hi_q, "higher")])
+    acc = _rank_pass(view, by, descending, top_k, keep, [(0.5, "median"), (lo_q, "lower"), (hi_q, "higher")])
+    rank_median, rank_low, rank_high = acc["quantiles"]
     order = _best_first(acc["rank_mean"])  # the table is sorted by rank_mean (stable), best first
     columns = {
         "group": view.groups.to_numpy(),

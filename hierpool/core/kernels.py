@@ -11,7 +11,9 @@ numpy definitions exactly) with algorithms chosen for this shape:
   orders the rare neighbours the keys do not decide by (float64 value, group), so the result equals the
   inverse of ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of ranks,
   squared ranks, top-k and best counts, values and the order statistics accumulate in the same pass, in
-  a fixed number of partial sums (results do not depend on the number of threads).
+  a fixed number of partial sums (results do not depend on the number of threads). The ranks a caller
+  keeps go into a :class:`RankStore` (2 or 2.5 bytes a rank up to 2**20 groups), whose quantile pass
+  (:func:`rank_store_order_stats`) can take over the per-group rank sums.
 - :func:`column_order_stats`: chosen order statistics of every column (blocks of columns transposed
   into contiguous rows and sorted by numpy's SIMD sort, in threads), from which :func:`column_quantiles`
   forms numpy's ``linear``, ``lower`` and ``higher`` quantiles and the median exactly as numpy does;
@@ -50,8 +52,9 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-__all__ = ["as_float_array", "rank_rows", "column_order_stats", "column_quantiles", "column_summaries",
-           "gaussian_conditional_draws", "gaussian_group_stats", "pointwise_loglik", "N_PARTS"]
+__all__ = ["as_float_array", "rank_rows", "RankStore", "rank_store_order_stats", "column_order_stats",
+           "column_quantiles", "column_summaries", "gaussian_conditional_draws", "gaussian_group_stats",
+           "pointwise_loglik", "empty_large", "N_PARTS"]
 
 #: Partial sums per accumulator in :func:`rank_rows` (fixed, so results do not depend on threads).
 N_PARTS = 4
@@ -178,21 +181,71 @@ def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
         order[m + 1] = j
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _store_ranks(rk, hi, lo, kind):
+    """Write one draw's ranks ``rk`` (int32, 1..J) into a :class:`RankStore` row (``hi``, ``lo``)."""
+    J = rk.shape[0]
+    if kind == 0:
+        hi[:] = rk
+    elif kind == 1:
+        for j in range(J):
+            hi[j] = rk[j] - 1
+    else:  # two simple loops (vectorized by LLVM)
+        for j in range(J):
+            hi[j] = (rk[j] - 1) >> 4
+        for h in range(J // 2):
+            lo[h] = ((rk[2 * h] - 1) & 15) | (((rk[2 * h + 1] - 1) & 15) << 4)
+        if J % 2:
+            lo[J >> 1] = (rk[J - 1] - 1) & 15
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rank_at(hi, lo, kind, s, j):
+    """The rank (1..J) of group ``j`` in draw ``s`` of a :class:`RankStore`."""
+    if kind == 0:
+        return np.int64(hi[s, j])
+    if kind == 1:
+        return np.int64(hi[s, j]) + 1
+    return ((np.int64(hi[s, j]) << 4) | ((np.int64(lo[s, j >> 1]) >> ((j & 1) * 4)) & 15)) + 1
+
+
+@njit(cache=True, nogil=True)
+def _store_rows(ranks, hi, lo, kind, r0):
+    for s in range(ranks.shape[0]):
+        _store_ranks(ranks[s], hi[r0 + s], lo[r0 + s], kind)
+
+
+@njit(cache=True, nogil=True)
+def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, acc_top, acc_best):
+    """``out[q, s]`` = the rank of group ``j0 + q`` in draw ``s`` (columns as contiguous int32 rows); if
+    ``accumulate``, each column's sums over the draws in order, as :func:`_accumulate_ranks`'."""
+    S = hi.shape[0]
+    for s in range(S):  # draws outer, groups inner: independent sums (a sum over draws inner would wait on
+        for q in range(out.shape[0]):  # each addition)
+            j = j0 + q
+            r = _rank_at(hi, lo, kind, s, j)
+            out[q, s] = r
+            if accumulate:
+                acc_rank[j] += r
+                acc_sq[j] += float(r) * float(r)
+                acc_top[j] += r <= top_k
+                acc_best[j] += r == 1
+
+
 @njit(cache=True, parallel=True)
-def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_value, keys, a, b, val, counts):
+def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, acc_value, keys, a, b, val, counts):
     S, J = vals.shape
     n_parts = acc_sorted.shape[0]
     sign = -1.0 if descending else 1.0
     for t in prange(n_parts):
         for s in range(t, S, n_parts):
-            out = ranks[s]
             _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[t], a[t], b[t], val[t], counts[t])
             order = keys[t].view(np.int32)
             sval = a[t].view(np.float64)
-            rk = b[t].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then copy them in
-            for i in range(J):  # order (out may be a large array without huge pages: random writes to it
-                rk[order[i]] = i + 1  # would miss the TLB on most of them)
-            out[:] = rk
+            rk = b[t].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then store them
+            for i in range(J):  # in order (the store may be a large array without huge pages: random writes
+                rk[order[i]] = i + 1  # to it would miss the TLB on most of them)
+            _store_ranks(rk, hi[s], lo[s], kind)
             if descending:  # ascending order statistics: best-first position i is J - 1 - i
                 for i in range(J):
                     acc_sorted[t, J - 1 - i] -= sval[i]
@@ -202,10 +255,12 @@ def _rank_rows(vals, offset, link, descending, exact, ranks, acc_sorted, acc_val
 
 
 @njit(cache=True, parallel=True)
-def _accumulate_ranks(ranks, vals, offset, exact, top_k, acc_rank, acc_sq, acc_top, acc_best, acc_value, block):
-    """Per-group sums over the draws in order, in blocks of groups; the values (``offset + vals``) only when
-    ``exact`` (identity link, float32 rows: :func:`_sort_row` did not compute them)."""
-    S, J = ranks.shape
+def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_rank, acc_sq, acc_top, acc_best,
+                      acc_value, block):
+    """Per-group sums over the draws in order, in blocks of groups: of the ranks if ``with_ranks``; of the
+    values (``offset + vals``) if ``exact`` (identity link, float32 rows: :func:`_sort_row` did not
+    compute them)."""
+    S, J = vals.shape
     n_blocks = (J + block - 1) // block
     for bi in prange(n_blocks):
         j0 = bi * block
@@ -215,7 +270,9 @@ def _accumulate_ranks(ranks, vals, offset, exact, top_k, acc_rank, acc_sq, acc_t
             for j in range(j0, j1):
                 if exact:
                     acc_value[j] += off + np.float64(vals[s, j])
-                r = ranks[s, j]
+                if not with_ranks:
+                    continue
+                r = _rank_at(hi, lo, kind, s, j)
                 acc_rank[j] += r
                 acc_sq[j] += float(r) * float(r)
                 if r <= top_k:
@@ -227,8 +284,68 @@ def _accumulate_ranks(ranks, vals, offset, exact, top_k, acc_rank, acc_sq, acc_t
 _LINKS = {"gaussian": 0, "bernoulli": 1, "binomial": 1, "poisson": 2}
 
 
-def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np.ndarray | None = None,
-              offset: np.ndarray | None = None, family: str = "gaussian") -> np.ndarray:
+class RankStore:
+    """Ranks 1..J of S draws x J groups, stored in as few bytes as J allows.
+
+    ``kind`` 1 (J <= 65,536): ``rank - 1`` as uint16 (2 bytes a rank); kind 2 (J <= 2**20): the high 16
+    of the 20 bits of ``rank - 1`` as uint16 and the low 4 in a nibble (2.5 bytes); kind 0: int32 (4
+    bytes). :func:`rank_rows` writes into it (``out=``), :func:`column_order_stats` and
+    :func:`column_quantiles` read it as they read an int32 array, :meth:`to_array` decodes it.
+    Why: the ranks ``rank_groups`` keeps are its largest array (248 x 1,000,000 in issue 17's gaussian
+    pipeline: 1 GB as int32, 0.625 GB packed), and on the 2-core AMD EPYC virtual machine of
+    ``benchmarks/README.md`` first touching fresh memory was the largest single cost of that stage:
+    2.2-2.4 s of system time (two threads) for the 250,000 page faults of the int32 array, against
+    5.8-5.9 s of user time for the whole stage.
+    """
+
+    def __init__(self, hi: np.ndarray, lo: np.ndarray | None, kind: int):
+        self.hi = hi
+        self.lo = np.empty((hi.shape[0], 0), np.uint8) if lo is None else lo
+        self.kind = int(kind)
+
+    @staticmethod
+    def kind_for(J: int) -> int:
+        return 1 if J <= 1 << 16 else 2 if J <= 1 << 20 else 0
+
+    @classmethod
+    def empty(cls, S: int, J: int) -> RankStore:
+        """Uninitialized storage for S draws x J groups (:func:`empty_large`: pages mapped at once)."""
+        kind = cls.kind_for(J)
+        if kind == 0:
+            return cls(empty_large((S, J), np.int32), None, 0)
+        hi = empty_large((S, J), np.uint16)
+        return cls(hi, empty_large((S, (J + 1) // 2), np.uint8) if kind == 2 else None, kind)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.hi.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self.hi.nbytes + self.lo.nbytes
+
+    def rows(self, r0: int, r1: int) -> RankStore:
+        """Draws ``r0..r1-1``: a view, written through by :func:`rank_rows`."""
+        return RankStore(self.hi[r0:r1], self.lo[r0:r1], self.kind)
+
+    def put(self, r0: int, ranks: np.ndarray) -> None:
+        """Store the int32 ranks ``ranks`` (draws x J) as draws ``r0, r0 + 1, ...``."""
+        ranks = np.ascontiguousarray(ranks, dtype=np.int32)
+        if ranks.ndim != 2 or ranks.shape[1] != self.shape[1] or not 0 <= r0 <= self.shape[0] - ranks.shape[0]:
+            raise ValueError(f"ranks of shape {ranks.shape} do not fit draws {r0}.. of a store of {self.shape}.")
+        _store_rows(ranks, self.hi, self.lo, self.kind, int(r0))
+
+    def to_array(self) -> np.ndarray:
+        """The ranks as an int32 array (draws x J)."""
+        out = np.empty(self.shape[::-1], np.int32)
+        if out.size:
+            z, zi = np.zeros(0), np.zeros(0, np.int64)
+            _decode_columns(self.hi, self.lo, self.kind, 0, out, False, 0, z, z, zi, zi)
+        return np.ascontiguousarray(out.T)
+
+
+def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np.ndarray | RankStore | None = None,
+              offset: np.ndarray | None = None, family: str = "gaussian", rank_sums: bool = True):
     """Rank the groups within each row (draw) of ``value = inverse_link(offset[:, None] + vals)`` and
     accumulate per group.
 
@@ -246,6 +363,9 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     S = vals.shape[0]
     offset = np.zeros(S) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(S)
     ranks = np.empty(vals.shape, dtype=np.int32) if out is None else out
+    store = ranks if isinstance(ranks, RankStore) else RankStore(ranks, None, 0)
+    if store.shape != vals.shape:
+        raise ValueError(f"out has shape {store.shape}; the draws have shape {vals.shape}.")
     if vals.size == 0:
         return ranks
     link = _LINKS[family]
@@ -254,10 +374,11 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     if not exact and w["val"] is None:
         w["val"] = np.empty((N_PARTS, vals.shape[1]))
     val = w["val"] if w["val"] is not None else np.empty((N_PARTS, 0))
-    _rank_rows(vals, offset, link, bool(descending), exact, ranks, acc["sorted"], acc["value"], w["keys"], w["a"],
-               w["b"], val, w["counts"])
-    _accumulate_ranks(ranks, vals, offset, exact, int(top_k), acc["rank"], acc["sq"], acc["top"], acc["best"],
-                      acc["value"][0], 4096)
+    _rank_rows(vals, offset, link, bool(descending), exact, store.hi, store.lo, store.kind, acc["sorted"],
+               acc["value"], w["keys"], w["a"], w["b"], val, w["counts"])
+    if rank_sums or exact:
+        _accumulate_ranks(store.hi, store.lo, store.kind, vals, offset, exact, bool(rank_sums), int(top_k),
+                          acc["rank"], acc["sq"], acc["top"], acc["best"], acc["value"][0], 4096)
     return ranks
 
 
@@ -289,12 +410,36 @@ def column_order_stats(mat: np.ndarray, ks) -> np.ndarray:
     (A/B against the previous code in one session, 2026-12-06, the 2-core AMD EPYC of ``benchmarks/README.md``,
     which has AVX2; numpy 2.5).
     """
-    mat = np.asarray(mat)
     ks = np.asarray(ks, dtype=np.int64)
+    if isinstance(mat, RankStore):
+        return rank_store_order_stats(mat, ks)
+    mat = np.asarray(mat)
     out = np.empty((ks.shape[0], mat.shape[1]), dtype=mat.dtype)
     if ks.shape[0]:  # always a copy of the block: the caller's array is not sorted
         _sorted_column_blocks(mat.shape, mat.dtype.itemsize, lambda j0, j1: np.array(mat[:, j0:j1].T, order="C"),
                               ks, out)
+    return out
+
+
+def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | None = None) -> np.ndarray:
+    """:func:`column_order_stats` of the ranks in ``store`` (int32, (len(ks), J)). With ``acc`` (from
+    :func:`new_rank_accumulators`), the per-group sums :func:`rank_rows` leaves out when called with
+    ``rank_sums=False`` (ranks, squared ranks, counts of rank <= ``top_k`` and of rank 1) are added in
+    the same pass, from the columns the blocks decode anyway (a separate pass over the store took 0.35 s
+    of 248 x 1,000,000 int32 ranks on two threads, 0.46 s packed)."""
+    ks = np.asarray(ks, dtype=np.int64)
+    S, J = store.shape
+    out = np.empty((ks.shape[0], J), dtype=np.int32)
+    z, zi = np.zeros(0), np.zeros(0, np.int64)
+    sums = (acc["rank"], acc["sq"], acc["top"], acc["best"]) if acc is not None else (z, z, zi, zi)
+
+    def block_rows(j0, j1):
+        cols = np.empty((j1 - j0, S), np.int32)
+        _decode_columns(store.hi, store.lo, store.kind, j0, cols, acc is not None, int(top_k), *sums)
+        return cols
+
+    if ks.shape[0] or acc is not None:
+        _sorted_column_blocks((S, J), 4, block_rows, ks, out)
     return out
 
 
@@ -425,13 +570,18 @@ def _quantiles_from_stats(stats: np.ndarray, ks, plan) -> list[np.ndarray]:
     return out
 
 
-def column_quantiles(mat: np.ndarray, specs) -> list[np.ndarray]:
+def column_quantiles(mat: np.ndarray | RankStore, specs, *, top_k: int = 0, acc: dict | None = None) -> list[np.ndarray]:
     """Quantiles of every column, each equal to numpy's on ``axis=0``.
 
     ``specs`` is a list of ``(q, method)`` with method ``"linear"``, ``"lower"``, ``"higher"`` or
-    ``"median"`` (``np.median``: ``q`` ignored). Returns one (J,) float64 array per spec.
+    ``"median"`` (``np.median``: ``q`` ignored). Returns one (J,) float64 array per spec. ``top_k`` and
+    ``acc``: for a :class:`RankStore` only, as :func:`rank_store_order_stats`.
     """
     plan, ks = _quantile_plan(mat.shape[0], specs)
+    if acc is not None:
+        if not isinstance(mat, RankStore):
+            raise TypeError(f"acc= needs the ranks as a RankStore; got {type(mat).__name__}.")
+        return _quantiles_from_stats(rank_store_order_stats(mat, ks, top_k, acc), ks, plan)
     return _quantiles_from_stats(column_order_stats(mat, ks), ks, plan)
 
 
@@ -614,8 +764,11 @@ def empty_large(shape, dtype) -> np.ndarray:
     An array of at least :data:`LARGE_BYTES` is a private anonymous ``mmap`` (ordinary pages, zeroed;
     copy-on-write in a forked child, as ``np.empty``'s) whose pages are touched by a compiled loop in one
     thread per core before it is returned; ``np.empty`` asks for transparent huge pages (``madvise``) and
-    takes its page faults later, in whichever thread first writes. Used for the draws x groups arrays written row by row: the group effects a fit stores and the
-    ranks ``rank_groups`` keeps. Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
+    takes its page faults later, in whichever thread first writes. Used for the draws x groups arrays
+    written row by row (the group effects a fit stores, the :class:`RankStore` of the ranks
+    ``rank_groups`` keeps) and for the design matrix ``prepare`` builds (2.5M x 5 float64 at issue 17's
+    size: ``prepare`` took 0.66 s with ``np.hstack`` of the term blocks, 0.30 s of it, and 0.38 s filling
+    this instead; a second call in one process, where the first pays numba's start-up). Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
     (THP ``madvise``) memory the host has not lately backed is slow to fault in, most of all as huge pages.
     Filling a fresh 1 GB array (issue 17's 248 x 1,000,000 float32 or int32) after 2 GB already touched:
     ``np.empty`` 2.63-2.83 s in one thread and 1.20-1.65 s in two; ordinary pages touched in two threads
