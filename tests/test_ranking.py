@@ -194,3 +194,16 @@ def test_bad_input(posterior):
         hp.rank_groups(no_group)
     with pytest.raises(ValueError, match="no dim named 'group'"):
         hp.triple_goal(no_group)
+
+
+@pytest.mark.parametrize("J", [1, 2, 7, 1000, 70_000])
+def test_best_first_equals_the_stable_argsort_of_the_mean_ranks(J):
+    """The order of the table: integer rank sums packed with the group index and sorted, the same as
+    numpy's stable argsort of the means (ties in group order); non-integer sums take the argsort."""
+    rng = np.random.default_rng(J)
+    S = 248
+    sums = rng.integers(S, S * J + 1, J).astype(float)
+    sums[: J // 3] = sums[0]  # a third of the groups tied
+    np.testing.assert_array_equal(rank_mod._best_first(sums), np.argsort(sums / S, kind="stable"))
+    frac = sums + 0.5 * (np.arange(J) % 2)  # not integers (never a sum of ranks): the fallback
+    np.testing.assert_array_equal(rank_mod._best_first(frac), np.argsort(frac, kind="stable"))

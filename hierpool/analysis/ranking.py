@@ -111,15 +111,29 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     rank_mean = acc["rank"] / S
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
-        "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
+        "rank_sum": acc["rank"], "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
         "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "quantiles": quantiles,
         "n_samples": S,
     }
 
 
-def _best_first(rank_mean: np.ndarray) -> np.ndarray:
-    """Group indices by mean rank, best (rank 1) first; ties in group order."""
-    return np.argsort(rank_mean, kind="stable")
+def _best_first(rank_sum: np.ndarray) -> np.ndarray:
+    """Group indices by mean rank, best (rank 1) first; ties in group order: ``np.argsort(rank_sum / S,
+    kind="stable")``.
+
+    The sums of integer ranks are exact integers in float64 (below 2**53), and ``a / S < b / S`` for
+    integers ``a < b`` of that size, so the order by sum is the order by mean. When the sum and the group
+    index fit in 64 bits they are packed ``sum << bits | j`` and sorted by numpy's (SIMD) sort of unique
+    keys: 1,000,000 groups 12-16 ms against 140 ms for the stable argsort of the means (2-core AMD EPYC).
+    """
+    J = rank_sum.shape[0]
+    bits = max(1, int(J - 1).bit_length())
+    top = float(rank_sum.max()) if J else 0.0
+    if J < 2 or top >= 2.0 ** (63 - bits) or not np.array_equal(rank_sum, np.floor(rank_sum)) or rank_sum.min() < 0:
+        return np.argsort(rank_sum, kind="stable")
+    keys = (rank_sum.astype(np.uint64) << np.uint64(bits)) | np.arange(J, dtype=np.uint64)
+    keys.sort()
+    return (keys & np.uint64((1 << bits) - 1)).astype(np.int64)
 
 
 def _triple_goal_sorted(edf_ascending: np.ndarray, descending: bool) -> np.ndarray:
@@ -226,7 +240,7 @@ def rank_groups(
     lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
     acc = _rank_pass(view, by, descending, top_k, keep, [(0.5, "median"), (lo_q, "lower"), (hi_q, "higher")])
     rank_median, rank_low, rank_high = acc["quantiles"]
-    order = _best_first(acc["rank_mean"])  # the table is sorted by rank_mean (stable), best first
+    order = _best_first(acc["rank_sum"])  # the table is sorted by rank_mean (stable), best first
     columns = {
         "group": view.groups.to_numpy(),
         "n": view.group_n.values.astype(np.int64),
@@ -281,7 +295,7 @@ def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
     one_of("by", by, _BY)
     view = as_fit(dt)
     acc = _rank_pass(view, by, True, 1, None)
-    order = _best_first(acc["rank_mean"])
+    order = _best_first(acc["rank_sum"])
     tg_rank = np.empty(view.n_groups, dtype=np.int64)
     tg_rank[order] = np.arange(1, view.n_groups + 1)
     tg = np.empty(view.n_groups)
