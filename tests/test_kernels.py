@@ -135,6 +135,9 @@ def test_rank_store_refuses_ranks_of_the_wrong_shape():
         K.rank_rows(np.zeros((3, 10)), True, 1, K.new_rank_accumulators(10), out=store)
     with pytest.raises(TypeError, match="RankStore"):
         K.column_quantiles(np.zeros((3, 10), np.int32), SPECS, acc=K.new_rank_accumulators(10))
+    huge = K.RankStore(np.broadcast_to(np.zeros(1, np.int32), (1 << 21, 1 << 21)), None, 0)  # no memory
+    with pytest.raises(ValueError, match="rank_sums=True"):  # int64 sums of squared ranks could overflow
+        K.rank_store_order_stats(huge, [0], 1, acc={})
 
 
 SPECS = [(0.05, "linear"), (0.95, "linear"), (0.05, "lower"), (0.95, "higher"), (0.5, "median"),

@@ -91,12 +91,13 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     kept = None if keep is None else K.RankStore.empty(keep.size, J)
     pos = 0
     all_kept = keep is not None and keep.size == S
+    fused = all_kept and S * J * J < 2**62  # rank sums in the quantile pass (int64 sums of squared ranks)
     family = view.family if by == "estimate" else "gaussian"  # "gaussian": the identity link
     for idx, vals, offset in _draw_chunks(view, by):
         if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank into the store;
             # the per-group rank sums come with the quantiles, from the columns they decode anyway
             K.rank_rows(vals, descending, top_k, acc, out=kept.rows(idx[0], idx[-1] + 1), offset=offset,
-                        family=family, rank_sums=False)
+                        family=family, rank_sums=not fused)
             continue
         r = K.rank_rows(vals, descending, top_k, acc, offset=offset, family=family)
         if kept is not None:
@@ -106,7 +107,7 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
             pos += n_take
     quantiles = None
     if kept is not None:
-        quantiles = K.column_quantiles(kept, specs or [], **({"top_k": top_k, "acc": acc} if all_kept else {}))
+        quantiles = K.column_quantiles(kept, specs or [], **({"top_k": top_k, "acc": acc} if fused else {}))
         del kept  # its memory goes back before the table is built
     rank_mean = acc["rank"] / S
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)

@@ -220,16 +220,28 @@ def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, 
     """``out[q, s]`` = the rank of group ``j0 + q`` in draw ``s`` (columns as contiguous int32 rows); if
     ``accumulate``, each column's sums over the draws in order, as :func:`_accumulate_ranks`'."""
     S = hi.shape[0]
-    for s in range(S):  # draws outer, groups inner: independent sums (a sum over draws inner would wait on
-        for q in range(out.shape[0]):  # each addition)
-            j = j0 + q
-            r = _rank_at(hi, lo, kind, s, j)
-            out[q, s] = r
-            if accumulate:
-                acc_rank[j] += r
-                acc_sq[j] += float(r) * float(r)
-                acc_top[j] += r <= top_k
-                acc_best[j] += r == 1
+    for s in range(S):
+        for q in range(out.shape[0]):
+            out[q, s] = _rank_at(hi, lo, kind, s, j0 + q)
+    if not accumulate:
+        return
+    for q in range(out.shape[0]):  # integer sums along each contiguous column (vectorized): exact, so
+        col = out[q]  # equal to the float64 sums of _accumulate_ranks wherever those are exact (< 2**53)
+        rs = np.int64(0)
+        sq = np.int64(0)
+        top = np.int64(0)
+        best = np.int64(0)
+        for s in range(S):
+            r = np.int64(col[s])
+            rs += r
+            sq += r * r
+            top += r <= top_k
+            best += r == 1
+        j = j0 + q
+        acc_rank[j] += rs
+        acc_sq[j] += sq
+        acc_top[j] += top
+        acc_best[j] += best
 
 
 @njit(cache=True, parallel=True)
@@ -429,6 +441,9 @@ def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | Non
     of 248 x 1,000,000 int32 ranks on two threads, 0.46 s packed)."""
     ks = np.asarray(ks, dtype=np.int64)
     S, J = store.shape
+    if acc is not None and S * J * J >= 2**62:  # the int64 sums of squared ranks could overflow
+        raise ValueError(f"{S} draws x {J} groups: too many for the rank sums of the quantile pass; sum them in "
+                         "rank_rows (rank_sums=True).")
     out = np.empty((ks.shape[0], J), dtype=np.int32)
     z, zi = np.zeros(0), np.zeros(0, np.int64)
     sums = (acc["rank"], acc["sq"], acc["top"], acc["best"]) if acc is not None else (z, z, zi, zi)
