@@ -202,6 +202,29 @@ def test_column_quantiles_leave_the_input_unchanged_and_follow_numpy_on_nan():
     assert np.isnan(mean[[1, 4]]).all() and np.isfinite(mean[[0, 2, 3, 5]]).all()
 
 
+@pytest.mark.parametrize("S", [1, 2, 5, 248, 1001, 1 << 16, (1 << 16) + 1])
+def test_float64_order_statistics_from_32_bit_keys_equal_numpy(S):
+    """float64 blocks are sorted as float32 keys carrying the draw's index (up to 65,536 draws; beyond,
+    as float64): values equal or close in float32, beyond float32's range, tiny, signed zeros and
+    infinities still give numpy's quantiles exactly."""
+    rng = np.random.default_rng(S)
+    J = 3 if S > 5000 else 40
+    m = rng.standard_normal((S, J))
+    m[:, 1] = 1.0 + rng.integers(0, 4, S) * 1e-12  # runs equal in float32, distinct in float64
+    m[:, 2] = m[0, 2]  # a constant column
+    if J > 3:
+        m[:, 3] = rng.choice([1e300, -1e300, 3.5e38, -4e38, 1e-300, -1e-300, 0.0, -0.0, np.inf, -np.inf], S)
+        m[:, 4] = np.nextafter(1.0, 2.0) ** rng.integers(0, 3, S)  # neighbours of 1.0
+        m[:, 5] = rng.standard_normal(S) * 1e-42  # below float32's normal range
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in numpy's interpolation (and ours)
+        want = _numpy_quantiles(m)
+        for got, ref in zip(K.column_quantiles(m, SPECS), want, strict=True):
+            np.testing.assert_array_equal(got, ref)
+        _, _, got = K.column_summaries(m, np.zeros(S), "gaussian", SPECS)
+    for g, ref in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, ref)
+
+
 def test_column_quantiles_rejects_unknown_method():
     with pytest.raises(ValueError, match="method='nearest'"):
         K.column_quantiles(np.zeros((3, 2)), [(0.5, "nearest")])

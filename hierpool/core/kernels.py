@@ -458,17 +458,88 @@ def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | Non
     return out
 
 
+#: At most this many bits of a float64 block's 32-bit sort keys hold the draw's index (65,536 draws).
+_KEY_INDEX_BITS_MAX = 16
+
+
+@njit(cache=True, nogil=True)
+def _float_keys(cols, bits, keys, has_nan):
+    """``keys[q, s]``: the order-preserving key of ``float32(cols[q, s])`` with its low ``bits`` replaced
+    by ``s``; ``has_nan[q]``: whether column q holds NaN."""
+    B, S = cols.shape
+    mask = np.uint32(0xFFFFFFFF) << np.uint32(bits)
+    for q in range(B):
+        nan = False
+        for s in range(S):
+            v = cols[q, s]
+            nan |= v != v
+            keys[q, s] = (_monotone_key(_f32_bits(np.float32(v))) & mask) | np.uint32(s)
+        has_nan[q] = nan
+
+
+@njit(cache=True, nogil=True)
+def _order_stats_from_keys(cols, keys, ks, bits, has_nan, out):
+    """``out[i, q]`` = the ``ks[i]``-th smallest of ``cols[q]`` from its sorted keys (:func:`_float_keys`):
+    the run of keys around position ``ks[i]`` whose high bits are equal holds it; a run of one is read
+    directly, a longer run (values equal or close in float32) is sorted by the float64 values. NaN for a
+    column holding NaN (numpy's quantiles are NaN there)."""
+    B, S = cols.shape
+    low = np.uint32((1 << bits) - 1)
+    sh = np.uint32(bits)
+    buf = np.empty(S)
+    for q in range(B):
+        if has_nan[q]:
+            for i in range(ks.shape[0]):
+                out[i, q] = np.nan
+            continue
+        kq = keys[q]
+        col = cols[q]
+        for i in range(ks.shape[0]):
+            k = ks[i]
+            hk = kq[k] >> sh
+            lo = k
+            while lo > 0 and kq[lo - 1] >> sh == hk:
+                lo -= 1
+            hi = k + 1
+            while hi < S and kq[hi] >> sh == hk:
+                hi += 1
+            if hi - lo == 1:
+                out[i, q] = col[kq[k] & low]
+                continue
+            for m in range(lo, hi):
+                buf[m - lo] = col[kq[m] & low]
+            out[i, q] = np.sort(buf[:hi - lo])[k - lo]
+
+
 def _sorted_column_blocks(shape: tuple, itemsize: int, block_rows, ks: np.ndarray, out: np.ndarray) -> None:
     """``out[:, j] = sorted(column j)[ks]`` for the (draws x groups) ``shape``, in blocks of columns of about
     :data:`SORT_BLOCK_BYTES` run in threads: ``block_rows(j0, j1)`` returns columns ``j0..j1-1`` as the rows
     of a new C-contiguous array (sorted here in place). A column holding NaN gets NaN order statistics
-    (NaN sorts last), so the quantiles formed from them are NaN, as numpy's."""
+    (NaN sorts last), so the quantiles formed from them are NaN, as numpy's.
+
+    float64 blocks of up to 65,536 draws are not sorted as float64: each value's float32 key, its low bits
+    replaced by the draw's index, is sorted as uint32 (numpy's SIMD sort, twice the numbers a vector of
+    float64), and the order statistic is read from the run of equal high bits around its position,
+    sorted by the float64 values when it holds more than one (float32 rounding and truncation are
+    monotone, so the runs come in the order of the values: the result is numpy's exactly). One thread,
+    1,000,000 columns of 248 draws with 4 order statistics (``hp.shrinkage``'s interval at issue 17's
+    size): 0.63-0.66 s against 1.52-1.58 s for numpy's float64 sort of the rows."""
     S, J = shape
     width = max(1, SORT_BLOCK_BYTES // max(1, S * itemsize))
+    bits = max(1, (S - 1).bit_length())
 
     def work(j0):
         j1 = min(j0 + width, J)
         cols = block_rows(j0, j1)
+        if cols.dtype == np.float64 and bits <= _KEY_INDEX_BITS_MAX:  # sorted as 32-bit keys, see below
+            keys = np.empty(cols.shape, np.uint32)
+            has_nan = np.empty(cols.shape[0], np.bool_)
+            _float_keys(cols, bits, keys, has_nan)
+            keys.sort(axis=1)
+            block = np.empty((ks.shape[0], cols.shape[0]))
+            _order_stats_from_keys(cols, keys, ks, bits, has_nan, block)
+            out[:, j0:j1] = block
+            return
         cols.sort(axis=1)
         block = cols[:, ks].T
         if np.issubdtype(cols.dtype, np.floating):
