@@ -75,6 +75,24 @@ def test_rank_rows_with_offset_and_link_equal_stable_argsort(descending, family,
     np.testing.assert_array_equal(acc["top"], (ref <= 10).sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_rows_same_numbers_whatever_the_number_of_work_arrays(dtype):
+    """The work arrays are per worker (1 to N_PARTS), the partial sums per part: bit-identical results."""
+    rng = np.random.default_rng(11)
+    vals = rng.standard_normal((13, 500)).astype(dtype)
+    offset = rng.standard_normal(13)
+    results = []
+    for n in range(1, K.N_PARTS + 1):
+        acc = K.new_rank_accumulators(500, n_workers=n)
+        assert acc["work"]["keys"].shape[0] == n
+        ranks = K.rank_rows(vals, True, 7, acc, offset=offset, family="bernoulli")
+        results.append((ranks, acc))
+    for ranks, acc in results[1:]:
+        np.testing.assert_array_equal(ranks, results[0][0])
+        for key in ("rank", "sq", "top", "best", "value", "sorted"):
+            np.testing.assert_array_equal(acc[key], results[0][1][key])
+
+
 def test_rank_rows_accumulates_over_calls_and_writes_into_out():
     rng = np.random.default_rng(3)
     vals = rng.standard_normal((10, 300))

@@ -248,22 +248,24 @@ def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, 
 def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, acc_value, keys, a, b, val, counts):
     S, J = vals.shape
     n_parts = acc_sorted.shape[0]
+    n_work = keys.shape[0]  # work arrays per worker (<= n_parts); partial sums per part, in the parts' order
     sign = -1.0 if descending else 1.0
-    for t in prange(n_parts):
-        for s in range(t, S, n_parts):
-            _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[t], a[t], b[t], val[t], counts[t])
-            order = keys[t].view(np.int32)
-            sval = a[t].view(np.float64)
-            rk = b[t].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then store them
-            for i in range(J):  # in order (the store may be a large array without huge pages: random writes
-                rk[order[i]] = i + 1  # to it would miss the TLB on most of them)
-            _store_ranks(rk, hi[s], lo[s], kind)
-            if descending:  # ascending order statistics: best-first position i is J - 1 - i
-                for i in range(J):
-                    acc_sorted[t, J - 1 - i] -= sval[i]
-            else:
-                for i in range(J):
-                    acc_sorted[t, i] += sval[i]
+    for w in prange(n_work):
+        for t in range(w, n_parts, n_work):
+            for s in range(t, S, n_parts):
+                _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[w], a[w], b[w], val[w], counts[w])
+                order = keys[w].view(np.int32)
+                sval = a[w].view(np.float64)
+                rk = b[w].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then store them
+                for i in range(J):  # in order (the store may be a large array without huge pages: random
+                    rk[order[i]] = i + 1  # writes to it would miss the TLB on most of them)
+                _store_ranks(rk, hi[s], lo[s], kind)
+                if descending:  # ascending order statistics: best-first position i is J - 1 - i
+                    for i in range(J):
+                        acc_sorted[t, J - 1 - i] -= sval[i]
+                else:
+                    for i in range(J):
+                        acc_sorted[t, i] += sval[i]
 
 
 @njit(cache=True, parallel=True)
@@ -384,8 +386,8 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     exact = vals.dtype == np.float32 and link == 0
     w = acc["work"]
     if not exact and w["val"] is None:
-        w["val"] = np.empty((N_PARTS, vals.shape[1]))
-    val = w["val"] if w["val"] is not None else np.empty((N_PARTS, 0))
+        w["val"] = np.empty((w["keys"].shape[0], vals.shape[1]))
+    val = w["val"] if w["val"] is not None else np.empty((w["keys"].shape[0], 0))
     _rank_rows(vals, offset, link, bool(descending), exact, store.hi, store.lo, store.kind, acc["sorted"],
                acc["value"], w["keys"], w["a"], w["b"], val, w["counts"])
     if rank_sums or exact:
@@ -394,11 +396,14 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     return ranks
 
 
-def new_rank_accumulators(J: int) -> dict:
-    """Zeroed per-group accumulators for :func:`rank_rows`, and its work arrays (20 * N_PARTS * J bytes,
-    and 8 * N_PARTS * J more for rows that are not float32 gaussian values)."""
-    work = {"keys": np.empty((N_PARTS, J), np.uint32), "a": np.empty((N_PARTS, J), np.uint64),
-            "b": np.empty((N_PARTS, J), np.uint64), "val": None, "counts": np.empty((N_PARTS, 2, _RADIX), np.int64)}
+def new_rank_accumulators(J: int, n_workers: int | None = None) -> dict:
+    """Zeroed per-group accumulators for :func:`rank_rows` (``N_PARTS`` partial sums), and its work arrays
+    for ``n_workers`` threads (default: the cores, at most ``N_PARTS``; 20 * n_workers * J bytes, and
+    8 * n_workers * J more for rows that are not float32 gaussian values). The results do not depend on
+    ``n_workers``: each part's draws are summed in order by one worker."""
+    n = max(1, min(N_PARTS, _threads() if n_workers is None else int(n_workers)))
+    work = {"keys": np.empty((n, J), np.uint32), "a": np.empty((n, J), np.uint64),
+            "b": np.empty((n, J), np.uint64), "val": None, "counts": np.empty((n, 2, _RADIX), np.int64)}
     return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
             "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
