@@ -754,7 +754,9 @@ def gaussian_group_stats(y, X, center, scale, idx, n) -> tuple:
     J, P = n.shape[0], X.shape[1]
     sy, sx = np.zeros(J), np.zeros((J, P))
     _group_sums(y, X, center, scale, idx, sy, sx)
-    ybar, xbar = sy / n, sx / n[:, None]
+    sy /= n  # in place: no second array of the sums' size to fault in
+    sx /= n[:, None]
+    ybar, xbar = sy, sx
     block = 1 << 16
     out = np.zeros((max(1, -(-y.shape[0] // block)), P + 1, P + 1))
     _within_cross_products(y, X, center, scale, idx, ybar, xbar, block, out)
