@@ -115,17 +115,16 @@ def _link_value(x, off, link):
 
 
 @njit(cache=True, nogil=True)
-def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
-    """Sort one row: afterwards ``keys[:J]`` (as int32) holds the groups best first and ``a[:J]`` (as
-    float64) their signed values ``sign * value``, in the order of ``np.argsort(sign * value,
-    kind="stable")``; unless ``exact``, ``acc_value`` gains the values (computed here anyway).
+def _radix_sort_row(row, off, link, sign, exact, acc_value, keys, b, a, val, counts):
+    """Sort one row's (key, group) pairs: afterwards ``b[:J]`` holds them packed in uint64 (key in the
+    high 32 bits), in the order of the keys, ties in group order; unless ``exact``, ``acc_value`` gains
+    the values and ``val`` holds the signed values (computed here anyway).
 
     ``value = link(off + row[j])`` in float64. Keys are the value's float32 bits, mapped to unsigned
     integers in order; two stable LSD radix passes of 16 bits sort (key, group) packed in one uint64.
-    When ``exact`` (float32 rows, identity link) the key holds ``row[j]`` itself and the value is
-    recomputed from it; otherwise the values are kept in ``val`` and read back. A final insertion pass
-    orders the rare neighbours whose keys do not decide (equal float32 keys of different float64
-    values, equal values of different keys) by (value, group), so the order equals numpy's exactly.
+    When ``exact`` (float32 rows, identity link) the key holds ``row[j]`` itself, and the value is
+    recomputed from it where needed. Reading the groups back in value order: :func:`_read_back`, or
+    for exact rows :func:`_exact_ranks`.
     """
     J = row.shape[0]
     counts[:] = 0
@@ -162,14 +161,54 @@ def _sort_row(row, off, link, sign, exact, acc_value, keys, a, b, val, counts):
         pos = counts[1, r]
         counts[1, r] = pos + 1
         b[pos] = packed
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exact_value(packed, off, sign):
+    """The signed value ``sign * (off + x)`` of an exact row's sorted pair (x from the key's float32)."""
+    x = sign * np.float64(_f32_from_bits(_from_key(np.uint32(packed >> np.uint64(32)))))
+    return sign * (off + x) + 0.0
+
+
+@njit(cache=True, nogil=True)
+def _exact_ranks(b, off, sign, rk):
+    """Exact rows: ``rk[j]`` = the rank of group j from the sorted pairs ``b``, unless two neighbours'
+    values are equal with their groups out of order (keys that do not decide: ``off + x`` rounding
+    distinct x to one value, or -0.0 and 0.0); then False, and :func:`_read_back` orders the row.
+
+    The values ``off + x`` of increasing x do not decrease (rounding is monotone), so the sorted pairs
+    are in numpy's stable order unless such a tie occurs. No arrays of the order and values are written
+    (:func:`_read_back` writes 12 bytes a group and reads them again)."""
+    J = rk.shape[0]
+    prev_v = -np.inf
+    prev_j = np.int64(-1)
+    for i in range(J):
+        packed = b[i]
+        j = np.int64(packed & np.uint64(0xFFFFFFFF))
+        v = _exact_value(packed, off, sign)
+        if v == prev_v and j < prev_j:
+            return False
+        rk[j] = i + 1
+        prev_v = v
+        prev_j = j
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _read_back(b, off, link, sign, exact, keys, a, val):
+    """Read the groups back from the sorted pairs ``b``: afterwards ``keys[:J]`` (as int32) holds the groups
+    best first and ``a[:J]`` (as float64) their signed values ``sign * value``, in the order of
+    ``np.argsort(sign * value, kind="stable")``. A final insertion pass orders the rare neighbours whose
+    keys do not decide (equal float32 keys of different float64 values, equal values of different keys) by
+    (value, group), so the order equals numpy's exactly."""
+    J = keys.shape[0]
     order = keys.view(np.int32)
     sval = a.view(np.float64)
-    for i in range(J):  # read back the groups and their signed values; insertion pass on (value, group)
+    for i in range(J):
         packed = b[i]
         j = np.int32(packed & np.uint64(0xFFFFFFFF))
         if exact:
-            x = sign * np.float64(_f32_from_bits(_from_key(np.uint32(packed >> np.uint64(32)))))
-            v = sign * _link_value(x, off, link) + 0.0
+            v = _exact_value(packed, off, sign)
         else:
             v = val[j]
         m = i - 1
@@ -253,12 +292,25 @@ def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, 
     for w in prange(n_work):
         for t in range(w, n_parts, n_work):
             for s in range(t, S, n_parts):
-                _sort_row(vals[s], offset[s], link, sign, exact, acc_value[t], keys[w], a[w], b[w], val[w], counts[w])
+                off = offset[s]
+                _radix_sort_row(vals[s], off, link, sign, exact, acc_value[t], keys[w], b[w], a[w], val[w], counts[w])
+                if exact:  # ranks straight from the sorted pairs (keys is free after pass 1)
+                    rk = keys[w].view(np.int32)
+                    if _exact_ranks(b[w], off, sign, rk):
+                        _store_ranks(rk, hi[s], lo[s], kind)
+                        for i in range(J):  # ascending order statistics: best-first position i is J - 1 - i
+                            v = _exact_value(b[w, i], off, sign)
+                            if descending:
+                                acc_sorted[t, J - 1 - i] -= v
+                            else:
+                                acc_sorted[t, i] += v
+                        continue
+                _read_back(b[w], off, link, sign, exact, keys[w], a[w], val[w])
                 order = keys[w].view(np.int32)
                 sval = a[w].view(np.float64)
-                rk = b[w].view(np.int32)[:J]  # b is free once sorted: scatter the ranks there, then store them
-                for i in range(J):  # in order (the store may be a large array without huge pages: random
-                    rk[order[i]] = i + 1  # writes to it would miss the TLB on most of them)
+                rk = b[w].view(np.int32)[:J]  # b is free once read back: scatter the ranks there, then store
+                for i in range(J):  # them in order (the store may be a large array without huge pages:
+                    rk[order[i]] = i + 1  # random writes to it would miss the TLB on most of them)
                 _store_ranks(rk, hi[s], lo[s], kind)
                 if descending:  # ascending order statistics: best-first position i is J - 1 - i
                     for i in range(J):
@@ -272,7 +324,7 @@ def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, 
 def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_rank, acc_sq, acc_top, acc_best,
                       acc_value, block):
     """Per-group sums over the draws in order, in blocks of groups: of the ranks if ``with_ranks``; of the
-    values (``offset + vals``) if ``exact`` (identity link, float32 rows: :func:`_sort_row` did not
+    values (``offset + vals``) if ``exact`` (identity link, float32 rows: :func:`_radix_sort_row` did not
     compute them)."""
     S, J = vals.shape
     n_blocks = (J + block - 1) // block
@@ -403,7 +455,7 @@ def new_rank_accumulators(J: int, n_workers: int | None = None) -> dict:
     ``n_workers``: each part's draws are summed in order by one worker."""
     n = max(1, min(N_PARTS, _threads() if n_workers is None else int(n_workers)))
     work = {"keys": np.empty((n, J), np.uint32), "a": np.empty((n, J), np.uint64),
-            "b": np.empty((n, J), np.uint64), "val": None, "counts": np.empty((n, 2, _RADIX), np.int64)}
+            "b": np.empty((n, J), np.uint64), "val": None, "counts": np.empty((n, 2, _RADIX), np.int32)}
     return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
             "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
