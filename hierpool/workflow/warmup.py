@@ -57,6 +57,11 @@ def warm_up(verbose: bool = False) -> float:
         from hierpool.core import kernels as K
 
         K._touch_pages(np.zeros(2 * K._PAGE, np.uint8), K._PAGE)  # only large arrays call it (kernels.empty_large)
+        for dtype in (np.float32, np.float64):  # ranks kept as int32: more than 2**20 groups only
+            acc = K.new_rank_accumulators(3)
+            store = K.RankStore(np.empty((2, 3), np.int32), None, 0)
+            K.rank_rows(np.zeros((2, 3), dtype), True, 1, acc, out=store, rank_sums=False)
+            K.column_quantiles(store, [(0.5, "median")], top_k=1, acc=acc)
     pymc_log.setLevel(level)
     seconds = time.perf_counter() - t0
     if verbose:
