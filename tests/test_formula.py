@@ -384,3 +384,15 @@ def test_the_formula_in_each_shipped_spec_builds_the_same_data(path):
     kw_spec, fo_spec = parse_spec(text, source=path), parse_spec(keyed, source=path)
     assert "formula" in fo_spec.data and "response" not in fo_spec.data
     assert_same(fo_spec.prepare(), kw_spec.prepare())
+
+
+def test_design_matrix_of_no_rows_keeps_its_columns(df):
+    """New data with no rows (e.g. ``predict`` on an empty frame): every term gives its columns, an
+    interaction's too (its product of blocks was reshaped with -1, which numpy refuses for 0 rows)."""
+    from hierpool.data.terms import design_matrix
+
+    text = "readmitted ~ age * C(admission) + np.log(los) + C(stage) + ward + ward:icu + (1 | member)"
+    gd = hp.prepare(df.assign(admission=df["admission"].astype(str).astype("category")), text, family="bernoulli")
+    empty = design_matrix(df.iloc[:0], gd.terms)
+    assert empty.shape == (0, len(gd.predictors))
+    np.testing.assert_array_equal(design_matrix(df.iloc[:3], gd.terms), gd.X[:3])

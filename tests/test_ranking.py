@@ -207,3 +207,5 @@ def test_best_first_equals_the_stable_argsort_of_the_mean_ranks(J):
     np.testing.assert_array_equal(rank_mod._best_first(sums), np.argsort(sums / S, kind="stable"))
     frac = sums + 0.5 * (np.arange(J) % 2)  # not integers (never a sum of ranks): the fallback
     np.testing.assert_array_equal(rank_mod._best_first(frac), np.argsort(frac, kind="stable"))
+    huge = sums + 2.0**53  # integers too large to pack: the fallback
+    np.testing.assert_array_equal(rank_mod._best_first(huge), np.argsort(huge, kind="stable"))

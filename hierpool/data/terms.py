@@ -250,7 +250,7 @@ def _term_block(df: pd.DataFrame, t: dict, context: str, out: np.ndarray | None 
         block = np.ones((len(df), 1))
         for f in t["factors"]:
             fb = _term_block(df, f, context)
-            block = (block[:, :, None] * fb[:, None, :]).reshape(len(df), -1)
+            block = (block[:, :, None] * fb[:, None, :]).reshape(len(df), block.shape[1] * fb.shape[1])
         return block
     if kind == "transform":
         from hierpool.data.expressions import evaluate
