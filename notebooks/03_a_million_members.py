@@ -136,7 +136,8 @@ check
 # ## Summaries of a million members in bounded memory
 #
 # `hp.shrinkage` and `hp.rank_groups` read the member effects in chunks. Ranks keep at most `max_draws`
-# draws for the rank intervals (int32), so their memory is `4 x max_draws x members` bytes.
+# draws for the rank intervals, packed in 2.5 bytes a rank up to 1,048,576 members (2 up to 65,536, 4
+# beyond), so their memory is `2.5 x max_draws x members` bytes here.
 
 # %%
 with timed("shrinkage table"):
