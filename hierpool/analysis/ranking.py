@@ -91,7 +91,7 @@ def _rank_pass(view: FitView, by: str, descending: bool, top_k: int, keep: np.nd
     kept = None if keep is None else K.RankStore.empty(keep.size, J)
     pos = 0
     all_kept = keep is not None and keep.size == S
-    fused = all_kept and S * J * J < 2**62  # rank sums in the quantile pass (int64 sums of squared ranks)
+    fused = all_kept and kept.sums_fit_int64  # the rank sums come with the quantile pass
     family = view.family if by == "estimate" else "gaussian"  # "gaussian": the identity link
     for idx, vals, offset in _draw_chunks(view, by):
         if all_kept:  # every draw kept (the usual case once the posterior is thinned): rank into the store;

@@ -221,6 +221,16 @@ def _read_back(b, off, link, sign, exact, keys, a, val):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _add_order_stat(acc, i, v, descending):
+    """Add the signed value ``v`` at best-first position ``i`` to the ascending order statistics ``acc``
+    (best-first position i is J - 1 - i when ``descending``; ``v`` is then minus the value)."""
+    if descending:
+        acc[acc.shape[0] - 1 - i] -= v
+    else:
+        acc[i] += v
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _store_ranks(rk, hi, lo, kind):
     """Write one draw's ranks ``rk`` (int32, 1..J) into a :class:`RankStore` row (``hi``, ``lo``)."""
     J = rk.shape[0]
@@ -298,12 +308,8 @@ def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, 
                     rk = keys[w].view(np.int32)
                     if _exact_ranks(b[w], off, sign, rk):
                         _store_ranks(rk, hi[s], lo[s], kind)
-                        for i in range(J):  # ascending order statistics: best-first position i is J - 1 - i
-                            v = _exact_value(b[w, i], off, sign)
-                            if descending:
-                                acc_sorted[t, J - 1 - i] -= v
-                            else:
-                                acc_sorted[t, i] += v
+                        for i in range(J):
+                            _add_order_stat(acc_sorted[t], i, _exact_value(b[w, i], off, sign), descending)
                         continue
                 _read_back(b[w], off, link, sign, exact, keys[w], a[w], val[w])
                 order = keys[w].view(np.int32)
@@ -312,12 +318,8 @@ def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, 
                 for i in range(J):  # them in order (the store may be a large array without huge pages:
                     rk[order[i]] = i + 1  # random writes to it would miss the TLB on most of them)
                 _store_ranks(rk, hi[s], lo[s], kind)
-                if descending:  # ascending order statistics: best-first position i is J - 1 - i
-                    for i in range(J):
-                        acc_sorted[t, J - 1 - i] -= sval[i]
-                else:
-                    for i in range(J):
-                        acc_sorted[t, i] += sval[i]
+                for i in range(J):
+                    _add_order_stat(acc_sorted[t], i, sval[i], descending)
 
 
 @njit(cache=True, parallel=True)
@@ -348,6 +350,9 @@ def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_
 
 
 _LINKS = {"gaussian": 0, "bernoulli": 1, "binomial": 1, "poisson": 2}
+
+#: Stand-ins for the rank sums of :func:`_decode_columns` when it takes none (empty, never written).
+_NO_RANK_SUMS = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 class RankStore:
@@ -390,6 +395,13 @@ class RankStore:
     def nbytes(self) -> int:
         return self.hi.nbytes + self.lo.nbytes
 
+    @property
+    def sums_fit_int64(self) -> bool:
+        """Whether :func:`rank_store_order_stats` can take the rank sums (int64 sums of squared ranks:
+        S * J**2 < 2**62)."""
+        S, J = self.shape
+        return S * J * J < 2**62
+
     def rows(self, r0: int, r1: int) -> RankStore:
         """Draws ``r0..r1-1``: a view, written through by :func:`rank_rows`."""
         return RankStore(self.hi[r0:r1], self.lo[r0:r1], self.kind)
@@ -405,8 +417,7 @@ class RankStore:
         """The ranks as an int32 array (draws x J)."""
         out = np.empty(self.shape[::-1], np.int32)
         if out.size:
-            z, zi = np.zeros(0), np.zeros(0, np.int64)
-            _decode_columns(self.hi, self.lo, self.kind, 0, out, False, 0, z, z, zi, zi)
+            _decode_columns(self.hi, self.lo, self.kind, 0, out, False, 0, *_NO_RANK_SUMS)
         return np.ascontiguousarray(out.T)
 
 
@@ -504,12 +515,11 @@ def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | Non
     noise: 2.83-2.93 s against 2.87-3.39 s on pre-touched memory)."""
     ks = np.asarray(ks, dtype=np.int64)
     S, J = store.shape
-    if acc is not None and S * J * J >= 2**62:  # the int64 sums of squared ranks could overflow
+    if acc is not None and not store.sums_fit_int64:  # the int64 sums of squared ranks could overflow
         raise ValueError(f"{S} draws x {J} groups: too many for the rank sums of the quantile pass; sum them in "
                          "rank_rows (rank_sums=True).")
     out = np.empty((ks.shape[0], J), dtype=np.int32)
-    z, zi = np.zeros(0), np.zeros(0, np.int64)
-    sums = (acc["rank"], acc["sq"], acc["top"], acc["best"]) if acc is not None else (z, z, zi, zi)
+    sums = (acc["rank"], acc["sq"], acc["top"], acc["best"]) if acc is not None else _NO_RANK_SUMS
 
     def block_rows(j0, j1):
         cols = np.empty((j1 - j0, S), np.int32)
@@ -594,7 +604,7 @@ def _sorted_column_blocks(shape: tuple, itemsize: int, block_rows, ks: np.ndarra
     def work(j0):
         j1 = min(j0 + width, J)
         cols = block_rows(j0, j1)
-        if cols.dtype == np.float64 and bits <= _KEY_INDEX_BITS_MAX:  # sorted as 32-bit keys, see below
+        if cols.dtype == np.float64 and bits <= _KEY_INDEX_BITS_MAX:  # sorted as 32-bit keys (see the docstring)
             keys = np.empty(cols.shape, np.uint32)
             has_nan = np.empty(cols.shape[0], np.bool_)
             _float_keys(cols, bits, keys, has_nan)
@@ -919,8 +929,9 @@ def empty_large(shape, dtype) -> np.ndarray:
     written row by row (the group effects a fit stores, the :class:`RankStore` of the ranks
     ``rank_groups`` keeps) and for the design matrix ``prepare`` builds (2.5M x 5 float64 at issue 17's
     size: ``prepare`` took 0.66 s with ``np.hstack`` of the term blocks, 0.30 s of it, and 0.38 s filling
-    this instead; a second call in one process, where the first pays numba's start-up). Why: on the 2-core AMD EPYC virtual machine of ``benchmarks/README.md``
-    (THP ``madvise``) memory the host has not lately backed is slow to fault in, most of all as huge pages.
+    this instead; a second call in one process, where the first pays numba's start-up). Why: on the
+    2-core AMD EPYC virtual machine of ``benchmarks/README.md`` (THP ``madvise``) memory the host has not
+    lately backed is slow to fault in, most of all as huge pages.
     Filling a fresh 1 GB array (issue 17's 248 x 1,000,000 float32 or int32) after 2 GB already touched:
     ``np.empty`` 2.63-2.83 s in one thread and 1.20-1.65 s in two; ordinary pages touched in two threads
     0.43-0.65 s while the host still backs recently freed memory, 1.84-1.99 s once it does not;
