@@ -269,25 +269,26 @@ def _draw_inputs(rng, S, J, P):
                 sd=rng.random((S, 3)) + 0.1)
 
 
-def test_conditional_draws_reproducible_and_thread_independent(monkeypatch):
-    args = _draw_inputs(np.random.default_rng(1), 12, 70_000, 2)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conditional_draws_reproducible_and_thread_independent(monkeypatch, dtype):
+    S = 12 if dtype == np.float64 else 40  # float32: 3 blocks of 16 draws (the last one 8)
+    args = _draw_inputs(np.random.default_rng(1), S, 70_000, 2)
     runs = []
     for threads in (1, 2, 2):
         monkeypatch.setattr(K, "_threads", lambda t=threads: t)
-        out = np.empty((12, 70_000))
+        out = np.empty((S, 70_000), dtype)
         K.gaussian_conditional_draws(out, np.random.SeedSequence(5), **args)
         runs.append(out)
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_array_equal(runs[1], runs[2])
-    other = np.empty((12, 70_000))
+    other = np.empty((S, 70_000), dtype)
     K.gaussian_conditional_draws(other, np.random.SeedSequence(6), **args)
     assert not np.array_equal(other, runs[0])
 
 
 def test_conditional_draws_are_numpys_generator_stream():
-    """With mean factor 0 and sd 1 the kernel writes numpy's ``Generator.standard_normal`` stream of each
-    block's child seed exactly (numba runs numpy's algorithm on numpy's bit generator), and float32
-    output is that stream rounded."""
+    """float64 output: with mean factor 0 and sd 1 the kernel writes numpy's ``Generator.standard_normal``
+    stream of each block's child seed exactly (numba runs numpy's algorithm on numpy's bit generator)."""
     S, J = 6, 50_000
     args = dict(ybar=np.zeros(J), xbar=np.zeros((J, 0)), size_idx=np.zeros(J, np.int64), a=np.zeros(S),
                 b=np.zeros((S, 0)), c=np.zeros((S, 1)), sd=np.ones((S, 1)))
@@ -296,19 +297,91 @@ def test_conditional_draws_are_numpys_generator_stream():
     children = np.random.SeedSequence(11).spawn(3)  # blocks of 2 rows
     want = np.concatenate([np.random.Generator(np.random.PCG64(ch)).standard_normal((2, J)) for ch in children])
     np.testing.assert_array_equal(out, want)
-    out32 = np.empty((S, J), np.float32)
-    K.gaussian_conditional_draws(out32, np.random.SeedSequence(11), **args, block_values=2 * J)
-    np.testing.assert_array_equal(out32, want.astype(np.float32))
 
 
-def test_conditional_draws_have_the_stated_normal():
-    """Many draws of one parameter set: mean and sd per group agree with c * e and sd (within MC error)."""
+def _box_muller_reference(rng, n):
+    """The float32 path's ``n`` normals, in float64 from the same uniforms: ``r * cos`` of the ``m`` pairs,
+    then ``r * sin`` (``kernels.box_muller_f32``)."""
+    m = (n + 1) // 2
+    u = rng.random(m)
+    v = rng.random(m, dtype=np.float32)
+    r = np.sqrt(-2.0 * np.log((1.0 - u).astype(np.float32).astype(np.float64)))
+    t = (v * np.float32(2.0 * np.pi)).astype(np.float64)
+    return np.concatenate([r * np.cos(t), r * np.sin(t)])[:n]
+
+
+def test_conditional_draws_float32_are_the_documented_box_muller_tiles():
+    """float32 output: each block's generator draws tiles of up to 16 draws x 4,096 groups in order, each
+    tile's normals Box-Muller pairs in row order (the first half r * cos, the second r * sin). Compared
+    with the same stream computed in float64: numpy's float32 log, sqrt, sin and cos are accurate to a few
+    float32 units (the angle's rounding moves a normal by at most 8.6 * 4.8e-7), so 1e-5 holds; a tile in
+    another order, a swapped half or another block's stream differs by O(1)."""
+    S, J = 40, 9_000  # blocks of 112 draws (one here): row tiles 16, 16, 8; group tiles 4096, 4096, 808
+    args = dict(ybar=np.zeros(J), xbar=np.zeros((J, 0)), size_idx=np.zeros(J, np.int64), a=np.zeros(S),
+                b=np.zeros((S, 0)), c=np.zeros((S, 1)), sd=np.ones((S, 1)))
+    out = np.empty((S, J), np.float32)
+    K.gaussian_conditional_draws(out, np.random.SeedSequence(11), **args)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(11).spawn(1)[0]))
+    want = np.empty((S, J))
+    for s0 in range(0, S, 16):
+        for j0 in range(0, J, 4096):
+            tile = want[s0:s0 + 16, j0:j0 + 4096]
+            tile[...] = _box_muller_reference(rng, tile.size).reshape(tile.shape)
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-5)
+    # the mean and sd are applied in float64 and rounded once
+    args2 = _draw_inputs(np.random.default_rng(3), S, J, 2)
+    out2 = np.empty((S, J), np.float32)
+    K.gaussian_conditional_draws(out2, np.random.SeedSequence(11), **args2)
+    k = args2["size_idx"]
+    e = args2["ybar"][None, :] - args2["a"][:, None] - args2["b"] @ args2["xbar"].T
+    mean = np.take_along_axis(args2["c"], np.broadcast_to(k, (S, J)), axis=1) * e
+    sd = np.take_along_axis(args2["sd"], np.broadcast_to(k, (S, J)), axis=1)
+    np.testing.assert_allclose(out2, mean + sd * want, rtol=1e-6, atol=1e-5)
+
+
+def _normal_checks(z: np.ndarray) -> dict:
+    """Standardized deviations of a sample from N(0, 1): mean, variance, two tail frequencies (each
+    N(0, 1) under the null) and the Kolmogorov-Smirnov statistic over its 1e-6 critical value."""
+    from scipy import stats
+
+    n = z.size
+    out = {"mean": z.mean() / np.sqrt(1.0 / n), "var": (z.var() - 1.0) / np.sqrt(2.0 / n)}
+    for t in (3.0, 4.0):
+        p = 2 * stats.norm.sf(t)
+        out[f"tail{t:g}"] = (np.mean(np.abs(z) > t) - p) / np.sqrt(p * (1 - p) / n)
+    out["ks"] = stats.kstest(z, "norm").statistic / (np.sqrt(-0.5 * np.log(0.5e-6)) / np.sqrt(n))
+    return out
+
+
+def test_conditional_draws_float32_normals_are_standard_normal():
+    """2**22 float32 normals (c = 0, sd = 1): mean, variance and the frequencies beyond 3 and 4 within 5
+    standard errors of N(0, 1)'s, the KS statistic below its 1e-6 critical value (fixed seed; each check
+    fails for a correct generator with probability below 1e-6). Control: the same checks on
+    ``sqrt(-1.96 log u)`` radii (variance 0.98: 0.4% of the mass of |z| > 3 moved) fail."""
+    S, J = 4, 1 << 20
+    args = dict(ybar=np.zeros(J), xbar=np.zeros((J, 0)), size_idx=np.zeros(J, np.int64), a=np.zeros(S),
+                b=np.zeros((S, 0)), c=np.zeros((S, 1)), sd=np.ones((S, 1)))
+    out = np.empty((S, J), np.float32)
+    K.gaussian_conditional_draws(out, np.random.SeedSequence(2026), **args)
+    checks = _normal_checks(out.reshape(-1).astype(np.float64))
+    assert all(abs(v) < 5 for k, v in checks.items() if k != "ks"), checks
+    assert checks["ks"] < 1.0, checks
+    wrong = out.reshape(-1).astype(np.float64) * np.sqrt(0.98)
+    bad = _normal_checks(wrong)
+    assert abs(bad["var"]) > 5 or bad["ks"] > 1.0, bad
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conditional_draws_have_the_stated_normal(dtype):
+    """Many draws of one parameter set: mean and sd per group agree with c * e and sd (within MC error:
+    4 standard errors)."""
     rng = np.random.default_rng(2)
     S, J, P = 4000, 6, 2
     one = _draw_inputs(rng, 1, J, P)
     args = {k: (np.repeat(v, S, axis=0) if k in ("a", "b", "c", "sd") else v) for k, v in one.items()}
-    out = np.empty((S, J))
+    out = np.empty((S, J), dtype)
     K.gaussian_conditional_draws(out, np.random.SeedSequence(9), **args)
+    out = out.astype(np.float64)
     k = one["size_idx"]
     e = one["ybar"] - one["a"][0] - one["xbar"] @ one["b"][0]
     mean, sd = one["c"][0, k] * e, one["sd"][0, k]

@@ -120,13 +120,25 @@ def test_group_effects_are_thinned_in_their_own_group(thinned, data):
 
 
 def test_group_effects_are_the_exact_draws_at_the_kept_draws(thinned, data):
-    """The same conditional draws as a fit of the trace thinned beforehand (the old layout), rounded to
-    float32: the group effects still belong to the population draws they are stored with."""
+    """The conditional draws of the kept population draws, exactly (float32, as thinned fits store them;
+    the same seed): the group effects belong to the population draws they are stored with. And they
+    have the conditional normal of those draws: standardized by its exact mean and sd they are N(0, 1)
+    (2,000 values: mean and variance within 4 standard errors)."""
+    from hierpool.inference.conditional import collapsed_group_effects, conditional_group_effects
+
     _, model, gd, ds, _ = data
-    old = _from_trace(model, ds.isel(draw=slice(None, None, THIN)), max_group_effect_values=1e9)
-    assert N.GROUP_EFFECTS_GROUP not in old.children
-    expected = old["posterior"][N.GROUP_EFFECT].values.astype(np.float32)
-    np.testing.assert_array_equal(thinned[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT].values, expected)
+    kept = ds.isel(draw=slice(None, None, THIN))
+    expected = collapsed_group_effects(kept, hp.describe(model), 3, dtype=np.float32)
+    got = thinned[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    np.testing.assert_array_equal(got.values, expected.values)
+
+    a_c = kept[N.INTERCEPT] + (kept[N.BETA] * xr.DataArray(gd.x_center, dims=N.PREDICTOR)).sum(N.PREDICTOR)
+    b_std = (kept[N.BETA] * xr.DataArray(gd.x_scale, dims=N.PREDICTOR)).transpose(*N.SAMPLE_DIMS, N.PREDICTOR)
+    m, sd = conditional_group_effects(gd.gaussian, a_c.values, b_std.values, kept[N.TAU].values,
+                                      kept[N.SIGMA].values)
+    z = ((got.values.astype(np.float64) - m) / sd).reshape(-1)
+    n = z.size  # 4 chains x 25 kept draws x 20 groups = 2,000
+    assert abs(z.mean()) < 4 / np.sqrt(n) and abs(z.var() - 1) < 4 * np.sqrt(2 / n), (z.mean(), z.var())
 
 
 def test_unthinned_layout_is_unchanged(data):

@@ -23,9 +23,10 @@ numpy definitions exactly) with algorithms chosen for this shape:
 - :func:`pointwise_loglik`: the stored pointwise log-likelihood of every draw and row, written once
   (no temporaries of its size: at 10,000 groups it holds 1e8 values).
 - :func:`gaussian_conditional_draws`: exact conditional draws of gaussian group effects, with standard
-  normals from numpy's ``Generator`` (one per block of rows, seeded from one ``SeedSequence``) called
-  inside the compiled kernel, in threads; the stream depends on the seed and the array's shape only,
-  not on the number of threads.
+  normals from numpy's ``Generator`` (one per block of rows, seeded from one ``SeedSequence``): called
+  inside the compiled kernel for float64 output, by Box-Muller on numpy's SIMD float32 functions for
+  float32 output (:func:`box_muller_f32`), in threads; the stream depends on the seed and the array's
+  shape and dtype only, not on the number of threads.
 
 numba (a dependency of PyTensor, hence of PyMC) compiles each kernel on first use and caches it on disk
 (``cache=True``), so only the first call in a fresh environment pays the compilation.
@@ -54,7 +55,7 @@ from numba.extending import intrinsic
 
 __all__ = ["as_float_array", "rank_rows", "RankStore", "rank_store_order_stats", "column_order_stats",
            "column_quantiles", "column_summaries", "gaussian_conditional_draws", "gaussian_group_stats",
-           "pointwise_loglik", "empty_large", "N_PARTS"]
+           "pointwise_loglik", "empty_large", "box_muller_f32", "N_PARTS"]
 
 #: Partial sums per accumulator in :func:`rank_rows` (fixed, so results do not depend on threads).
 N_PARTS = 4
@@ -981,18 +982,100 @@ def each_in_threads(work, items, n_threads: int | None = None) -> None:
 
 # ------------------------------------------------------------------------------------------------------
 # conditional normal draws
+@njit(cache=True, nogil=True, inline="always")
+def _conditional_value(j, s, z, ybar, xbar, size_idx, a, b, c, sd):
+    """``c[s, k_j] * (ybar_j - a_s - xbar_j . b_s) + sd[s, k_j] * z`` in float64."""
+    e = ybar[j] - a[s]
+    for p in range(xbar.shape[1]):
+        e -= xbar[j, p] * b[s, p]
+    k = size_idx[j]
+    return c[s, k] * e + sd[s, k] * z
+
+
 @njit(cache=True, nogil=True)
 def _gaussian_conditional_rows(out, rng, r0, ybar, xbar, size_idx, a, b, c, sd):
     R, J = out.shape
-    P = xbar.shape[1]
     for i in range(R):
         s = r0 + i
         for j in range(J):
-            e = ybar[j] - a[s]
-            for p in range(P):
-                e -= xbar[j, p] * b[s, p]
-            k = size_idx[j]
-            out[i, j] = c[s, k] * e + sd[s, k] * rng.standard_normal()
+            out[i, j] = _conditional_value(j, s, rng.standard_normal(), ybar, xbar, size_idx, a, b, c, sd)
+
+
+@njit(cache=True, nogil=True)
+def _gaussian_conditional_tile(out, s0, s1, j0, j1, r, cs, sn, e, ybar, xbar_t, size_idx, a, b, c, sd):
+    """``out[s, j]`` for draws ``s0 <= s < s1`` and groups ``j0 <= j < j1``, the tile's normals in row
+    order: the f-th is ``r[f] * cs[f]`` for ``f < m = r.shape[0]``, else ``r[f - m] * sn[f - m]`` (the two
+    normals of each Box-Muller pair). ``xbar_t`` is ``xbar`` transposed (predictors x groups) and ``e`` a
+    work array of the tile's width: each loop is a simple one over the tile's groups (vectorized by
+    LLVM), whose statistics are read from cache for every draw."""
+    m = r.shape[0]
+    T = j1 - j0
+    yb = ybar[j0:j1]  # views indexed from 0 (no negative-index checks in the loops: they vectorize)
+    ks = size_idx[j0:j1]
+    for i in range(s1 - s0):
+        s = s0 + i
+        a_s = a[s]
+        for q in range(T):
+            e[q] = yb[q] - a_s
+        for p in range(xbar_t.shape[0]):
+            b_sp = b[s, p]
+            xp = xbar_t[p, j0:j1]
+            for q in range(T):
+                e[q] -= xp[q] * b_sp
+        c_s = c[s]
+        sd_s = sd[s]
+        row = out[s, j0:j1]
+        f0 = i * T
+        n1 = min(T, max(0, m - f0))  # values of this row from r * cs
+        rc, cc = r[f0:f0 + n1], cs[f0:f0 + n1]
+        for q in range(n1):
+            k = ks[q]
+            row[q] = c_s[k] * e[q] + sd_s[k] * np.float64(rc[q] * cc[q])
+        if n1 == T:
+            continue
+        f1 = f0 + n1 - m  # >= 0: the row reaches the second half
+        rs, ss = r[f1:f1 + T - n1], sn[f1:f1 + T - n1]
+        for q in range(T - n1):
+            k = ks[n1 + q]
+            row[n1 + q] = c_s[k] * e[n1 + q] + sd_s[k] * np.float64(rs[q] * ss[q])
+
+
+#: The float32 path of :func:`gaussian_conditional_draws` draws tiles of up to ``_TILE_ROWS`` draws x
+#: ``_TILE_GROUPS`` groups, ``_PAIR_CHUNK`` normals at a time (work arrays of 640 KB; the tile's group
+#: statistics, 32 KB a column, are read once per tile). Measured at 248 x 1M with 5 predictors, two
+#: threads: 16 x 4096 and 32 x 2048 1.4-1.6 s, 8 x 4096 1.8-2.0 s, 8 x 2048 2.2-2.5 s.
+_PAIR_CHUNK = 1 << 16
+_TILE_ROWS = 16
+_TILE_GROUPS = _PAIR_CHUNK // _TILE_ROWS
+_TWO_PI_F32 = np.float32(2.0 * np.pi)
+
+
+def box_muller_f32(rng: np.random.Generator, m: int, work: dict | None = None) -> tuple:
+    """``2 m`` standard normals as float32, by Box-Muller on numpy's SIMD float32 ``log``, ``sqrt``,
+    ``cos`` and ``sin``: returns ``(r, cos, sin)``, three float32 arrays of length ``m``; the normals are
+    ``r * cos`` and ``r * sin``.
+
+    ``r = sqrt(-2 log(float32(1 - u)))`` with ``u = rng.random()`` (53 bits, so ``1 - u`` is at least
+    ``2**-53`` and the largest normal is 8.57, not the 5.77 that a 24-bit uniform allows: beyond 8.57 lies
+    1e-17 of the normal's mass), and the angle ``2 pi v`` with ``v = rng.random(dtype=float32)``. The
+    float32 functions are accurate to a few units in the last place of float32, the precision of the
+    float32 draws they make. ``work`` (``"u"``: float64, ``"r"``, ``"c"``, ``"s"``: float32, at least
+    ``m`` each) avoids allocations in a loop.
+    """
+    if work is None:
+        work = {"u": np.empty(m), "r": np.empty(m, np.float32), "c": np.empty(m, np.float32),
+                "s": np.empty(m, np.float32)}
+    u, r, cs, sn = work["u"][:m], work["r"][:m], work["c"][:m], work["s"][:m]
+    rng.random(out=u)
+    np.subtract(1.0, u, out=r, casting="same_kind")  # in (0, 1], rounded once to float32
+    np.log(r, out=r)
+    np.multiply(r, np.float32(-2.0), out=r)
+    np.sqrt(r, out=r)
+    rng.random(out=cs, dtype=np.float32)
+    np.multiply(cs, _TWO_PI_F32, out=cs)
+    np.sin(cs, out=sn)
+    np.cos(cs, out=cs)
+    return r, cs, sn
 
 
 def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence, ybar, xbar, size_idx, a, b, c,
@@ -1003,28 +1086,58 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
     conditional mean factor and sd of that class, computed in float64 and written once into ``out``
     (float32 or float64). Blocks of about ``block_values`` values get their own numpy
     :class:`~numpy.random.Generator` (``bit_generator``, numpy's default PCG64, seeded from
-    ``seed_seq.spawn``), passed into the compiled kernel: numba runs numpy's own normal algorithm on
-    that bit generator, the same stream as ``Generator.standard_normal``. So the draws depend on the seed
-    and the shape only, not on the number of threads the blocks run in.
+    ``seed_seq.spawn``). So the draws depend on the seed, the shape and the dtype only, not on the number
+    of threads the blocks run in.
 
-    Why numpy's Generator and not a hand-written one: ``benchmarks/bench_libraries.py`` (2026-11-27,
-    2-core shared machine, 248 draws x 100,000 groups, float32, CPU seconds, median of 3) measured this
-    kernel at 8.1 ns a value against 7.7 for the compiled ziggurat on xoshiro256++ it replaced (1.05x;
-    SFC64 instead of PCG64: 0.99x), while ``Generator.standard_normal(out=...)`` into a buffer followed by
-    a compiled pass took 16.7 (2.16x: the buffer of normals is written and read again).
+    float64 ``out``: the generator is passed into the compiled kernel: numba runs numpy's own normal
+    algorithm on that bit generator, the same stream as ``Generator.standard_normal``.
+    ``benchmarks/bench_libraries.py`` (2026-11-27, 2-core shared machine, 248 draws x 100,000 groups,
+    float32, CPU seconds, median of 3) measured this kernel at 8.1 ns a value against 7.7 for the compiled
+    ziggurat on xoshiro256++ it replaced (1.05x; SFC64 instead of PCG64: 0.99x), while
+    ``Generator.standard_normal(out=...)`` into a buffer followed by a compiled pass took 16.7 (2.16x:
+    the buffer of normals is written and read again).
+
+    float32 ``out`` (the draws of large posteriors): ``z`` by :func:`box_muller_f32`, chunks of
+    ``_PAIR_CHUNK`` normals at a time (the ziggurat's table lookups and branches do not vectorize; numpy's
+    float32 ``log``, ``sin`` and ``cos`` do), each chunk's first half ``r * cos`` and second half
+    ``r * sin`` of the same pairs, over tiles of ``_TILE_ROWS`` draws x ``_TILE_GROUPS`` groups (the
+    groups' statistics read from cache for every draw of the tile), in blocks of whole tiles of draws.
+    Measured on the 2-core AMD EPYC (2026-12-07): one thread, 6.0-6.3 ns a normal against 11.0 for
+    ``Generator.standard_normal(out=...)``; 248 draws x 1M groups with 5 predictors, both threads,
+    alternated (5 runs each after a first): 1.41-1.47 s against 2.12-2.28 s for the float64 path's
+    kernel writing float32 (chunks of one draw, not tiles: 1.7-1.8 s).
     """
     S, J = out.shape
+    if out.size == 0:
+        return
     args = (np.ascontiguousarray(ybar, dtype=np.float64), np.ascontiguousarray(xbar, dtype=np.float64),
             np.asarray(size_idx, dtype=np.int64), np.ascontiguousarray(a, dtype=np.float64),
             np.ascontiguousarray(b, dtype=np.float64), np.ascontiguousarray(c, dtype=np.float64),
             np.ascontiguousarray(sd, dtype=np.float64))
+    pairs = out.dtype == np.float32
     per = max(1, block_values // max(J, 1))
+    if pairs:  # blocks of whole tiles of rows
+        per = max(_TILE_ROWS, per // _TILE_ROWS * _TILE_ROWS)
+        tile_args = (args[0], np.ascontiguousarray(args[1].T), np.asarray(size_idx, dtype=np.int32), *args[3:])
     starts = list(range(0, S, per))
-    children = seed_seq.spawn(len(starts))
+    children = seed_seq.spawn(len(starts))  # spawn once: each call of spawn gives new children
 
     def work(i):
         r0 = starts[i]
         rng = np.random.Generator(bit_generator(children[i]))
-        _gaussian_conditional_rows(out[r0:r0 + per], rng, r0, *args)
+        if not pairs:
+            _gaussian_conditional_rows(out[r0:r0 + per], rng, r0, *args)
+            return
+        half = _PAIR_CHUNK // 2
+        buf = {"u": np.empty(half), "r": np.empty(half, np.float32), "c": np.empty(half, np.float32),
+               "s": np.empty(half, np.float32)}
+        e = np.empty(min(J, _TILE_GROUPS))
+        r1 = min(r0 + per, S)
+        for s0 in range(r0, r1, _TILE_ROWS):
+            s1 = min(s0 + _TILE_ROWS, r1)
+            for j0 in range(0, J, _TILE_GROUPS):
+                j1 = min(j0 + _TILE_GROUPS, J)
+                r, cs, sn = box_muller_f32(rng, ((s1 - s0) * (j1 - j0) + 1) // 2, buf)
+                _gaussian_conditional_tile(out, s0, s1, j0, j1, r, cs, sn, e, *tile_args)
 
     each_in_threads(work, range(len(starts)))

@@ -40,7 +40,8 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
     The mean factor and sd depend on the group's size only, so they are formed per size class; the
     draws come from :func:`hierpool.core.kernels.gaussian_conditional_draws` (threads, reproducible from
     ``seed``), written once into the output: no temporaries of its size. ``dtype`` float32 stores
-    them rounded to 7 significant digits (computed in float64), for posteriors of millions of groups.
+    them to 7 significant digits (computed in float64 from float32 standard normals, the precision they
+    are stored in), for posteriors of millions of groups.
     """
     a = np.asarray(a, dtype=float)
     S, J = a.size, stats.n.shape[0]

@@ -230,8 +230,8 @@ def fit(
         predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
         budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
         the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
-        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws rounded to 7 significant digits: 1 GB at
-        the budget), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
+        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws, to 7 significant digits: 1 GB at
+        the budget; gaussian ones from float32 standard normals, :func:`hierpool.core.kernels.box_muller_f32`), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
         integrated-out models the group effects are drawn after sampling, one per kept draw; the
         convergence report covers every draw of the population parameters (so it agrees with
         ``az.summary(dt)``), and for the Gibbs sampler also the kept draws of the group effects.
@@ -791,8 +791,9 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         kept = post.isel(draw=slice(None, None, thin))
         if thin > 1:
             report["thinned_for_group_effects"] = thin
-        # Group effects thinned to fit memory are stored in float32: the exact draws (computed in float64)
-        # rounded to 7 significant digits, far below Monte Carlo error; half the memory and bandwidth.
+        # Group effects thinned to fit memory are stored in float32: the exact draws (computed in float64,
+        # gaussian ones from float32 standard normals) to 7 significant digits, far below Monte Carlo
+        # error; half the memory and bandwidth.
         dtype = np.float32 if thin > 1 else np.float64
         if desc.slopes:  # random slopes (hierpool.inference.slopes)
             from hierpool.inference.slopes import slope_effects

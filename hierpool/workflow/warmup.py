@@ -62,6 +62,10 @@ def warm_up(verbose: bool = False) -> float:
             store = K.RankStore(np.empty((2, 3), np.int32), None, 0)
             K.rank_rows(np.zeros((2, 3), dtype), True, 1, acc, out=store, rank_sums=False)
             K.column_quantiles(store, [(0.5, "median")], top_k=1, acc=acc)
+            # the conditional draws of collapsed gaussian fits (float32: those of large fits)
+            K.gaussian_conditional_draws(np.empty((2, 3), dtype), np.random.SeedSequence(1), np.zeros(3),
+                                         np.zeros((3, 1)), np.zeros(3, np.int64), np.zeros(2), np.zeros((2, 1)),
+                                         np.zeros((2, 1)), np.ones((2, 1)))
     pymc_log.setLevel(level)
     seconds = time.perf_counter() - t0
     if verbose:
