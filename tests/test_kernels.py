@@ -43,6 +43,32 @@ def test_rank_rows_equal_stable_argsort(descending, J):
     np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
 
 
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_rows_put_nan_of_either_sign_last_as_numpy(descending, dtype):
+    """NaN ranks last (after the other values, in group order), as in numpy's stable argsort, whatever
+    its sign bit and payload: x86's NaN from ``inf - inf`` has the sign bit set, and keyed by its bits
+    alone it ranked first (it did until the kernel gave every NaN one key)."""
+    rng = np.random.default_rng(3)
+    S, J = 4, 3000
+    vals = rng.standard_normal((S, J)).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        neg_nan = np.array(np.inf, dtype) - np.array(np.inf, dtype)
+    assert np.signbit(neg_nan) or np.isnan(neg_nan)
+    payload = np.array([0x7FC00123 if dtype == np.float32 else 0x7FF8000000000123],
+                       dtype=np.uint32 if dtype == np.float32 else np.uint64).view(dtype)[0]
+    vals[0, [5, 17, 2999]] = [np.nan, -np.nan, neg_nan]
+    vals[1, :J // 2] = np.nan  # half the row
+    vals[2, [0, 1]] = [payload, -payload]
+    vals[3, [9, 10, 11]] = [np.inf, np.nan, -np.inf]
+    ref, order = _stable_ranks(vals.astype(np.float64), descending)
+    for offset in (None, np.linspace(-1.0, 1.0, S)):
+        acc = K.new_rank_accumulators(J)
+        ranks = K.rank_rows(vals, descending, 3, acc, offset=offset)
+        np.testing.assert_array_equal(ranks, ref)
+    assert (ranks[0, [5, 17, 2999]] == [J - 2, J - 1, J]).all()
+
+
 _NUMPY_LINKS = {"gaussian": lambda v: v, "bernoulli": lambda v: 1.0 / (1.0 + np.exp(-v)), "poisson": np.exp}
 
 

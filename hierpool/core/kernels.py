@@ -74,6 +74,8 @@ def as_float_array(a) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------
 # ranks within rows
 _SIGN_BIT = np.uint32(0x80000000)
+#: The key of every NaN (above +inf's), whatever its sign bit and payload: ties, so they keep group order.
+_NAN_KEY = np.uint32(0xFFFFFFFF)
 
 
 @intrinsic
@@ -140,7 +142,7 @@ def _radix_sort_row(row, off, link, sign, exact, acc_value, keys, b, a, val, cou
             sv = sign * v + 0.0  # + 0.0 turns -0.0 into +0.0
             val[j] = sv
             f = np.float32(sv)
-        k = _monotone_key(_f32_bits(f))
+        k = _monotone_key(_f32_bits(f)) if f == f else _NAN_KEY  # NaN of either sign last, as numpy's sort
         kbits[j] = k
         counts[0, k & _MASK] += 1
         counts[1, k >> _RADIX_BITS] += 1
