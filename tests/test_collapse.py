@@ -291,3 +291,19 @@ def test_integrated_bernoulli_posterior_equals_full():
     integ = quiet_fit(hp.random_intercepts(gd, collapse="integrated"), draws=1000, tune=700, random_seed=4)
     assert integ.attrs["hierpool_settings"].count('"collapse": "integrated"') == 1
     compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])
+
+
+@pytest.mark.parametrize("case", ["geometric", "small", "one", "wide", "beyond_bincount", "float", "empty"])
+def test_unique_sizes_equal_numpy_unique(case):
+    """The group-size classes by a count of each size: numpy's three arrays, values and dtypes."""
+    from hierpool.data.stats import unique_sizes
+
+    rng = np.random.default_rng(4)
+    n = {"geometric": rng.geometric(0.4, 100_000), "small": np.array([3, 1, 3, 0, 7]), "one": np.array([5]),
+         "wide": rng.integers(0, 1 << 21, 1000), "beyond_bincount": np.array([2**23, 1, 2**23]),
+         "float": np.array([1.0, 2.0, 1.0]), "empty": np.array([], dtype=np.int64)}[case]
+    got = unique_sizes(n)
+    want = np.unique(n, return_inverse=True, return_counts=True)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+        assert g.dtype == w.dtype

@@ -29,6 +29,7 @@ from hierpool.core import kernels as K
 from hierpool.core import names as N
 from hierpool.core.quadrature import group_modes
 from hierpool.core.validate import positive_finite, positive_int, probability
+from hierpool.data.stats import unique_sizes
 from hierpool.inference.predictive import design_from_constant
 
 __all__ = ["shrinkage", "implied_ridge", "ridge_path"]
@@ -100,7 +101,8 @@ def _gaussian_rho(view: FitView, tau_sq: np.ndarray) -> np.ndarray:
     if view.summary_level:
         se2 = view.se_by_group()[None, :] ** 2
         return np.mean(tau_sq[:, None] / (tau_sq[:, None] + se2), axis=0)
-    sizes, inverse = np.unique(view.group_n.values.astype(float), return_inverse=True)
+    sizes, inverse, _ = unique_sizes(view.group_n.values)
+    sizes = sizes.astype(float)
     v = view.fam.within_variance(None, None, sigma=_sigma(view)[:, None], n=sizes[None, :])
     rho_k = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
     return rho_k[inverse.reshape(-1)]

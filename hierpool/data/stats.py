@@ -7,6 +7,7 @@ The likelihoods that read them live in :mod:`hierpool.models.collapse`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +16,23 @@ from hierpool.core import kernels as K
 
 if TYPE_CHECKING:  # annotations only: grouped.py builds on this module
     from hierpool.data.grouped import GroupedData
+
+
+def unique_sizes(n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(n, return_inverse=True, return_counts=True)`` for group sizes: the same three arrays
+    (sizes ascending, each group's class, the groups per class; the inverse as numpy gives it for 1-d
+    input), from ``np.bincount`` when ``n`` holds integers from 0 to 2**22 (a count of each size and a
+    lookup, one pass each instead of a sort: 1,000,000 geometric sizes in 2.9 ms against 21.6 ms for
+    ``np.unique``, warm, on the 2-core AMD EPYC, 2026-12-07; 70 ms in a profile of the first call in the
+    J = 1M pipeline); other input goes to ``np.unique``."""
+    n = np.asarray(n)
+    if n.ndim != 1 or n.size == 0 or n.dtype.kind not in "iu" or n.min() < 0 or n.max() >= 1 << 22:
+        return np.unique(n, return_inverse=True, return_counts=True)
+    per_size = np.bincount(n)
+    sizes = np.flatnonzero(per_size).astype(n.dtype, copy=False)
+    lookup = np.zeros(per_size.shape[0], dtype=np.intp)
+    lookup[sizes] = np.arange(sizes.shape[0])
+    return sizes, lookup[n], per_size[sizes]
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,13 @@ class GaussianStats:
     sxy_w: np.ndarray  # (P,) sum (x_ij - xbar_j)(y_ij - ybar_j)
     sxx_w: np.ndarray  # (P, P) sum (x_ij - xbar_j)(x_ij - xbar_j)'
     n_obs: int
+
+    @cached_property
+    def size_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct group sizes, each group's size class and the groups per class
+        (:func:`unique_sizes` of ``n``; computed once: the sampler's size classes and the conditional
+        draws of the group effects both read it)."""
+        return unique_sizes(self.n)
 
 
 def gaussian_stats(gd: GroupedData, y: np.ndarray | None = None) -> GaussianStats:
@@ -71,7 +96,7 @@ class SizeClasses:
 
 def size_classes(st: GaussianStats) -> SizeClasses:
     """Pool :class:`GaussianStats` over groups of equal size: O(J) once, then O(K) per gradient."""
-    sizes, inverse, counts = np.unique(st.n, return_inverse=True, return_counts=True)
+    sizes, inverse, counts = st.size_index
     m = float(st.ybar.mean())
     moments = K.class_moments(st.ybar - m, st.xbar, inverse.reshape(-1), sizes.shape[0])
     return SizeClasses(sizes=sizes.astype(float), counts=counts.astype(float), moments=moments, center=m,

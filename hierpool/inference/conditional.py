@@ -47,7 +47,7 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
     S, J = a.size, stats.n.shape[0]
     out = K.empty_large((S, J), dtype)
     seed_seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    sizes, size_idx = np.unique(stats.n, return_inverse=True)
+    sizes, size_idx, _ = stats.size_index
     t2 = np.asarray(tau, dtype=float).reshape(-1, 1) ** 2
     s2 = np.asarray(sigma, dtype=float).reshape(-1, 1) ** 2
     d = s2 + sizes[None, :] * t2

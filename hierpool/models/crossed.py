@@ -154,7 +154,7 @@ def crossed_data(cs, *, containers: bool = False) -> dict:
     the response-dependent ones (``ybar``, ``syy_w``, ``sxy_w``, ``gy_f``) ``pm.Data`` (refits of a new
     response without recompiling: :func:`hierpool.models.collapse.data_for`)."""
     st = cs.member
-    sizes, counts = np.unique(st.n, return_counts=True)
+    sizes, _, counts = st.size_index
     out = {"n_groups": int(st.n.shape[0]), "n": st.n, "ybar": st.ybar, "xbar": st.xbar, "syy_w": st.syy_w,
            "sxy_w": st.sxy_w, "sxx_w": st.sxx_w, "n_obs": st.n_obs, "sizes": sizes.astype(float),
            "size_counts": counts.astype(float), "cell_member": cs.cell_member, "cell_levels": list(cs.cell_levels),
