@@ -293,7 +293,8 @@ def test_integrated_bernoulli_posterior_equals_full():
     compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])
 
 
-@pytest.mark.parametrize("case", ["geometric", "small", "one", "wide", "beyond_bincount", "float", "empty"])
+@pytest.mark.parametrize("case", ["geometric", "small", "one", "wide", "beyond_bincount", "float", "float_whole",
+                                  "float_nan", "negative", "empty"])
 def test_unique_sizes_equal_numpy_unique(case):
     """The group-size classes by a count of each size: numpy's three arrays, values and dtypes."""
     from hierpool.data.stats import unique_sizes
@@ -301,9 +302,17 @@ def test_unique_sizes_equal_numpy_unique(case):
     rng = np.random.default_rng(4)
     n = {"geometric": rng.geometric(0.4, 100_000), "small": np.array([3, 1, 3, 0, 7]), "one": np.array([5]),
          "wide": rng.integers(0, 1 << 21, 1000), "beyond_bincount": np.array([2**23, 1, 2**23]),
-         "float": np.array([1.0, 2.0, 1.0]), "empty": np.array([], dtype=np.int64)}[case]
+         "float": np.array([1.5, 2.0, 1.5]), "float_whole": rng.geometric(0.4, 100_000).astype(float),
+         "float_nan": np.array([1.0, np.nan, 1.0]), "negative": np.array([-1, 2, -1]),
+         "empty": np.array([], dtype=np.int64)}[case]
     got = unique_sizes(n)
     want = np.unique(n, return_inverse=True, return_counts=True)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
         assert g.dtype == w.dtype
+    if case == "float_whole":  # GaussianStats.n is float64: the count path serves it
+        from hierpool.data.stats import GaussianStats
+
+        st = GaussianStats(n=n, ybar=np.zeros(n.size), xbar=np.zeros((n.size, 0)), syy_w=0.0, sxy_w=np.zeros(0),
+                           sxx_w=np.zeros((0, 0)), n_obs=int(n.sum()))
+        assert all(np.array_equal(a, b) for a, b in zip(st.size_index, want, strict=True))

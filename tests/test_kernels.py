@@ -69,6 +69,20 @@ def test_rank_rows_put_nan_of_either_sign_last_as_numpy(descending, dtype):
     assert (ranks[0, [5, 17, 2999]] == [J - 2, J - 1, J]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_rows_with_a_non_finite_offset_equal_stable_argsort(dtype):
+    """An infinite or NaN offset makes the values inf or NaN whatever the row holds: float32 gaussian rows
+    are then ranked by those values (NaN last, ties in group order), not by the row's own keys."""
+    vals = np.array([[1.0, -3.0, 2.0, 0.5], [1.0, -np.inf, 2.0, 0.5], [1.0, -np.inf, 2.0, 0.5]], dtype)
+    offset = np.array([np.nan, np.inf, -np.inf])
+    with np.errstate(invalid="ignore"):
+        values = offset[:, None] + vals.astype(np.float64)
+    for descending in (False, True):
+        acc = K.new_rank_accumulators(4)
+        ranks = K.rank_rows(vals, descending, 1, acc, offset=offset)
+        np.testing.assert_array_equal(ranks, _stable_ranks(values, descending)[0])
+
+
 _NUMPY_LINKS = {"gaussian": lambda v: v, "bernoulli": lambda v: 1.0 / (1.0 + np.exp(-v)), "poisson": np.exp}
 
 

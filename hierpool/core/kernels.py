@@ -26,7 +26,8 @@ numpy definitions exactly) with algorithms chosen for this shape:
   normals from numpy's ``Generator`` (one per block of rows, seeded from one ``SeedSequence``): called
   inside the compiled kernel for float64 output, by Box-Muller on numpy's SIMD float32 functions for
   float32 output (:func:`box_muller_f32`), in threads; the stream depends on the seed and the array's
-  shape and dtype only, not on the number of threads.
+  shape and dtype only, not on the number of threads (float32 output: on one machine and numpy build;
+  numpy's float32 SIMD functions differ by a unit in the last place between CPU feature sets).
 
 numba (a dependency of PyTensor, hence of PyMC) compiles each kernel on first use and caches it on disk
 (``cache=True``), so only the first call in a fresh environment pays the compilation.
@@ -453,7 +454,9 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     if vals.size == 0:
         return ranks
     link = _LINKS[family]
-    exact = vals.dtype == np.float32 and link == 0
+    # exact keys (the row's float32 values themselves) order off + x only for a finite offset: an
+    # infinite or NaN one makes values inf and NaN whatever x, ranked by the float64 values instead
+    exact = vals.dtype == np.float32 and link == 0 and bool(np.isfinite(offset).all())
     w = acc["work"]
     if not exact and w["val"] is None:
         w["val"] = np.empty((w["keys"].shape[0], vals.shape[1]))
@@ -1086,10 +1089,14 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
 
     ``z`` standard normal; ``k_j`` is group j's size class, ``c`` and ``sd`` (draws x classes) the
     conditional mean factor and sd of that class, computed in float64 and written once into ``out``
-    (float32 or float64). Blocks of about ``block_values`` values get their own numpy
-    :class:`~numpy.random.Generator` (``bit_generator``, numpy's default PCG64, seeded from
-    ``seed_seq.spawn``). So the draws depend on the seed, the shape and the dtype only, not on the number
-    of threads the blocks run in.
+    (float32 or float64). Blocks of rows get their own numpy :class:`~numpy.random.Generator`
+    (``bit_generator``, numpy's default PCG64, seeded from ``seed_seq.spawn``): float64 blocks of about
+    ``block_values`` values, float32 blocks of whole tiles of ``_TILE_ROWS`` draws (at least 16 draws, so
+    16 or fewer draws run in one thread). So the draws depend on the seed, the shape and the dtype only,
+    not on the number of threads the blocks run in; float32 draws are bit-identical on one machine and
+    numpy build, and may differ by a float32 unit in the last place on another (numpy's float32 ``log``,
+    ``sin`` and ``cos`` take different SIMD code on different CPUs: a reviewer found 22% of 640,000
+    values 1 ulp apart with AVX2 disabled), while float64 draws are numpy's stream everywhere.
 
     float64 ``out``: the generator is passed into the compiled kernel: numba runs numpy's own normal
     algorithm on that bit generator, the same stream as ``Generator.standard_normal``.

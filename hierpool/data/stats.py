@@ -20,19 +20,29 @@ if TYPE_CHECKING:  # annotations only: grouped.py builds on this module
 
 def unique_sizes(n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``np.unique(n, return_inverse=True, return_counts=True)`` for group sizes: the same three arrays
-    (sizes ascending, each group's class, the groups per class; the inverse as numpy gives it for 1-d
-    input), from ``np.bincount`` when ``n`` holds integers from 0 to 2**22 (a count of each size and a
-    lookup, one pass each instead of a sort: 1,000,000 geometric sizes in 2.9 ms against 21.6 ms for
-    ``np.unique``, warm, on the 2-core AMD EPYC, 2026-12-07; 70 ms in a profile of the first call in the
-    J = 1M pipeline); other input goes to ``np.unique``."""
+    (sizes ascending in ``n``'s dtype, each group's class, the groups per class; the inverse as numpy gives
+    it for 1-d input), from ``np.bincount`` when ``n`` holds whole numbers from 0 to 2**22 (integers, or
+    floats such as :class:`GaussianStats`' ``n``): a count of each size and a lookup, one pass each
+    instead of a sort. 1,000,000 geometric sizes: 2.7 ms (int64) and 7.3-7.5 ms (float64, with the check
+    that they are whole) against 18.6-18.8 ms for ``np.unique`` (median of 10, warm, 2-core AMD EPYC,
+    2026-12-07). Other input goes to ``np.unique``."""
     n = np.asarray(n)
-    if n.ndim != 1 or n.size == 0 or n.dtype.kind not in "iu" or n.min() < 0 or n.max() >= 1 << 22:
+    if n.ndim != 1 or n.size == 0 or n.dtype.kind not in "iuf":
         return np.unique(n, return_inverse=True, return_counts=True)
-    per_size = np.bincount(n)
-    sizes = np.flatnonzero(per_size).astype(n.dtype, copy=False)
+    whole = n
+    if n.dtype.kind == "f":
+        if not (n.min() >= 0 and n.max() < 1 << 22):  # False for NaN
+            return np.unique(n, return_inverse=True, return_counts=True)
+        whole = n.astype(np.int64)
+        if not np.array_equal(whole, n):
+            return np.unique(n, return_inverse=True, return_counts=True)
+    elif n.min() < 0 or n.max() >= 1 << 22:
+        return np.unique(n, return_inverse=True, return_counts=True)
+    per_size = np.bincount(whole)
+    present = np.flatnonzero(per_size)
     lookup = np.zeros(per_size.shape[0], dtype=np.intp)
-    lookup[sizes] = np.arange(sizes.shape[0])
-    return sizes, lookup[n], per_size[sizes]
+    lookup[present] = np.arange(present.shape[0])
+    return present.astype(n.dtype, copy=False), lookup[whole], per_size[present]
 
 
 @dataclass(frozen=True)
