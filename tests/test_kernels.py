@@ -311,7 +311,7 @@ def _draw_inputs(rng, S, J, P):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conditional_draws_reproducible_and_thread_independent(monkeypatch, dtype):
-    S = 12 if dtype == np.float64 else 40  # float32: 3 blocks of 16 draws (the last one 8)
+    S = 12 if dtype == np.float64 else 40  # float32: 6 blocks: 16, 16 and 8 draws x 65,536 and 4,464 groups
     args = _draw_inputs(np.random.default_rng(1), S, 70_000, 2)
     runs = []
     for threads in (1, 2, 2):
@@ -351,27 +351,29 @@ def _box_muller_reference(rng, n):
 
 
 def test_conditional_draws_float32_are_the_documented_box_muller_tiles():
-    """float32 output: each block's generator draws tiles of up to 16 draws x 4,096 groups in order, each
-    tile's normals Box-Muller pairs in row order (the first half r * cos, the second r * sin). Compared
-    with the same stream computed in float64: numpy's float32 log, sqrt, sin and cos are accurate to a few
-    float32 units (the angle's rounding moves a normal by at most 8.6 * 4.8e-7), so 1e-5 holds; a tile in
-    another order, a swapped half or another block's stream differs by O(1)."""
-    S, J = 40, 9_000  # blocks of 112 draws (one here): row tiles 16, 16, 8; group tiles 4096, 4096, 808
+    """float32 output: each block (one tile of up to 16 draws x whole tiles of 4,096 groups, 65,536
+    groups at the default block size; blocks in row-major order, each its own child seed) draws its tiles
+    in order, each tile's normals Box-Muller pairs in row order (the first half r * cos, the second
+    r * sin). Compared with the same stream computed in float64: numpy's float32 log, sqrt, sin and cos
+    are accurate to a few float32 units (the angle's rounding moves a normal by at most 8.6 * 4.8e-7), so
+    1e-5 holds; a tile in another order, a swapped half or another block's stream differs by O(1)."""
+    S, J = 40, 9_000  # block_values 2**16: blocks of 16, 16, 8 draws x 4,096, 4,096, 808 groups
     args = dict(ybar=np.zeros(J), xbar=np.zeros((J, 0)), size_idx=np.zeros(J, np.int64), a=np.zeros(S),
                 b=np.zeros((S, 0)), c=np.zeros((S, 1)), sd=np.ones((S, 1)))
     out = np.empty((S, J), np.float32)
-    K.gaussian_conditional_draws(out, np.random.SeedSequence(11), **args)
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(11).spawn(1)[0]))
+    K.gaussian_conditional_draws(out, np.random.SeedSequence(11), **args, block_values=1 << 16)
+    children = iter(np.random.SeedSequence(11).spawn(9))
     want = np.empty((S, J))
     for s0 in range(0, S, 16):
         for j0 in range(0, J, 4096):
+            rng = np.random.Generator(np.random.PCG64(next(children)))
             tile = want[s0:s0 + 16, j0:j0 + 4096]
             tile[...] = _box_muller_reference(rng, tile.size).reshape(tile.shape)
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-5)
     # the mean and sd are applied in float64 and rounded once
     args2 = _draw_inputs(np.random.default_rng(3), S, J, 2)
     out2 = np.empty((S, J), np.float32)
-    K.gaussian_conditional_draws(out2, np.random.SeedSequence(11), **args2)
+    K.gaussian_conditional_draws(out2, np.random.SeedSequence(11), **args2, block_values=1 << 16)
     k = args2["size_idx"]
     e = args2["ybar"][None, :] - args2["a"][:, None] - args2["b"] @ args2["xbar"].T
     mean = np.take_along_axis(args2["c"], np.broadcast_to(k, (S, J)), axis=1) * e

@@ -1089,10 +1089,11 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
 
     ``z`` standard normal; ``k_j`` is group j's size class, ``c`` and ``sd`` (draws x classes) the
     conditional mean factor and sd of that class, computed in float64 and written once into ``out``
-    (float32 or float64). Blocks of rows get their own numpy :class:`~numpy.random.Generator`
-    (``bit_generator``, numpy's default PCG64, seeded from ``seed_seq.spawn``): float64 blocks of about
-    ``block_values`` values, float32 blocks of whole tiles of ``_TILE_ROWS`` draws (at least 16 draws, so
-    16 or fewer draws run in one thread). So the draws depend on the seed, the shape and the dtype only,
+    (float32 or float64). Blocks of about ``block_values`` values get their own numpy
+    :class:`~numpy.random.Generator` (``bit_generator``, numpy's default PCG64, seeded from
+    ``seed_seq.spawn``, in the blocks' order): float64 blocks of whole rows, float32 blocks of one tile of
+    ``_TILE_ROWS`` draws by whole tiles of ``_TILE_GROUPS`` groups (at 16 draws x 1M groups: 16 blocks of
+    65,536 groups). So the draws depend on the seed, the shape and the dtype only,
     not on the number of threads the blocks run in; float32 draws are bit-identical on one machine and
     numpy build, and may differ by a float32 unit in the last place on another (numpy's float32 ``log``,
     ``sin`` and ``cos`` take different SIMD code on different CPUs: a reviewer found 22% of 640,000
@@ -1110,11 +1111,15 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
     ``_PAIR_CHUNK`` normals at a time (the ziggurat's table lookups and branches do not vectorize; numpy's
     float32 ``log``, ``sin`` and ``cos`` do), each chunk's first half ``r * cos`` and second half
     ``r * sin`` of the same pairs, over tiles of ``_TILE_ROWS`` draws x ``_TILE_GROUPS`` groups (the
-    groups' statistics read from cache for every draw of the tile), in blocks of whole tiles of draws.
+    groups' statistics read from cache for every draw of the tile), block by block.
     Measured on the 2-core AMD EPYC (2026-12-07): one thread, 6.0-6.3 ns a normal against 11.0 for
     ``Generator.standard_normal(out=...)``; 248 draws x 1M groups with 5 predictors, both threads,
     alternated (5 runs each after a first): 1.41-1.47 s against 2.12-2.28 s for the float64 path's
-    kernel writing float32 (chunks of one draw, not tiles: 1.7-1.8 s).
+    kernel writing float32 (chunks of one draw, not tiles: 1.7-1.8 s), with blocks of 16 whole rows;
+    blocks of 16 draws x 65,536 groups (many blocks for the threads even with few draws): 1.22-1.34 s
+    against 1.89-1.96 s for the float64 path's kernel, alternated in another hour. Few draws of many
+    groups are slower than float64 (2 draws x 3M groups: 0.06-0.1 s against 0.04 s: a tile of 2 draws
+    makes 8,192 normals per call of the numpy functions).
     """
     S, J = out.shape
     if out.size == 0:
@@ -1124,15 +1129,17 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
             np.ascontiguousarray(b, dtype=np.float64), np.ascontiguousarray(c, dtype=np.float64),
             np.ascontiguousarray(sd, dtype=np.float64))
     pairs = out.dtype == np.float32
-    per = max(1, block_values // max(J, 1))
-    if pairs:  # blocks of whole tiles of rows
-        per = max(_TILE_ROWS, per // _TILE_ROWS * _TILE_ROWS)
+    if pairs:  # blocks of one tile of rows x whole tiles of groups, about block_values values
+        per = _TILE_ROWS
+        width = max(_TILE_GROUPS, block_values // _TILE_ROWS // _TILE_GROUPS * _TILE_GROUPS)
         tile_args = (args[0], np.ascontiguousarray(args[1].T), np.asarray(size_idx, dtype=np.int32), *args[3:])
-    starts = list(range(0, S, per))
-    children = seed_seq.spawn(len(starts))  # spawn once: each call of spawn gives new children
+    else:  # blocks of whole rows
+        per, width = max(1, block_values // max(J, 1)), J
+    blocks = [(r0, j0) for r0 in range(0, S, per) for j0 in range(0, J, width)]
+    children = seed_seq.spawn(len(blocks))  # spawn once: each call of spawn gives new children
 
     def work(i):
-        r0 = starts[i]
+        r0, b0 = blocks[i]
         rng = np.random.Generator(bit_generator(children[i]))
         if not pairs:
             _gaussian_conditional_rows(out[r0:r0 + per], rng, r0, *args)
@@ -1141,12 +1148,10 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
         buf = {"u": np.empty(half), "r": np.empty(half, np.float32), "c": np.empty(half, np.float32),
                "s": np.empty(half, np.float32)}
         e = np.empty(min(J, _TILE_GROUPS))
-        r1 = min(r0 + per, S)
-        for s0 in range(r0, r1, _TILE_ROWS):
-            s1 = min(s0 + _TILE_ROWS, r1)
-            for j0 in range(0, J, _TILE_GROUPS):
-                j1 = min(j0 + _TILE_GROUPS, J)
-                r, cs, sn = box_muller_f32(rng, ((s1 - s0) * (j1 - j0) + 1) // 2, buf)
-                _gaussian_conditional_tile(out, s0, s1, j0, j1, r, cs, sn, e, *tile_args)
+        s0, s1 = r0, min(r0 + per, S)
+        for j0 in range(b0, min(b0 + width, J), _TILE_GROUPS):
+            j1 = min(j0 + _TILE_GROUPS, b0 + width, J)
+            r, cs, sn = box_muller_f32(rng, ((s1 - s0) * (j1 - j0) + 1) // 2, buf)
+            _gaussian_conditional_tile(out, s0, s1, j0, j1, r, cs, sn, e, *tile_args)
 
-    each_in_threads(work, range(len(starts)))
+    each_in_threads(work, range(len(blocks)))
