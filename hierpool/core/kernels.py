@@ -1055,6 +1055,13 @@ _TILE_GROUPS = _PAIR_CHUNK // _TILE_ROWS
 _TWO_PI_F32 = np.float32(2.0 * np.pi)
 
 
+def _box_muller_work(m: int) -> dict:
+    """Work arrays of :func:`box_muller_f32` for up to ``m`` pairs: the uniforms (float64) and the
+    radius, cosine and sine (float32)."""
+    return {"u": np.empty(m), "r": np.empty(m, np.float32), "c": np.empty(m, np.float32),
+            "s": np.empty(m, np.float32)}
+
+
 def box_muller_f32(rng: np.random.Generator, m: int, work: dict | None = None) -> tuple:
     """``2 m`` standard normals as float32, by Box-Muller on numpy's SIMD float32 ``log``, ``sqrt``,
     ``cos`` and ``sin``: returns ``(r, cos, sin)``, three float32 arrays of length ``m``; the normals are
@@ -1064,12 +1071,10 @@ def box_muller_f32(rng: np.random.Generator, m: int, work: dict | None = None) -
     ``2**-53`` and the largest normal is 8.57, not the 5.77 that a 24-bit uniform allows: beyond 8.57 lies
     1e-17 of the normal's mass), and the angle ``2 pi v`` with ``v = rng.random(dtype=float32)``. The
     float32 functions are accurate to a few units in the last place of float32, the precision of the
-    float32 draws they make. ``work`` (``"u"``: float64, ``"r"``, ``"c"``, ``"s"``: float32, at least
-    ``m`` each) avoids allocations in a loop.
+    float32 draws they make. ``work`` (from :func:`_box_muller_work` of at least ``m``) avoids
+    allocations in a loop.
     """
-    if work is None:
-        work = {"u": np.empty(m), "r": np.empty(m, np.float32), "c": np.empty(m, np.float32),
-                "s": np.empty(m, np.float32)}
+    work = _box_muller_work(m) if work is None else work
     u, r, cs, sn = work["u"][:m], work["r"][:m], work["c"][:m], work["s"][:m]
     rng.random(out=u)
     np.subtract(1.0, u, out=r, casting="same_kind")  # in (0, 1], rounded once to float32
@@ -1144,9 +1149,7 @@ def gaussian_conditional_draws(out: np.ndarray, seed_seq: np.random.SeedSequence
         if not pairs:
             _gaussian_conditional_rows(out[r0:r0 + per], rng, r0, *args)
             return
-        half = _PAIR_CHUNK // 2
-        buf = {"u": np.empty(half), "r": np.empty(half, np.float32), "c": np.empty(half, np.float32),
-               "s": np.empty(half, np.float32)}
+        buf = _box_muller_work(_PAIR_CHUNK // 2)
         e = np.empty(min(J, _TILE_GROUPS))
         s0, s1 = r0, min(r0 + per, S)
         for j0 in range(b0, min(b0 + width, J), _TILE_GROUPS):

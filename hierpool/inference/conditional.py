@@ -39,9 +39,9 @@ def draw_gaussian_group_effects(stats: GaussianStats, a, b, tau, sigma,
     One draw per posterior draw of ``(a, b, tau, sigma)`` from :func:`conditional_group_effects`' normal.
     The mean factor and sd depend on the group's size only, so they are formed per size class; the
     draws come from :func:`hierpool.core.kernels.gaussian_conditional_draws` (threads, reproducible from
-    ``seed``; float32 ones on one machine and numpy build), written once into the output: no temporaries of its size. ``dtype`` float32 stores
-    them to 7 significant digits (computed in float64 from float32 standard normals, the precision they
-    are stored in), for posteriors of millions of groups.
+    ``seed``; float32 ones on one machine and numpy build), written once into the output: no temporaries
+    of its size. ``dtype`` float32 stores them to 7 significant digits (computed in float64 from float32
+    standard normals, the precision they are stored in), for posteriors of millions of groups.
     """
     a = np.asarray(a, dtype=float)
     S, J = a.size, stats.n.shape[0]

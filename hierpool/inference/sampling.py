@@ -231,7 +231,8 @@ def fit(
         budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
         the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
         (``attrs["hierpool_thin"]`` = k) in float32 (exact draws, to 7 significant digits: 1 GB at
-        the budget; gaussian ones from float32 standard normals, :func:`hierpool.core.kernels.box_muller_f32`), while every draw of intercept, beta, tau and sigma is kept (see Returns). For
+        the budget; gaussian ones from float32 standard normals, :func:`hierpool.core.kernels.box_muller_f32`),
+        while every draw of intercept, beta, tau and sigma is kept (see Returns). For
         integrated-out models the group effects are drawn after sampling, one per kept draw; the
         convergence report covers every draw of the population parameters (so it agrees with
         ``az.summary(dt)``), and for the Gibbs sampler also the kept draws of the group effects.
