@@ -45,6 +45,26 @@ def test_rank_rows_equal_stable_argsort(descending, J):
 
 @pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_rows_when_radix_passes_are_skipped_equal_stable_argsort(descending, dtype):
+    """The radix sort skips a pass whose 8-bit digit is the same for every group, so 0 to 4 passes run and
+    the sorted pairs end in either work array. Rows whose float32 keys differ only in chosen bytes (each
+    value repeated: ties in group order) take every such path; the ranks equal numpy's."""
+    rng = np.random.default_rng(11)
+    J = 3001
+    base = np.uint32(0x3F800000)  # 1.0: positive, so the keys' bytes are the bits' (sign bit aside)
+    rows = []
+    for mask in (0x0, 0xFF, 0xFF00, 0xFFFF, 0xFF0000, 0xFF00FF, 0x7FFFFF, 0x7FFF00):
+        bits = base | (rng.integers(0, 2**23, J // 3 + 1).astype(np.uint32) & np.uint32(mask))
+        row = np.repeat(bits.view(np.float32), 3)[:J]
+        rows.append(rng.permutation(row))
+    rows.append(-rows[2])  # negative values: the keys' bytes are the bits' complement
+    vals = np.array(rows).astype(dtype)
+    ranks = K.rank_rows(vals, descending, 3, K.new_rank_accumulators(J))
+    np.testing.assert_array_equal(ranks, _stable_ranks(vals, descending)[0])
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rank_rows_put_nan_of_either_sign_last_as_numpy(descending, dtype):
     """NaN ranks last (after the other values, in group order), as in numpy's stable argsort, whatever
     its sign bit and payload: x86's NaN from ``inf - inf`` has the sign bit set, and keyed by its bits
