@@ -64,6 +64,35 @@ def test_rank_rows_when_radix_passes_are_skipped_equal_stable_argsort(descending
 
 
 @pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("case", ["gaussian_float64", "poisson", "bernoulli", "exact_huge_offset"])
+def test_rank_rows_order_long_runs_the_float32_keys_cannot_split_as_numpy(descending, case):
+    """Values float32 cannot tell apart (tiny effects at an offset of 3, probabilities near 1, an offset
+    of 1e20 that rounds every value to one) make segments of thousands of groups with one key, or one
+    value: they are ordered by a merge sort (until 2026-12 by one insertion pass, quadratic there), with
+    repeated values (ties in group order) and a few values outside the segment."""
+    rng = np.random.default_rng(5)
+    S, J = 3, 6000
+    family, dtype = {"gaussian_float64": ("gaussian", np.float64), "poisson": ("poisson", np.float32),
+                     "bernoulli": ("bernoulli", np.float32), "exact_huge_offset": ("gaussian", np.float32)}[case]
+    scale, offset = {"gaussian_float64": (1e-10, 3.0), "poisson": (1e-9, 3.0), "bernoulli": (1e-3, 20.0),
+                     "exact_huge_offset": (1.0, 1e20)}[case]
+    base = rng.standard_normal((S, J // 2)) * scale
+    vals = np.concatenate([base, base[:, : J - J // 2]], axis=1)  # every value twice: ties
+    vals = rng.permuted(vals, axis=1)
+    vals[:, :10] = rng.standard_normal((S, 10))  # a few groups elsewhere
+    vals = vals.astype(dtype)
+    off = np.full(S, offset)
+    values = _NUMPY_LINKS[family](off[:, None] + vals.astype(np.float64))
+    ref, order = _stable_ranks(values, descending)
+    keys = values.astype(np.float32)
+    assert max(np.unique(k, return_counts=True)[1].max() for k in keys) > 1000  # long runs of one key
+    acc = K.new_rank_accumulators(J)
+    np.testing.assert_array_equal(K.rank_rows(vals, descending, 5, acc, offset=off, family=family), ref)
+    srt = np.take_along_axis(values, order, axis=1).sum(axis=0)
+    np.testing.assert_allclose(acc["sorted"].sum(axis=0), srt[::-1] if descending else srt, rtol=1e-12)
+
+
+@pytest.mark.parametrize("descending", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rank_rows_put_nan_of_either_sign_last_as_numpy(descending, dtype):
     """NaN ranks last (after the other values, in group order), as in numpy's stable argsort, whatever

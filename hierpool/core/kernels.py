@@ -128,7 +128,7 @@ def _radix_sort_row(row, off, link, sign, exact, acc_value, b, a, val, counts):
     ``value = link(off + row[j])`` in float64. Keys are the value's float32 bits, mapped to unsigned
     integers in order; four stable LSD radix passes of 8 bits sort (key, group) packed in one uint64 (a
     pass whose digit is the same for every group moves nothing and is skipped). When ``exact`` (float32
-    rows, identity link) the key holds ``row[j]`` itself, and the value is recomputed from it where
+    rows, identity link) the key holds ``sign * row[j]`` itself, and the value is recomputed from it where
     needed. Reading the groups back in value order: :func:`_read_back`, or for exact rows
     :func:`_exact_ranks`.
 
@@ -217,30 +217,67 @@ def _exact_ranks(b, off, sign, rk, acc, descending):
     return ok
 
 
+#: Segments of :func:`_read_back` up to this long are ordered by insertion, longer ones by a merge sort.
+_INSERTION_MAX = 16
+
+
+@njit(cache=True, nogil=True)
+def _order_segment(order, sval, i0, i1):
+    """Order ``order[i0:i1]`` and ``sval[i0:i1]`` by (value, group): by insertion when short, else by a
+    stable merge sort of the values after ordering the groups. A segment of NaN (one key, so already in
+    group order) is left as it is."""
+    if sval[i0] != sval[i0]:
+        return
+    if i1 - i0 <= _INSERTION_MAX:
+        for i in range(i0 + 1, i1):
+            v = sval[i]
+            j = order[i]
+            m = i - 1
+            while m >= i0 and (sval[m] > v or (sval[m] == v and order[m] > j)):
+                sval[m + 1] = sval[m]
+                order[m + 1] = order[m]
+                m -= 1
+            sval[m + 1] = v
+            order[m + 1] = j
+        return
+    groups = order[i0:i1].copy()
+    by_group = np.argsort(groups)  # distinct groups: any sort
+    vals = sval[i0:i1][by_group]
+    by_value = np.argsort(vals, kind="mergesort")  # stable: equal values keep their group order
+    for t in range(i1 - i0):
+        order[i0 + t] = groups[by_group[by_value[t]]]
+        sval[i0 + t] = vals[by_value[t]]
+
+
 @njit(cache=True, nogil=True)
 def _read_back(b, off, link, sign, exact, keys, a, val):
     """Read the groups back from the sorted pairs ``b``: afterwards ``keys[:J]`` (as int32) holds the groups
     best first and ``a[:J]`` (as float64) their signed values ``sign * value``, in the order of
-    ``np.argsort(sign * value, kind="stable")``. A final insertion pass orders the rare neighbours whose
-    keys do not decide (equal float32 keys of different float64 values, equal values of different keys) by
-    (value, group), so the order equals numpy's exactly."""
+    ``np.argsort(sign * value, kind="stable")``. The segments the keys do not decide (maximal runs whose
+    neighbours share their float32 key, values possibly differing in float64, or their value, keys
+    differing) are ordered by (value, group) (:func:`_order_segment`), so the order equals numpy's exactly.
+
+    Between segments the order is already right: different keys of non-exact rows are roundings of
+    different values, in order, and the values of exact rows do not decrease along the keys. Long
+    segments arise where float32 cannot tell the values apart (tiny group effects at a large offset, or
+    probabilities near 1): one insertion pass over the whole row, as this was until 2026-12, took
+    quadratic time there (0.11 s a row at 20,000 groups in one segment, minutes at a million)."""
     J = keys.shape[0]
     order = keys.view(np.int32)
     sval = a.view(np.float64)
     for i in range(J):
         packed = b[i]
         j = np.int32(packed & np.uint64(0xFFFFFFFF))
-        if exact:
-            v = _exact_value(packed, off, sign)
-        else:
-            v = val[j]
-        m = i - 1
-        while m >= 0 and (sval[m] > v or (sval[m] == v and order[m] > j)):
-            sval[m + 1] = sval[m]
-            order[m + 1] = order[m]
-            m -= 1
-        sval[m + 1] = v
-        order[m + 1] = j
+        order[i] = j
+        sval[i] = _exact_value(packed, off, sign) if exact else val[j]
+    i0 = 0
+    while i0 < J:
+        i1 = i0 + 1
+        while i1 < J and (b[i1] >> np.uint64(32) == b[i1 - 1] >> np.uint64(32) or sval[i1] == sval[i1 - 1]):
+            i1 += 1
+        if i1 - i0 > 1:
+            _order_segment(order, sval, i0, i1)
+        i0 = i1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -451,7 +488,10 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     ``vals`` (draws x groups, float32 or float64) is read in place; ``offset`` (one per row, default 0)
     and the family's inverse link are applied on the fly, in float64. Returns the int32 ranks (same
     shape; written into ``out`` if given): 1..J, 1 = smallest value (largest when ``descending``), ties in
-    group order, i.e. the inverse of ``np.argsort(±value, kind="stable")``. ``acc`` (from
+    group order, i.e. the inverse of ``np.argsort(±value, kind="stable")``. (The logit and log links'
+    ``exp`` here is the C library's; numpy's SIMD ``np.exp`` can differ from it by a unit in the last
+    place, so two link-scale values that close may rank in the other order than with ``np.exp``'s values:
+    e.g. -0.6275267246151393 and the next float64 below it, poisson link.) ``acc`` (from
     :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group sums of ranks
     (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
     of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
