@@ -7,9 +7,9 @@ numpy definitions exactly) with algorithms chosen for this shape:
 
 - :func:`rank_rows`: ranks within each draw of ``inverse_link(offset + value)`` (applied on the fly:
   the stored draws are read in place) by a stable LSD radix sort (four 8-bit digits) of (key, group)
-  packed in 64 bits, the key being the value's float32 bits in order, then an insertion pass that
-  orders the rare neighbours the keys do not decide by (float64 value, group), so the result equals the
-  inverse of ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of ranks,
+  packed in 64 bits, the key being the value's float32 bits in order, then the runs of neighbours the
+  keys do not decide are ordered by (float64 value, group), so the result equals the inverse of
+  ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of ranks,
   squared ranks, top-k and best counts, values and the order statistics accumulate in the same pass, in
   a fixed number of partial sums (results do not depend on the number of threads). The ranks a caller
   keeps go into a :class:`RankStore` (2 or 2.5 bytes a rank up to 2**20 groups), whose quantile pass
