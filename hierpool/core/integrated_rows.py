@@ -23,6 +23,14 @@ cannot call the :class:`~hierpool.core.families.Family` objects; tests hold the 
   over the rows per parameter value gives ``A_j`` and ``c_j``; the mode and the nodes are then scalar
   work per group.
 
+The exponentials of the rows' predictors and of the nodes are loops over arrays that vectorize
+(:func:`_exp_array`, :func:`_expm1_array`: a polynomial exp within an ulp or four of the C library's,
+which numba calls once per value). Each group's node arrays are padded to whole vectors of 8, so that
+the loops over 12 or 20 nodes leave no scalar remainder; a loop writing in place would also run scalar
+(LLVM's overlap check), so none does. The sampler's proposals at 200,000 groups (2 threads, the
+benchmark's data, the same 64 proposals): bernoulli 22.1-22.7 ms against 31.9-33.0 ms with ``math.exp``,
+poisson 20.8-21.1 ms against 33.2-33.4; values equal to 2e-16 relative.
+
 The value includes every constant (log binomial coefficients, ``-log y!``), so it equals the numpy
 reference and :func:`hierpool.inference.empirical_bayes.marginal_loglik`. The gradient (for the mode
 search) in ``phi = (theta_0, beta, log tau)`` is the node-weighted score, the quadrature of the exact
@@ -44,7 +52,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 __all__ = ["LOGIT", "POISSON", "FAMILY_CODES", "block_logml", "block_draws", "gh_nodes"]
 
@@ -54,6 +63,91 @@ POISSON = 1
 FAMILY_CODES = {"bernoulli": LOGIT, "binomial": LOGIT, "poisson": POISSON}
 _LOG_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
 _DELTA = math.sqrt(2.0)
+
+
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    """The float64 whose bit pattern is the int64 ``i`` (a bitcast, which numba has no function for)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.int64), codegen
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 in two parts (Cody and Waite): n * _LN2_HI is exact for |n| < 2**11
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expm1_parts(x):
+    """``(expm1(r), n)`` with ``x = n ln 2 + r``, ``|r| <= ln 2 / 2``: Cody-Waite reduction and the Taylor
+    polynomial of degree 14 (truncation below 1e-18 relative there). Arithmetic and selects only, so that
+    loops over it vectorize (see :func:`_exp_array`); x is clamped to [-746, 709.8] (the caller selects
+    0/-1, inf and NaN outside)."""
+    v = min(max(x, -746.0), 709.8)
+    nf = np.floor(v * _LOG2E + 0.5)
+    r = (v - nf * _LN2_HI) - nf * _LN2_LO
+    p = 1.0 / 87178291200.0
+    p = p * r + 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r, np.int64(nf)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _scale2(v, n):
+    """``v * 2**n`` for -1076 <= n <= 1024, in two factors so that neither overflows nor is subnormal."""
+    h = n >> 1
+    return v * _f64_from_bits((h + 1023) << 52) * _f64_from_bits((n - h + 1023) << 52)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exp(x):
+    """exp(x), within one ulp of the C library's, inf, 0 and NaN included: :func:`_expm1_parts` scaled."""
+    q, n = _expm1_parts(x)
+    res = _scale2(q + 1.0, n)
+    res = math.inf if x > 709.8 else res
+    return x if x != x else res
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expm1(x):
+    """expm1(x): ``expm1(r)`` itself where n = 0 (|x| <= ln 2 / 2, full relative precision near 0), and
+    ``(expm1(r) + 1) 2**n - 1`` elsewhere (|x| > 0.34: within a few ulp)."""
+    q, n = _expm1_parts(x)
+    res = _scale2(q + 1.0, n) - 1.0
+    res = q if n == 0 else res
+    res = math.inf if x > 709.8 else res
+    return x if x != x else res
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _exp_array(x, out):
+    """``out[k] = exp(x[k])`` (``out`` must not overlap ``x``: LLVM's overlap check would then run the
+    scalar loop). Compiled code calls the C library's ``exp`` once per
+    value (numba's pip wheels have no SVML, so LLVM cannot vectorize it); this loop over :func:`_exp`
+    vectorizes (AVX-512 here; FMA contraction allowed). Measured on the AMD EPYC, one thread: 1.7 ns a
+    value in blocks of 20 (the Poisson nodes), 2.2 in blocks of 12, 0.9 over long arrays, against 5-6 ns
+    for ``math.exp``; within one ulp of it (mean 0.06 ulp over 4 million values)."""
+    for k in range(x.shape[0]):
+        out[k] = _exp(x[k])
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _expm1_array(x, out):
+    """``out[k] = expm1(x[k])`` (``out`` not overlapping ``x``), vectorized as :func:`_exp_array`."""
+    for k in range(x.shape[0]):
+        out[k] = _expm1(x[k])
 
 
 def gh_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +224,7 @@ NEWTON_TOL = 1e-5
 
 
 @njit(cache=True, nogil=True)
-def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
+def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv, nk):
     """``(ok, log of the adaptive quadrature sum + log sd, centre)`` of a LOGIT group: the value of
     :func:`block_logml`'s node loop without its gradient, with about a third of its transcendental calls.
 
@@ -138,10 +232,11 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
     the centre ``u`` and ``d = exp(x_k sd) - 1``, the likelihood ratio of node k to the centre is
     ``prod_i (1 + s_i d)^-b_i`` (``(1 + q_i e^(u + x sd)) / (1 + q_i e^u)``, exactly): a product over the
     group's rows instead of a log1p per row and node, and each node's term relative to the centre is
-    bounded, so no log-sum-exp shift is needed. Per group and node one ``exp`` and, for half the nodes,
-    one ``expm1`` (Gauss-Hermite nodes are symmetric: ``exp(-x sd) - 1 = -d / (1 + d)``, x >= 0); per group one
-    log. ``ok`` is False (the caller then uses the per-row logs) when a product leaves [1e-280, 1e280]:
-    a group of hundreds of rows far in a tail. ``sv`` is scratch (the group's rows)."""
+    bounded, so no log-sum-exp shift is needed. Per group and node one ``expm1`` and one ``exp``, each in a
+    loop over the nodes that vectorizes (:func:`_exp_array`), as does the product over the rows (per row,
+    a loop over the nodes); per group one log. ``ok`` is False (the caller then uses the per-row logs)
+    when a product leaves [1e-280, 1e280]: a group of hundreds of rows far in a tail. ``sv`` (the group's
+    rows) and ``nk`` (5, K padded to whole vectors) are scratch."""
     K = xn.shape[0]
     for _ in range(1000):
         ew = math.exp(u)
@@ -168,23 +263,27 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv):
             break
         u += step
     sd = 1.0 / math.sqrt(h)
+    du, d, pr, lt, tm = nk[0], nk[1], nk[2], nk[3], nk[4]  # of nk.shape[1] >= K values (padding: du = 0, so d = 0)
+    for k in range(nk.shape[1]):
+        du[k] = xn[k] * sd if k < K else 0.0
+        pr[k] = 1.0
+    _expm1_array(du, d)
+    for i in range(r1 - r0):
+        if b[r0 + i] == 1.0:  # a loop over the nodes per row: it vectorizes
+            si = sv[i]
+            for k in range(pr.shape[0]):
+                pr[k] *= 1.0 + si * d[k]
+        else:
+            for k in range(K):
+                pr[k] *= (1.0 + sv[i] * d[k]) ** b[r0 + i]
+    for k in range(K):
+        if not (1e-280 < pr[k] < 1e280):
+            return False, 0.0, u
+        lt[k] = lwn[k] + Sy * du[k] - du[k] * (u + 0.5 * du[k]) * inv_t2
+    _exp_array(lt, tm)
     acc = 0.0
-    for k in range((K + 1) // 2):
-        du = abs(xn[k]) * sd  # the node at +x (du >= 0), then its mirror at -x
-        d = math.expm1(du)
-        kn = K - 1 - k
-        for side in range(2):
-            if side == 1:
-                if 2 * k + 1 == K:  # the middle node (x = 0) once
-                    break
-                du, d, kn = -du, -d / (1.0 + d), k
-            pr = 1.0
-            for i in range(r1 - r0):
-                t = 1.0 + sv[i] * d
-                pr *= t if b[r0 + i] == 1.0 else t ** b[r0 + i]
-            if not (1e-280 < pr < 1e280):
-                return False, 0.0, u
-            acc += math.exp(lwn[kn] + Sy * du - du * (u + 0.5 * du) * inv_t2) / pr
+    for k in range(K):
+        acc += tm[k] / pr[k]
     # log f(u) + log acc + log sd in one log (lp < 1e280, sd <= tau, acc bounded by the weights)
     return True, c + Sy * u - 0.5 * u * u * inv_t2 - lg + math.log(acc * sd / lp), u
 
@@ -229,7 +328,8 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
         The point of ``u0`` and the modes' slopes there (``slopes`` of an earlier call): the Newton start
         at phi is ``u0 + du0 (phi - phi0)`` (first-order in phi - phi0). ``du0`` of shape (0, D): start at
         ``u0``. Measured at 200,000 bernoulli groups on proposals from the sampler's t at the mode: 42 ms
-        per proposal either way (2 threads; the modes move little there); it saves Newton steps for
+        per proposal either way (2 threads, before the vectorized exponentials; the modes move little
+        there); it saves Newton steps for
         proposals far from phi0 (the defensive component, the mode search).
     want_grad : bool
     val : float64 (S,), grad : float64 (S, D)
@@ -252,16 +352,19 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
         maxn = max(maxn, starts[j + 1] - starts[j])
     sc = np.empty((K, maxn))  # per node, the score of each row of the group (gradient of LOGIT)
     tk = np.empty(K)
-    ek = np.empty(K)
+    Kp = -(-K // 8) * 8  # node arrays padded to whole vectors (see _exp_array)
+    ek = np.empty(Kp)
     rw = np.empty(maxn)
+    uv = np.zeros(Kp)  # the nodes' u, then their log terms relative to the largest
+    wk = np.zeros(Kp)  # those terms
+    nk = np.zeros((5, Kp))  # scratch of the LOGIT product path
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
         inv_t2 = 1.0 / (tau * tau)
         log_tau = math.log(tau)
         _eta(off, Xs, phi, P, eta)
-        for i in range(M):
-            q[i] = math.exp(eta[i])
+        _exp_array(eta, q)
         total = const
         if want_grad:
             for d in range(grad.shape[1]):
@@ -277,7 +380,7 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                 c += y[i] * eta[i]
             ustart = _newton_start(u0, du0, phi0, phi, j)
             if fam == LOGIT and not want_grad:
-                ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, rw)
+                ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, rw, nk)
                 if ok:
                     total += v - log_tau - _LOG_2PI_HALF
                     umode[j] = m
@@ -310,9 +413,15 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
             sd = 1.0 / math.sqrt(h)
             top = -np.inf
             for k in range(K):
-                uk = m + xn[k] * sd
-                ek[k] = math.exp(uk)
-                if fam == LOGIT:
+                uv[k] = m + xn[k] * sd
+            _exp_array(uv, ek)
+            if fam == POISSON:  # arithmetic only: the loop vectorizes
+                for k in range(K):
+                    uk = uv[k]
+                    tk[k] = lwn[k] + (c + Sy * uk - A * ek[k] - 0.5 * uk * uk * inv_t2)
+            else:
+                for k in range(K):
+                    uk = uv[k]
                     fk = c + Sy * uk - 0.5 * uk * uk * inv_t2
                     for i in range(r0, r1):
                         p = q[i] * ek[k]
@@ -324,13 +433,15 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                             fk -= b[i] * (eta[i] + uk)
                             if want_grad:
                                 sc[k, i - r0] = y[i] - b[i]
-                else:
-                    fk = c + Sy * uk - A * ek[k] - 0.5 * uk * uk * inv_t2
-                tk[k] = lwn[k] + fk
+                    tk[k] = lwn[k] + fk
+            for k in range(K):
                 top = max(top, tk[k])
+            for k in range(K):
+                uv[k] = tk[k] - top
+            _exp_array(uv, wk)
             acc = 0.0
             for k in range(K):
-                acc += math.exp(tk[k] - top)
+                acc += wk[k]
             lse = top + math.log(acc)
             total += lse + math.log(sd) - log_tau - _LOG_2PI_HALF
             if want_grad:
@@ -380,8 +491,7 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
         inv_t2 = 1.0 / (tau * tau)
         _eta(off, Xs, phi, P, eta)
-        for i in range(M):
-            q[i] = math.exp(eta[i])
+        _exp_array(eta, q)
         for j in range(J):
             r0, r1 = starts[j], starts[j + 1]
             Sy = 0.0
