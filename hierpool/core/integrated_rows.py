@@ -24,12 +24,14 @@ cannot call the :class:`~hierpool.core.families.Family` objects; tests hold the 
   work per group.
 
 The exponentials of the rows' predictors and of the nodes are loops over arrays that vectorize
-(:func:`_exp_array`, :func:`_expm1_array`: a polynomial exp within an ulp or four of the C library's,
-which numba calls once per value). Each group's node arrays are padded to whole vectors of 8, so that
-the loops over 12 or 20 nodes leave no scalar remainder; a loop writing in place would also run scalar
-(LLVM's overlap check), so none does. The sampler's proposals at 200,000 groups (2 threads, the
-benchmark's data, the same 64 proposals): bernoulli 22.1-22.7 ms against 31.9-33.0 ms with ``math.exp``,
-poisson 20.8-21.1 ms against 33.2-33.4; values equal to 2e-16 relative.
+(:func:`_exp_array`: a polynomial exp within an ulp of the C library's, which numba calls once per
+value). Each group's node arrays are padded to whole vectors of 8, and the exponentials and the
+one-trial rows' node products run over the padded length, so that 12 or 20 nodes leave them no
+scalar remainder (the other node loops, short sums and maxima, run over the K nodes); a loop writing
+in place would run scalar (LLVM's overlap check), so none does. The sampler's proposals at 200,000
+groups (2 threads, the benchmark's data, the same 64 proposals, two A/B runs in one process each):
+bernoulli 22.1-22.8 ms against 31.9-33.0 ms with ``math.exp``, poisson 20.8-21.9 ms against
+33.1-33.4; values equal to 2e-16 relative.
 
 The value includes every constant (log binomial coefficients, ``-log y!``), so it equals the numpy
 reference and :func:`hierpool.inference.empirical_bayes.marginal_loglik`. The gradient (for the mode
@@ -82,8 +84,8 @@ _LN2_LO = 1.90821492927058770002e-10
 def _expm1_parts(x):
     """``(expm1(r), n)`` with ``x = n ln 2 + r``, ``|r| <= ln 2 / 2``: Cody-Waite reduction and the Taylor
     polynomial of degree 14 (truncation below 1e-18 relative there). Arithmetic and selects only, so that
-    loops over it vectorize (see :func:`_exp_array`); x is clamped to [-746, 709.8] (the caller selects
-    0/-1, inf and NaN outside)."""
+    loops over it vectorize (see :func:`_exp_array`). x is clamped to [-746, 709.8]: below, the scaled
+    result underflows to 0 by itself; the caller selects inf above and NaN."""
     v = min(max(x, -746.0), 709.8)
     nf = np.floor(v * _LOG2E + 0.5)
     r = (v - nf * _LN2_HI) - nf * _LN2_LO
@@ -121,17 +123,6 @@ def _exp(x):
     return x if x != x else res
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _expm1(x):
-    """expm1(x): ``expm1(r)`` itself where n = 0 (|x| <= ln 2 / 2, full relative precision near 0), and
-    ``(expm1(r) + 1) 2**n - 1`` elsewhere (|x| > 0.34: within a few ulp)."""
-    q, n = _expm1_parts(x)
-    res = _scale2(q + 1.0, n) - 1.0
-    res = q if n == 0 else res
-    res = math.inf if x > 709.8 else res
-    return x if x != x else res
-
-
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _exp_array(x, out):
     """``out[k] = exp(x[k])`` (``out`` must not overlap ``x``: LLVM's overlap check would then run the
@@ -144,13 +135,6 @@ def _exp_array(x, out):
     million values) and of numpy (``tests/test_integrated.py``)."""
     for k in range(x.shape[0]):
         out[k] = _exp(x[k])
-
-
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _expm1_array(x, out):
-    """``out[k] = expm1(x[k])`` (``out`` not overlapping ``x``), vectorized as :func:`_exp_array`."""
-    for k in range(x.shape[0]):
-        out[k] = _expm1(x[k])
 
 
 def gh_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,15 +215,17 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv, nk):
     """``(ok, log of the adaptive quadrature sum + log sd, centre)`` of a LOGIT group: the value of
     :func:`block_logml`'s node loop without its gradient, with about a third of its transcendental calls.
 
-    Newton from ``u`` (the last evaluation doubles as the centre's). With ``s_i`` the row's probability at
-    the centre ``u`` and ``d = exp(x_k sd) - 1``, the likelihood ratio of node k to the centre is
-    ``prod_i (1 + s_i d)^-b_i`` (``(1 + q_i e^(u + x sd)) / (1 + q_i e^u)``, exactly): a product over the
-    group's rows instead of a log1p per row and node, and each node's term relative to the centre is
-    bounded, so no log-sum-exp shift is needed. Per group and node one ``expm1`` and one ``exp``, each in a
-    loop over the nodes that vectorizes (:func:`_exp_array`), as does the product over the rows (per row,
-    a loop over the nodes); per group one log. ``ok`` is False (the caller then uses the per-row logs)
-    when a product leaves [1e-280, 1e280]: a group of hundreds of rows far in a tail. ``sv`` (the group's
-    rows) and ``nk`` (5, K padded to whole vectors) are scratch."""
+    Newton from ``u`` (the last evaluation doubles as the centre's). With ``c_i = 1 / (1 + p_i)`` and
+    ``s_i = p_i c_i`` the row's probabilities at the centre ``u`` (``p_i = q_i e^u``) and ``e_k = exp(x_k
+    sd)``, the likelihood ratio of node k to the centre is ``prod_i (c_i + s_i e_k)^-b_i`` (``(1 + q_i e^(u +
+    x sd)) / (1 + q_i e^u)``, exactly; a sum of two positive terms, so no cancellation where s_i is near 1
+    and e_k near 0, which ``1 + s_i (e_k - 1)`` had): a product over the group's rows instead of a log1p
+    per row and node, and each node's term relative to the centre is bounded, so no log-sum-exp shift is
+    needed. Per group and node two ``exp``, each in a loop over the padded nodes that vectorizes
+    (:func:`_exp_array`), as does the product over the rows of one trial (per row, a loop over the padded
+    nodes; binomial rows take a scalar power); per group one log. ``ok`` is False (the caller then uses
+    the per-row logs) when a product leaves [1e-280, 1e280]: a group of hundreds of rows far in a tail.
+    ``sv`` (2, the group's rows) and ``nk`` (5, K padded to whole vectors) are scratch."""
     K = xn.shape[0]
     for _ in range(1000):
         ew = math.exp(u)
@@ -251,10 +237,12 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv, nk):
             p = q[i] * ew
             if not p < 1e300:
                 return False, 0.0, u
-            s = p / (1.0 + p)
-            sv[i - r0] = s
+            ci = 1.0 / (1.0 + p)
+            s = p * ci
+            sv[0, i - r0] = s
+            sv[1, i - r0] = ci
             g -= b[i] * s
-            h += b[i] * s * (1.0 - s)
+            h += b[i] * s * ci
             lp *= (1.0 + p) if b[i] == 1.0 else (1.0 + p) ** b[i]
             if not lp < 1e280:
                 if not lp < math.inf:
@@ -266,19 +254,19 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv, nk):
             break
         u += step
     sd = 1.0 / math.sqrt(h)
-    du, d, pr, lt, tm = nk[0], nk[1], nk[2], nk[3], nk[4]  # of nk.shape[1] >= K values (padding: du = 0, so d = 0)
+    du, e, pr, lt, tm = nk[0], nk[1], nk[2], nk[3], nk[4]  # nk.shape[1] >= K values; padding never read
     for k in range(nk.shape[1]):
         du[k] = xn[k] * sd if k < K else 0.0
         pr[k] = 1.0
-    _expm1_array(du, d)
+    _exp_array(du, e)
     for i in range(r1 - r0):
+        si, ci = sv[0, i], sv[1, i]
         if b[r0 + i] == 1.0:  # a loop over the nodes per row: it vectorizes
-            si = sv[i]
             for k in range(pr.shape[0]):
-                pr[k] *= 1.0 + si * d[k]
+                pr[k] *= ci + si * e[k]
         else:
             for k in range(K):
-                pr[k] *= (1.0 + sv[i] * d[k]) ** b[r0 + i]
+                pr[k] *= (ci + si * e[k]) ** b[r0 + i]
     for k in range(K):
         if not (1e-280 < pr[k] < 1e280):
             return False, 0.0, u
@@ -361,6 +349,7 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
     uv = np.zeros(Kp)  # the nodes' u, then their log terms relative to the largest
     wk = np.zeros(Kp)  # those terms
     nk = np.zeros((5, Kp))  # scratch of the LOGIT product path
+    sc2 = np.empty((2, maxn))  # its rows' probabilities and complements
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
@@ -383,7 +372,7 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
                 c += y[i] * eta[i]
             ustart = _newton_start(u0, du0, phi0, phi, j)
             if fam == LOGIT and not want_grad:
-                ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, rw, nk)
+                ok, v, m = _logit_log_integral(b, q, r0, r1, c, Sy, ustart, inv_t2, xn, lwn, sc2, nk)
                 if ok:
                     total += v - log_tau - _LOG_2PI_HALF
                     umode[j] = m
@@ -548,13 +537,13 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
                 elif r < m0 + m1:
                     if abs(dv[1]) < 1e-12:
                         x = z0 + U * (z1 - z0)
-                    else:  # inverse CDF of exp(d1 x) on [z0, z1]
-                        a_ = dv[1] * (z0 - t[1])
-                        b_ = dv[1] * (z1 - t[1])
+                    else:  # inverse CDF of exp(d1 x) on [z0, z1]; log1p/expm1 keep its relative precision
+                        a_ = dv[1] * (z0 - t[1])  # where d1 is tiny (a plain log(U + (1 - U) exp(b - a))
+                        b_ = dv[1] * (z1 - t[1])  # has an absolute error of about eps, eps / d1 in x)
                         if a_ > b_:
-                            x = t[1] + (a_ + math.log(U + (1.0 - U) * math.exp(b_ - a_))) / dv[1]
+                            x = t[1] + (a_ + math.log1p((1.0 - U) * math.expm1(b_ - a_))) / dv[1]
                         else:
-                            x = t[1] + (b_ + math.log(1.0 - U + U * math.exp(a_ - b_))) / dv[1]
+                            x = t[1] + (b_ + math.log1p(U * math.expm1(a_ - b_))) / dv[1]
                     hull = fv[1] + dv[1] * (x - t[1]) - fm
                 else:  # right tail on [z1, inf)
                     x = z1 + math.log(U) / dv[2] if U > 0.0 else z1 - 50.0 / dv[2]
