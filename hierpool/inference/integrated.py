@@ -343,7 +343,8 @@ def default_nodes(pl: Plan) -> int:
     Re-measured at 200,000 bernoulli groups (issue-17 data; 27 points: the mode, +-2 posterior sds on each
     axis and 10 draws from twice the Laplace covariance): what Metropolis-Hastings sees is the spread of the
     error over those points (a constant cancels), 2.2e-3 at 8 nodes, 2.5e-4 at 10, 6.9e-6 at 12 and 1.6e-9 at
-    20, while an evaluation costs 75, 82, 91 and 128 ms on one core (cold starts): 12 stays."""
+    20, while an evaluation costs 75, 82, 91 and 128 ms on one core (cold starts; measured before the
+    vectorized exponentials of ``integrated_rows``, which cut the nodes' share of it): 12 stays."""
     return 12 if pl.fam == R.LOGIT else 20
 
 
