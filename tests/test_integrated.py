@@ -453,6 +453,17 @@ def test_fit_with_a_client(dask_client):
     m = hp.random_intercepts(gd, collapse=False)
     dt = quiet_fit(m, client=dask_client, draws=60, tune=20)
     assert dt.attrs["hierpool_sampler"] == "integrated"  # "auto" with a client
+    # min_ess extends the chains with the blocks on the workers as in threads: the same rounds and draws
+    ext = quiet_fit(m, client=dask_client, draws=50, tune=20, min_ess=200, max_rounds=10)
+    here = quiet_fit(m, draws=50, tune=20, min_ess=200, max_rounds=10)
+    rep, rep_here = (json.loads(d.attrs["hierpool_diagnostics"]) for d in (ext, here))
+    assert rep["round_adds"] == "draws" and rep["rounds"] >= 2 and rep["min_ess_reached"]
+    assert [r["draws"] for r in rep["ess_rounds"]] == [r["draws"] for r in rep_here["ess_rounds"]]
+    for v in (N.INTERCEPT, N.BETA, N.TAU):
+        np.testing.assert_allclose(ext["posterior"][v].values, here["posterior"][v].values, rtol=1e-8, atol=1e-10)
+    u = "posterior_group_effects"  # kept at every k-th draw: about min_ess draws of them in all
+    assert ext.attrs["hierpool_thin"] == here.attrs["hierpool_thin"] > 1
+    np.testing.assert_allclose(ext[u][N.GROUP_EFFECT].values, here[u][N.GROUP_EFFECT].values, rtol=1e-6)
     with pytest.raises(TypeError, match="client"):
         hp.fit(m, sampler="nutpie", client=dask_client)
     with pytest.raises(TypeError, match="client"):
@@ -622,12 +633,18 @@ def test_progressbar_shows_progress(capsys):
 
 
 def test_min_ess_rounds_report_the_population_chain_and_store_the_log_likelihood_once():
+    """min_ess extends the integrated sampler's chains in place: 2 rounds of at most 60 draws each (the
+    target is out of reach) give the same 4 chains, 120 draws long, one log-likelihood of them all, and
+    the group effects drawn once, at every draw."""
     import json
 
     gd = _data("poisson", n_groups=60)
     dt = quiet_fit(hp.random_intercepts(gd, collapse=False), sampler="integrated", draws=60, tune=20,
                    min_ess=10_000, max_rounds=2)  # not reachable: two rounds
     rep = json.loads(dt.attrs["hierpool_diagnostics"])
-    assert rep["rounds"] == 2 and not rep["min_ess_reached"]
+    assert rep["rounds"] == 2 and not rep["min_ess_reached"] and rep["round_adds"] == "draws"
+    assert [r["draws"] for r in rep["ess_rounds"]] == [60, 120] and rep["integrated"]["batches"] == 2
     assert rep["max_rhat_var"] in (N.INTERCEPT, N.BETA, N.TAU)
-    assert dt["log_likelihood"][N.Y].shape == (8, 60, gd.n_obs)
+    assert dt["log_likelihood"][N.Y].shape == (4, 120, gd.n_obs)
+    assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 120, 60)
+    assert dt["sample_stats"]["accepted"].shape == (4, 120)

@@ -138,13 +138,16 @@ def test_posterior_equals_nuts(name):
 
 
 def test_min_ess_rounds_and_data_reduced_to_statistics():
-    """min_ess adds rounds of chains as for the other samplers; data that hp.prepare reduced to statistics
-    (a GroupedStats, e.g. from Dask) is sampled from the same size classes: the same draws as from rows
-    (statistics equal to rounding, the same seed), without observed data or a log-likelihood."""
+    """min_ess extends the chains in place (as the count models' integrated sampler does), theta drawn for
+    each batch; data that hp.prepare reduced to statistics (a GroupedStats, e.g. from Dask) is sampled from
+    the same size classes: the same draws as from rows (statistics equal to rounding, the same seed),
+    without observed data or a log-likelihood."""
     gd = _gauss(n_groups=60)
     dt = quiet_fit(hp.random_intercepts(gd), sampler="integrated", draws=60, tune=20, min_ess=10_000, max_rounds=2)
     rep = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
-    assert rep["rounds"] == 2 and not rep["min_ess_reached"] and dt["posterior"].sizes["chain"] == 8
+    assert rep["rounds"] == 2 and not rep["min_ess_reached"] and rep["round_adds"] == "draws"
+    assert dt["posterior"].sizes["chain"] == 4 and dt["posterior"].sizes["draw"] == 120
+    assert np.isfinite(dt["posterior"][N.BETA].values).all() and dt["posterior"][N.GROUP_EFFECT].shape == (4, 120, 60)
     dd = pytest.importorskip("dask.dataframe")
     df = hp.datasets.simulate("gaussian", n_groups=60, group_sizes=(1, 6), n_predictors=2, seed=5)
     kw = dict(y="y", group="group", predictors=["x1", "x2"], family="gaussian")

@@ -298,3 +298,24 @@ def test_simulated_data_follow_the_parameters():
 
 def test_model_spec_is_a_dataclass_with_a_docstring_example():
     assert "Examples" in ModelSpec.__doc__
+
+
+def test_sampling_min_ess_reaches_fit_and_max_rounds_needs_it():
+    spec = parse_spec(spec_text("""
+        [sampling]
+        draws = 100
+        min_ess = 400
+        max_rounds = 3
+    """))
+    kw = spec.fit_kwargs("ri")
+    assert kw["min_ess"] == 400 and kw["max_rounds"] == 3 and kw["draws"] == 100
+    with pytest.raises(SpecError, match="max_rounds bounds the rounds of min_ess"):
+        parse_spec(spec_text("""
+            [sampling]
+            max_rounds = 3
+        """))
+    with pytest.raises(SpecError, match="min_ess"):
+        parse_spec(spec_text("""
+            [sampling]
+            min_ess = 0
+        """))

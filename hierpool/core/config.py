@@ -74,6 +74,17 @@ def thinning(n_values: float, max_values: float) -> int:
     return max(1, math.ceil(n_values / max_values))
 
 
+def thinning_kept(n_draws: int, values_per_draw: float, max_values: float, min_kept: float | None = None) -> int:
+    """The k of :func:`thinning` for ``n_draws`` draws (all chains) of ``values_per_draw`` values each; with
+    ``min_kept`` (``hp.fit(..., min_ess=)``), no smaller than ``n_draws // min_kept``: every k-th draw then
+    still keeps at least ``min_kept`` draws in all (a chain of ``d`` draws keeps ``ceil(d / k)``), and no
+    more than that asks, unless memory asks for fewer."""
+    k = thinning(n_draws * values_per_draw, max_values)
+    if min_kept is not None:
+        k = max(k, int(n_draws // math.ceil(min_kept)))
+    return max(1, k)
+
+
 def chunk_values() -> int:
     """How many values one working chunk (draws x rows, draws x groups) may hold."""
     return max(1, stored_values() // _CHUNK_FRACTION)

@@ -595,7 +595,29 @@ def tau_coordinates(mode: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.n
     return mu, cov * np.outer(jac, jac)
 
 
-def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, chain_rngs):
+def _advance(props, lp, logw, mu, L, state, chain_rngs, n: int):
+    """Each chain's next ``n`` states from its own slice of ``props`` (log target ``lp``, log importance
+    weights ``logw`` under the proposal (mu, L)), starting from ``state[c]`` (``(psi, log target)``, or
+    None: the first proposal); ``state`` is updated in place. Returns ``(psi (chains, n, D), accepted)``."""
+    chains = len(state)
+    psi = np.empty((chains, n, props.shape[1]))
+    accepted = np.empty((chains, n), dtype=bool)
+    for c in range(chains):
+        sl = slice(c * n, (c + 1) * n)
+        if state[c] is None:
+            idx, acc = _imh(logw[sl], chain_rngs[c])
+            psi[c] = props[sl][idx]
+        else:
+            s_psi, s_lp = state[c]
+            idx, acc = _imh(logw[sl], chain_rngs[c], start_logw=s_lp - _t_logpdf(s_psi[None], mu, L)[0])
+            psi[c] = np.where((idx < 0)[:, None], s_psi, props[sl][np.maximum(idx, 0)])
+        accepted[c] = acc
+        if idx[-1] >= 0:
+            state[c] = (props[sl][idx[-1]], lp[sl][idx[-1]])
+    return psi, accepted
+
+
+def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, chain_rngs, more=None):
     """Independence Metropolis-Hastings chains with the defensive t mixture at ``mu`` with covariance ``cov``.
 
     ``log_target(psi)``: the log target density (up to a constant) of each row of an (n, D) array, -inf
@@ -603,14 +625,20 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
     in one call) start the chains; the proposal's location and covariance are then re-estimated from every
     tuning proposal by self-normalized importance weights (when their ESS is at least 10 D and the
     covariance positive definite), and ``draws`` proposals per chain follow with it fixed. Each chain's
-    accept/reject decisions use its own generator of ``chain_rngs``. Returns ``(psi (chains, draws, D),
-    accepted (chains, draws), info)``; shared by the count models' sampler (:func:`sample`) and the gaussian
-    one (:mod:`hierpool.inference.integrated_gaussian`)."""
+    accept/reject decisions use its own generator of ``chain_rngs``.
+
+    ``more``: None, or a callable given the draws so far, ``psi`` (chains, n, D), that returns how many
+    draws per chain to add (0: stop; ``hp.fit(..., min_ess=)`` asks from the ESS so far). The chains then
+    go on from their last states with the same fixed proposal, exactly as if those draws had been asked
+    for at the start (an independence sampler's proposals do not depend on the state: only the draws of
+    ``rng`` come in another order), for as many calls as ``more`` asks. Returns ``(psi (chains, draws +
+    added, D), accepted (chains, draws + added), info)``; shared by the count models' sampler
+    (:func:`sample`) and the gaussian one (:mod:`hierpool.inference.integrated_gaussian`)."""
     D = mu.shape[0]
     L = np.linalg.cholesky(cov)
     info = {}
     n_tune = min(int(tune), MAX_TUNE)
-    state = [None] * chains  # (psi, log target) at the end of tuning
+    state = [None] * chains  # (psi, log target) of each chain's current state
     if n_tune > 0:
         props = _t_draws(rng, mu, L, chains * n_tune)
         lp = log_target(props)
@@ -628,29 +656,32 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
         info["tune_importance_ess"] = float(ess_w)
         if ess_w >= 10 * D and np.all(np.linalg.eigvalsh(cov_new) > 0):
             mu, L = mu_new, np.linalg.cholesky(cov_new)
-    props = _t_draws(rng, mu, L, chains * draws)
-    lp = log_target(props)
-    logw = lp - _t_logpdf(props, mu, L)
-    psi = np.empty((chains, draws, D))
-    accepted = np.empty((chains, draws), dtype=bool)
-    for c in range(chains):
-        sl = slice(c * draws, (c + 1) * draws)
-        if state[c] is None:
-            idx, acc = _imh(logw[sl], chain_rngs[c])
-            psi[c] = props[sl][idx]
-        else:
-            s_psi, s_lp = state[c]
-            idx, acc = _imh(logw[sl], chain_rngs[c], start_logw=s_lp - _t_logpdf(s_psi[None], mu, L)[0])
-            psi[c] = np.where((idx < 0)[:, None], s_psi, props[sl][np.maximum(idx, 0)])
-        accepted[c] = acc
+    psi_parts, acc_parts = [], []
+    n = int(draws)
+    while n > 0:
+        props = _t_draws(rng, mu, L, chains * n)
+        lp = log_target(props)
+        logw = lp - _t_logpdf(props, mu, L)
+        p, a = _advance(props, lp, logw, mu, L, state, chain_rngs, n)
+        psi_parts.append(p)
+        acc_parts.append(a)
+        psi = p if len(psi_parts) == 1 else np.concatenate(psi_parts, axis=1)
+        n = 0 if more is None else int(more(psi))
     info["tuning_draws"] = n_tune
-    return psi, accepted, info
+    info["batches"] = len(psi_parts)
+    return psi, (acc_parts[0] if len(acc_parts) == 1 else np.concatenate(acc_parts, axis=1)), info
 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
-           max_group_effect_values: float, n_nodes: int = 20, client=None):
+           max_group_effect_values: float, n_nodes: int = 20, client=None, more=None, min_kept=None):
     """Run ``chains`` independence-MH chains; return ``(posterior, group_effect, thin, sample_stats, info)``
     as :func:`hierpool.inference.gibbs.sample` does (``info``: the report's additions).
+
+    ``more``: None, or a callable given the population posterior so far (an ``xr.Dataset`` of intercept,
+    beta and tau, as returned) that returns how many draws per chain to add (0: enough), as
+    :func:`imh_chains` takes it (``hp.fit(..., min_ess=)``); the group effects are drawn once, at the kept
+    draws of the final chains (``min_kept``: keep no more of them than that many draws in all need,
+    :func:`hierpool.core.config.thinning_kept`).
 
     ``client``: a ``dask.distributed.Client``. The blocks of groups are scattered to its workers once and
     stay there; every evaluation sends a batch of phis and gets back one number per phi and block (and
@@ -677,27 +708,40 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     D = pl.dim
     mu, cov = tau_coordinates(mode, cov) if pl.has_tau else (mode, cov)
     t_prop = time.perf_counter()
+
+    def population(psi):
+        phi = psi.copy()
+        if pl.has_tau:
+            phi[..., -1] = np.log(psi[..., -1])
+        return phi, population_dataset(phi[..., :1 + pl.n_predictors], psi[..., -1] if pl.has_tau else None,
+                                       pl.x_center, pl.x_scale)
+
+    def more_draws(psi):
+        n = int(more(population(psi)[1]))
+        if bar is not None and n > 0:
+            bar.total += chains * n
+            bar.refresh()
+        return n
+
     psi, accepted, imh_info = imh_chains(lambda x: _log_target(ev, x, bar), mu, cov, draws=draws, tune=tune,
                                          chains=chains, rng=rng, chain_rngs=[np.random.default_rng(s) for s in
-                                                                             s_chain.spawn(chains)])
+                                                                             s_chain.spawn(chains)],
+                                         more=None if more is None else more_draws)
     t_eval = time.perf_counter() - t_prop
     info.update(imh_info)
     if bar is not None:
         bar.close()
-    phi = psi.copy()
-    if pl.has_tau:
-        phi[..., -1] = np.log(psi[..., -1])
+    phi, ds = population(psi)
+    draws = psi.shape[1]
     # group effects at every thin-th draw, exactly from their conditionals
     J = pl.n_groups
-    thin = config.thinning(chains * draws * J, max_group_effect_values)
+    thin = config.thinning_kept(chains * draws, J, max_group_effect_values, min_kept)
     kept = phi[:, ::thin]
     n_keep = kept.shape[1]
     udtype = np.float32 if thin > 1 else np.float64
     t_u = time.perf_counter()
     u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
     t_u = time.perf_counter() - t_u
-    ds = population_dataset(phi[..., :1 + pl.n_predictors], psi[..., -1] if pl.has_tau else None, pl.x_center,
-                            pl.x_scale)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=ds.coords)
     info.update(acceptance_rate=float(accepted.mean()), n_nodes=int(n_nodes),
                 marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), imh_s=float(t_eval),

@@ -278,34 +278,48 @@ def posterior_mode(gp: GaussianPlan) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 # ------------------------------------------------------------------------------------------------------
-def sample(gp: GaussianPlan, *, draws: int, tune: int, chains: int, random_seed) -> tuple[xr.Dataset, xr.Dataset,
-                                                                                          dict]:
+def sample(gp: GaussianPlan, *, draws: int, tune: int, chains: int, random_seed, more=None) -> tuple[
+        xr.Dataset, xr.Dataset, dict]:
     """Run ``chains`` independence-MH chains of ``(sigma, tau)`` and draw theta exactly at every draw.
 
     Returns ``(posterior, sample_stats, info)``: the posterior holds every draw of intercept, beta (user's
     scale), tau (hierarchical variants) and sigma; the group effects are drawn afterwards
-    (:func:`hierpool.inference.sampling.finalize`)."""
+    (:func:`hierpool.inference.sampling.finalize`). ``more``: None, or a callable given the posterior so far
+    that returns how many draws per chain to add (:func:`hierpool.inference.integrated.imh_chains`;
+    ``hp.fit(..., min_ess=)``): theta is drawn for each batch of draws as it comes."""
     t0 = time.perf_counter()
     ss = np.random.SeedSequence(random_seed)
     s_prop, s_chain, s_theta = ss.spawn(3)
     mode, cov, info = posterior_mode(gp)
     t_mode = time.perf_counter() - t0
     mu, cov = tau_coordinates(mode, cov) if gp.has_tau else (mode, cov)
+    rng_theta = np.random.default_rng(s_theta)
+    parts = []  # (sigma, tau, theta) of each batch of draws, (chains, n, ...)
+
+    def posterior(psi):
+        done = sum(p[0].shape[1] for p in parts)
+        if psi.shape[1] > done:  # theta | sigma, tau, y exactly, for the new draws: mean + L^-T z, L L' = precision
+            new = psi[:, done:]
+            n = new.shape[1]
+            flat = new.reshape(-1, gp.dim)
+            sigma = np.exp(flat[:, 0])
+            tau = _tau_of(gp, flat.shape[0], flat[:, 1] if gp.has_tau else None)
+            mean, A = theta_conditional(gp, sigma, tau)
+            L = np.linalg.cholesky(A)
+            z = rng_theta.standard_normal(mean.shape)
+            theta = mean + np.linalg.solve(np.swapaxes(L, 1, 2), z[..., None])[..., 0]
+            parts.append((sigma.reshape(chains, n), tau.reshape(chains, n), theta.reshape(chains, n, -1)))
+        sigma, tau, theta = (np.concatenate([p[k] for p in parts], axis=1) for k in range(3))
+        post = population_dataset(theta, tau if gp.has_tau else None, gp.x_center, gp.x_scale)
+        post[N.SIGMA] = (("chain", "draw"), sigma)
+        return post
+
     psi, accepted, imh_info = imh_chains(lambda x: _log_target(gp, x), mu, cov, draws=draws, tune=tune,
                                          chains=chains, rng=np.random.default_rng(s_prop),
-                                         chain_rngs=[np.random.default_rng(s) for s in s_chain.spawn(chains)])
+                                         chain_rngs=[np.random.default_rng(s) for s in s_chain.spawn(chains)],
+                                         more=None if more is None else (lambda psi: more(posterior(psi))))
     info.update(imh_info)
-    flat = psi.reshape(-1, gp.dim)
-    sigma = np.exp(flat[:, 0])
-    tau = _tau_of(gp, flat.shape[0], flat[:, 1] if gp.has_tau else None)
-    # theta | sigma, tau, y exactly: mean + L^-T z with L L' the conditional precision
-    mean, A = theta_conditional(gp, sigma, tau)
-    L = np.linalg.cholesky(A)
-    z = np.random.default_rng(s_theta).standard_normal(mean.shape)
-    theta = mean + np.linalg.solve(np.swapaxes(L, 1, 2), z[..., None])[..., 0]
-    theta = theta.reshape(chains, draws, -1)
-    post = population_dataset(theta, tau.reshape(chains, draws) if gp.has_tau else None, gp.x_center, gp.x_scale)
-    post[N.SIGMA] = (("chain", "draw"), sigma.reshape(chains, draws))
+    post = posterior(psi)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=post.coords)
     info.update(acceptance_rate=float(accepted.mean()), mode_s=float(t_mode),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})",

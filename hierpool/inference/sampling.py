@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import warnings
 from numbers import Integral
@@ -255,14 +256,29 @@ def fit(
         integrated sampler integrates exactly and refuses it.
     min_ess : float, optional
         Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
-        sigma and the further factors' SDs) reach ``min_ess`` and their R-hat is at most 1.01, in rounds:
-        the first round is ``chains`` x ``draws`` as asked (so a small ``draws``, e.g. 250, spends less when
-        the chains mix well); while a target is missed, another round of ``chains`` new chains (own tuning,
-        own seed) is added, up to ``max_rounds`` rounds. The returned fit holds every round's chains
-        (``chains`` x rounds), its report says ``rounds``, ``min_ess`` and whether it was reached, and a
-        missed target warns. Each round's group-effect memory is ``max_group_effect_values / max_rounds``,
-        so the whole fit stays within the budget. (New chains rather than longer ones: PyMC and nutpie
-        cannot resume a finished run; each round pays its tuning again.)
+        sigma and the further factors' SDs) reach ``min_ess`` and their R-hat is at most 1.01, in rounds
+        of at most ``max_rounds``; the first round is ``chains`` x ``draws`` as asked. The integrated
+        samplers (``sampler="integrated"``, and ``"auto"`` where it picks them) then EXTEND THE SAME
+        CHAINS: each further round adds, per chain, the draws that the ESS so far says reach the target
+        (ESS grows in proportion to the draws of a stationary chain; times ``ESS_MARGIN`` = 1.1, at least
+        a tenth more), up to ``max_rounds`` x ``draws`` draws per chain in all; an independence sampler's
+        proposals do not depend on the chain's state, so a chain extended this way is the chain that
+        longer ``draws`` would have drawn (its proposals come in another order). So a small ``draws``
+        (``min_ess / chains``, e.g. 100 for 400 over 4 chains) spends least: measured at issue 17's
+        200,000 groups (benchmarks/README.md), ``draws=100`` stopped at 301-309 draws per chain (the
+        R-hat bound asked for more than the ESS), 20-22% fewer marginal-likelihood evaluations than one
+        round of ``draws=400``. The group effects are drawn once, at the final
+        chains' kept draws: every k-th draw with k as large as keeps ``min_ess`` draws in all (exact
+        conditional draws given the population parameters: their ESS is about their number), or larger
+        when ``max_group_effect_values`` asks. The other samplers (NUTS, Gibbs) cannot resume a finished run: while a
+        target is missed they add a round of ``chains`` new chains (own tuning, own seed), and each
+        round's group-effect memory is ``max_group_effect_values / max_rounds``, so the whole fit stays
+        within the budget. The returned fit holds every draw (``chains`` x rounds chains for the
+        others), its report says ``rounds``, ``round_adds`` (``"draws"``: extended in place;
+        ``"chains"``), ``min_ess``, whether it was reached and ``ess_rounds`` (the worst ESS and R-hat
+        after each round, with its chains and draws per chain), and a missed target warns. Stopping when
+        an ESS estimate reaches a target is the sequential stopping rule of Flegal and Jones; the fit's
+        own diagnostics are computed on the returned chains as for any fit.
     max_rounds : int
         The most rounds ``min_ess`` may take (default 4).
     client : dask.distributed.Client, optional
@@ -361,6 +377,15 @@ def fit(
                                     n_nodes=n_nodes, log_likelihood=log_likelihood,
                                     max_group_effect_values=max_group_effect_values, sampler=sampler,
                                     target_accept=target_accept, kwargs=kwargs)
+    return _run(model, desc, draws=draws, tune=tune, chains=chains, sampler=sampler, random_seed=random_seed,
+                progressbar=progressbar, cores=cores, target_accept=target_accept, log_likelihood=log_likelihood,
+                max_group_effect_values=max_group_effect_values, n_nodes=n_nodes, client=client, kwargs=kwargs)
+
+
+def _run(model, desc: ModelDescription, *, draws, tune, chains, sampler, random_seed, progressbar, cores,
+         target_accept, log_likelihood, max_group_effect_values, n_nodes, client, kwargs, more=None):
+    """:func:`fit`'s sampling, its arguments checked; ``more`` (a :class:`_MoreDraws` of ``min_ess``) is taken
+    by the integrated samplers, which extend their chains in place, and ignored by the others."""
     engine = resolve_sampler(sampler)
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
@@ -384,11 +409,11 @@ def fit(
                                 "gaussian random intercepts are integrated exactly and take no n_nodes.")
             return _sample_integrated_gaussian(ip, desc, draws=draws, tune=tune, chains=chains,
                                                random_seed=random_seed, log_likelihood=log_likelihood,
-                                               max_group_effect_values=max_group_effect_values)
+                                               max_group_effect_values=max_group_effect_values, more=more)
         if isinstance(ip, integrated.Plan):
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
-                                      max_group_effect_values=max_group_effect_values, client=client)
+                                      max_group_effect_values=max_group_effect_values, client=client, more=more)
         if getattr(desc.data, "cells_on_workers", None) is not None and desc.collapse == "counts":
             raise _integrated_cannot_run(ip)
         if sampler == "integrated" or client is not None:
@@ -534,6 +559,49 @@ def _concat_chains(parts: list[xr.DataTree]) -> xr.DataTree:
     return out
 
 
+#: ``min_ess`` with the integrated samplers: a run extended in place asks for the draws that the ESS so far
+#: says reach the target (a stationary chain's ESS grows in proportion to its draws), times this margin.
+ESS_MARGIN = 1.1
+
+
+class _MoreDraws:
+    """``min_ess`` for the samplers that extend their chains in place (the integrated ones:
+    :func:`hierpool.inference.integrated.imh_chains`). Called with the population posterior so far (chains,
+    n draws), it records the worst bulk and tail ESS and R-hat (the ``ess_rounds`` of the report) and
+    returns how many draws per chain to add: 0 when the targets are met, the rounds (``max_rounds``) are
+    spent or the chains hold ``max_rounds x draws`` draws (the most the rounds of new chains could
+    draw); else ``ESS_MARGIN x n x max(min_ess / worst ESS, (R-hat - 1) / 0.01) - n`` (the worst ESS
+    grows in proportion to the draws, R-hat's excess over 1 about as their inverse; at least a tenth of
+    ``n``), within that bound. ``min_ess`` is also the least number of group-effect draws kept (they are
+    exact conditional draws given the population parameters, so their ESS is about their number)."""
+
+    def __init__(self, min_ess: float, draws: int, max_rounds: int, max_group_effect_values: float):
+        self.min_ess = float(min_ess)
+        self.max_rounds = int(max_rounds)
+        self.max_draws = int(draws) * int(max_rounds)
+        self.max_group_effect_values = max_group_effect_values
+        self.trail: list[dict] = []
+
+    def reached(self, bulk: float, tail: float, rhat: float) -> bool:
+        return bulk >= self.min_ess and tail >= self.min_ess and rhat <= 1.01
+
+    def __call__(self, post: xr.Dataset) -> int:
+        bulk, tail, rhat = _worst_ess(post)
+        n = int(post.sizes["draw"])
+        self.trail.append({"round": len(self.trail) + 1, "chains": int(post.sizes["chain"]), "draws": n,
+                           "min_ess_bulk": bulk, "min_ess_tail": tail, "max_rhat": rhat})
+        room = self.max_draws - n
+        if self.reached(bulk, tail, rhat) or len(self.trail) >= self.max_rounds or room <= 0:
+            return 0
+        worst = min(bulk, tail)
+        want = 2.0 * n  # no usable estimate
+        if worst > 0:
+            want = ESS_MARGIN * n * max(self.min_ess / worst, 1.0)
+        if rhat > 1.01:  # R-hat's excess over 1 shrinks about as 1 / draws in mixing chains
+            want = max(want, ESS_MARGIN * n * (rhat - 1.0) / 0.01)
+        return int(min(room, max(math.ceil(want) - n, math.ceil(0.1 * n))))
+
+
 def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws, tune, chains, sampler, random_seed,
                    progressbar, cores, target_accept, log_likelihood, max_group_effect_values, n_nodes, client,
                    kwargs) -> xr.DataTree:
@@ -542,21 +610,26 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
     max_rounds = positive_int("max_rounds", max_rounds, 1)
     seeds = np.random.SeedSequence(random_seed).generate_state(max_rounds) if random_seed is not None else \
         [None] * max_rounds
+    more = _MoreDraws(min_ess, draws, max_rounds, max_group_effect_values)
     parts, trail = [], []
     dt = None
     for r in range(max_rounds):
         with warnings.catch_warnings():  # one report for the combined fit, below
             warnings.simplefilter("ignore", HierpoolSamplingWarning)
-            parts.append(fit(model, draws=draws, tune=tune, chains=chains, sampler=sampler,
-                             random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
-                             cores=cores, target_accept=target_accept, log_likelihood=False,
-                             max_group_effect_values=max_group_effect_values / max_rounds, n_nodes=n_nodes,
-                             client=client, **kwargs))
+            parts.append(_run(model, desc, draws=draws, tune=tune, chains=chains, sampler=sampler,
+                              random_seed=None if seeds[r] is None else int(seeds[r]), progressbar=progressbar,
+                              cores=cores, target_accept=target_accept, log_likelihood=False,
+                              max_group_effect_values=max_group_effect_values / max_rounds, n_nodes=n_nodes,
+                              client=client, kwargs=dict(kwargs), more=more))
         dt = parts[0] if len(parts) == 1 else _concat_chains(parts)
+        if more.trail:  # an integrated sampler extended its chains in place until min_ess said enough
+            trail = more.trail
+            break
         bulk, tail, rhat = _worst_ess(dt["posterior"].to_dataset())
-        trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]), "min_ess_bulk": bulk,
-                      "min_ess_tail": tail, "max_rhat": rhat})
-        if bulk >= min_ess and tail >= min_ess and rhat <= 1.01:
+        trail.append({"round": r + 1, "chains": int(dt["posterior"].sizes["chain"]),
+                      "draws": int(dt["posterior"].sizes["draw"]), "min_ess_bulk": bulk, "min_ess_tail": tail,
+                      "max_rhat": rhat})
+        if more.reached(bulk, tail, rhat):
             break
     # the log-likelihood once, of the combined fit (per round, each would take the whole budget)
     dt = _attach_log_likelihood(dt, desc, log_likelihood)
@@ -567,13 +640,14 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
     # the ESS floor is the target asked for (not 100 per chain: rounds multiply the chains)
     report = check_sampling(_diagnosed(dt), ess_min_per_chain=float(min_ess) / dt["posterior"].sizes["chain"],
                             _stacklevel=4)
-    reached = trail[-1]["min_ess_bulk"] >= min_ess and trail[-1]["min_ess_tail"] >= min_ess and \
-        trail[-1]["max_rhat"] <= 1.01
-    report.update(extra, rounds=len(parts), min_ess=float(min_ess), min_ess_reached=bool(reached), ess_rounds=trail)
+    last = trail[-1]
+    reached = more.reached(last["min_ess_bulk"], last["min_ess_tail"], last["max_rhat"])
+    report.update(extra, rounds=len(trail), round_adds="draws" if more.trail else "chains", min_ess=float(min_ess),
+                  min_ess_reached=bool(reached), ess_rounds=trail)
     if not reached:
-        msg = (f"min_ess={min_ess:g} not reached after {len(parts)} rounds ({trail[-1]['chains']} chains): min bulk "
-               f"ESS {trail[-1]['min_ess_bulk']:.0f}, tail {trail[-1]['min_ess_tail']:.0f}, max R-hat "
-               f"{trail[-1]['max_rhat']:.3f} over the population parameters; raise draws or max_rounds.")
+        msg = (f"min_ess={min_ess:g} not reached after {len(trail)} rounds ({last['chains']} chains of "
+               f"{last['draws']} draws): min bulk ESS {last['min_ess_bulk']:.0f}, tail {last['min_ess_tail']:.0f}, "
+               f"max R-hat {last['max_rhat']:.3f} over the population parameters; raise draws or max_rounds.")
         report["problems"].append(msg)
         warnings.warn(msg, HierpoolSamplingWarning, stacklevel=3)
     dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
@@ -690,13 +764,16 @@ def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, 
 
 
 def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,
-                       n_nodes, max_group_effect_values, client=None):
+                       n_nodes, max_group_effect_values, client=None, more=None):
     if n_nodes is None:
         n_nodes = integrated.default_nodes(pl)
     n_nodes = positive_int("n_nodes", n_nodes, 2)
+    if more is not None:  # one run extended in place: the whole budget of group-effect values is this run's
+        max_group_effect_values = more.max_group_effect_values
     post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                                    progressbar=progressbar, n_nodes=n_nodes, client=client,
-                                                   max_group_effect_values=max_group_effect_values)
+                                                   max_group_effect_values=max_group_effect_values,
+                                                   more=more, min_kept=None if more is None else more.min_ess)
     post = _with_fixed_tau(post, desc)
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
@@ -728,14 +805,18 @@ def _with_fixed_tau(post: xr.Dataset, desc: ModelDescription) -> xr.Dataset:
 
 
 def _sample_integrated_gaussian(gp, desc: ModelDescription, *, draws, tune, chains, random_seed, log_likelihood,
-                                max_group_effect_values):
+                                max_group_effect_values, more=None):
     """The gaussian integrated sampler (:mod:`hierpool.inference.integrated_gaussian`); the group effects are
     drawn by :func:`finalize` from their exact conditional, as after NUTS on the collapsed model."""
-    post, stats, info = integrated_gaussian.sample(gp, draws=draws, tune=tune, chains=chains, random_seed=random_seed)
+    if more is not None:
+        max_group_effect_values = more.max_group_effect_values
+    post, stats, info = integrated_gaussian.sample(gp, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                                   more=more)
     post = _with_fixed_tau(post, desc)
     return finalize(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}), desc, engine="integrated",
                     log_likelihood=log_likelihood, random_seed=random_seed,
-                    max_group_effect_values=max_group_effect_values, extra_report={"integrated": info})
+                    max_group_effect_values=max_group_effect_values, extra_report={"integrated": info},
+                    min_kept=None if more is None else more.min_ess)
 
 
 def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
@@ -746,7 +827,7 @@ def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
              max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
              extra_report: dict | None = None, group_effect: xr.DataArray | None = None,
-             advice: str | None = None) -> xr.DataTree:
+             advice: str | None = None, min_kept: float | None = None) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
     Layout. Without thinning (``thin`` = 1, the common case) ``posterior`` holds every draw of every
@@ -771,6 +852,8 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     ``thin`` > 1 (the Gibbs sampler) say that ``dt``'s posterior holds every draw of the population
     parameters and ``group_effect`` the group effects at every ``thin``-th draw (draw coordinate: their
     labels). ``advice``: a sentence every sampling warning ends with (:func:`integrated_advice`).
+    ``min_kept`` (``min_ess`` of a run extended in place): the group effects drawn here are kept at no
+    more draws than that many in all need (:func:`hierpool.core.config.thinning_kept`).
     ``method="empirical_bayes"``: ``dt`` holds the group effects already (conditional draws given
     fixed estimates), and ``extra_report`` the estimates.
     """
@@ -787,8 +870,8 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
-        total = post.sizes["chain"] * post.sizes["draw"] * gd.n_groups * (1 + len(desc.slopes))
-        thin = config.thinning(total, max_group_effect_values)
+        thin = config.thinning_kept(post.sizes["chain"] * post.sizes["draw"], gd.n_groups * (1 + len(desc.slopes)),
+                                    max_group_effect_values, min_kept)
         kept = post.isel(draw=slice(None, None, thin))
         if thin > 1:
             report["thinned_for_group_effects"] = thin

@@ -421,7 +421,7 @@ def _run(spec: ModelSpec, out_dir: Path, *, quiet: bool, progressbar: bool) -> d
     p.summary(f"spec {spec.name!r}: {spec.description}".rstrip(": "))
     p.summary(f"data: {gd!r}")
     p.summary(f"sampling: {s['chains']} chains x {s['draws']} draws (tune {s['tune']}), sampler {s['sampler']}, "
-              f"seed {s['seed']}")
+              f"seed {s['seed']}" + (f", until ESS {s['min_ess']:g}" if "min_ess" in s else ""))
     p.summary(f"variants: {', '.join(f'{n} ({v['kind']})' for n, v in spec.variants.items())}")
     p.progress(f"checked in {time.perf_counter() - t0:.1f} s; writing to {out_dir}/")
 

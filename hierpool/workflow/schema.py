@@ -348,6 +348,15 @@ class SamplingTable(_Table):
     seed: int | None = Field(None, ge=0, description="an integer >= 0")
     target_accept: float = Field(None, gt=0, lt=1, description="in (0, 1), e.g. 0.95")
     cores: int = Field(None, ge=1, description="an integer >= 1")
+    min_ess: float = Field(None, gt=0, description="a number > 0, e.g. 400")
+    max_rounds: int = Field(None, ge=1, description="an integer >= 1")
+
+    @model_validator(mode="after")
+    def _rounds_need_a_target(self):
+        if "max_rounds" in self.model_fields_set and "min_ess" not in self.model_fields_set:
+            raise PydanticCustomError("spec", "max_rounds bounds the rounds of min_ess; add min_ess (e.g. 400) or "
+                                              "remove max_rounds")
+        return self
 
     def as_dict(self) -> dict:
         d = self.model_dump()

@@ -58,6 +58,8 @@ Format
     seed = 1
     # target_accept = 0.9
     # cores = 2
+    # min_ess = 400                     # sample until every population parameter's bulk and tail ESS
+    # max_rounds = 4                    # reach 400 (hp.fit's min_ess; draws is then the first round)
 
     [output]                            # all optional
     # dir = "radon-results"             # default output folder of `hierpool run` (relative to the
@@ -105,7 +107,7 @@ class ModelSpec:
         ``{name: {"kind": ..., settings...}}`` in the spec's order (the settings given).
     sampling : dict
         ``draws``, ``tune``, ``chains``, ``sampler``, ``seed`` (with defaults filled in), and
-        ``target_accept``/``cores`` when given.
+        ``target_accept``/``cores``/``min_ess``/``max_rounds`` when given.
     output : dict
         ``dir`` (or None), ``ci_prob``, ``top_k`` (or None), ``plots``, ``ppc``, ``loo``.
     source : pathlib.Path or None
@@ -187,7 +189,7 @@ class ModelSpec:
         s = self.sampling
         kw = {"draws": s["draws"], "tune": s["tune"], "chains": s["chains"], "sampler": s["sampler"],
               "random_seed": s["seed"]}
-        for k in ("cores", "target_accept"):
+        for k in ("cores", "target_accept", "min_ess", "max_rounds"):
             if k in s:
                 kw[k] = s[k]
         if "target_accept" in self.variants[variant]:
