@@ -198,3 +198,70 @@ def test_random_seed_may_be_a_generator_and_is_checked():
     for bad in (-1, 1.5, "7", True):
         with pytest.raises(TypeError, match=r"random_seed=.* valid: None, an integer >= 0, or a numpy Generator"):
             hp.fit(m, random_seed=bad)
+
+
+@pytest.mark.parametrize("variant", ["random_intercepts", "ridge"])
+def test_extended_run_draws_theta_at_each_batchs_own_sigma_and_tau(variant, monkeypatch):
+    """An extended run's first batch is the plain run's draw for draw; its sigma and tau are the chains'
+    (log sigma, tau) at every draw; and every later batch's theta is exactly ``mean + L^-T z`` at that
+    draw's own (sigma, tau) with the theta generator going on (rebuilt here from theta_conditional to
+    1e-10): theta drawn at another batch's sigma and tau would differ."""
+    from hierpool.inference.gibbs import population_dataset
+
+    gp = integrated_gaussian.plan(MODELS[variant](_gauss(n_groups=50)))
+    plain, _, _ = integrated_gaussian.sample(gp, draws=60, tune=20, chains=3, random_seed=9)
+    chains_psi = []
+    imh = integrated_gaussian.imh_chains
+
+    def kept_imh(*a, **k):
+        out = imh(*a, **k)
+        chains_psi.append(out[0])
+        return out
+
+    monkeypatch.setattr(integrated_gaussian, "imh_chains", kept_imh)
+    asks = iter([25, 15, 0])
+    ext, _, info = integrated_gaussian.sample(gp, draws=60, tune=20, chains=3, random_seed=9,
+                                              more=lambda post: next(asks))
+    assert info["batches"] == 3 and ext.sizes["draw"] == 100
+    np.testing.assert_allclose(ext[N.SIGMA].values, np.exp(chains_psi[0][..., 0]), rtol=1e-14)
+    if gp.has_tau:
+        np.testing.assert_array_equal(ext[N.TAU].values, chains_psi[0][..., 1])
+    for v in plain.data_vars:
+        np.testing.assert_array_equal(ext[v].isel(draw=slice(0, 60)).values, plain[v].values)
+    rng = np.random.default_rng(np.random.SeedSequence(9).spawn(3)[2])
+    for lo, hi in ((0, 60), (60, 85), (85, 100)):
+        sigma = ext[N.SIGMA].isel(draw=slice(lo, hi)).values.reshape(-1)
+        tau = ext[N.TAU].isel(draw=slice(lo, hi)).values.reshape(-1) if gp.has_tau else None
+        mean, A = integrated_gaussian.theta_conditional(gp, sigma, integrated_gaussian._tau_of(gp, sigma.size, tau))
+        L = np.linalg.cholesky(A)
+        z = rng.standard_normal(mean.shape)
+        theta = (mean + np.linalg.solve(np.swapaxes(L, 1, 2), z[..., None])[..., 0]).reshape(3, hi - lo, -1)
+        want = population_dataset(theta, None, gp.x_center, gp.x_scale)
+        for v in (N.INTERCEPT, N.BETA):
+            np.testing.assert_allclose(ext[v].isel(draw=slice(lo, hi)).values, want[v].values, rtol=1e-10,
+                                       atol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "poisson"])
+def test_min_ess_in_place_keeps_the_whole_memory_budget(family):
+    """Extended in place, the fit is one run: its group effects get the whole max_group_effect_values (the
+    rounds of new chains give each round a share), thinned by memory here (more than min_ess asks), in
+    float32 like any thinned fit; the gaussian and the count models' integrated samplers alike."""
+    from hierpool.core import config
+
+    if family == "gaussian":
+        gd = _gauss(n_groups=200)
+    else:
+        df = hp.datasets.simulate("poisson", n_groups=200, group_sizes=(1, 6), n_predictors=2, seed=5)
+        gd = hp.prepare(df, y="y", group="group", predictors=["x1", "x2"], family="poisson")
+    budget = 20_000.0
+    dt = quiet_fit(hp.random_intercepts(gd, **({} if family == "gaussian" else {"collapse": False})),
+                   sampler="integrated", draws=50, tune=20, min_ess=100, max_rounds=4,
+                   max_group_effect_values=budget)
+    assert json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])["round_adds"] == "draws"
+    n = dt["posterior"].sizes["draw"]
+    thin = int(dt.attrs["hierpool_thin"])
+    assert thin == config.thinning(4 * n * 200, budget) < config.thinning(4 * n * 200, budget / 4)
+    assert thin >= 4 * n // 100  # memory set it (min_ess alone would keep as many or more)
+    u = dt["posterior_group_effects"][N.GROUP_EFFECT]
+    assert u.dtype == np.float32 and u.sizes["draw"] == -(-n // thin)

@@ -23,7 +23,7 @@ def model():
 
 
 def test_min_ess_refusals(model):
-    with pytest.raises(ValueError, match="min_ess=-3 must be a positive number"):
+    with pytest.raises(ValueError, match="min_ess=-3 must be a positive finite number"):
         hp.fit(model, min_ess=-3)
     with pytest.raises(ValueError, match="max_rounds"):
         hp.fit(model, min_ess=100, max_rounds=0)
@@ -100,12 +100,100 @@ def test_more_draws_asks_for_what_the_ess_so_far_says_within_the_bounds():
     assert n == min(150, int(np.ceil(want)) - 50) and n > 5
     assert more.trail[0] == {"round": 1, "chains": 4, "draws": 50, "min_ess_bulk": bulk, "min_ess_tail": tail,
                              "max_rhat": rhat}
-    # the rounds are spent, the draws are at max_rounds x draws, or the target is met: no more
+    # the draws are at max_rounds x draws, or the target is met: no more; a target far off asks for the
+    # room left at most; the batches are not counted (the 5th ask of a rule with max_rounds=2 still adds)
     assert sampling._MoreDraws(400, 50, 1, 1e6)(post) == 0
     assert sampling._MoreDraws(400, 25, 2, 1e6)(post) == 0
     assert sampling._MoreDraws(100, 50, 4, 1e6)(post) == 0
-    # a target far off asks for the room left at most
     assert sampling._MoreDraws(1e6, 50, 3, 1e6)(post) == 100
+    two = sampling._MoreDraws(400, 50, 2, 1e6)
+    for _ in range(4):
+        two(_iid_posterior(4, 10, seed=3))
+    assert len(two.trail) == 4 and two(post) == 50
+    # R-hat above 1.01 with the ESS met: its excess over 1 sets the ask
+    shifted = post.copy(deep=True)
+    shifted["intercept"] = shifted["intercept"] + xr.DataArray([0.0, 0.0, 0.0, 1.0], dims="chain")
+    b2, t2, r2 = sampling._worst_ess(shifted)
+    assert r2 > 1.02
+    ask = sampling._MoreDraws(min(b2, t2) / 2, 50, 100, 1e6)(shifted)
+    assert ask == int(np.ceil(sampling.ESS_MARGIN * 50 * (r2 - 1) / 0.01)) - 50
+    # no usable estimate: chains stuck on one state each (R-hat near the largest float), or under 4 draws
+    stuck = xr.Dataset({"intercept": (("chain", "draw"), np.repeat(np.arange(4.0)[:, None], 50, axis=1))})
+    assert sampling._MoreDraws(400, 50, 4, 1e6)(stuck) == 150
+    few = _iid_posterior(4, 3, seed=1)
+    assert sampling._worst_ess(few) == (0.0, 0.0, np.inf)
+    assert sampling._MoreDraws(400, 3, 4, 1e6)(few) == 9
+    const = xr.Dataset({"tau": (("chain", "draw"), np.full((4, 3), 0.5))})  # nothing varies: nothing to reach
+    assert sampling._worst_ess(const) == (np.inf, np.inf, 0.0)
+
+
+def test_min_ess_must_be_finite(model):
+    with pytest.raises(ValueError, match="min_ess=inf must be a positive finite number"):
+        hp.fit(model, min_ess=float("inf"))
+
+
+def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch):
+    """Exact: each chain of an extended run is the independence-MH chain over its proposals of every batch
+    in turn (its own uniforms going on), started where tuning left it: rebuilt here by a plain loop from
+    the proposals recorded (a run that restarts a batch from its first proposal, or forgets the state,
+    differs). Tuning of 0, 1 and 50 draws; batches down to one draw; a support boundary."""
+    m = np.array([1.0, -2.0])
+    S = np.array([[1.0, 0.6], [0.6, 2.0]])
+    P = np.linalg.inv(S)
+
+    def log_target(x):
+        d = x - m
+        return np.where(x[:, 0] > 3.0, -np.inf, -0.5 * np.einsum("ni,ij,nj->n", d, P, d))
+
+    calls = []
+    orig = integrated._t_draws
+
+    def recorded(rng, mu, L, n):
+        x = orig(rng, mu, L, n)
+        calls.append((mu.copy(), L.copy(), x))
+        return x
+
+    monkeypatch.setattr(integrated, "_t_draws", recorded)
+    for asks in ([1, 1, 1, 0], [13, 2, 40, 0], [0]):
+        for tune in (0, 1, 50):
+            calls.clear()
+            it = iter(asks)
+            a, b = np.random.SeedSequence(7).spawn(2)
+            seeds = b.spawn(3)
+            psi, acc, info = integrated.imh_chains(log_target, m + 1.5, 0.3 * S, draws=7, tune=tune, chains=3,
+                                                   rng=np.random.default_rng(a),
+                                                   chain_rngs=[np.random.default_rng(s) for s in seeds],
+                                                   more=lambda p, it=it: next(it))
+            n_tune = min(tune, integrated.MAX_TUNE)
+            batches = calls[1:] if n_tune else calls
+            assert info["batches"] == len(batches) == len(asks)
+            mu, L = batches[0][0], batches[0][1]
+            for c in range(3):
+                r = np.random.default_rng(seeds[c])
+                cur = None
+                if n_tune:
+                    tp = calls[0][2][c * n_tune:(c + 1) * n_tune]
+                    tw = log_target(tp) - integrated._t_logpdf(tp, calls[0][0], calls[0][1])
+                    u = np.log(r.random(n_tune))
+                    cur, cw = tp[0], tw[0]
+                    for i in range(1, n_tune):
+                        if u[i] <= tw[i] - cw:
+                            cur, cw = tp[i], tw[i]
+                props = np.concatenate([x[c * (len(x) // 3):(c + 1) * (len(x) // 3)] for _, _, x in batches])
+                w = log_target(props) - integrated._t_logpdf(props, mu, L)
+                u = np.log(r.random(len(props)))
+                want, want_acc = np.empty_like(props), np.zeros(len(props), dtype=bool)
+                start = 0
+                if cur is None:
+                    cur, cw, want[0], want_acc[0], start = props[0], w[0], props[0], True, 1
+                else:
+                    cw = log_target(cur[None])[0] - integrated._t_logpdf(cur[None], mu, L)[0]
+                for i in range(start, len(props)):
+                    if u[i] <= w[i] - cw:
+                        cur, cw, want_acc[i] = props[i], w[i], True
+                    want[i] = cur
+                np.testing.assert_array_equal(psi[c], want)
+                np.testing.assert_array_equal(acc[c], want_acc)
 
 
 def test_imh_chains_extended_in_place_keep_their_states_and_their_target():

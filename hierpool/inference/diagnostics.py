@@ -305,8 +305,9 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
     ``advice`` (a sentence), if given, ends every problem's message: what else the user can do for this
     model (``hp.fit`` passes the integrated sampler's name for NUTS fits it could have run).
 
-    A fit thinned for memory (``attrs["hierpool_thin"]`` > 1) keeps every draw of the population-level
-    parameters in ``posterior`` and the group effects at the kept draws in ``posterior_group_effects``:
+    A thinned fit (for memory, or to about ``min_ess`` draws: :func:`hierpool.fit`; ``attrs["hierpool_thin"]``
+    > 1) keeps every draw of the population-level parameters in ``posterior`` and the group effects at the
+    kept draws in ``posterior_group_effects``:
     each is diagnosed on the draws it holds (``draws`` in the report counts the posterior's).
     """
     post = dt["posterior"].to_dataset()

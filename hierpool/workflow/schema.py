@@ -348,7 +348,7 @@ class SamplingTable(_Table):
     seed: int | None = Field(None, ge=0, description="an integer >= 0")
     target_accept: float = Field(None, gt=0, lt=1, description="in (0, 1), e.g. 0.95")
     cores: int = Field(None, ge=1, description="an integer >= 1")
-    min_ess: float = Field(None, gt=0, description="a number > 0, e.g. 400")
+    min_ess: float = Field(None, gt=0, allow_inf_nan=False, description="a finite number > 0, e.g. 400")
     max_rounds: int = Field(None, ge=1, description="an integer >= 1")
 
     @model_validator(mode="after")
