@@ -578,13 +578,19 @@ class _MoreDraws:
     """``min_ess`` for the samplers that extend their chains in place (the integrated ones:
     :func:`hierpool.inference.integrated.imh_chains`). Called with the population posterior so far (chains,
     n draws), it records the worst bulk and tail ESS and R-hat (the ``ess_rounds`` of the report) and
-    returns how many draws per chain to add: 0 when the targets are met or the chains hold ``max_rounds x
-    draws`` draws (the most the rounds of new chains could draw; the batches are not counted: each adds
-    at least a tenth, so there are at most about 1 + log(max_rounds) / log(1.1) of them); all that is
-    left when there is no usable estimate (under 4 draws; R-hat or ESS not finite); else ``ESS_MARGIN x n x max(min_ess / worst ESS, (R-hat - 1) / 0.01) - n`` (the worst ESS
-    grows in proportion to the draws, R-hat's excess over 1 about as their inverse; so at least a tenth
-    of ``n``, both ratios being above 1 when a target is missed), within that bound. ``min_ess`` is also the least number of group-effect draws kept (they are
-    exact conditional draws given the population parameters, so their ESS is about their number)."""
+    returns how many draws per chain to add:
+
+    - 0 when the targets are met or the chains hold ``max_rounds x draws`` draws (the most the rounds of
+      new chains could draw; the batches are not counted: each adds at least a tenth, so there are at
+      most about 1 + log(max_rounds) / log(1.1) of them);
+    - all that is left when there is no usable estimate (under 4 draws; R-hat or ESS not finite);
+    - else ``ESS_MARGIN x n x max(min_ess / worst ESS, (R-hat - 1) / 0.01) - n`` within that bound (the
+      worst ESS grows in proportion to the draws, R-hat's excess over 1 about as their inverse; at least a
+      tenth of ``n``, both ratios being above 1 when a target is missed).
+
+    ``min_ess`` is also the least number of group-effect draws kept (:func:`config.thinning_kept`): exact
+    conditional draws given the population parameters, whose ESS is about their number for a typical
+    group."""
 
     def __init__(self, min_ess: float, draws: int, max_rounds: int, max_group_effect_values: float):
         self.min_ess = float(min_ess)
