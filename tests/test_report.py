@@ -121,3 +121,17 @@ def test_fit_without_rows(gaussian_fit):
     dt.attrs = dict(gaussian_fit.attrs)
     s = hp.summarize(dt)
     assert s.n_rows == 21
+
+
+def test_sampler_line_says_what_min_ess_did(gaussian_fit):
+    dt = gaussian_fit.copy()
+    diag = json.loads(gaussian_fit.attrs[N.ATTR_DIAGNOSTICS])
+    diag.update(min_ess=400.0, min_ess_reached=True, rounds=3, round_adds="draws", thinned_for_group_effects=3)
+    dt.attrs = {**gaussian_fit.attrs, N.ATTR_DIAGNOSTICS: json.dumps(diag)}
+    text = hp.summarize(dt).to_text()
+    assert ("sampled until ESS 400: reached after 3 rounds (the chains extended); group effects drawn at 1 draw "
+            "in 3") in text
+    diag.update(min_ess_reached=False, round_adds="chains", rounds=4)
+    dt.attrs = {**gaussian_fit.attrs, N.ATTR_DIAGNOSTICS: json.dumps(diag)}
+    assert "sampled until ESS 400: NOT reached after 4 rounds (rounds of new chains)" in hp.summarize(dt).to_text()
+    assert "sampled until" not in hp.summarize(gaussian_fit).to_text()

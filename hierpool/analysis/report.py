@@ -104,8 +104,12 @@ class FitSummary:
             line += (f"; max R-hat {d['max_rhat']:.3f} ({d.get('max_rhat_var')}); min ESS bulk "
                      f"{d['min_ess_bulk']:.0f} ({d.get('min_ess_bulk_var')}), tail {d['min_ess_tail']:.0f} "
                      f"({d.get('min_ess_tail_var')})")
+        if "min_ess" in d:
+            how = "the chains extended" if d.get("round_adds") == "draws" else "rounds of new chains"
+            line += (f"; sampled until ESS {d['min_ess']:g}: {'reached' if d.get('min_ess_reached') else 'NOT reached'}"
+                     f" after {d.get('rounds')} rounds ({how})")
         if d.get("thinned_for_group_effects"):
-            line += f"; group effects drawn on every {d['thinned_for_group_effects']}-th draw"
+            line += f"; group effects drawn at 1 draw in {d['thinned_for_group_effects']}"
         return line
 
     def _ridge_line(self) -> str:
