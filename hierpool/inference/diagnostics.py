@@ -295,6 +295,12 @@ def _fmt_rhat(r: float) -> str:
     return f"{r:.3f}" if np.isfinite(r) and r < 100 else "> 100 (the chains never mixed)"
 
 
+def varies(da: xr.DataArray) -> bool:
+    """Whether a variable's draws vary (beyond 1e-12 of its size): what :func:`check_sampling` diagnoses;
+    a parameter fixed at a value (``priors={"tau": 0.8}``) does not."""
+    return float(da.max() - da.min()) > 1e-12 * max(1.0, float(abs(da).max()))
+
+
 def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01,
                    ess_min_per_chain: float = 100.0, advice: str | None = None, _stacklevel: int = 2) -> dict:
     """Check divergences, R-hat and ESS of a fit; warn about every problem and return the numbers.
@@ -319,8 +325,7 @@ def check_sampling(dt: xr.DataTree, *, warn: bool = True, rhat_max: float = 1.01
     if "sample_stats" in dt.children and "diverging" in dt["sample_stats"]:
         report["divergences"] = int(dt["sample_stats"]["diverging"].sum())
     # parameters fixed at a value (priors={"tau": 0.8}) have no sampling variability to diagnose
-    varying = [(ds, v) for ds in sources for v in ds.data_vars if ds.sizes["draw"] >= 4
-               and float(ds[v].max() - ds[v].min()) > 1e-12 * max(1.0, float(abs(ds[v]).max()))]
+    varying = [(ds, v) for ds in sources for v in ds.data_vars if ds.sizes["draw"] >= 4 and varies(ds[v])]
     if varying:
         # ArviZ's rank-normalized R-hat and bulk/tail ESS, vectorized over the elements of each variable
         # (arviz.rhat/ess loop in Python: 190 s for 100,000 group effects; this takes seconds)

@@ -25,7 +25,7 @@ from hierpool.core.validate import one_of, positive_int, probability
 from hierpool.inference import gibbs, integrated, integrated_gaussian
 from hierpool.inference import nutpie as _nutpie
 from hierpool.inference.conditional import collapsed_group_effects
-from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling
+from hierpool.inference.diagnostics import HierpoolSamplingWarning, check_sampling, varies
 from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
 from hierpool.models.collapse import ON_WORKERS
 from hierpool.models.crossed import posterior_names
@@ -543,8 +543,7 @@ def _worst_ess(post: xr.Dataset) -> tuple[float, float, float]:
     pop = _population_vars(post)
     rep = check_sampling(xr.DataTree.from_dict({"posterior": post[pop]}), warn=False)
     if "max_rhat" not in rep:
-        if post.sizes["draw"] < 4 and any(float(post[v].max() - post[v].min()) > 1e-12 * max(
-                1.0, float(abs(post[v]).max())) for v in pop):
+        if post.sizes["draw"] < 4 and any(varies(post[v]) for v in pop):
             return 0.0, 0.0, np.inf
         return np.inf, np.inf, 0.0
     return rep["min_ess_bulk"], rep["min_ess_tail"], rep["max_rhat"]
@@ -594,7 +593,6 @@ class _MoreDraws:
 
     def __init__(self, min_ess: float, draws: int, max_rounds: int, max_group_effect_values: float):
         self.min_ess = float(min_ess)
-        self.max_rounds = int(max_rounds)
         self.max_draws = int(draws) * int(max_rounds)
         self.max_group_effect_values = max_group_effect_values
         self.trail: list[dict] = []
