@@ -633,11 +633,9 @@ def test_progressbar_shows_progress(capsys):
 
 
 def test_min_ess_rounds_report_the_population_chain_and_store_the_log_likelihood_once():
-    """min_ess extends the integrated sampler's chains in place: 2 rounds of at most 60 draws each (the
-    target is out of reach) give the same 4 chains, 120 draws long, one log-likelihood of them all, and
-    the group effects drawn once, at every draw."""
-    import json
-
+    """min_ess extends the integrated sampler's chains in place: 60 draws, then (the target out of reach)
+    the 60 left of max_rounds x draws give the same 4 chains, 120 draws long, one log-likelihood of them
+    all, and the group effects drawn once, at every draw."""
     gd = _data("poisson", n_groups=60)
     dt = quiet_fit(hp.random_intercepts(gd, collapse=False), sampler="integrated", draws=60, tune=20,
                    min_ess=10_000, max_rounds=2)  # not reachable: two rounds
