@@ -38,7 +38,9 @@ How this harness does it, and why:
 - **Thinning.** Each refit runs ``chains`` chains; the pooled draws are thinned by ``thin`` to
   ``n_ranks = L = 99`` draws, so ranks lie in 0..99. The bulk ESS of the unthinned draws is recorded for
   every parameter and replication (it should exceed L, otherwise the thinned draws are autocorrelated and
-  ranks pile up at the ends even for a correct model).
+  ranks pile up at the ends even for a correct model). With ``min_ess`` (the integrated samplers' chains
+  extended in place, as ``hp.fit(..., min_ess=)`` does) the chains' lengths are the stopping rule's, and
+  each parameter's pooled draws are thinned to L equally spaced ones.
 - **Uniformity test.** Ranks are binned into ``n_bins = 10`` equal bins of 10 ranks; the chi-square
   statistic of the bin counts against R / 10 each has 9 degrees of freedom. A parameter fails when its
   p-value is below ``alpha / n_tests`` (Bonferroni over all parameters tested together; ``alpha = 0.01``).
@@ -335,24 +337,38 @@ def refit_gibbs(model: pm.Model, plan, y: np.ndarray, *, draws: int, tune: int, 
 
 
 def refit_integrated(model: pm.Model, y: np.ndarray, *, draws: int, tune: int, chains: int,
-                     seed: int) -> tuple[xr.Dataset, int]:
+                     seed: int, min_ess: float | None = None, max_rounds: int = 20) -> tuple[xr.Dataset, int]:
     """Refit ``model`` to the response ``y`` with hierpool's integrated sampler
     (:mod:`hierpool.inference.integrated`), through the same ``finalize`` as ``hp.fit``. Returns the
-    posterior Dataset and 0 (no divergences)."""
+    posterior Dataset and 0 (no divergences).
+
+    With ``min_ess`` the chains are extended in place until the population parameters' bulk and tail ESS
+    reach it with R-hat <= 1.01 (``hp.fit(..., min_ess=)``'s rule, :class:`hierpool.inference.sampling.
+    _MoreDraws`, at most ``max_rounds x draws`` draws per chain); the group effects are then kept at about
+    ``min_ess`` draws in all, on a draw dimension of their own (``ge_draw`` here; ``hp.fit`` puts them in the
+    ``posterior_group_effects`` group)."""
     from hierpool.inference import integrated, integrated_gaussian
-    from hierpool.inference.sampling import _sample_integrated, _sample_integrated_gaussian
+    from hierpool.inference.sampling import _MoreDraws, _sample_integrated, _sample_integrated_gaussian
 
     desc = hp.describe(model).with_response(np.asarray(y, dtype=float))
+    more = None if min_ess is None else _MoreDraws(min_ess, draws, max_rounds, 2.5e8)
     with quiet():
         if desc.family == "gaussian":  # coefficients and group effects integrated out exactly
             dt = _sample_integrated_gaussian(integrated_gaussian.plan(desc), desc, draws=draws, tune=tune,
                                              chains=chains, random_seed=seed, log_likelihood=False,
-                                             max_group_effect_values=2.5e8)
+                                             max_group_effect_values=2.5e8, more=more)
         else:
             dt = _sample_integrated(integrated.plan(desc), desc, draws=draws, tune=tune, chains=chains,
                                     random_seed=seed, progressbar=False, log_likelihood=False, n_nodes=None,
-                                    max_group_effect_values=2.5e8)
-    return dt["posterior"].to_dataset(), 0
+                                    max_group_effect_values=2.5e8, more=more)
+    post = dt["posterior"].to_dataset()
+    if "posterior_group_effects" in dt.children:  # thinned apart: kept on a draw dimension of their own
+        ge = dt["posterior_group_effects"].to_dataset().rename({"draw": "ge_draw"})
+        post = post.assign({name: ge[name] for name in ge.data_vars})
+    if more is not None:  # what the rule did: the draws per chain it stopped at, and whether min_ess was met
+        last = more.trail[-1]
+        post.attrs["min_ess_reached"] = more.reached(last["min_ess_bulk"], last["min_ess_tail"], last["max_rhat"])
+    return post, 0
 
 
 def default_parameters(model: pm.Model, groups=RANKED_GROUPS) -> list[str]:
@@ -408,6 +424,8 @@ def sbc_ranks(
     target_accept: float = 0.9,
     compiled=None,
     sampler: str = "nutpie",
+    min_ess: float | None = None,
+    max_rounds: int = 20,
 ) -> pd.DataFrame:
     """Ranks of the true parameters among thinned posterior draws, one row per replication x parameter.
 
@@ -441,12 +459,20 @@ def sbc_ranks(
         Normal priors on intercept and coefficients; ``tune`` is its burn-in), or with its integrated
         sampler (count random intercepts, :mod:`hierpool.inference.integrated`; gaussian random intercepts
         with the default collapsed likelihood, :mod:`hierpool.inference.integrated_gaussian`).
+    min_ess, max_rounds : optional
+        ``sampler="integrated"`` only: ``hp.fit(..., min_ess=)``'s path, each refit's chains extended in
+        place from ``ceil(thin * L / chains)`` draws until the bulk and tail ESS of the population parameters
+        reach ``min_ess`` (R-hat <= 1.01), at most ``max_rounds`` times that many. The pooled draws of each
+        parameter (the population's and the group effects' own, kept at about ``min_ess``) are then thinned
+        to L equally spaced ones; ``min_ess`` should be well above L for them to be about independent. What
+        this checks is that the adaptive stopping rule keeps the posterior calibrated.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``sim``, ``parameter``, ``rank`` (0..L), ``truth``, ``post_mean``, ``post_sd``,
-        ``ess_bulk`` (of the unthinned draws), ``divergences`` (of the refit). ``attrs["n_ranks"]`` is L.
+        ``ess_bulk`` (of the unthinned draws), ``divergences`` (of the refit); with ``min_ess`` also
+        ``draws`` (per chain, where the rule stopped) and ``min_ess_reached``. ``attrs["n_ranks"]`` is L.
 
     Examples
     --------
@@ -468,6 +494,9 @@ def sbc_ranks(
         fit_has = set(default_parameters(fit_model))
         parameters = [p for p in default_parameters(data_model) if p in fit_has]
     draws = math.ceil(thin * n_ranks / chains)
+    if min_ess is not None and sampler != "integrated":
+        raise ValueError(f"min_ess={min_ess!r} is for sampler='integrated' (chains extended in place); got "
+                         f"sampler={sampler!r}.")
     truth, ys = simulate_from_model(data_model, n_sims, seed)
     if sampler == "gibbs":
         from hierpool.inference import gibbs
@@ -494,22 +523,29 @@ def sbc_ranks(
                                     seed=seed * 100_003 + i)
         elif sampler == "integrated":
             post, div = refit_integrated(fit_model, ys[i], draws=draws, tune=tune, chains=chains,
-                                         seed=seed * 100_003 + i)
+                                         seed=seed * 100_003 + i, min_ess=min_ess, max_rounds=max_rounds)
         else:
             post, div = refit(compiled, fit_model, ys[i], draws=draws, tune=tune, chains=chains,
                               seed=seed * 100_003 + i, target_accept=target_accept)
         for label in parameters:
             true_value = float(_values(truth.isel(sim=i), label, ()))
-            draws_cd = _values(post, label, ("chain", "draw"))
+            name = label.split("[", 1)[0]
+            draws_cd = _values(post, label, ("chain", "ge_draw" if "ge_draw" in post[name].dims else "draw"))
             flat = draws_cd.reshape(-1)
-            kept = flat[::thin][:n_ranks]
+            if min_ess is None:
+                kept = flat[::thin][:n_ranks]
+            else:  # chains of the length the rule chose: L draws equally spaced over them
+                kept = flat[np.linspace(0, flat.size - 1, n_ranks).round().astype(int)]
             ties = int((kept == true_value).sum())
             rank = int((kept < true_value).sum()) + (int(rng.integers(0, ties + 1)) if ties else 0)
-            rows.append({
+            row = {
                 "sim": i, "parameter": label, "rank": rank, "truth": true_value,
                 "post_mean": float(flat.mean()), "post_sd": float(flat.std()),
                 "ess_bulk": _ess_bulk(draws_cd), "divergences": div,
-            })
+            }
+            if min_ess is not None:
+                row |= {"draws": int(post.sizes["draw"]), "min_ess_reached": bool(post.attrs["min_ess_reached"])}
+            rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs["n_ranks"] = int(n_ranks)
     return out
