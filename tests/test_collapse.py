@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import pytest
 from conftest import compare_posteriors, quiet_fit
@@ -316,3 +317,26 @@ def test_unique_sizes_equal_numpy_unique(case):
         st = GaussianStats(n=n, ybar=np.zeros(n.size), xbar=np.zeros((n.size, 0)), syy_w=0.0, sxy_w=np.zeros(0),
                            sxx_w=np.zeros((0, 0)), n_obs=int(n.sum()))
         assert all(np.array_equal(a, b) for a, b in zip(st.size_index, want, strict=True))
+
+
+@pytest.mark.parametrize(("case", "expected"), [("binary", "counts"), ("continuous", None), ("distinct_rows", None)])
+def test_auto_count_collapse_pools_rows_only_when_cells_are_few(case, expected):
+    """collapse='auto' pools count rows into cells when there are at most 0.8 x as many cells as rows. A
+    predictor with more distinct values than that decides it without sorting the rows ("continuous");
+    columns each with few values whose rows are all distinct still go through the rows' count
+    ("distinct_rows": groups of two rows, one per level of a binary predictor)."""
+    from hierpool.models.collapse import resolve_collapse
+
+    rng = np.random.default_rng(5)
+    group = np.repeat(np.arange(50), 8) if case == "binary" else np.repeat(np.arange(200), 2)
+    if case == "binary":  # at most 2 cells in a group of 8 rows
+        x = (np.arange(group.size) % 3 == 0).astype(float)
+    elif case == "continuous":
+        x = rng.normal(size=group.size)
+    else:
+        x = (np.arange(group.size) % 2).astype(float)
+    df = pd.DataFrame({"y": rng.poisson(1.0, size=group.size), "group": group, "x": x})
+    gd = hp.prepare(df, y="y", group="group", predictors=["x"], family="poisson")
+    cells = np.unique(np.column_stack([gd.group_idx, gd.X]), axis=0).shape[0]
+    assert (cells <= 0.8 * gd.n_obs) == (expected == "counts")  # the rule, by brute force
+    assert resolve_collapse(gd, "auto") == expected

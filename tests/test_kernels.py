@@ -352,6 +352,34 @@ def test_column_summaries_equal_numpy(family):
     np.testing.assert_allclose(hi, np.quantile(mu, 0.95, axis=0), rtol=1e-14)
 
 
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
+def test_column_summaries_rho_equals_the_family_formula(family):
+    """hp.shrinkage's rho of a count fit, computed in the compiled pass: the mean over draws of tau^2 / (tau^2 +
+    within_variance(denom, value)), equal to the Family's numpy formula to rounding, including columns where
+    the inverse link saturates (p = 1 exactly, a zero weight; exp overflowing to inf, weight 1)."""
+    from hierpool.core.families import get_family
+
+    rng = np.random.default_rng(8)
+    mat = rng.standard_normal((57, 300))
+    mat[:, :3] = 800.0  # logit: p = 1 (w = 0, rho 0); log: mu = inf (w = inf, rho 1)
+    off = rng.standard_normal(57)
+    tau_sq = rng.random(57) + 0.2
+    denom = rng.integers(1, 9, size=300).astype(float)
+    with np.errstate(invalid="ignore"):  # the quantile of a column of inf (inf - inf in the interpolation)
+        mean, var, (lo,), rho = K.column_summaries(mat, off, family, [(0.05, "linear")], rho_of=(tau_sq, denom))
+    fam = get_family(family)
+    with np.errstate(over="ignore"):
+        mu = fam.inverse_link(off[:, None] + mat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = fam.within_variance(denom[None, :], mu)
+        want = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
+    np.testing.assert_allclose(rho, want, rtol=1e-12, atol=0)
+    assert rho[:3].tolist() == ([0.0] * 3 if family != "poisson" else [1.0] * 3)
+    np.testing.assert_allclose(lo[3:], np.quantile(mu[:, 3:], 0.05, axis=0), rtol=1e-14)
+    with pytest.raises(ValueError, match="rho_of is for the count families"):
+        K.column_summaries(mat, off, "gaussian", [(0.5, "linear")], rho_of=(tau_sq, denom))
+
+
 def _draw_inputs(rng, S, J, P):
     return dict(ybar=rng.standard_normal(J), xbar=rng.standard_normal((J, P)), size_idx=rng.integers(0, 3, J),
                 a=rng.standard_normal(S), b=rng.standard_normal((S, P)), c=rng.random((S, 3)),

@@ -193,11 +193,18 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = Non
     tau_sq = _tau_sq(view)
     ge = view.post[N.GROUP_EFFECT]
     cols = {k: np.empty(J) for k in ("estimate", "std_error", "conf_low", "conf_high", "rho")}
-    # gaussian (identity link, rho from n_j only): one compiled pass over the draws in place, no chunk copies
-    mat = view.group_effect_matrix() if fam.has_sigma else None
+    # draws in memory: one compiled pass over them in place, no chunk copies (gaussian: rho from n_j only;
+    # count families: rho in the same pass, from each draw's mean response)
+    mat = view.group_effect_matrix()
     if mat is not None:
-        lo_q, hi_q = (1.0 - ci_prob) / 2.0, (1.0 + ci_prob) / 2.0
-        mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, [(lo_q, "linear"), (hi_q, "linear")])
+        specs = [((1.0 - ci_prob) / 2.0, "linear"), ((1.0 + ci_prob) / 2.0, "linear")]
+        if fam.has_sigma:
+            mean, var, (lo, hi) = K.column_summaries(mat, iac, view.family, specs)
+            cols["rho"] = _gaussian_rho(view, tau_sq)
+        else:
+            denom = view.const[N.GROUP_DENOM].values.astype(float)
+            mean, var, (lo, hi), cols["rho"] = K.column_summaries(mat, iac, view.family, specs,
+                                                                  rho_of=(tau_sq, denom))
         cols.update(estimate=mean, std_error=np.sqrt(var), conf_low=lo, conf_high=hi)
     for sl in (() if mat is not None else config.slices(J, S)):
         mu = fam.inverse_link(iac[:, None] + _flat(ge.isel({N.GROUP: sl})))
@@ -206,8 +213,6 @@ def shrinkage(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None = Non
         cols["conf_low"][sl], cols["conf_high"][sl] = _quantiles(mu, ci_prob)
         v = _within_variance(view, mu, sl)
         cols["rho"][sl] = np.mean(tau_sq[:, None] / (tau_sq[:, None] + v), axis=0)
-    if mat is not None:
-        cols["rho"] = _gaussian_rho(view, tau_sq)
     raw = view.raw_mean.values.astype(float)
     diff = raw - overall
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -687,11 +687,15 @@ def _sorted_column_blocks(shape: tuple, itemsize: int, block_rows, ks: np.ndarra
 
 
 @njit(cache=True, nogil=True)
-def _column_block(mat, offset, link, j0, cols, mean, var):
+def _column_block(mat, offset, link, j0, cols, mean, var, tau_sq, denom, rho):
     """``cols[q, s] = inverse_link(offset[s] + mat[s, j0 + q])`` in float64, and each column's mean and
-    variance (ddof=1; two-pass sums)."""
+    variance (ddof=1; two-pass sums); where ``rho`` has J entries (count links), also each column's mean
+    over s of ``tau_sq[s] / (tau_sq[s] + v)``, with ``v = 1 / w`` the family's within variance
+    (:meth:`hierpool.core.families.Family.within_variance`): ``w = denom[j] p (1 - p)`` (logit) or
+    ``denom[j] mu`` (log), computed as ``tau_sq w / (tau_sq w + 1)`` (no division by a zero w)."""
     S = mat.shape[0]
     B = cols.shape[0]
+    want_rho = rho.shape[0] > 0
     for s in range(S):
         off = offset[s]
         row = mat[s]
@@ -709,15 +713,30 @@ def _column_block(mat, offset, link, j0, cols, mean, var):
             ss += d * d
         mean[j0 + q] = m
         var[j0 + q] = ss / (S - 1) if S > 1 else 0.0
+        if want_rho:
+            dj = denom[j0 + q]
+            acc = 0.0
+            for s in range(S):
+                mu = col[s]
+                w = dj * mu * (1.0 - mu) if link == 1 else dj * mu
+                tw = tau_sq[s] * w
+                acc += tw / (tw + 1.0) if tw < math.inf else 1.0
+            rho[j0 + q] = acc / S
 
 
-def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) -> tuple:
+def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs, *, rho_of=None) -> tuple:
     """Mean, variance (ddof=1) and quantiles of every column of ``inverse_link(offset[:, None] + mat)``.
 
     ``mat`` is (draws x groups), read in place when it is a C-contiguous float32 or float64 array (the
     posterior's group effects; any other array is first copied as float64); ``specs`` as in
     :func:`column_quantiles`. Returns ``(mean, var, [quantile arrays])``. The quantiles follow numpy's
     definitions exactly; mean and variance are two-pass sums (agreeing with numpy's to rounding).
+
+    ``rho_of=(tau_sq, denom)`` (a count family: draws and groups) adds a fourth element, ``hp.shrinkage``'s
+    ``rho``: the mean over draws of ``tau_sq / (tau_sq + within_variance(denom, value))`` per column, in the
+    same pass. At 200,000 bernoulli groups x 404 draws it takes ``hp.shrinkage`` from 3.0 s (numpy over
+    chunks of groups: the inverse link, within variance, quantiles and means each a pass over a temporary
+    of the chunk's size) to 0.40 s (the same fit, one process).
     Blocks of columns are transformed by a compiled pass into contiguous float64 rows and sorted by
     numpy, in threads (as :func:`column_order_stats`). At 248 float32 draws x 1,000,000 groups with the
     0.05 and 0.95 quantiles (``hp.shrinkage`` at issue 17's size): 1.14-1.31 s, against 1.48-1.73 s for
@@ -728,18 +747,28 @@ def column_summaries(mat: np.ndarray, offset: np.ndarray, family: str, specs) ->
     ks = np.asarray(ks, dtype=np.int64)
     mean, var = np.empty(J), np.empty(J)
     stats = np.empty((len(ks), J))
+    link = _LINKS[family]
+    if rho_of is not None and link == 0:
+        raise ValueError(f"rho_of is for the count families (a within variance that depends on the value); "
+                         f"family={family!r} has sigma^2 / n_j.")
+    if rho_of is None:
+        tau_sq, denom, rho = np.zeros(0), np.zeros(0), np.zeros(0)
+    else:
+        tau_sq = np.ascontiguousarray(rho_of[0], dtype=np.float64).reshape(S)
+        denom = np.ascontiguousarray(rho_of[1], dtype=np.float64).reshape(J)
+        rho = np.empty(J)
     if J:
         mat = as_float_array(mat)
         offset = np.ascontiguousarray(offset, dtype=np.float64).reshape(S)
-        link = _LINKS[family]
 
         def block_rows(j0, j1):  # the inverse-link values (float64), with the columns' means and variances
             cols = np.empty((j1 - j0, S))
-            _column_block(mat, offset, link, j0, cols, mean, var)
+            _column_block(mat, offset, link, j0, cols, mean, var, tau_sq, denom, rho)
             return cols
 
         _sorted_column_blocks((S, J), 8, block_rows, ks, stats)
-    return mean, var, _quantiles_from_stats(stats, ks, plan)
+    out = (mean, var, _quantiles_from_stats(stats, ks, plan))
+    return out if rho_of is None else (*out, rho)
 
 
 def _lerp(a, b, t):

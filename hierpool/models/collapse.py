@@ -211,6 +211,11 @@ def resolve_collapse(gd: GroupedData, collapse) -> str | None:
         return "counts"
     if can_integrate(gd):
         return "integrated"
+    # Cells are at least as many as the distinct values of any one predictor: a continuous one settles it
+    # with one sort of a column (0.15 s at 2.5M rows) instead of the rows' (2.3 s with 6 columns).
+    for p in range(gd.n_predictors):
+        if np.unique(gd.X[:, p]).shape[0] > 0.8 * gd.n_obs:
+            return None
     key = np.column_stack([gd.group_idx, gd.X]) if gd.n_predictors else gd.group_idx[:, None]
     cells = np.unique(key, axis=0).shape[0]
     return "counts" if cells <= 0.8 * gd.n_obs else None

@@ -313,7 +313,9 @@ def _likelihood(gd: GroupedData, intercept_c, beta_std, group_effect, priors: di
     # The response is a data container ("y_observed") so that a compiled model can be refitted to new
     # responses of the same design without recompiling (simulation-based calibration uses this).
     y_obs = pm.Data(N.Y_OBSERVED, yv, dims=dims)
-    eta = intercept_c + group_effect[gidx]
+    # a tensor index: PyTensor checks a numpy index element by element for booleans (2.3 s at 2.5M rows,
+    # against 0.2 ms for the same graph from a constant)
+    eta = intercept_c + group_effect[pt.as_tensor_variable(gidx)]
     if extra is not None:
         eta = eta + extra
     if beta_std is not None:

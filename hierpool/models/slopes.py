@@ -163,7 +163,7 @@ def likelihood(gd, intercept_c, beta_std, C, priors: dict, how: str | None, sigm
     pm.Deterministic(N.GROUP_EFFECT, U[:, 0], dims=N.GROUP)
     pm.Deterministic(N.GROUP_SLOPE, U[:, 1:], dims=(N.GROUP, N.SLOPE))
     y_obs = pm.Data(N.Y_OBSERVED, gd.y, dims=N.OBS)
-    Ug = U[gd.group_idx]
+    Ug = U[pt.as_tensor_variable(gd.group_idx)]  # a tensor index (a numpy one is checked element by element)
     eta = intercept_c + pt.sum(pt.as_tensor_variable(gd.Z) * Ug, axis=1)
     if beta_std is not None:
         eta = eta + pt.dot(pt.as_tensor_variable(gd.Xs), beta_std)
