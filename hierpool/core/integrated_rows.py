@@ -41,7 +41,11 @@ gradient ``E[score | y]``.
 Exact draws of ``u_j`` given ``(theta, tau)`` (:func:`block_draws`): the log density ``f_j`` is concave,
 so any tangents bound it above (adaptive rejection sampling, Gilks and Wild 1992, with a hull that is
 not refined) and the chords between their points bound it below. Three tangents: at the mode ``m``
-(Newton from ``u0``, the group's mode at the posterior mode of phi) and at ``m -+ sqrt(2) / sqrt(h)``,
+(the last point of Newton steps from ``u0``, the group's mode at the posterior mode of phi, with ``f``
+evaluated at each step: re-evaluating after the last step, below ``NEWTON_TOL (1 + |m|)``, cost 9% of the
+draws' time for bernoulli and 14% for poisson, 16 x 200,000 draws in one thread: 1.08 s against 1.19 s
+and 0.61 against 0.71; a product over the rows in place of each row's log1p, as the quadrature's value
+path has, saved nothing here) and at ``m -+ sqrt(2) / sqrt(h)``,
 ``h`` the curvature at ``m`` (moved outwards until their slopes have opposite signs). A proposal from the hull under the chord is
 accepted at once; otherwise ``f_j`` is evaluated. For a normal ``f_j`` and tangents at the mode and
 ``-+ delta`` sds the hull's mass is ``(delta + 2 / delta)`` sds, least at ``delta = sqrt(2)``: 88.6% of
@@ -492,9 +496,15 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             for i in range(r0, r1):
                 Sy += y[i]
                 A += q[i]
-            ustart = _newton_start(u0, du0, phi0, phi, j)
-            m, _, _, _ = _mode(fam, b, q, r0, r1, c, Sy, A, ustart, inv_t2, NEWTON_TOL)  # any m is exact
-            fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
+            # Newton towards the mode, f evaluated at every step; the centre tangent is at the last point
+            # evaluated (within the stopping step of the mode: any m is exact), not re-evaluated after it
+            m = _newton_start(u0, du0, phi0, phi, j)
+            for _ in range(1000):
+                fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
+                step = min(max(gm / h, -1.0), 1.0)
+                if abs(step) < NEWTON_TOL * (1.0 + abs(m)):
+                    break
+                m += step
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm
             # left and right tangent points: slopes of opposite signs (moved outwards if needed)
