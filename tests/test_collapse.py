@@ -319,17 +319,24 @@ def test_unique_sizes_equal_numpy_unique(case):
         assert all(np.array_equal(a, b) for a, b in zip(st.size_index, want, strict=True))
 
 
-@pytest.mark.parametrize(("case", "expected"), [("binary", "counts"), ("continuous", None), ("distinct_rows", None)])
+@pytest.mark.parametrize(("case", "expected"), [("binary", "counts"), ("continuous", None), ("distinct_rows", None),
+                                              ("16_of_20", "counts"), ("17_of_20", None)])
 def test_auto_count_collapse_pools_rows_only_when_cells_are_few(case, expected):
     """collapse='auto' pools count rows into cells when there are at most 0.8 x as many cells as rows. A
     predictor with more distinct values than that decides it without sorting the rows ("continuous");
     columns each with few values whose rows are all distinct still go through the rows' count
-    ("distinct_rows": groups of two rows, one per level of a binary predictor)."""
+    ("distinct_rows": groups of two rows, one per level of a binary predictor). At the boundary, two groups
+    of 10 rows: 16 distinct values in 16 cells are 0.8 x the rows (pooled), 17 are more (settled by the
+    column)."""
     from hierpool.models.collapse import resolve_collapse
 
     rng = np.random.default_rng(5)
     group = np.repeat(np.arange(50), 8) if case == "binary" else np.repeat(np.arange(200), 2)
-    if case == "binary":  # at most 2 cells in a group of 8 rows
+    if case in ("16_of_20", "17_of_20"):
+        group = np.repeat([0, 1], 10)
+        second = [8, 8, 9, 9] if case == "16_of_20" else [8, 8, 9, 16]
+        x = np.array([0, 0, 1, 1, 2, 3, 4, 5, 6, 7, *second, 10, 11, 12, 13, 14, 15], float)
+    elif case == "binary":  # at most 2 cells in a group of 8 rows
         x = (np.arange(group.size) % 3 == 0).astype(float)
     elif case == "continuous":
         x = rng.normal(size=group.size)

@@ -352,13 +352,17 @@ def test_column_summaries_equal_numpy(family):
     np.testing.assert_allclose(hi, np.quantile(mu, 0.95, axis=0), rtol=1e-14)
 
 
+@pytest.mark.parametrize("blocks", ["one", "many"])
 @pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
-def test_column_summaries_rho_equals_the_family_formula(family):
+def test_column_summaries_rho_equals_the_family_formula(monkeypatch, family, blocks):
     """hp.shrinkage's rho of a count fit, computed in the compiled pass: the mean over draws of tau^2 / (tau^2 +
     within_variance(denom, value)), equal to the Family's numpy formula to rounding, including columns where
-    the inverse link saturates (p = 1 exactly, a zero weight; exp overflowing to inf, weight 1)."""
+    the inverse link saturates (p = 1 exactly, a zero weight; exp overflowing to inf, weight 1), in one block
+    of columns and in many (each block's columns at their offset into denom and rho)."""
     from hierpool.core.families import get_family
 
+    if blocks == "many":
+        monkeypatch.setattr(K, "SORT_BLOCK_BYTES", 57 * 7 * 8)
     rng = np.random.default_rng(8)
     mat = rng.standard_normal((57, 300))
     mat[:, :3] = 800.0  # logit: p = 1 (w = 0, rho 0); log: mu = inf (w = inf, rho 1)
@@ -378,6 +382,8 @@ def test_column_summaries_rho_equals_the_family_formula(family):
     np.testing.assert_allclose(lo[3:], np.quantile(mu[:, 3:], 0.05, axis=0), rtol=1e-14)
     with pytest.raises(ValueError, match="rho_of is for the count families"):
         K.column_summaries(mat, off, "gaussian", [(0.5, "linear")], rho_of=(tau_sq, denom))
+    tau_sq[5] = np.nan  # a NaN draw gives NaN, as numpy's formula does
+    assert np.isnan(K.column_summaries(mat, off, family, [(0.5, "linear")], rho_of=(tau_sq, denom))[3]).all()
 
 
 def _draw_inputs(rng, S, J, P):

@@ -265,6 +265,19 @@ def test_sbc_min_ess_rejects_a_misspecified_model():
     assert tab.loc["tau", "mean_rank"] > 49.5 + 5 * 2.9
 
 
+def test_sbc_min_ess_harness_on_two_replications():
+    """The min_ess path of the harness without the slow run: the group effects ranked among their own kept
+    draws (a draw dimension apart), ranks in 0..L, the rule's draws and whether it reached the target."""
+    fit_m, data_m = sbc.build_pair("random_intercepts", "poisson")
+    ranks = sbc.sbc_ranks(fit_m, data_model=data_m, n_sims=2, seed=3, sampler="integrated", tune=50, thin=1,
+                          min_ess=150)
+    assert set(ranks["parameter"]) == {"intercept", "beta[x1]", "tau", "group_effect[g0]", "group_effect[g4]",
+                                       "group_effect[g9]"}
+    assert ranks["rank"].between(0, 99).all()
+    assert (ranks["draws"] > 50).all() and (ranks["draws"] <= 20 * 50).all()
+    assert ranks["min_ess_reached"].dtype == bool
+
+
 def test_sbc_min_ess_is_for_the_integrated_sampler_only():
     fit_m, data_m = sbc.build_pair("random_intercepts", "gaussian")
     with pytest.raises(ValueError, match="min_ess=200 is for sampler='integrated'"):
