@@ -498,15 +498,17 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
                 A += q[i]
             # Newton towards the mode, f evaluated at every point; the centre tangent is at the last point
             # evaluated (within the stopping step of the mode: any m is exact). m, fm, gm and h always belong
-            # to one point, also when the steps run out before one is small enough.
+            # to one point, also when the steps run out before one is small enough (m is then put back).
             m = _newton_start(u0, du0, phi0, phi, j)
-            fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
+            at = m
             for _ in range(1000):
+                fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
                 step = min(max(gm / h, -1.0), 1.0)
+                at = m
                 if abs(step) < NEWTON_TOL * (1.0 + abs(m)):
                     break
                 m += step
-                fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
+            m = at
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm
             # left and right tangent points: slopes of opposite signs (moved outwards if needed)
