@@ -36,7 +36,8 @@ The family formulas (inverse links, log-likelihoods) are written here again as l
 integer codes (``_LINKS``, ``_FAMILY_CODES``): compiled code cannot call the
 :class:`~hierpool.core.families.Family` objects. These literal branches are the only copies of the family
 formulas outside :mod:`hierpool.core.families` (and the binomial pattern kernel of
-:mod:`hierpool.core.quadrature` and the count kernels of :mod:`hierpool.core.integrated_rows`); tests hold
+:mod:`hierpool.core.quadrature` and the count kernels of :mod:`hierpool.core.integrated_rows`), with the
+count families' ``within_variance`` in :func:`_column_block` (``hp.shrinkage``'s ``rho``); tests hold
 them equal to the Family's to 1e-12 for all four families (those of integrated_rows to scipy's
 integration of the same formulas, ``tests/test_integrated.py``).
 """

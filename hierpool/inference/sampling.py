@@ -407,6 +407,8 @@ def _run(model, desc: ModelDescription, *, draws, tune, chains, sampler, random_
                             "intercepts are sampled from their sufficient statistics in this process (hp.prepare "
                             "reduces a Dask DataFrame to them): drop client=.")
         ip = integrated_gaussian.plan(desc) if desc.family == "gaussian" else integrated.plan(model)
+        # one run extended in place (min_ess): the whole group-effect budget is this run's, not a round's share
+        budget = max_group_effect_values if more is None else more.max_group_effect_values
         if kwargs and not isinstance(ip, str):
             raise TypeError(f"sampler='integrated' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
         if isinstance(ip, integrated_gaussian.GaussianPlan):
@@ -415,11 +417,11 @@ def _run(model, desc: ModelDescription, *, draws, tune, chains, sampler, random_
                                 "gaussian random intercepts are integrated exactly and take no n_nodes.")
             return _sample_integrated_gaussian(ip, desc, draws=draws, tune=tune, chains=chains,
                                                random_seed=random_seed, log_likelihood=log_likelihood,
-                                               max_group_effect_values=max_group_effect_values, more=more)
+                                               max_group_effect_values=budget, more=more)
         if isinstance(ip, integrated.Plan):
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
-                                      max_group_effect_values=max_group_effect_values, client=client, more=more)
+                                      max_group_effect_values=budget, client=client, more=more)
         if getattr(desc.data, "cells_on_workers", None) is not None and desc.collapse == "counts":
             raise _integrated_cannot_run(ip)
         if sampler == "integrated" or client is not None:
@@ -785,8 +787,6 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     if n_nodes is None:
         n_nodes = integrated.default_nodes(pl)
     n_nodes = positive_int("n_nodes", n_nodes, 2)
-    if more is not None:  # one run extended in place: the whole budget of group-effect values is this run's
-        max_group_effect_values = more.max_group_effect_values
     post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                                    progressbar=progressbar, n_nodes=n_nodes, client=client,
                                                    max_group_effect_values=max_group_effect_values,
@@ -825,8 +825,6 @@ def _sample_integrated_gaussian(gp, desc: ModelDescription, *, draws, tune, chai
                                 max_group_effect_values, more=None):
     """The gaussian integrated sampler (:mod:`hierpool.inference.integrated_gaussian`); the group effects are
     drawn by :func:`finalize` from their exact conditional, as after NUTS on the collapsed model."""
-    if more is not None:
-        max_group_effect_values = more.max_group_effect_values
     post, stats, info = integrated_gaussian.sample(gp, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                                    more=more)
     post = _with_fixed_tau(post, desc)
