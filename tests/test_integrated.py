@@ -235,6 +235,37 @@ def test_conditional_draws_are_exact(family, start):
         assert stats.kstest(x, lambda v, grid=grid, cdf=cdf, s=shift: np.interp(v - s, grid, cdf)).pvalue < 1e-3
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("family", ["bernoulli", "poisson"])
+def test_draws_without_a_finite_mode_fail_loudly_and_do_not_spin(family):
+    """With log tau = 800, 1 / tau^2 is 0: a group of all successes or failures (bernoulli) or of no
+    events (poisson) has a log density that rises for ever, and block_draws divided by a zero curvature
+    (ZeroDivisionError from inside the kernel); a NaN phi made it look for ever for an outer tangent (the
+    timeout catches that). Now each such draw is NaN and counted, the other groups' draws are kept, and
+    the evaluator raises a FloatingPointError naming phi."""
+    gd = _data(family, n_groups=6, sizes=(2, 4), seed=5)
+    pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
+    ev = integrated._Evaluator(pl, 20)  # sets the blocks' Newton starts
+    bl = pl.blocks[0]
+    y = bl.y.copy()
+    lo, hi = bl.starts[0], bl.starts[1]
+    y[lo:hi] = bl.b[lo:hi] if family == "bernoulli" else 0.0  # group 0: all successes / no events
+    phis = np.array([[0.1, 0.2, -0.1, math.log(0.9)], [0.1, 0.2, -0.1, 800.0], [np.nan, 0.2, -0.1, 0.0]])
+    out = np.empty((3, bl.n_groups))
+    u0, phi0, du0 = bl.newton_starts(4)
+    failed = R.block_draws(R.FAMILY_CODES[family], bl.starts, y, bl.b, bl.off, bl.Xs, phis, True, 0.0,
+                           u0, phi0, du0, 1, out)
+    sums = np.add.reduceat(y, bl.starts[:-1])
+    no_mode = (sums == 0) | ((sums == np.add.reduceat(bl.b, bl.starts[:-1])) if family == "bernoulli" else False)
+    assert no_mode[0] and not no_mode.all()
+    assert np.isfinite(out[0]).all()  # tau = 0.9: every draw
+    np.testing.assert_array_equal(np.isnan(out[1]), no_mode)  # only the groups without a mode fail
+    assert np.isnan(out[2]).all()
+    assert failed == no_mode.sum() + bl.n_groups
+    with pytest.raises(FloatingPointError, match=r"no finite mode at phi = \[nan"):
+        ev.group_effects(phis[2:], np.random.SeedSequence(1), np.float64)
+
+
 def test_fit_has_the_contract_and_is_reproducible():
     gd = _data("poisson", n_groups=60)
     m = hp.random_intercepts(gd, collapse=False)

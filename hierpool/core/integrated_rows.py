@@ -69,6 +69,10 @@ POISSON = 1
 FAMILY_CODES = {"bernoulli": LOGIT, "binomial": LOGIT, "poisson": POISSON}
 _LOG_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
 _DELTA = math.sqrt(2.0)
+#: Bound on each loop of :func:`block_draws` (outward tangent steps, rejection proposals). A concave f with
+#: 1 / tau^2 > 0 needs one outward step almost always, and 88.6% of proposals are accepted (module
+#: docstring), so the bound is met only where f has no finite mode or a value is not finite.
+_MAX_TRIES = 10_000
 
 
 @intrinsic
@@ -471,8 +475,14 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
     Arguments as :func:`block_logml` (Newton starts ``u0 + du0 (phi - phi0)``); ``seed`` seeds this call's
     generator (call it in one thread), ``out`` (S, J) float32 or float64. Tangent hull and chord squeeze of
     the module docstring.
+
+    Returns the number of draws that failed, each left NaN in ``out``: a non-finite phi or value, or a
+    log density with no finite mode (``1 / tau^2`` zero, as ``tau = exp(log tau)`` overflows, and a
+    group of all successes or of no events: ``f`` then rises for ever, and the outer tangents or the
+    rejection loop do not settle in ``_MAX_TRIES`` steps). Every loop is bounded, so no input spins.
     """
     np.random.seed(seed)
+    failed = 0
     S = phis.shape[0]
     J = starts.shape[0] - 1
     M = y.shape[0]
@@ -503,28 +513,44 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             at = m
             for _ in range(1000):
                 fm, gm, h = _fgh(fam, b, q, r0, r1, c, Sy, A, m, inv_t2, True)
-                step = min(max(gm / h, -1.0), 1.0)
                 at = m
+                if not h > 0.0:  # 0 (1 / tau^2 = 0, every row saturated) or NaN: no step; fails below
+                    break
+                step = min(max(gm / h, -1.0), 1.0)
                 if abs(step) < NEWTON_TOL * (1.0 + abs(m)):
                     break
                 m += step
             m = at
+            if not (math.isfinite(m) and math.isfinite(fm) and math.isfinite(gm) and math.isfinite(h)
+                    and h > 0.0):
+                out[s, j] = np.nan  # a non-finite phi or value
+                failed += 1
+                continue
             dlt = _DELTA / math.sqrt(h)
             t[1], fv[1], dv[1] = m, fm, gm
-            # left and right tangent points: slopes of opposite signs (moved outwards if needed)
+            # left and right tangent points: slopes of opposite signs (moved outwards if needed; with
+            # 1 / tau^2 > 0 f' falls at least that fast, so one step almost always settles it; where f has
+            # no finite mode, f' keeps one sign and the loop ends after _MAX_TRIES steps: a failed draw)
+            left = right = False
             x = m - dlt
-            while True:
-                fx, gx, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+            for _ in range(_MAX_TRIES):
+                fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if gx > 0.0 and gx > gm:
+                    left = True
                     break
                 x -= dlt
             t[0], fv[0], dv[0] = x, fx, gx
             x = m + dlt
-            while True:
-                fx, gx, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+            for _ in range(_MAX_TRIES if left else 0):
+                fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if gx < 0.0 and gx < gm:
+                    right = True
                     break
                 x += dlt
+            if not right:
+                out[s, j] = np.nan
+                failed += 1
+                continue
             t[2], fv[2], dv[2] = x, fx, gx
             # breakpoints z0 (tangents 0, 1) and z1 (tangents 1, 2); values relative to fm
             z0 = (fv[1] - fv[0] - dv[1] * t[1] + dv[0] * t[0]) / (dv[0] - dv[1])
@@ -542,7 +568,8 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
                 m1 = (math.exp(h1b) - math.exp(h1a)) / dv[1]
             m2 = math.exp(h2) / (-dv[2])
             tot = m0 + m1 + m2
-            while True:
+            accepted = False
+            for _ in range(_MAX_TRIES):
                 r = np.random.random() * tot
                 U = np.random.random()
                 if r < m0:  # left tail: density exp(h0 + d0 (x - z0)) on (-inf, z0]
@@ -567,8 +594,15 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
                     k = 0 if x <= t[1] else 1
                     lam = (x - t[k]) / (t[k + 1] - t[k])
                     if lv <= (1.0 - lam) * fv[k] + lam * fv[k + 1] - fm:
+                        accepted = True
                         break
-                fx, _, _ = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+                fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
                 if lv <= fx - fm:
+                    accepted = True
                     break
-            out[s, j] = x
+            if accepted:
+                out[s, j] = x
+            else:
+                out[s, j] = np.nan
+                failed += 1
+    return failed

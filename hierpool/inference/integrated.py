@@ -369,10 +369,21 @@ def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float,
 
 
 def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fixed: float, dtype) -> np.ndarray:
-    """One exact draw of every group effect of the block at each phi: (S, groups of the block)."""
+    """One exact draw of every group effect of the block at each phi: (S, groups of the block).
+
+    Raises FloatingPointError where a draw failed (:func:`hierpool.core.integrated_rows.block_draws`:
+    a non-finite phi, or a group's conditional density with no finite mode), naming the phi."""
     out = np.empty((phis.shape[0], bl.n_groups), dtype=dtype)
-    R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed,
-                  *bl.newton_starts(phis.shape[1]), seed, out)
+    failed = R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed,
+                           *bl.newton_starts(phis.shape[1]), seed, out)
+    if failed:
+        bad = np.flatnonzero(np.isnan(out).any(axis=1))
+        raise FloatingPointError(
+            f"exact group-effect draws failed for {failed} of {out.size} (group, draw) pairs: the "
+            f"conditional density of a group effect has no finite mode at phi = {phis[bad[0]].tolist()} "
+            f"(intercept, betas{', log tau' if has_tau else f'; tau fixed at {tau_fixed!r}'}): a non-finite "
+            "parameter draw, or tau so large that 1 / tau^2 is 0, where a group of all successes (or of "
+            "no events) has no mode")
     return out
 
 
