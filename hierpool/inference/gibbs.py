@@ -94,9 +94,13 @@ _DEVROYE = 1
 
 @njit(inline="always")
 def _pg(bitgen, b, c):
-    """PG(b, c) for a whole number b >= 0, from the bit generator at address ``bitgen``."""
+    """PG(b, c) for a whole number b >= 0, from the bit generator at address ``bitgen``; NaN where c is
+    not finite (polyagamma's sampler loops for ever on c = NaN: 1,000 draws did not end in 60 s), which
+    the slice step of log tau then reports."""
     if b == 0:
         return 0.0
+    if not math.isfinite(c):
+        return math.nan
     return _pgm_random_polyagamma(bitgen, float(b), c, _DEVROYE)
 
 
@@ -253,6 +257,11 @@ def _log_marginal_s(s, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, A
     return lp + 0.5 * c1 - 0.5 * c2 + 0.5 * quad - logdet
 
 
+#: Bound on the slice sampler's shrinking steps: the current point is in its slice, so with a finite log
+#: density the loop ends after a few steps; without one (NaN) it looped for ever before 2026-12-07.
+_MAX_SHRINK = 10_000
+
+
 @njit(nogil=True, cache=True)
 def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, code, par, on_square, tau_fixed,
          theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch, out_theta, out_s, out_u, out_evals,
@@ -316,16 +325,22 @@ def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0,
                 if _log_marginal_s(hi, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, scratch) <= y0:
                     break
                 hi += w0
-            while True:
+            settled = False
+            for _ in range(_MAX_SHRINK):  # s itself is in the slice, so this ends unless f is NaN
                 s1 = lo + (hi - lo) * rng.random()
                 evals += 1
                 if _log_marginal_s(s1, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, Lb, vb, scratch) > y0:
                     s = s1
+                    settled = True
                     break
                 if s1 < s:
                     lo = s1
                 else:
                     hi = s1
+            if not settled:
+                raise FloatingPointError("the slice sampler of log tau found no point of its slice: the "
+                                         "log marginal likelihood of tau is not a number (NaN) at the "
+                                         "current state (non-finite data or Polya-Gamma weights)")
             s_state[0] = s
         inv_t2 = scratch[0]
         # 3. theta | tau, omega = L^-T (v + z)
@@ -648,6 +663,9 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     each_in_threads(run_chain, range(chains), cores)
     progress.close()
     elapsed = time.perf_counter() - t0
+    if not np.isfinite(out_theta).all():  # tau fixed (no slice step to stop it): NaN weights reach theta
+        raise FloatingPointError("the Gibbs sampler drew non-finite intercept or beta values (NaN Polya-Gamma "
+                                 "weights from non-finite data or linear predictors)")
     ds = population_dataset(out_theta, np.exp(out_s) if pl.has_tau else None, pl.x_center, pl.x_scale)
     stats = xr.Dataset({"slice_evaluations": (("chain", "draw"), evals[:, :draws])},
                        coords={"chain": np.arange(chains), "draw": np.arange(draws)})
