@@ -237,33 +237,36 @@ def test_conditional_draws_are_exact(family, start):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("family", ["bernoulli", "poisson"])
-def test_draws_without_a_finite_mode_fail_loudly_and_do_not_spin(family):
-    """With log tau = 800, 1 / tau^2 is 0: a group of all successes or failures (bernoulli) or of no
-    events (poisson) has a log density that rises for ever, and block_draws divided by a zero curvature
-    (ZeroDivisionError from inside the kernel); a NaN phi made it look for ever for an outer tangent (the
-    timeout catches that). Now each such draw is NaN and counted, the other groups' draws are kept, and
-    the evaluator raises a FloatingPointError naming phi."""
+def test_a_phi_without_values_gives_nan_and_an_error_not_a_hang(family):
+    """A NaN phi made block_draws look for ever for an outer tangent (the timeout catches that); log tau
+    = 800 or -400 (tau^2 over- or underflows) raised ZeroDivisionError from inside both kernels. Now
+    such a phi's draws are NaN and counted while the other phis' draws are kept (and equal a call
+    without it), group_effects raises a FloatingPointError naming phi, and the log marginal likelihood
+    is NaN there, which the sampler's target turns into -inf (a rejected proposal)."""
     gd = _data(family, n_groups=6, sizes=(2, 4), seed=5)
     pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
     ev = integrated._Evaluator(pl, 20)  # sets the blocks' Newton starts
     bl = pl.blocks[0]
-    y = bl.y.copy()
-    lo, hi = bl.starts[0], bl.starts[1]
-    y[lo:hi] = bl.b[lo:hi] if family == "bernoulli" else 0.0  # group 0: all successes / no events
-    phis = np.array([[0.1, 0.2, -0.1, math.log(0.9)], [0.1, 0.2, -0.1, 800.0], [np.nan, 0.2, -0.1, 0.0]])
-    out = np.empty((3, bl.n_groups))
+    good = [0.1, 0.2, -0.1, math.log(0.9)]
+    phis = np.array([good, [0.1, 0.2, -0.1, 800.0], [np.nan, 0.2, -0.1, 0.0], [0.1, 0.2, -0.1, -400.0]])
     u0, phi0, du0 = bl.newton_starts(4)
-    failed = R.block_draws(R.FAMILY_CODES[family], bl.starts, y, bl.b, bl.off, bl.Xs, phis, True, 0.0,
+    out = np.empty((4, bl.n_groups))
+    failed = R.block_draws(R.FAMILY_CODES[family], bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, True, 0.0,
                            u0, phi0, du0, 1, out)
-    sums = np.add.reduceat(y, bl.starts[:-1])
-    no_mode = (sums == 0) | ((sums == np.add.reduceat(bl.b, bl.starts[:-1])) if family == "bernoulli" else False)
-    assert no_mode[0] and not no_mode.all()
-    assert np.isfinite(out[0]).all()  # tau = 0.9: every draw
-    np.testing.assert_array_equal(np.isnan(out[1]), no_mode)  # only the groups without a mode fail
-    assert np.isnan(out[2]).all()
-    assert failed == no_mode.sum() + bl.n_groups
+    assert failed == 3 * bl.n_groups and np.isnan(out[1:]).all()
+    alone = np.empty((1, bl.n_groups))
+    assert R.block_draws(R.FAMILY_CODES[family], bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis[:1], True, 0.0,
+                         u0, phi0, du0, 1, alone) == 0
+    np.testing.assert_array_equal(out[0], alone[0])
     with pytest.raises(FloatingPointError, match=r"no finite mode at phi = \[nan"):
-        ev.group_effects(phis[2:], np.random.SeedSequence(1), np.float64)
+        ev.group_effects(phis[2:3], np.random.SeedSequence(1), np.float64)
+    lm = integrated.log_marginal(pl, phis)
+    assert np.isfinite(lm[0]) and np.isnan(lm[1:]).all()
+    val, grad = ev(phis, want_grad=True, update_start=True)
+    assert np.isnan(val[1:]).all() and np.isnan(grad[1:]).all() and np.isfinite(grad[0]).all()
+    assert bl.phi0 is None and bl.du0 is None  # the last phi had no value: the first Newton starts kept
+    psi = np.array([[0.1, 0.2, -0.1, 0.9], [0.1, 0.2, -0.1, math.exp(-400.0)]])  # tau itself
+    assert np.isfinite(integrated._log_target(ev, psi)[0]) and integrated._log_target(ev, psi)[1] == -np.inf
 
 
 def test_fit_has_the_contract_and_is_reproducible():

@@ -332,7 +332,9 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
         proposals far from phi0 (the defensive component, the mode search).
     want_grad : bool
     val : float64 (S,), grad : float64 (S, D)
-        Output: the block's total and (if ``want_grad``) its gradient in phi.
+        Output: the block's total and (if ``want_grad``) its gradient in phi; NaN for a phi whose
+        ``tau^2`` under- or overflows (``|log tau|`` above about 354) or is NaN, which the samplers
+        reject (:func:`hierpool.inference.integrated.density_in_tau`).
     umode : float64 (J,)
         Output: the modes at the LAST row of ``phis`` (the next Newton start).
     want_slopes : bool, slopes : float64 (J, D)
@@ -361,6 +363,12 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
+        if not 0.0 < tau * tau < math.inf:  # |log tau| above ~354: no value (was a ZeroDivisionError)
+            val[s] = np.nan
+            if want_grad:
+                for d in range(grad.shape[1]):
+                    grad[s, d] = np.nan
+            continue  # (umode and slopes not written for it: the caller keeps its Newton starts)
         inv_t2 = 1.0 / (tau * tau)
         log_tau = math.log(tau)
         _eta(off, Xs, phi, P, eta)
@@ -476,10 +484,11 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
     generator (call it in one thread), ``out`` (S, J) float32 or float64. Tangent hull and chord squeeze of
     the module docstring.
 
-    Returns the number of draws that failed, each left NaN in ``out``: a non-finite phi or value, or a
-    log density with no finite mode (``1 / tau^2`` zero, as ``tau = exp(log tau)`` overflows, and a
-    group of all successes or of no events: ``f`` then rises for ever, and the outer tangents or the
-    rejection loop do not settle in ``_MAX_TRIES`` steps). Every loop is bounded, so no input spins.
+    Returns the number of draws that failed, each left NaN in ``out``: every draw of a phi whose
+    ``tau^2`` under- or overflows (``|log tau|`` above about 354) or is NaN, and a draw whose log density
+    has no finite mode or value, or whose outer tangents or rejection loop do not settle in
+    ``_MAX_TRIES`` steps (with a finite ``1 / tau^2 > 0`` and finite data, none). Every loop is bounded,
+    so no input spins (a NaN phi did before 2026-12-07).
     """
     np.random.seed(seed)
     failed = 0
@@ -495,6 +504,11 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
+        if not 0.0 < tau * tau < math.inf:  # |log tau| above ~354 (or NaN): no draw of this phi
+            for j in range(J):
+                out[s, j] = np.nan
+            failed += J
+            continue
         inv_t2 = 1.0 / (tau * tau)
         _eta(off, Xs, phi, P, eta)
         _exp_array(eta, q)

@@ -363,7 +363,7 @@ def block_logml_task(bl: Block, fam: int, phis, has_tau: bool, tau_fixed: float,
     slopes = np.zeros((bl.n_groups if update_start else 0, D))
     R.block_logml(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, bl.const, phis, has_tau, tau_fixed, xn, lwn,
                   *bl.newton_starts(D), want_grad or update_start, val, grad, um, update_start, slopes)
-    if update_start:
+    if update_start and np.isfinite(val[-1]):  # (a phi without a value leaves no modes: starts kept)
         bl.u0, bl.phi0, bl.du0 = um, phis[-1].copy(), slopes
     return val, (grad if want_grad else None)
 
@@ -372,7 +372,7 @@ def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fi
     """One exact draw of every group effect of the block at each phi: (S, groups of the block).
 
     Raises FloatingPointError where a draw failed (:func:`hierpool.core.integrated_rows.block_draws`:
-    a non-finite phi, or a group's conditional density with no finite mode), naming the phi."""
+    a NaN phi, tau^2 out of range, or a group's conditional density with no finite mode), naming phi."""
     out = np.empty((phis.shape[0], bl.n_groups), dtype=dtype)
     failed = R.block_draws(fam, bl.starts, bl.y, bl.b, bl.off, bl.Xs, phis, has_tau, tau_fixed,
                            *bl.newton_starts(phis.shape[1]), seed, out)
@@ -381,9 +381,8 @@ def block_draws_task(bl: Block, seed: int, fam: int, phis, has_tau: bool, tau_fi
         raise FloatingPointError(
             f"exact group-effect draws failed for {failed} of {out.size} (group, draw) pairs: the "
             f"conditional density of a group effect has no finite mode at phi = {phis[bad[0]].tolist()} "
-            f"(intercept, betas{', log tau' if has_tau else f'; tau fixed at {tau_fixed!r}'}): a non-finite "
-            "parameter draw, or tau so large that 1 / tau^2 is 0, where a group of all successes (or of "
-            "no events) has no mode")
+            f"(intercept, betas{', log tau' if has_tau else f'; tau fixed at {tau_fixed!r}'}): a NaN "
+            "parameter, or tau so large or small that tau^2 overflows (|log tau| above about 354)")
     return out
 
 
