@@ -42,7 +42,8 @@ Gaussian). Against NUTS on the same collapsed model (nutpie, which compiles the 
 samples intercept, coefficients, tau and sigma jointly) it needs no compilation and evaluates a whole
 phase's proposals in one batch: at a million groups (issue 17's data, 5 coefficients; 4 x 1000 draws) its
 sampling took 0.27-0.32 s where nutpie took 1.2 s to compile and 2.0-2.2 s to sample, with 90% of proposals
-accepted and a bulk ESS of tau of 3,175 (``benchmarks/README.md``, 2026-12-06). Why "auto" takes it at every size:
+accepted and a bulk ESS of tau of 3,175 (``benchmarks/README.md``, 2026-12-06; 95% and 3,390 since the
+Laplace proposal is kept where a refit cannot improve it, :func:`hierpool.inference.integrated.refit_helps`). Why "auto" takes it at every size:
 ``benchmarks/bench_auto_sampler.py`` (2026-12-06; 5 to 200 groups, true tau 0 to 0.3, one predictor;
 4 x 1000 draws, the whole ``hp.fit``): 0.13-0.27 s against nutpie's 2.4-6.0 s, with the smallest bulk ESS
 of intercept, beta, tau and sigma 728-2,792 against nutpie's 1,036-5,075 (so 8 to 23 times nutpie's
