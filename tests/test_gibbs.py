@@ -43,7 +43,7 @@ def test_pg_draws_reject_bad_shape():
         gibbs.pg_draws([1.5], [0.0])
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60, method="thread")  # (the signal method cannot stop a compiled loop)
 def test_pg_draws_of_a_non_finite_tilt_are_nan_not_a_hang():
     """polyagamma's sampler loops for ever on c = NaN (1,000 draws did not end in 60 s): NaN comes back,
     for the slice step of log tau (or the driver) to report; finite tilts are unchanged."""
@@ -155,7 +155,7 @@ def test_gibbs_thins_group_effects_to_the_budget(bern_pred):
     assert dt["sample_stats"].sizes["draw"] == 40
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120, method="thread")  # (the signal method cannot stop a compiled loop)
 @pytest.mark.parametrize("variant", ["random_intercepts", "ridge"])
 def test_gibbs_stops_with_an_error_on_non_finite_data(bern_pred, variant):
     """A NaN predictor value that got past hp.prepare (put into the plan here) made the slice step of

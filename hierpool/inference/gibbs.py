@@ -260,6 +260,10 @@ def _log_marginal_s(s, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, A
 #: Bound on the slice sampler's shrinking steps: the current point is in its slice, so with a finite log
 #: density the loop ends after a few steps; without one (NaN) it looped for ever before 2026-12-07.
 _MAX_SHRINK = 10_000
+_NAN_SLICE = ("the slice sampler of log tau found no point of its slice: the log marginal likelihood of tau "
+              "is not a number (NaN) at the current state (non-finite data or Polya-Gamma weights)")
+_NAN_THETA = ("the Gibbs sampler drew non-finite intercept or beta values (NaN Polya-Gamma weights from "
+              "non-finite data or linear predictors)")
 
 
 @njit(nogil=True, cache=True)
@@ -311,6 +315,8 @@ def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0,
             s = s_state[0]
             f0 = _log_marginal_s(s, code, par, on_square, W, S, Kj, G, Dk, m0, prec0, L, v, scratch)
             evals += 1
+            if f0 != f0:  # NaN at the current state: no slice to step in (at once, not after the loops)
+                raise FloatingPointError(_NAN_SLICE)
             y0 = f0 - rng.standard_exponential()
             w0 = width[0]
             lo = s - w0 * rng.random()
@@ -338,9 +344,7 @@ def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0,
                 else:
                     hi = s1
             if not settled:
-                raise FloatingPointError("the slice sampler of log tau found no point of its slice: the "
-                                         "log marginal likelihood of tau is not a number (NaN) at the "
-                                         "current state (non-finite data or Polya-Gamma weights)")
+                raise FloatingPointError(_NAN_SLICE)
             s_state[0] = s
         inv_t2 = scratch[0]
         # 3. theta | tau, omega = L^-T (v + z)
@@ -653,6 +657,8 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
                  pl.on_square, pl.tau_fixed, theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch,
                  out_theta[c], out_s[c], out_u[c], evals[c], tune_s)
             it += n
+            if not np.isfinite(theta).all():  # tau fixed (no slice step to stop it): NaN weights reach theta
+                raise FloatingPointError(_NAN_THETA)
             if 20 <= it <= tune:  # slice width: 3 sd of log tau over the later half of tuning so far
                 sd = float(tune_s[it // 2:it].std())
                 if sd > 0:
@@ -663,9 +669,6 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     each_in_threads(run_chain, range(chains), cores)
     progress.close()
     elapsed = time.perf_counter() - t0
-    if not np.isfinite(out_theta).all():  # tau fixed (no slice step to stop it): NaN weights reach theta
-        raise FloatingPointError("the Gibbs sampler drew non-finite intercept or beta values (NaN Polya-Gamma "
-                                 "weights from non-finite data or linear predictors)")
     ds = population_dataset(out_theta, np.exp(out_s) if pl.has_tau else None, pl.x_center, pl.x_scale)
     stats = xr.Dataset({"slice_evaluations": (("chain", "draw"), evals[:, :draws])},
                        coords={"chain": np.arange(chains), "draw": np.arange(draws)})
