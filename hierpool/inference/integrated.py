@@ -649,14 +649,13 @@ def refit_helps(w: np.ndarray, D: int, log_ratio: np.ndarray) -> tuple[bool, flo
     Measured on issue 17's design (3 normal predictors, a 3-level factor, tau 0.8, D = 7; 4 x 50 tuning
     proposals, then 1,000 proposals from each candidate, one seed), IMH acceptance of the Laplace proposal
     against the refit's: bernoulli 0.889 / 0.774 at 100,000 groups, 0.888 / 0.776 at 20,000, 0.891 /
-    0.775 at 3,000, 0.846 / 0.750 at 300; poisson 0.886 / 0.774,
-    0.885 / 0.775, 0.857 / 0.777 (all kept: at 300 groups bernoulli misfit 0.11 against noise 0.19). At 40
-    groups bernoulli refits (misfit 0.66 against 0.29 + 0.29; acceptance 0.569 / 0.571, importance ESS /
-    N 0.53 / 0.61) and poisson keeps its proposal (0.21 against 0.13 + 0.21; 0.749 / 0.708). Until
-    2026-12-07 every fit refitted. Without
-    ``refit_misfit`` (the first form of this rule) a review found a Laplace proposal placed exactly on a
-    normal target refitted in half the fits at D = 2 (the gaussian sampler's dimension), where the t
-    mixture's own misfit (0.017) is about the noise (0.025 at N = 200)."""
+    0.775 at 3,000, 0.846 / 0.750 at 300; poisson 0.886 / 0.774, 0.885 / 0.775, 0.857 / 0.777 (all
+    kept: at 300 groups bernoulli misfit 0.11 against noise 0.19). At 40 groups bernoulli refits (misfit
+    0.66 against 0.29 + 0.29; acceptance 0.569 / 0.571, importance ESS / N 0.53 / 0.61) and poisson keeps
+    its proposal (0.21 against 0.13 + 0.21; 0.749 / 0.708). Until 2026-12-07 every fit refitted. Without
+    ``refit_misfit`` (the first form of this rule) a Laplace proposal placed exactly on a normal target
+    was refitted in 22 of 40 fits at D = 2 (the gaussian sampler's dimension), where the t mixture's own
+    misfit (about 0.017) is about the noise (0.025 at N = 200); none now (tests hold both)."""
     ess = 1.0 / float(np.sum(w**2))
     misfit = w.shape[0] / ess - 1.0
     noise = (D * D + 3 * D) / (2.0 * ess)
@@ -672,8 +671,8 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
     in one call) start the chains; the proposal's location and covariance are then re-estimated from every
     tuning proposal by self-normalized importance weights where that can help (:func:`refit_helps`; and
     their ESS at least 10 D, the covariance positive definite), and ``draws`` proposals per chain follow
-    with the proposal fixed. Each chain's
-    accept/reject decisions use its own generator of ``chain_rngs``.
+    with the proposal fixed. Each chain's accept/reject decisions use its own generator of
+    ``chain_rngs``.
 
     ``more``: None, or a callable given the draws so far, ``psi`` (chains, n, D), that returns how many
     draws per chain to add (0: stop; ``hp.fit(..., min_ess=)`` asks from the ESS so far). The chains then
