@@ -83,7 +83,7 @@ _MAX_TRIES = 10_000
 #: Newton step is below ``_CENTRE_STEP``: in a logistic or poisson tail f' is about -f'', so the slope test
 #: alone held far from the mode once the curvature was small (large tau), and the hull was poor there
 #: (a review's emulation of the hull, one-row group of y = 0: acceptance 0.39 against 0.61 at tau = 100;
-#: with the kernel, 32 of 8,000 bernoulli draws failed at log tau = 11.5; tests hold both).
+#: with the kernel, 32 of 8,000 bernoulli draws failed at log tau = 11.5, which a test now holds to none).
 _CENTRE_SLOPE = 0.05
 _CENTRE_STEP = 0.25
 
