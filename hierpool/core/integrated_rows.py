@@ -301,6 +301,18 @@ def _logit_log_integral(b, q, r0, r1, c, Sy, u, inv_t2, xn, lwn, sv, nk):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _inv_tau_sq(tau):
+    """``1 / tau^2``, or NaN where tau is NaN or ``tau^2`` or ``1 / tau^2`` overflows (``|log tau|`` above
+    about 354.9): the phis :func:`block_logml` and :func:`block_draws` give no value or draw."""
+    t2 = tau * tau
+    if 0.0 < t2 < math.inf:
+        inv = 1.0 / t2
+        if inv < math.inf:
+            return inv
+    return math.nan
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _newton_start(u0, du0, phi0, phi, j):
     """Group j's Newton start at phi: ``u0[j] + du0[j] . (phi - phi0)``, or ``u0[j]`` before any slopes
     (``du0`` of shape (0, D))."""
@@ -376,14 +388,13 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
-        if not (0.0 < tau * tau < math.inf and 1.0 / (tau * tau) < math.inf):  # |log tau| > ~354.9, NaN:
-            # no value (was a ZeroDivisionError)
+        inv_t2 = _inv_tau_sq(tau)
+        if inv_t2 != inv_t2:  # no value (was a ZeroDivisionError)
             val[s] = np.nan
             if want_grad:
                 for d in range(grad.shape[1]):
                     grad[s, d] = np.nan
             continue  # (umode and slopes not written for it: the caller keeps its Newton starts)
-        inv_t2 = 1.0 / (tau * tau)
         log_tau = math.log(tau)
         _eta(off, Xs, phi, P, eta)
         _exp_array(eta, q)
@@ -518,12 +529,12 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
     for s in range(S):
         phi = phis[s]
         tau = math.exp(phi[1 + P]) if has_tau else tau_fixed
-        if not (0.0 < tau * tau < math.inf and 1.0 / (tau * tau) < math.inf):  # |log tau| > ~354.9, NaN
+        inv_t2 = _inv_tau_sq(tau)
+        if inv_t2 != inv_t2:  # no draw of this phi
             for j in range(J):
                 out[s, j] = np.nan
             failed += J
             continue
-        inv_t2 = 1.0 / (tau * tau)
         _eta(off, Xs, phi, P, eta)
         _exp_array(eta, q)
         for j in range(J):
