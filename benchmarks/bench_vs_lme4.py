@@ -132,7 +132,9 @@ def worker(args) -> None:
     rhat_max_params = max(float(np.max(rhat[v].values)) for v in rhat.data_vars)
     out = {
         **t, "rss_data_gb": rss_data, "peak_gb": C.peak_rss_gb(), "peaks": peaks, "collapse": collapse,
-        "sampler": dt.attrs.get("hierpool_sampler"), "n_obs": gd.n_obs, "n_groups": gd.n_groups, "thin": int(dt.attrs.get("hierpool_thin", 1)),
+        "sampler": dt.attrs.get("hierpool_sampler"), "n_obs": gd.n_obs, "n_groups": gd.n_groups,
+        "thin": round(float(dt.attrs.get("hierpool_thin", 1)), 3),
+        "group_effect_draws": diag.get("group_effect_draws", int(post.sizes["chain"] * post.sizes["draw"])),
         "rhat_max": max(rhat_max_params, float(diag.get("max_rhat", 0.0))),
         "rhat_max_var": diag.get("max_rhat_var"), "rhat_tau": float(rhat["tau"]),
         "ess_bulk_tau": float(ess_b["tau"]), "ess_tail_tau": float(ess_t["tau"]),

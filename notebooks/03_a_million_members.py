@@ -112,11 +112,12 @@ print("collapsed:", hp.describe(model).collapse, "| free variables the sampler s
 with timed("fit (sampling + drawing every member's effect)"):
     dt = hp.fit(model, draws=DRAWS, tune=DRAWS, chains=4, random_seed=1, progressbar=False,
                 log_likelihood=False, max_group_effect_values=1e8)
-thin = int(dt.attrs["hierpool_thin"])
-post = dt["posterior"]
-print(f"stored posterior: {post.sizes['chain']} chains x {post.sizes['draw']} draws x {post.sizes['group']:,} members "
-      f"({post['group_effect'].nbytes / 1e9:.2f} GB); thinned every {thin} draw(s) for the member effects, "
-      "diagnostics on all draws")
+post = dt["posterior"]  # every draw of the population parameters
+# the member effects: in the posterior, or (thinned for memory) at fewer draws in a group of their own
+ge = (dt["posterior_group_effects"] if "posterior_group_effects" in dt.children else post)["group_effect"]
+print(f"stored: {post.sizes['chain']} chains x {post.sizes['draw']} draws of the population parameters "
+      f"(diagnostics on all of them); member effects at {ge.sizes['draw']} draws per chain x {ge.sizes['group']:,} "
+      f"members ({ge.nbytes / 1e9:.2f} GB; draws per kept draw: {dt.attrs['hierpool_thin']:g})")
 
 # %%
 hp.summarize(dt)

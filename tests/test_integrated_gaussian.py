@@ -254,14 +254,16 @@ def test_min_ess_in_place_keeps_the_whole_memory_budget(family):
     else:
         df = hp.datasets.simulate("poisson", n_groups=200, group_sizes=(1, 6), n_predictors=2, seed=5)
         gd = hp.prepare(df, y="y", group="group", predictors=["x1", "x2"], family="poisson")
-    budget = 20_000.0
+    budget = 16_000.0
     dt = quiet_fit(hp.random_intercepts(gd, **({} if family == "gaussian" else {"collapse": False})),
                    sampler="integrated", draws=50, tune=20, min_ess=100, max_rounds=4,
                    max_group_effect_values=budget)
     assert json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])["round_adds"] == "draws"
     n = dt["posterior"].sizes["draw"]
-    thin = int(dt.attrs["hierpool_thin"])
-    assert thin == config.thinning(4 * n * 200, budget) < config.thinning(4 * n * 200, budget / 4)
-    assert thin >= 4 * n // 100  # memory set it (min_ess alone would keep as many or more)
     u = dt["posterior_group_effects"][N.GROUP_EFFECT]
-    assert u.dtype == np.float32 and u.sizes["draw"] == -(-n // thin)
+    # memory set it: the whole budget, 16,000 values = 4 chains x 20 draws x 200 groups (a round of new
+    # chains would get a quarter of it: 4 x 5), fewer than min_ess alone keeps (4 x 25), evenly spaced
+    assert u.dtype == np.float32 and u.sizes["draw"] == 20
+    np.testing.assert_array_equal(u["draw"].values, np.arange(20) * n // 20)
+    assert config.kept_draws(n, 4, 200, budget / 4, 100).size == 5 and config.kept_draws(n, 4, 200, 1e9, 100).size == 25
+    assert dt.attrs["hierpool_thin"] == config.thin_ratio(n, 20) == pytest.approx(n / 20)

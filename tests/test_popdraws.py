@@ -74,11 +74,12 @@ def thinned(data):
     return _from_trace(model, ds, stats, max_group_effect_values=C * D * gd.n_groups / THIN, log_likelihood=True)
 
 
-def aligned_reference(dt: xr.DataTree) -> xr.DataTree:
+def aligned_reference(dt: xr.DataTree, positions=None) -> xr.DataTree:
     """The thinned fit in the unthinned layout, built by hand (not through FitView): the posterior at the
-    kept draws (every k-th, by position) with ``group_effect`` in it, the other groups as they are."""
-    k = int(dt.attrs[N.ATTR_THIN])
-    post = dt["posterior"].to_dataset().isel(draw=slice(None, None, k))
+    kept draws (every k-th, or the given ``positions``, by position) with ``group_effect`` in it, the other
+    groups as they are."""
+    post = dt["posterior"].to_dataset()
+    post = post.isel(draw=slice(None, None, int(dt.attrs[N.ATTR_THIN])) if positions is None else positions)
     ge = dt[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
     np.testing.assert_array_equal(ge["draw"].values, post["draw"].values)
     post[N.GROUP_EFFECT] = ge
@@ -238,6 +239,80 @@ def test_compare_uses_the_aligned_draws(thinned, reference, data):
     b = hp.compare({"thinned": reference, "all draws": other}).set_index("model")
     np.testing.assert_allclose(a.loc["thinned", "elpd"], b.loc["thinned", "elpd"], rtol=1e-12)
     np.testing.assert_allclose(a.loc["thinned", "se"], b.loc["thinned", "se"], rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------
+# a budget that no whole stride fills: m evenly spaced draws of each chain's D
+M_UNEVEN = 60  # of D = 200: 3.33 draws per kept draw (every 3rd would exceed the budget, every 4th keep 50)
+
+
+@pytest.fixture(scope="module")
+def uneven(data):
+    _, model, gd, ds, stats = data
+    return _from_trace(model, ds, stats, max_group_effect_values=C * M_UNEVEN * gd.n_groups + 1,
+                       log_likelihood=True)
+
+
+def test_uneven_thinning_keeps_as_many_evenly_spaced_draws_as_fit(uneven, data):
+    """The kept draws are floor(i D / m), i < m, with m the most that fit the budget; their group effects
+    are the exact conditional draws of those draws (the same seed), and the attrs and the report say so."""
+    from hierpool.core import config
+    from hierpool.inference.conditional import collapsed_group_effects
+
+    _, model, gd, ds, _ = data
+    at = np.arange(M_UNEVEN) * D // M_UNEVEN
+    assert at[:6].tolist() == [0, 3, 6, 10, 13, 16] and at[-1] == 196
+    np.testing.assert_array_equal(config.kept_draws(D, C, gd.n_groups, C * M_UNEVEN * gd.n_groups + 1), at)
+    ge = uneven[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    assert ge.shape == (C, M_UNEVEN, gd.n_groups) and ge.dtype == np.float32
+    np.testing.assert_array_equal(ge["draw"].values, at)
+    np.testing.assert_array_equal(uneven["log_likelihood"]["draw"].values, at)
+    expected = collapsed_group_effects(ds.isel(draw=at), hp.describe(model), 3, dtype=np.float32)
+    np.testing.assert_array_equal(ge.values, expected.values)
+    assert uneven.attrs[N.ATTR_THIN] == pytest.approx(D / M_UNEVEN)
+    import json
+
+    rep = json.loads(uneven.attrs[N.ATTR_DIAGNOSTICS])
+    assert rep["group_effect_draws"] == C * M_UNEVEN and rep["thinned_for_group_effects"] == pytest.approx(D / M_UNEVEN)
+    assert f"group effects kept at {C * M_UNEVEN} of {C * D} draws" in str(hp.summarize(uneven))
+    for v in POP:  # every draw of the population parameters
+        np.testing.assert_array_equal(uneven["posterior"][v].values, ds[v].values)
+
+
+def test_kept_draws_fill_the_budget_and_min_ess_and_no_more():
+    """config.kept_draws over a grid: increasing positions from 0 within the chain; at most the budget
+    (unless one draw per chain exceeds it); with min_kept, ceil(min_kept / chains) per chain where memory
+    and the draws allow, else all that memory and the draws allow; every k-th draw where m divides them."""
+    from hierpool.core import config
+
+    for draws in (1, 7, 100, 170, 301, 1000):
+        for chains in (1, 4):
+            for budget in (10.0, 2_000.0, 1e5, 1e9):
+                for min_kept in (None, 1, 399, 400, 1e6):
+                    at = config.kept_draws(draws, chains, 50, budget, min_kept)
+                    m = at.size
+                    fit = max(1, int(budget // (chains * 50)))
+                    want = min(draws, fit, draws if min_kept is None else max(1, -(-int(min_kept) // chains)))
+                    assert m == want, (draws, chains, budget, min_kept, m, want)
+                    assert at[0] == 0 and (np.diff(at) >= 1).all() and at[-1] < draws
+                    assert chains * m * 50 <= budget or m == 1
+                    if draws % m == 0:
+                        np.testing.assert_array_equal(at, np.arange(0, draws, draws // m))
+                        assert config.thin_ratio(draws, m) == draws // m
+                    else:
+                        assert config.thin_ratio(draws, m) == draws / m
+
+
+def test_uneven_thinning_analysis_equals_the_aligned_draws(uneven, data, tmp_path):
+    ref = aligned_reference(uneven, np.arange(M_UNEVEN) * D // M_UNEVEN)
+    _frames_equal(hp.shrinkage(uneven), hp.shrinkage(ref))
+    _frames_equal(hp.rank_groups(uneven, top_k=3), hp.rank_groups(ref, top_k=3))
+    _frames_equal(hp.profile(uneven), hp.profile(ref))
+    df = data[0]
+    _frames_equal(hp.predict(uneven, df.head(5), random_seed=1), hp.predict(ref, df.head(5), random_seed=1))
+    back = hp.load(hp.save(uneven, tmp_path / "fit.nc"))  # the float attr survives netCDF
+    assert back.attrs[N.ATTR_THIN] == pytest.approx(D / M_UNEVEN)
+    _frames_equal(hp.rank_groups(back), hp.rank_groups(uneven))
 
 
 # ------------------------------------------------------------------------------------------------------

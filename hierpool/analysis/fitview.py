@@ -38,7 +38,7 @@ class FitView:
         """The posterior every analysis function reads: one draw = one joint draw of all parameters.
 
         A fit thinned for memory (``attrs["hierpool_thin"]`` > 1) keeps every draw of the population
-        parameters in ``posterior`` and ``group_effect`` at every k-th draw in ``posterior_group_effects``;
+        parameters in ``posterior`` and ``group_effect`` at the kept draws in ``posterior_group_effects``;
         here they are aligned on the kept draws (the population parameters selected at the draw labels of
         the group effects, plus ``group_effect``, not copied), so analysis code sees one posterior either
         way. Without thinning this is the ``posterior`` group as it is.
@@ -56,7 +56,7 @@ class FitView:
 
     @property
     def thinned(self) -> bool:
-        """Whether the group effects are stored apart, at every k-th draw (``posterior_group_effects``)."""
+        """Whether the group effects are stored apart, at the kept draws (``posterior_group_effects``)."""
         return N.GROUP_EFFECTS_GROUP in self.dt.children
 
     @property

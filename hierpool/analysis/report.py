@@ -109,7 +109,9 @@ class FitSummary:
             line += (f"; sampled until ESS {d['min_ess']:g}: {'reached' if d.get('min_ess_reached') else 'NOT reached'}"
                      f" after {d.get('rounds')} rounds ({how})")
         if d.get("thinned_for_group_effects"):
-            line += f"; group effects drawn at 1 draw in {d['thinned_for_group_effects']}"
+            kept = d.get("group_effect_draws")
+            line += (f"; group effects kept at {kept} of {self.chains * self.draws} draws" if kept else
+                     f"; group effects drawn at 1 draw in {d['thinned_for_group_effects']}")
         return line
 
     def _ridge_line(self) -> str:

@@ -73,7 +73,9 @@ MODEL_ATTR = "hierpool"
 
 # more DataTree attrs
 ATTR_SAMPLER = "hierpool_sampler"
-ATTR_THIN = "hierpool_thin"  # keep every k-th draw for the group effects (1: every draw, no thinning)
+#: draws per kept draw of the group effects: 1 (every draw), an int k (every k-th) or a float d / m (m
+#: evenly spaced draws of each chain's d: hierpool.core.config.kept_draws)
+ATTR_THIN = "hierpool_thin"
 #: DataTree group of a fit thinned for memory (``ATTR_THIN`` > 1): ``group_effect`` (chain, draw, group) at
 #: the kept draws, whose ``draw`` coordinate holds their indices in the full chains (0, k, 2k, ...). The
 #: ``posterior`` group then keeps every draw of the population-level parameters and no ``group_effect``.

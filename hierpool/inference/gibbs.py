@@ -267,13 +267,14 @@ _NAN_THETA = ("the Gibbs sampler drew non-finite intercept or beta values (NaN P
 
 
 @njit(nogil=True, cache=True)
-def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, code, par, on_square, tau_fixed,
+def _run(rng, bitgen, it0, n_iter, n_tune, slot, kappa, b, gidx, Xs, Kj, Dk, m0, prec0, code, par, on_square, tau_fixed,
          theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch, out_theta, out_s, out_u, out_evals,
          tune_s):
     """Run iterations ``it0 .. it0 + n_iter - 1`` of one chain, updating the state in place.
 
     Draws of iteration ``it >= n_tune`` go to row ``it - n_tune`` of ``out_theta``/``out_s``; the group
-    effects of every ``thin``-th of them to ``out_u``; log tau of tuning iterations to ``tune_s``.
+    effects of draw d to ``out_u[slot[d]]`` where ``slot[d] >= 0`` (the kept draws); log tau of tuning
+    iterations to ``tune_s``.
     ``tau_fixed > 0`` fixes tau (no slice step).
     """
     N = kappa.shape[0]
@@ -369,9 +370,10 @@ def _run(rng, bitgen, it0, n_iter, n_tune, thin, kappa, b, gidx, Xs, Kj, Dk, m0,
                 out_theta[d, a] = theta[a]
             out_s[d] = s
             out_evals[d] = evals
-            if d % thin == 0:
+            k = slot[d]
+            if k >= 0:
                 for j in range(J):
-                    out_u[d // thin, j] = u[j]
+                    out_u[k, j] = u[j]
         else:
             tune_s[it] = s
 
@@ -615,18 +617,21 @@ _CHUNK = 50  # iterations per kernel call (progress, and slice-width adaptation 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_seed, progressbar: bool,
            max_group_effect_values: float):
-    """Run ``chains`` chains; return ``(posterior, group_effect, thin, sample_stats, timing)``.
+    """Run ``chains`` chains; return ``(posterior, group_effect, kept, sample_stats, timing)``.
 
     ``posterior`` holds every draw of intercept, beta and tau; ``group_effect`` (chains x kept draws x
-    groups) every ``thin``-th draw (float32 when thinned), with ``thin`` the smallest that keeps
-    chains x draws / thin x groups within ``max_group_effect_values``. ``sample_stats`` has the number
+    groups) the draws at positions ``kept`` of each chain (float32 when thinned): every draw, or as many
+    evenly spaced ones as keep chains x kept x groups within ``max_group_effect_values``
+    (:func:`hierpool.core.config.kept_draws`). ``sample_stats`` has the number
     of log-density evaluations of each draw's slice step.
     """
     J = pl.n_groups
     P1 = pl.m0.shape[0]
-    thin = config.thinning(chains * draws * J, max_group_effect_values)
-    n_keep = -(-draws // thin)
-    udtype = np.float32 if thin > 1 else np.float64
+    kept = config.kept_draws(draws, chains, J, max_group_effect_values)
+    n_keep = kept.size
+    slot = np.full(max(draws, 1), -1, dtype=np.int64)
+    slot[kept] = np.arange(n_keep)
+    udtype = np.float32 if n_keep < draws else np.float64
     seeds = np.random.SeedSequence(random_seed).spawn(chains)
     out_theta = np.empty((chains, draws, P1))
     out_s = np.empty((chains, draws))
@@ -653,7 +658,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
         total = tune + draws
         while it < total:
             n = min(_CHUNK, (tune - it) if it < tune else total - it)
-            _run(rng, bitgen, it, n, tune, thin, pl.kappa, pl.b, pl.gidx, pl.Xs, Kj, Dk, pl.m0, pl.prec0, pl.code, pl.par,
+            _run(rng, bitgen, it, n, tune, slot, pl.kappa, pl.b, pl.gidx, pl.Xs, Kj, Dk, pl.m0, pl.prec0, pl.code, pl.par,
                  pl.on_square, pl.tau_fixed, theta, u, s_state, width, W, S, G, L, v, Lb, vb, scratch,
                  out_theta[c], out_s[c], out_u[c], evals[c], tune_s)
             it += n
@@ -673,7 +678,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     stats = xr.Dataset({"slice_evaluations": (("chain", "draw"), evals[:, :draws])},
                        coords={"chain": np.arange(chains), "draw": np.arange(draws)})
     timing = {"sampling_s": elapsed, "mean_slice_evaluations": float(evals[:, :draws].mean()) if draws else 0.0}
-    return ds, out_u, thin, stats, timing
+    return ds, out_u, kept, stats, timing
 
 
 def population_dataset(theta: np.ndarray, tau: np.ndarray | None, x_center, x_scale) -> xr.Dataset:

@@ -41,8 +41,8 @@ together) computes its share of every proposal's log marginal likelihood, in thr
 number per proposal and block has to be added. That is what lets the same sampler run with the blocks on
 Dask workers: scattered there from this process (:func:`sample` with ``client=``), or built there from
 cells that never left them (data from ``hp.prepare(..., client=)``; :func:`plan`, :func:`partition_blocks`). The sampling report diagnoses the population parameters
-on every draw; the group effects, exact conditional draws given them, are kept at every k-th draw when
-memory asks (as for the other samplers).
+on every draw; the group effects, exact conditional draws given them, are kept at fewer draws, evenly
+spaced, when memory or ``min_ess`` asks (as for the other samplers: :func:`hierpool.core.config.kept_draws`).
 
 Priors are those of the factory (read and checked as the Gibbs sampler reads them:
 :func:`hierpool.inference.gibbs.population_prior`): Normal on the intercept and coefficients, one of
@@ -728,14 +728,14 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
            max_group_effect_values: float, n_nodes: int = 20, client=None, more=None, min_kept=None):
-    """Run ``chains`` independence-MH chains; return ``(posterior, group_effect, thin, sample_stats, info)``
+    """Run ``chains`` independence-MH chains; return ``(posterior, group_effect, kept, sample_stats, info)``
     as :func:`hierpool.inference.gibbs.sample` does (``info``: the report's additions).
 
     ``more``: None, or a callable given the population posterior so far (an ``xr.Dataset`` of intercept,
     beta and tau, as returned) that returns how many draws per chain to add (0: enough), as
     :func:`imh_chains` takes it (``hp.fit(..., min_ess=)``); the group effects are drawn once, at the kept
-    draws of the final chains (``min_kept``: keep no more of them than that many draws in all need,
-    :func:`hierpool.core.config.thinning_kept`).
+    draws of the final chains (``kept``: their positions in each chain; ``min_kept``: keep no more of them
+    than that many draws in all need, :func:`hierpool.core.config.kept_draws`).
 
     ``client``: a ``dask.distributed.Client``. The blocks of groups are scattered to its workers once and
     stay there; every evaluation sends a batch of phis and gets back one number per phi and block (and
@@ -787,12 +787,12 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
         bar.close()
     phi, ds = population(psi)
     draws = psi.shape[1]
-    # group effects at every thin-th draw, exactly from their conditionals
+    # group effects at the kept draws (config.kept_draws), exactly from their conditionals
     J = pl.n_groups
-    thin = config.thinning_kept(chains * draws, J, max_group_effect_values, min_kept)
-    kept = phi[:, ::thin]
+    at = config.kept_draws(draws, chains, J, max_group_effect_values, min_kept)
+    kept = phi[:, at]
     n_keep = kept.shape[1]
-    udtype = np.float32 if thin > 1 else np.float64
+    udtype = np.float32 if n_keep < draws else np.float64
     t_u = time.perf_counter()
     u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
     t_u = time.perf_counter() - t_u
@@ -801,4 +801,4 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
                 marginal_evaluations=int(ev.evaluations), mode_s=float(t_mode), imh_s=float(t_eval),
                 group_effects_s=float(t_u),
                 sampling_s=float(time.perf_counter() - t0), proposal=f"multivariate t({T_DF:g})")
-    return ds, u, thin, stats, info
+    return ds, u, at, stats, info

@@ -230,8 +230,9 @@ def fit(
         Models whose group effects are integrated out (gaussian, and bernoulli/binomial without
         predictors), and the Gibbs sampler: when chains x draws x groups would exceed this (default: the memory
         budget's stored-array size, 2.5e8 float64 values = 2 GB at ``hp.set_options(memory_gb=2)``), only
-        the group effects are thinned to fit: ``group_effect`` is kept at every k-th draw
-        (``attrs["hierpool_thin"]`` = k) in float32 (exact draws, to 7 significant digits: 1 GB at
+        the group effects are thinned to fit: ``group_effect`` is kept at m evenly spaced draws of each
+        chain's d, as many as fit (``attrs["hierpool_thin"]`` = d / m, an int k where they are every k-th
+        draw; :func:`hierpool.core.config.kept_draws`) in float32 (exact draws, to 7 significant digits: 1 GB at
         the budget; gaussian ones from float32 standard normals, :func:`hierpool.core.kernels.box_muller_f32`),
         while every draw of intercept, beta, tau and sigma is kept (see Returns). For
         integrated-out models the group effects are drawn after sampling, one per kept draw; the
@@ -268,8 +269,8 @@ def fit(
         200,000 groups (benchmarks/README.md), ``draws=100`` stopped at 301-309 draws per chain (the
         R-hat bound asked for more than the ESS), 20-22% fewer marginal-likelihood evaluations than one
         round of ``draws=400`` (bernoulli 1,439 against 1,835, poisson 1,489 against 1,853). The group
-        effects are drawn once, at the final chains' kept draws: every k-th draw with k as large as keeps
-        ``min_ess`` draws in all, or larger when ``max_group_effect_values`` asks (stored as a fit thinned
+        effects are drawn once, at the final chains' kept draws: ``min_ess`` draws in all (rounded up to
+        whole chains), evenly spaced in each chain, or fewer when ``max_group_effect_values`` asks (stored as a fit thinned
         for memory is: float32 in ``posterior_group_effects``, the log-likelihood at the kept draws). They
         are exact conditional draws given the population parameters, so a typical group's ESS is about
         their number, not every group's: poisson, 300 groups, 524-580 kept draws, 3 seeds: median bulk
@@ -314,19 +315,21 @@ def fit(
         ``hierpool_version``, ``hierpool_settings`` (JSON), ``hierpool_thin`` and
         ``hierpool_diagnostics`` (JSON).
 
-        Layout of a fit thinned for memory or by ``min_ess`` (``attrs["hierpool_thin"]`` = k > 1; the
+        Layout of a fit thinned for memory or by ``min_ess`` (``attrs["hierpool_thin"]`` = d / m > 1; the
         design decision of hierpool issue 17: what was sampled is kept, only what must be is thinned,
         the group effects): ``posterior`` holds
         every chain x draw of intercept, beta, tau and sigma and no ``group_effect``; a group
-        ``posterior_group_effects`` holds ``group_effect`` (chain, draw, group; float32) at every k-th
-        draw, its ``draw`` coordinate the kept draws' labels in the full chains (0, k, 2k, ...);
+        ``posterior_group_effects`` holds ``group_effect`` (chain, draw, group; float32) at the m kept
+        draws of each chain, its ``draw`` coordinate their labels in the full chains (0, k, 2k, ... for
+        an int k; 0, 1, 3, 5, 6, ... for d / m = 1.7), and the report ``thinned_for_group_effects`` (d / m)
+        and ``group_effect_draws`` (chains x m);
         ``sample_stats`` keeps every draw; ``log_likelihood`` is computed at the kept draws (with their
         labels). Every hierpool analysis function reads such a fit through the posterior aligned on the
         kept draws (:class:`hierpool.analysis.fitview.FitView` ``.post``: the population parameters at
         those draws plus ``group_effect``), so their results are those of a fit of the kept draws;
         ``hp.summarize``'s parameter table and ``az.summary(dt)`` use every draw. For ``az.loo`` on such
         a fit directly, give it the aligned posterior (``hp.compare`` does): its relative efficiency
-        comes from the posterior's ESS. Without thinning (k = 1, the usual case) ``group_effect`` is in
+        comes from the posterior's ESS. Without thinning (d / m = 1, the usual case) ``group_effect`` is in
         ``posterior`` with every draw and there is no ``posterior_group_effects``.
         A model with several grouping factors (crossed or nested) keeps ``group``, ``group_effect`` and
         ``tau`` for its FIRST factor and adds, for every further factor ``f``, dim ``group__f``,
@@ -589,7 +592,7 @@ class _MoreDraws:
       worst ESS grows in proportion to the draws, R-hat's excess over 1 about as their inverse; at least a
       tenth of ``n``, both ratios being above 1 when a target is missed).
 
-    ``min_ess`` is also the least number of group-effect draws kept (:func:`config.thinning_kept`): exact
+    ``min_ess`` is also the number of group-effect draws kept (:func:`config.kept_draws`): exact
     conditional draws given the population parameters, whose ESS is about their number for a typical
     group."""
 
@@ -740,14 +743,14 @@ def _sample_small(model, desc: ModelDescription, engine, var_names, *, draws, tu
 
 def _sample_gibbs(pl, desc: ModelDescription, *, draws, tune, chains, cores, random_seed, progressbar, log_likelihood,
                   max_group_effect_values):
-    post, u, thin, stats, _ = gibbs.sample(pl, draws=draws, tune=tune, chains=chains, cores=cores,
-                                           random_seed=random_seed, progressbar=progressbar,
-                                           max_group_effect_values=max_group_effect_values)
-    # every draw of intercept, beta and tau is kept; the group effects of every thin-th draw
+    post, u, at, stats, _ = gibbs.sample(pl, draws=draws, tune=tune, chains=chains, cores=cores,
+                                         random_seed=random_seed, progressbar=progressbar,
+                                         max_group_effect_values=max_group_effect_values)
+    # every draw of intercept, beta and tau is kept; the group effects at the draws ``at``
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
-                      coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values[at]})
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
-    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+    return finalize(dt, desc, engine="gibbs", log_likelihood=log_likelihood, random_seed=random_seed,
                     group_effect=ge)
 
 
@@ -787,15 +790,15 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     if n_nodes is None:
         n_nodes = integrated.default_nodes(pl)
     n_nodes = positive_int("n_nodes", n_nodes, 2)
-    post, u, thin, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                                   progressbar=progressbar, n_nodes=n_nodes, client=client,
-                                                   max_group_effect_values=max_group_effect_values,
-                                                   more=more, min_kept=None if more is None else more.min_ess)
+    post, u, at, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                                 progressbar=progressbar, n_nodes=n_nodes, client=client,
+                                                 max_group_effect_values=max_group_effect_values,
+                                                 more=more, min_kept=None if more is None else more.min_ess)
     post = _with_fixed_tau(post, desc)
     ge = xr.DataArray(u, dims=(*N.SAMPLE_DIMS, N.GROUP),
-                      coords={"chain": post["chain"].values, "draw": post["draw"].values[::thin]})
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values[at]})
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
-    return finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed, thin=thin,
+    return finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed,
                     group_effect=ge, extra_report={"integrated": info})
 
 
@@ -834,27 +837,24 @@ def _sample_integrated_gaussian(gp, desc: ModelDescription, *, draws, tune, chai
                     min_kept=None if more is None else more.min_ess)
 
 
-def _kept_draws(draw: np.ndarray, thin: int) -> np.ndarray:
-    """The draw labels kept for the group effects: every ``thin``-th, starting with the first."""
-    return np.asarray(draw)[::thin]
-
-
 def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likelihood="auto", random_seed=None,
-             max_group_effect_values: float | None = None, thin: int = 1, method: str = "full_bayes",
+             max_group_effect_values: float | None = None, method: str = "full_bayes",
              extra_report: dict | None = None, group_effect: xr.DataArray | None = None,
              advice: str | None = None, min_kept: float | None = None) -> xr.DataTree:
     """Attach constant_data, observed_data, the log-likelihood, attrs and the sampling report.
 
-    Layout. Without thinning (``thin`` = 1, the common case) ``posterior`` holds every draw of every
-    parameter, ``group_effect`` included. A fit thinned for memory or by ``min_kept`` (``thin`` > 1, recorded in
-    ``attrs["hierpool_thin"]``) keeps what was sampled and thins only the group effects:
+    Layout. Without thinning (``attrs["hierpool_thin"]`` = 1, the common case) ``posterior`` holds every
+    draw of every parameter, ``group_effect`` included. A fit thinned for memory or by ``min_kept`` (the
+    group effects kept at m of each chain's d draws, evenly spaced: :func:`hierpool.core.config.kept_draws`;
+    ``attrs["hierpool_thin"]`` = d / m > 1, an int k where they are every k-th draw) keeps what was sampled
+    and thins only the group effects:
 
     - ``posterior`` holds EVERY draw of intercept, beta, tau and sigma (so ``az.summary(dt)`` and the
       sampling report see the same draws) and no ``group_effect``;
     - ``posterior_group_effects`` (:data:`hierpool.core.names.GROUP_EFFECTS_GROUP`) holds ``group_effect``
-      (chain, draw, group) in float32 at every ``thin``-th draw; its ``draw`` coordinate holds the kept
-      draws' labels in the full chains (0, thin, 2 thin, ...), so ``posterior.sel(draw=...)`` finds the
-      population parameters each group-effect draw belongs to;
+      (chain, draw, group) in float32 at the kept draws; its ``draw`` coordinate holds the kept draws'
+      labels in the full chains (0, k, 2k, ... or e.g. 0, 1, 3, 5, 6, ... for d / m = 1.7), so
+      ``posterior.sel(draw=...)`` finds the population parameters each group-effect draw belongs to;
     - ``sample_stats`` keeps every draw; ``log_likelihood`` (it needs the group effects) is computed at
       the kept draws and carries their labels.
 
@@ -863,12 +863,12 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
 
     For a model whose group effects are integrated out, the sampling report covers the sampled
     parameters (all draws); then, if chains x draws x groups exceeds ``max_group_effect_values``, the group
-    effects are drawn from their exact conditional at every ``thin``-th draw only. ``group_effect`` and
-    ``thin`` > 1 (the Gibbs sampler) say that ``dt``'s posterior holds every draw of the population
-    parameters and ``group_effect`` the group effects at every ``thin``-th draw (draw coordinate: their
-    labels). ``advice``: a sentence every sampling warning ends with (:func:`integrated_advice`).
+    effects are drawn from their exact conditional at the kept draws only. ``group_effect`` (the Gibbs
+    and the integrated count samplers) holds the group effects a sampler drew, at the draws its ``draw``
+    coordinate labels: every draw, or fewer (then ``dt``'s posterior holds every draw of the population
+    parameters). ``advice``: a sentence every sampling warning ends with (:func:`integrated_advice`).
     ``min_kept`` (``min_ess`` of a run extended in place): the group effects drawn here are kept at no
-    more draws than that many in all need (:func:`hierpool.core.config.thinning_kept`).
+    more draws than that many in all need (:func:`hierpool.core.config.kept_draws`).
     ``method="empirical_bayes"``: ``dt`` holds the group effects already (conditional draws given
     fixed estimates), and ``extra_report`` the estimates.
     """
@@ -885,15 +885,13 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         report = check_sampling(xr.DataTree.from_dict({"posterior": post, **(
             {"sample_stats": dt["sample_stats"].to_dataset()} if "sample_stats" in dt.children else {})}),
             _stacklevel=4)
-        thin = config.thinning_kept(post.sizes["chain"] * post.sizes["draw"], gd.n_groups * (1 + len(desc.slopes)),
-                                    max_group_effect_values, min_kept)
-        kept = post.isel(draw=slice(None, None, thin))
-        if thin > 1:
-            report["thinned_for_group_effects"] = thin
+        at = config.kept_draws(post.sizes["draw"], post.sizes["chain"], gd.n_groups * (1 + len(desc.slopes)),
+                               max_group_effect_values, min_kept)
+        kept = post.isel(draw=at)
         # Thinned group effects (memory, min_kept) are stored in float32: the exact draws (computed in float64,
         # gaussian ones from float32 standard normals) to 7 significant digits, far below Monte Carlo
         # error; half the memory and bandwidth.
-        dtype = np.float32 if thin > 1 else np.float64
+        dtype = np.float32 if at.size < post.sizes["draw"] else np.float64
         if desc.slopes:  # random slopes (hierpool.inference.slopes)
             from hierpool.inference.slopes import slope_effects
 
@@ -903,11 +901,13 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         else:
             group_effect = collapsed_group_effects(kept, desc, random_seed, dtype=dtype).assign_coords(
                 chain=kept["chain"].values, draw=kept["draw"].values)
+    thin = 1
     if group_effect is not None:
-        want = _kept_draws(post["draw"].values, thin)
-        if not np.array_equal(group_effect["draw"].values, want):
-            raise ValueError(f"group_effect's draws {group_effect['draw'].values[:5]}... are not every {thin}-th "
-                             "draw of the posterior.")
+        labels = group_effect["draw"].values
+        if not (np.isin(labels, post["draw"].values).all() and np.all(np.diff(labels) > 0) and labels.size):
+            raise ValueError(f"group_effect's draws {labels[:5]}... are not increasing draws of the posterior "
+                             f"(draws {post['draw'].values[:5]}...).")
+        thin = config.thin_ratio(post.sizes["draw"], labels.size)
         group_effect = group_effect.transpose(*N.SAMPLE_DIMS, N.GROUP).assign_coords(
             {N.GROUP: const[N.GROUP].values})
         if group_slope is not None:
@@ -974,8 +974,9 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
             warnings.warn(p, HierpoolSamplingWarning, stacklevel=4)
     if report is None:
         report = check_sampling(_diagnosed(out), advice=advice, _stacklevel=4)
-    if thin > 1 and "thinned_for_group_effects" not in report:
+    if thin != 1:
         report["thinned_for_group_effects"] = thin
+        report["group_effect_draws"] = int(group_effect.sizes["chain"] * group_effect.sizes["draw"])
     if extra_report:
         report.update(extra_report)
     out.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
