@@ -63,8 +63,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from hierpool.core.vmath import exp as _exp
 
 __all__ = ["LOGIT", "POISSON", "FAMILY_CODES", "block_logml", "block_draws", "gh_nodes"]
 
@@ -88,67 +89,11 @@ _CENTRE_SLOPE = 0.05
 _CENTRE_STEP = 0.25
 
 
-@intrinsic
-def _f64_from_bits(typingctx, i):
-    """The float64 whose bit pattern is the int64 ``i`` (a bitcast, which numba has no function for)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.int64), codegen
-
-
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 in two parts (Cody and Waite): n * _LN2_HI is exact for |n| < 2**11
-_LN2_LO = 1.90821492927058770002e-10
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _expm1_parts(x):
-    """``(expm1(r), n)`` with ``x = n ln 2 + r``, ``|r| <= ln 2 / 2``: Cody-Waite reduction and the Taylor
-    polynomial of degree 14 (truncation below 1e-18 relative there). Arithmetic and selects only, so that
-    loops over it vectorize (see :func:`_exp_array`). x is clamped to [-746, 709.8]: below, the scaled
-    result underflows to 0 by itself; the caller selects inf above and NaN."""
-    v = min(max(x, -746.0), 709.8)
-    nf = np.floor(v * _LOG2E + 0.5)
-    r = (v - nf * _LN2_HI) - nf * _LN2_LO
-    p = 1.0 / 87178291200.0
-    p = p * r + 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return p * r, np.int64(nf)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _scale2(v, n):
-    """``v * 2**n`` for -1076 <= n <= 1024, in two factors so that neither overflows nor is subnormal."""
-    h = n >> 1
-    return v * _f64_from_bits((h + 1023) << 52) * _f64_from_bits((n - h + 1023) << 52)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _exp(x):
-    """exp(x) within one ulp (against the C library and numpy), overflow to inf, underflow through the
-    subnormals to 0, and NaN: :func:`_expm1_parts` scaled."""
-    q, n = _expm1_parts(x)
-    res = _scale2(q + 1.0, n)
-    res = math.inf if x > 709.8 else res
-    return x if x != x else res
-
-
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _exp_array(x, out):
     """``out[k] = exp(x[k])`` (``out`` must not overlap ``x``: LLVM's overlap check would then run the
     scalar loop). Compiled code calls the C library's ``exp`` once per value (numba's pip wheels have no
-    SVML, so LLVM cannot vectorize ``math.exp``); this loop over :func:`_exp` vectorizes (AVX-512 here).
+    SVML, so LLVM cannot vectorize ``math.exp``); this loop over :func:`hierpool.core.vmath.exp` vectorizes (AVX-512 here).
     It allows FMA contraction, so on a CPU without FMA the last bit may differ. Measured on the AMD
     EPYC, one thread: 0.87 ns a value over 500,000 values against 4.2-4.3 ns for ``math.exp``; called
     per group on 12 or 20 nodes padded to 16 or 24 (with the copies in and out, as the kernels do) 3.5

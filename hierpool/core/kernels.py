@@ -55,6 +55,8 @@ from llvmlite import ir as llvm_ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from hierpool.core import vmath as V
+
 __all__ = ["as_float_array", "rank_rows", "RankStore", "rank_store_order_stats", "column_order_stats",
            "column_quantiles", "column_summaries", "gaussian_conditional_draws", "gaussian_group_stats",
            "pointwise_loglik", "empty_large", "box_muller_f32", "N_PARTS"]
@@ -940,28 +942,62 @@ def _log1p_exp(x):
     return math.log1p(math.exp(x))
 
 
-@njit(cache=True, parallel=True)
-def _pointwise_loglik(out, family, a, B, U, sigma, y, X, gidx, offset, trials, const):
+#: Rows per tile of :func:`_pointwise_loglik`: each draw's row of the result is written a tile at a
+#: time, the tile's predictor, offset and response columns read from cache for every pass over it.
+_LL_TILE = 2048
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
+def _pointwise_loglik(out, family, a, B, U, sigma, y, XT, gidx, offset, trials, const):
+    """``out[s, i] = log p(y_i | eta_si)`` (see :func:`pointwise_loglik`), draws in parallel, rows in tiles
+    of ``_LL_TILE``. ``XT`` is the design transposed (predictors x rows): every loop is a simple loop over
+    the tile's rows, which LLVM vectorizes, and ``softplus`` and ``exp`` are :mod:`hierpool.core.vmath`'s
+    (``error_model="numpy"``: no zero-division branch in ``log1p_unit``, which would keep the loop
+    scalar). Measured (2026-12-07, the AMD EPYC, 2 threads, 402 draws x 498,855 rows, 5 predictors,
+    200,000 float32 group effects, warm): bernoulli 1.1 s against 3.1-3.7 s for the former per-row loop
+    with the C library's ``log1p`` and ``exp`` (poisson 0.76-1.0 against 1.9 s, most of it now the
+    first write of the 1.6 GB result); equal to it within 2e-15 relative."""
     S, N = out.shape
-    P = X.shape[1]
+    P = XT.shape[0]
     for s in prange(S):
         row = out[s]
         us = U[s]
+        a_s = a[s]
+        inv_sig = 1.0 / sigma[s]
         norm_const = -math.log(sigma[s]) - _LOG_2PI_HALF  # gaussian: once per draw
-        for i in range(N):
-            dot = 0.0
+        for i0 in range(0, N, _LL_TILE):
+            i1 = min(i0 + _LL_TILE, N)
+            n = i1 - i0
+            seg = row[i0:i1]  # views indexed from 0: no negative-index checks in the loops
+            g = gidx[i0:i1]
+            off = offset[i0:i1]
+            for q in range(n):
+                seg[q] = a_s + off[q] + us[g[q]]
             for p in range(P):
-                dot += X[i, p] * B[s, p]
-            eta = a[s] + dot + us[gidx[i]] + offset[i]
+                bp = B[s, p]
+                xp = XT[p, i0:i1]
+                for q in range(n):
+                    seg[q] += xp[q] * bp
+            yy = y[i0:i1]
             if family == 0:
-                z = (y[i] - eta) / sigma[s]
-                row[i] = -0.5 * z * z + norm_const
+                for q in range(n):
+                    z = (yy[q] - seg[q]) * inv_sig
+                    seg[q] = -0.5 * z * z + norm_const
             elif family == 1:
-                row[i] = y[i] * eta - _log1p_exp(eta)
+                for q in range(n):
+                    e = seg[q]
+                    seg[q] = yy[q] * e - V.softplus(e)
             elif family == 2:
-                row[i] = const[i] + y[i] * eta - trials[i] * _log1p_exp(eta)
+                cc = const[i0:i1]
+                tt = trials[i0:i1]
+                for q in range(n):
+                    e = seg[q]
+                    seg[q] = cc[q] + yy[q] * e - tt[q] * V.softplus(e)
             else:
-                row[i] = y[i] * eta - math.exp(eta) + const[i]
+                cc = const[i0:i1]
+                for q in range(n):
+                    e = seg[q]
+                    seg[q] = yy[q] * e - V.exp(e) + cc[q]
 
 
 _FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "binomial": 2, "poisson": 3}
@@ -982,8 +1018,9 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     S = a.shape[0]
     y = np.ascontiguousarray(y, dtype=np.float64)
     N = y.shape[0]
-    X = np.zeros((N, 0)) if X is None else np.ascontiguousarray(X, dtype=np.float64).reshape(N, -1)
+    X = np.zeros((N, 0)) if X is None else np.asarray(X, dtype=np.float64).reshape(N, -1)
     B = np.zeros((S, 0)) if X.shape[1] == 0 else np.ascontiguousarray(beta, dtype=np.float64).reshape(S, -1)
+    XT = np.ascontiguousarray(X.T)  # predictors x rows: the kernel's loops run along rows
     U = as_float_array(group_effect).reshape(S, -1)
     sig = np.ones(S) if sigma is None else np.ascontiguousarray(sigma, dtype=np.float64).reshape(S)
     off = np.zeros(N) if offset is None else np.ascontiguousarray(offset, dtype=np.float64).reshape(N)
@@ -995,7 +1032,7 @@ def pointwise_loglik(family: str, intercept, beta, group_effect, sigma, y, X, gr
     else:
         const = np.zeros(N)
     out = np.empty((S, N))
-    _pointwise_loglik(out, _FAMILY_CODES[family], a, B, U, sig, y, X,
+    _pointwise_loglik(out, _FAMILY_CODES[family], a, B, U, sig, y, XT,
                       np.ascontiguousarray(group_idx, dtype=np.int64), off, tr, const)
     return out
 
