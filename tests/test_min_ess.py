@@ -87,6 +87,23 @@ def test_min_ess_extends_the_integrated_chains_in_place(model):
     np.testing.assert_array_equal(post["tau"].values, dt["posterior"]["tau"].sel(draw=u["draw"].values).values)
 
 
+def test_rounds_of_new_chains_report_every_rounds_kept_group_effects():
+    """Rounds of new chains (the Gibbs sampler here) each keep the group effects within their share of the
+    budget (1/max_rounds): 2 rounds of 2 chains x 40 draws, 4 x 5 x 30 values in all -> 5 evenly spaced
+    draws per chain (every 8th); the report and hp.summarize count the combined fit's 20, not the first round's 10."""
+    df = hp.datasets.simulate("bernoulli", n_groups=30, group_sizes=(2, 6), n_predictors=1, seed=3)
+    model = hp.random_intercepts(df, y="y", group="group", predictors=["x1"], family="bernoulli", collapse=False)
+    with pytest.warns(hp.HierpoolSamplingWarning, match="not reached after 2 rounds"):
+        dt = hp.fit(model, sampler="gibbs", draws=40, tune=20, chains=2, random_seed=1, progressbar=False,
+                    min_ess=1e6, max_rounds=2, max_group_effect_values=4 * 5 * 30)
+    rep = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+    u = dt["posterior_group_effects"][N.GROUP_EFFECT]
+    assert rep["round_adds"] == "chains" and u.shape == (4, 5, 30) and dt["posterior"].sizes["chain"] == 4
+    np.testing.assert_array_equal(u["draw"].values, np.arange(5) * 8)
+    assert rep["group_effect_draws"] == 20 and rep["thinned_for_group_effects"] == 8
+    assert "group effects kept at 20 of 160 draws" in str(hp.summarize(dt))
+
+
 def _iid_posterior(chains: int, draws: int, seed: int) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     return xr.Dataset({"intercept": (("chain", "draw"), rng.normal(size=(chains, draws))),

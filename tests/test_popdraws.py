@@ -287,11 +287,11 @@ def test_kept_draws_fill_the_budget_and_min_ess_and_no_more():
 
     for draws in (1, 7, 100, 170, 301, 1000):
         for chains in (1, 4):
-            for budget in (10.0, 2_000.0, 1e5, 1e9):
+            for budget in (10.0, 2_000.0, 1e5, 1e9, np.inf):  # inf: no budget
                 for min_kept in (None, 1, 399, 400, 1e6):
                     at = config.kept_draws(draws, chains, 50, budget, min_kept)
                     m = at.size
-                    fit = max(1, int(budget // (chains * 50)))
+                    fit = draws if budget == np.inf else max(1, int(budget // (chains * 50)))
                     want = min(draws, fit, draws if min_kept is None else max(1, -(-int(min_kept) // chains)))
                     assert m == want, (draws, chains, budget, min_kept, m, want)
                     assert at[0] == 0 and (np.diff(at) >= 1).all() and at[-1] < draws
@@ -393,6 +393,27 @@ def test_gibbs_thinned_analysis_equals_the_aligned_draws(gibbs_fit):
     ll = pointwise_log_likelihood(ref["posterior"].to_dataset(), ref["constant_data"].to_dataset(),
                                   ref["observed_data"][N.Y], "bernoulli")
     np.testing.assert_allclose(dt["log_likelihood"][N.Y].values, ll.values, rtol=1e-12)
+
+
+def test_gibbs_uneven_thinning_stores_the_chains_own_draws(gibbs_fit):
+    """A budget of 12 draws per chain of 80: the group effects stored at floor(i 80 / 12) are the chain's
+    own states there (storing does not touch the random stream: the same seed unthinned gives the same
+    chains), in float32."""
+    df, dt = gibbs_fit
+    model = hp.random_intercepts(df, y="y", group="group", predictors=["x1", "x2"], family="bernoulli",
+                                 collapse=False)
+    at = np.arange(12) * 80 // 12
+    uneven = quiet_fit(model, sampler="gibbs", draws=80, tune=40, cores=2, log_likelihood=False,
+                       max_group_effect_values=4 * 12 * 40)
+    ge = uneven[N.GROUP_EFFECTS_GROUP][N.GROUP_EFFECT]
+    assert ge.shape == (4, 12, 40) and ge.dtype == np.float32 and uneven.attrs[N.ATTR_THIN] == pytest.approx(80 / 12)
+    np.testing.assert_array_equal(ge["draw"].values, at)
+    every = quiet_fit(model, sampler="gibbs", draws=80, tune=40, cores=2, log_likelihood=False,
+                      max_group_effect_values=1e9)
+    for v in (N.INTERCEPT, N.BETA, N.TAU):
+        np.testing.assert_array_equal(uneven["posterior"][v].values, every["posterior"][v].values)
+    np.testing.assert_array_equal(ge.values, every["posterior"][N.GROUP_EFFECT].values[:, at].astype(np.float32))
+    _frames_equal(hp.shrinkage(uneven), hp.shrinkage(aligned_reference(uneven, at)))
 
 
 # ------------------------------------------------------------------------------------------------------

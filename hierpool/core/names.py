@@ -77,7 +77,8 @@ ATTR_SAMPLER = "hierpool_sampler"
 #: evenly spaced draws of each chain's d: hierpool.core.config.kept_draws)
 ATTR_THIN = "hierpool_thin"
 #: DataTree group of a fit thinned for memory (``ATTR_THIN`` > 1): ``group_effect`` (chain, draw, group) at
-#: the kept draws, whose ``draw`` coordinate holds their indices in the full chains (0, k, 2k, ...). The
+#: the kept draws, whose ``draw`` coordinate holds their indices in the full chains (0, k, 2k, ... for every
+#: k-th draw; floor(i d / m) for m evenly spaced draws of d). The
 #: ``posterior`` group then keeps every draw of the population-level parameters and no ``group_effect``.
 GROUP_EFFECTS_GROUP = "posterior_group_effects"
 ATTR_METHOD = "hierpool_method"

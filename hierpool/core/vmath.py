@@ -8,7 +8,13 @@ accuracy; the tests hold them to numpy's functions (``tests/test_kernels.py``,
 ``tests/test_integrated.py``).
 
 Used by the quadrature of :mod:`hierpool.core.integrated_rows` (``exp``) and the stored pointwise
-log-likelihood (:func:`hierpool.core.kernels.pointwise_loglik`: ``exp`` and ``softplus``).
+log-likelihood (:func:`hierpool.core.kernels.pointwise_loglik`: ``exp`` and ``softplus``). A loop calling
+``log1p_unit`` or ``softplus`` vectorizes only compiled with ``error_model="numpy"`` (numba's default
+checks every division for zero, a branch that keeps the loop scalar).
+
+Maintenance: these functions are inlined into their callers, and numba's on-disk cache checks only the
+caller's own source file: after editing this module, delete the ``__pycache__`` of ``hierpool/core`` (or
+touch ``kernels.py`` and ``integrated_rows.py``) before timing or testing, or stale machine code runs.
 """
 
 from __future__ import annotations

@@ -592,7 +592,8 @@ class _MoreDraws:
       worst ESS grows in proportion to the draws, R-hat's excess over 1 about as their inverse; at least a
       tenth of ``n``, both ratios being above 1 when a target is missed).
 
-    ``min_ess`` is also the number of group-effect draws kept (:func:`config.kept_draws`): exact
+    ``min_ess`` also sets how many group-effect draws are kept (:func:`config.kept_draws`: ``min_ess``
+    rounded up to whole chains, fewer where memory asks): exact
     conditional draws given the population parameters, whose ESS is about their number for a typical
     group."""
 
@@ -666,6 +667,9 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
     reached = more.reached(last["min_ess_bulk"], last["min_ess_tail"], last["max_rhat"])
     report.update(extra, rounds=len(trail), round_adds="draws" if more.trail else "chains", min_ess=float(min_ess),
                   min_ess_reached=bool(reached), ess_rounds=trail)
+    if N.GROUP_EFFECTS_GROUP in dt.children:  # every round's kept draws (the first round's report has its own)
+        kept = dt[N.GROUP_EFFECTS_GROUP]
+        report["group_effect_draws"] = int(kept.sizes["chain"] * kept.sizes["draw"])
     if not reached:
         msg = (f"min_ess={min_ess:g} not reached after {len(trail)} rounds ({last['chains']} chains of "
                f"{last['draws']} draws): min bulk ESS {last['min_ess_bulk']:.0f}, tail {last['min_ess_tail']:.0f}, "
@@ -904,7 +908,8 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
     thin = 1
     if group_effect is not None:
         labels = group_effect["draw"].values
-        if not (np.isin(labels, post["draw"].values).all() and np.all(np.diff(labels) > 0) and labels.size):
+        if not (np.isin(labels, post["draw"].values).all() and np.all(np.diff(labels) > 0)
+                and (labels.size or not post.sizes["draw"])):
             raise ValueError(f"group_effect's draws {labels[:5]}... are not increasing draws of the posterior "
                              f"(draws {post['draw'].values[:5]}...).")
         thin = config.thin_ratio(post.sizes["draw"], labels.size)
