@@ -84,12 +84,12 @@ def kept_draws(draws: int, chains: int, values_per_draw: float, max_values: floa
     poisson fit at 200,000 groups: 680 draws kept for 400 asked, about 8 s more of group-effect draws).
     """
     draws, chains = int(draws), int(chains)
+    if draws == 0:  # nothing to keep (and no m >= 1 to space)
+        return np.arange(0, dtype=np.int64)
     per_chain = max_values / (chains * max(values_per_draw, 1))  # inf for an unbounded budget
     m = draws if per_chain >= draws else max(1, int(per_chain))
     if min_kept is not None:
         m = min(m, max(1, math.ceil(min_kept / chains)))
-    if draws == 0:
-        return np.arange(0)
     return (np.arange(m, dtype=np.int64) * draws) // m
 
 
