@@ -296,6 +296,7 @@ def test_kept_draws_fill_the_budget_and_min_ess_and_no_more():
                     assert m == want, (draws, chains, budget, min_kept, m, want)
                     assert at[0] == 0 and (np.diff(at) >= 1).all() and at[-1] < draws
                     assert chains * m * 50 <= budget or m == 1
+                    assert config.group_effect_dtype(m, draws) == (np.float64 if m == draws else np.float32)
                     if draws % m == 0:
                         np.testing.assert_array_equal(at, np.arange(0, draws, draws // m))
                         assert config.thin_ratio(draws, m) == draws // m

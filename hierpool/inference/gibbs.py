@@ -631,7 +631,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, cores: int, random_s
     n_keep = kept.size
     slot = np.full(max(draws, 1), -1, dtype=np.int64)
     slot[kept] = np.arange(n_keep)
-    udtype = np.float32 if n_keep < draws else np.float64
+    udtype = config.group_effect_dtype(n_keep, draws)
     seeds = np.random.SeedSequence(random_seed).spawn(chains)
     out_theta = np.empty((chains, draws, P1))
     out_s = np.empty((chains, draws))

@@ -792,7 +792,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     at = config.kept_draws(draws, chains, J, max_group_effect_values, min_kept)
     kept = phi[:, at]
     n_keep = kept.shape[1]
-    udtype = np.float32 if n_keep < draws else np.float64
+    udtype = config.group_effect_dtype(n_keep, draws)
     t_u = time.perf_counter()
     u = ev.group_effects(kept.reshape(-1, D), s_u, udtype).reshape(chains, n_keep, J)
     t_u = time.perf_counter() - t_u

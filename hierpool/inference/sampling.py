@@ -892,10 +892,7 @@ def finalize(dt: xr.DataTree, desc: ModelDescription, *, engine: str, log_likeli
         at = config.kept_draws(post.sizes["draw"], post.sizes["chain"], gd.n_groups * (1 + len(desc.slopes)),
                                max_group_effect_values, min_kept)
         kept = post.isel(draw=at)
-        # Thinned group effects (memory, min_kept) are stored in float32: the exact draws (computed in float64,
-        # gaussian ones from float32 standard normals) to 7 significant digits, far below Monte Carlo
-        # error; half the memory and bandwidth.
-        dtype = np.float32 if at.size < post.sizes["draw"] else np.float64
+        dtype = config.group_effect_dtype(at.size, post.sizes["draw"])  # float32 when thinned
         if desc.slopes:  # random slopes (hierpool.inference.slopes)
             from hierpool.inference.slopes import slope_effects
 
