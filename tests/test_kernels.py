@@ -35,7 +35,8 @@ def test_rank_rows_equal_stable_argsort(descending, J):
     ref, order = _stable_ranks(vals, descending)
     np.testing.assert_array_equal(ranks, ref)
     np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
-    np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
+    np.testing.assert_array_equal(acc["pivot"], ref[0])  # squares of deviations from the first draw's rank
+    np.testing.assert_array_equal(acc["sq"], ((ref - ref[0]).astype(float) ** 2).sum(axis=0))
     np.testing.assert_array_equal(acc["top"], (ref <= 3).sum(axis=0))
     np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
     np.testing.assert_allclose(acc["value"].sum(axis=0), vals.sum(axis=0), rtol=1e-12)
@@ -210,7 +211,8 @@ def test_rank_store_round_trips_and_feeds_the_rank_kernel(J):
     ref, _ = _stable_ranks(vals.astype(np.float64), True)
     np.testing.assert_array_equal(store.to_array(), ref)
     np.testing.assert_array_equal(acc["rank"], ref.sum(axis=0))
-    np.testing.assert_array_equal(acc["sq"], (ref.astype(float) ** 2).sum(axis=0))
+    np.testing.assert_array_equal(acc["pivot"], ref[0])  # squares of deviations from the first draw's rank
+    np.testing.assert_array_equal(acc["sq"], ((ref - ref[0]).astype(float) ** 2).sum(axis=0))
     np.testing.assert_array_equal(acc["top"], (ref <= 5).sum(axis=0))
     np.testing.assert_array_equal(acc["best"], (ref == 1).sum(axis=0))
     for got, want in zip(K.column_quantiles(store, SPECS), K.column_quantiles(ref, SPECS), strict=True):
@@ -222,7 +224,7 @@ def test_rank_store_round_trips_and_feeds_the_rank_kernel(J):
     for got, want in zip(K.column_quantiles(store, SPECS, top_k=5, acc=fused), K.column_quantiles(ref, SPECS),
                          strict=True):
         np.testing.assert_array_equal(got, want)
-    for key in ("rank", "sq", "top", "best"):
+    for key in ("rank", "sq", "pivot", "top", "best"):
         np.testing.assert_array_equal(fused[key], acc[key])
     for key in ("value", "sorted"):  # partial sums split by draw within each call: equal to rounding
         np.testing.assert_allclose(fused[key].sum(axis=0), acc[key].sum(axis=0), rtol=1e-12)

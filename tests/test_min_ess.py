@@ -261,3 +261,13 @@ def test_imh_chains_extended_in_place_keep_their_states_and_their_target():
     again, again_acc, _ = run(lambda psi: 0)
     np.testing.assert_array_equal(again, plain)
     np.testing.assert_array_equal(again_acc, plain_acc)
+
+
+def test_imh_chains_of_no_draws_return_empty_chains():
+    """draws=0 (a direct caller; hp.fit asks for at least one): empty (chains, 0, D) draws and acceptances
+    after the tuning proposals (was UnboundLocalError)."""
+    m = np.array([1.0, -2.0])
+    psi, acc, info = integrated.imh_chains(lambda x: -0.5 * ((x - m) ** 2).sum(axis=1), m, np.eye(2), draws=0,
+                                           tune=5, chains=3, rng=np.random.default_rng(0),
+                                           chain_rngs=[np.random.default_rng(c) for c in range(3)])
+    assert psi.shape == (3, 0, 2) and acc.shape == (3, 0) and info["batches"] == 0

@@ -209,3 +209,91 @@ def test_best_first_equals_the_stable_argsort_of_the_mean_ranks(J):
     np.testing.assert_array_equal(rank_mod._best_first(frac), np.argsort(frac, kind="stable"))
     huge = sums + 2.0**53  # integers too large to pack: the fallback
     np.testing.assert_array_equal(rank_mod._best_first(huge), np.argsort(huge, kind="stable"))
+
+
+def _bare_fit(ge: np.ndarray) -> xr.DataTree:
+    """The least DataTree the analysis functions read: group effects (chains, draws, groups) of a gaussian fit."""
+    import json
+
+    C, D, J = ge.shape
+    groups = np.array([f"g{j}" for j in range(J)], dtype=object)
+    post = xr.Dataset({"intercept": (("chain", "draw"), np.zeros((C, D))), "tau": (("chain", "draw"), np.ones((C, D))),
+                       "sigma": (("chain", "draw"), np.ones((C, D))),
+                       "group_effect": (("chain", "draw", "group"), ge)},
+                      coords={"chain": np.arange(C), "draw": np.arange(D), "group": groups})
+    const = xr.Dataset({"group_n": ("group", np.full(J, 3)), "group_raw_mean": ("group", np.zeros(J)),
+                        "group_denominator": ("group", np.full(J, 3.0))}, coords={"group": groups})
+    dt = xr.DataTree.from_dict({"posterior": post, "constant_data": const})
+    dt.attrs = {"hierpool_variant": "random_intercepts", "hierpool_family": "gaussian", "hierpool_version": "t",
+                "hierpool_settings": json.dumps({})}
+    return dt
+
+
+def test_rank_sd_keeps_its_precision_at_a_million_groups():
+    """rank_sd of ranks near a million: the sum of squared ranks over 20 draws is about 2e13, whose rounding
+    (about 2e-3) was the whole variance of a group ranked last in 19 draws and second-last in one
+    (sd 0.2236; the formula sq / S - mean^2 gave 0.22386, 1.1e-3 off). Squares of deviations from each
+    group's first rank keep it exact; the same through the fused pass (every draw kept) and the separate one
+    (max_draws below the draws)."""
+    J, S = 1_000_000, 20
+    rng = np.random.default_rng(0)
+    ge = rng.standard_normal((1, S, J)).astype(np.float32)
+    ge[0, :, 0] = -100.0  # g0 last in every draw ...
+    ge[0, 3, 1] = -200.0  # ... but draw 3, where g1 is below it
+    want = np.full(S, J)
+    want[3] = J - 1
+    dt = _bare_fit(ge)
+    for max_draws in (S, 5):
+        tab = hp.rank_groups(dt, max_draws=max_draws).set_index("group")
+        assert tab.loc["g0", "rank_sd"] == pytest.approx(want.std(ddof=1), rel=1e-12)
+        assert tab.loc["g0", "rank_mean"] == pytest.approx(want.mean(), rel=1e-15)
+
+
+def test_thinned_crossed_fit_analyses_a_further_factor():
+    """A fit with two grouping factors whose first factor's effects were kept at fewer draws
+    (posterior_group_effects, as finalize writes a thinned fit) and the further factor's at every draw:
+    factor="site" reads the site effects at the kept draws (it raised "holds 'group_effect' both in posterior
+    and in posterior_group_effects"), equal to a fit that is the posterior at those draws."""
+    import json
+
+    C, D, J, H = 2, 6, 4, 3
+    rng = np.random.default_rng(0)
+    kept = np.array([0, 2, 4])
+    sites = ["s0", "s1", "s2"]
+    post = xr.Dataset({"intercept": (("chain", "draw"), rng.normal(size=(C, D))),
+                       "tau": (("chain", "draw"), np.ones((C, D))), "sigma": (("chain", "draw"), np.ones((C, D))),
+                       "tau__site": (("chain", "draw"), np.ones((C, D))),
+                       "group_effect__site": (("chain", "draw", "group__site"), rng.normal(size=(C, D, H)))},
+                      coords={"chain": [0, 1], "draw": np.arange(D), "group__site": sites})
+    ge = rng.normal(size=(C, kept.size, J)).astype(np.float32)
+    node = xr.Dataset({"group_effect": (("chain", "draw", "group"), ge)},
+                      coords={"chain": [0, 1], "draw": kept, "group": [f"g{j}" for j in range(J)]})
+    const = xr.Dataset({"group_idx": ("obs_id", np.repeat(np.arange(J), 3)), "group_n": ("group", np.full(J, 3)),
+                        "group_raw_mean": ("group", np.zeros(J)), "group_denominator": ("group", np.full(J, 3.0)),
+                        "group_idx__site": ("obs_id", np.arange(12) % H), "group_n__site": ("group__site", np.full(H, 4)),
+                        "group_raw_mean__site": ("group__site", np.zeros(H)),
+                        "group_denominator__site": ("group__site", np.full(H, 4.0))},
+                       coords={"group": [f"g{j}" for j in range(J)], "group__site": sites})
+    attrs = {"hierpool_variant": "random_intercepts", "hierpool_family": "gaussian", "hierpool_version": "t",
+             "hierpool_settings": json.dumps({"data": {"group": "group"}}),
+             "hierpool_factors": json.dumps(["group", "site"]), "hierpool_thin": 2}
+    dt = xr.DataTree.from_dict({"posterior": post, "constant_data": const, "posterior_group_effects": node})
+    dt.attrs = attrs
+    full = post.sel(draw=kept)
+    full["group_effect"] = node["group_effect"]
+    ref = xr.DataTree.from_dict({"posterior": full, "constant_data": const})
+    ref.attrs = {**attrs, "hierpool_thin": 1}
+    for f in (hp.rank_groups, hp.shrinkage):
+        got, want = f(dt, factor="site"), f(ref, factor="site")
+        assert list(got["group"]) and set(got["group"]) == set(sites)
+        pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(hp.rank_groups(dt), hp.rank_groups(ref))  # the first factor, as before
+
+
+def test_a_fit_of_no_draws_is_refused_by_name():
+    """A posterior of no draws (finalize accepts one from outside hp.fit) gave an IndexError in rank_groups, a
+    ZeroDivisionError in shrinkage and all-NaN triple-goal values; now one clear error."""
+    dt = _bare_fit(np.zeros((1, 0, 3), dtype=np.float32))
+    for f in (hp.rank_groups, hp.shrinkage, hp.triple_goal):
+        with pytest.raises(ValueError, match="has no draws"):
+            f(dt)

@@ -181,6 +181,9 @@ def as_fit(dt, arg: str = "dt") -> FitView:
             f"{arg}.posterior lacks {missing}; hierpool needs 'intercept' and 'group_effect' (dims chain, "
             f"draw, group). Variables present: {sorted(post.data_vars)}."
         )
+    if post.sizes.get("chain", 0) * post.sizes.get("draw", 0) == 0:
+        raise ValueError(f"{arg} has no draws (posterior chain x draw: {post.sizes.get('chain', 0)} x "
+                         f"{post.sizes.get('draw', 0)}): there is nothing to summarize; fit with draws >= 1.")
     for key in (N.ATTR_VARIANT, N.ATTR_FAMILY):
         if key not in dt.attrs:
             raise ValueError(
@@ -240,7 +243,9 @@ def select_factor(dt, factor: str | None = None, arg: str = "factor"):
     and the constant_data ``group_idx``, ``group_n``, ``group_raw_mean``, ``group_denominator``), the first
     factor moved to its ``__<first>`` names; so every analysis function reads the chosen factor unchanged.
 
-    ``factor=None`` (or the first factor) returns ``dt`` itself. The other factors keep their ``__f`` names,
+    ``factor=None`` (or the first factor) returns ``dt`` itself. A fit whose first factor's group effects
+    were kept at fewer draws (``posterior_group_effects``: thinned for memory or ``min_ess``) is presented
+    at those draws, every factor's effects in ``posterior``. The other factors keep their ``__f`` names,
     and their effects still enter each training row's linear predictor where an analysis uses it (posterior
     predictive checks, ``hp.profile``'s expected and predicted outcomes, the log-likelihood). Group-level
     summaries of the chosen factor (``hp.shrinkage``'s estimate, ranks) are at the other factors' average
@@ -275,9 +280,14 @@ def select_factor(dt, factor: str | None = None, arg: str = "factor"):
         ds = ds.rename(tmp)
         return ds.rename({v: v[len("__swap__"):] for v in tmp.values()})
 
-    post = swap(dt["posterior"].to_dataset(), _FACTOR_BASES_POST)
+    # a fit thinned for memory keeps the first factor's group effects apart, at the kept draws: the view
+    # is then the posterior at those draws with them in it (renamed to the first factor's names below)
+    thinned = N.GROUP_EFFECTS_GROUP in dt.children
+    post = _check_thinned(dt, "dt") if thinned else dt["posterior"].to_dataset()
+    post = swap(post, _FACTOR_BASES_POST)
     const = swap(dt["constant_data"].to_dataset(), _FACTOR_BASES_CONST)
-    children = {k: dt[k].to_dataset() for k in dt.children if k not in ("posterior", "constant_data")}
+    children = {k: dt[k].to_dataset() for k in dt.children
+                if k not in ("posterior", "constant_data", N.GROUP_EFFECTS_GROUP)}
     out = xr.DataTree.from_dict({"posterior": post, "constant_data": const, **children})
     attrs = dict(dt.attrs)
     settings = json.loads(attrs.get(N.ATTR_SETTINGS, "{}"))

@@ -328,9 +328,10 @@ def _store_rows(ranks, hi, lo, kind, r0):
 
 
 @njit(cache=True, nogil=True)
-def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, acc_top, acc_best):
+def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, acc_top, acc_best, acc_pivot):
     """``out[q, s]`` = the rank of group ``j0 + q`` in draw ``s`` (columns as contiguous int32 rows); if
-    ``accumulate``, each column's sums over the draws in order, as :func:`_accumulate_ranks`'."""
+    ``accumulate``, each column's sums over the draws in order, as :func:`_accumulate_ranks`' (squares of
+    the ranks less the group's pivot, its first rank: ``acc_pivot`` is set where it is still -1)."""
     S = hi.shape[0]
     for s in range(S):
         for q in range(out.shape[0]):
@@ -339,6 +340,10 @@ def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, 
         return
     for q in range(out.shape[0]):  # integer sums along each contiguous column (vectorized): exact, so
         col = out[q]  # equal to the float64 sums of _accumulate_ranks wherever those are exact (< 2**53)
+        j = j0 + q
+        if acc_pivot[j] < 0.0:
+            acc_pivot[j] = col[0]
+        piv = np.int64(acc_pivot[j])
         rs = np.int64(0)
         sq = np.int64(0)
         top = np.int64(0)
@@ -346,10 +351,9 @@ def _decode_columns(hi, lo, kind, j0, out, accumulate, top_k, acc_rank, acc_sq, 
         for s in range(S):
             r = np.int64(col[s])
             rs += r
-            sq += r * r
+            sq += (r - piv) * (r - piv)
             top += r <= top_k
             best += r == 1
-        j = j0 + q
         acc_rank[j] += rs
         acc_sq[j] += sq
         acc_top[j] += top
@@ -386,10 +390,12 @@ def _rank_rows(vals, offset, link, descending, exact, hi, lo, kind, acc_sorted, 
 
 @njit(cache=True, parallel=True)
 def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_rank, acc_sq, acc_top, acc_best,
-                      acc_value, block):
+                      acc_pivot, acc_value, block):
     """Per-group sums over the draws in order, in blocks of groups: of the ranks if ``with_ranks``; of the
     values (``offset + vals``) if ``exact`` (identity link, float32 rows: :func:`_radix_sort_row` did not
-    compute them)."""
+    compute them). The squares are of each rank less the group's pivot, its first rank (``acc_pivot``,
+    set where it is still -1): deviations of the size of the rank's spread, whose squares sum exactly where
+    the squares of ranks near a million lose the variance (``rank_sd``) to rounding."""
     S, J = vals.shape
     n_blocks = (J + block - 1) // block
     for bi in prange(n_blocks):
@@ -403,8 +409,11 @@ def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_
                 if not with_ranks:
                     continue
                 r = _rank_at(hi, lo, kind, s, j)
+                if acc_pivot[j] < 0.0:
+                    acc_pivot[j] = r
+                d = float(r) - acc_pivot[j]
                 acc_rank[j] += r
-                acc_sq[j] += float(r) * float(r)
+                acc_sq[j] += d * d
                 if r <= top_k:
                     acc_top[j] += 1
                 if r == 1:
@@ -414,7 +423,7 @@ def _accumulate_ranks(hi, lo, kind, vals, offset, exact, with_ranks, top_k, acc_
 _LINKS = {"gaussian": 0, "bernoulli": 1, "binomial": 1, "poisson": 2}
 
 #: Stand-ins for the rank sums of :func:`_decode_columns` when it takes none (empty, never written).
-_NO_RANK_SUMS = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+_NO_RANK_SUMS = (np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
 class RankStore:
@@ -459,8 +468,8 @@ class RankStore:
 
     @property
     def sums_fit_int64(self) -> bool:
-        """Whether :func:`rank_store_order_stats` can take the rank sums (int64 sums of squared ranks:
-        S * J**2 < 2**62)."""
+        """Whether :func:`rank_store_order_stats` can take the rank sums (int64 sums of squared rank
+        deviations, each below J**2: S * J**2 < 2**62)."""
         S, J = self.shape
         return S * J * J < 2**62
 
@@ -496,7 +505,9 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
     place, so two link-scale values that close may rank in the other order than with ``np.exp``'s values:
     e.g. -0.6275267246151393 and the next float64 below it, poisson link.) ``acc`` (from
     :func:`new_rank_accumulators`, which also holds the work arrays) gains the per-group sums of ranks
-    (``rank``), squared ranks (``sq``), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
+    (``rank``), squared deviations of the ranks from a pivot (``sq``; ``pivot``: the group's rank in the first
+    draw it accumulated; the variance is ``(sq - (rank - S pivot)^2 / S) / (S - 1)``, exact where the
+    squares of the ranks themselves would round it away), counts of rank <= ``top_k`` (``top``) and of rank 1 (``best``),
     of the values (``value``) and of the ascending order statistics (``sorted``), the last two kept as
     ``N_PARTS`` partial sums (for float32 gaussian rows all of ``value`` is in its first row: summed per
     group in draw order by the blocked pass, which reads the row values in place anyway).
@@ -526,7 +537,7 @@ def rank_rows(vals: np.ndarray, descending: bool, top_k: int, acc: dict, out: np
                acc["value"], w["keys"], w["a"], w["b"], val, w["counts"])
     if rank_sums or exact:
         _accumulate_ranks(store.hi, store.lo, store.kind, vals, offset, exact, bool(rank_sums), int(top_k),
-                          acc["rank"], acc["sq"], acc["top"], acc["best"], acc["value"][0], 4096)
+                          acc["rank"], acc["sq"], acc["top"], acc["best"], acc["pivot"], acc["value"][0], 4096)
     return ranks
 
 
@@ -538,7 +549,8 @@ def new_rank_accumulators(J: int, n_workers: int | None = None) -> dict:
     n = max(1, min(N_PARTS, _threads() if n_workers is None else int(n_workers)))
     work = {"keys": np.empty((n, J), np.uint32), "a": np.empty((n, J), np.uint64),
             "b": np.empty((n, J), np.uint64), "val": None, "counts": np.empty((n, _PASSES, _RADIX), np.int32)}
-    return {"rank": np.zeros(J), "sq": np.zeros(J), "top": np.zeros(J, np.int64), "best": np.zeros(J, np.int64),
+    return {"rank": np.zeros(J), "sq": np.zeros(J), "pivot": np.full(J, -1.0), "top": np.zeros(J, np.int64),
+            "best": np.zeros(J, np.int64),
             "value": np.zeros((N_PARTS, J)), "sorted": np.zeros((N_PARTS, J)), "work": work}
 
 
@@ -586,7 +598,7 @@ def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | Non
         raise ValueError(f"{S} draws x {J} groups: too many for the rank sums of the quantile pass; sum them in "
                          "rank_rows (rank_sums=True).")
     out = np.empty((ks.shape[0], J), dtype=np.int32)
-    sums = (acc["rank"], acc["sq"], acc["top"], acc["best"]) if acc is not None else _NO_RANK_SUMS
+    sums = (acc["rank"], acc["sq"], acc["top"], acc["best"], acc["pivot"]) if acc is not None else _NO_RANK_SUMS
 
     def block_rows(j0, j1):
         cols = np.empty((j1 - j0, S), np.int32)

@@ -711,6 +711,7 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
                 mu, L = mu_new, L_new
         info["proposal_refit"] = refit
     psi_parts, acc_parts = [], []
+    psi = np.empty((chains, 0, D))
     n = int(draws)
     while n > 0:
         props = _t_draws(rng, mu, L, chains * n)
@@ -723,7 +724,8 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
         n = 0 if more is None else int(more(psi))
     info["tuning_draws"] = n_tune
     info["batches"] = len(psi_parts)
-    return psi, (acc_parts[0] if len(acc_parts) == 1 else np.concatenate(acc_parts, axis=1)), info
+    accepted = np.concatenate(acc_parts, axis=1) if acc_parts else np.zeros((chains, 0), dtype=bool)
+    return psi, accepted, info
 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
