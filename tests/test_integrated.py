@@ -322,12 +322,15 @@ def test_a_laplace_proposal_on_the_target_is_kept_in_two_dimensions():
         assert not info["proposal_refit"], (seed, info)
 
 
-@pytest.mark.parametrize("family,log_tau", [("bernoulli", 7.0), ("poisson", 7.0), ("bernoulli", 11.5)])
+@pytest.mark.parametrize("family,log_tau", [("bernoulli", 7.0), ("poisson", 7.0), ("bernoulli", 11.5),
+                                            ("poisson", 7.5), ("poisson", 9.0), ("poisson", 20.0)])
 def test_draws_of_groups_without_events_at_a_large_tau(family, log_tau):
     """Groups of no events (y = 0) at tau = e^7 or e^11.5 (separated data under a wide prior): the log
     density is nearly flat on the left and its slope there about minus its curvature, where the early
     Newton stop (|f'| < 0.05 sqrt(h)) alone centred the hull far from the mode: 32 of 8,000 bernoulli draws
-    failed at log tau 11.5 (review of 2026-12-07). Every draw now succeeds, and at tau = e^7 a one-row
+    failed at log tau 11.5 (review of 2026-12-07). Poisson groups of no events from tau = e^7.5 put the right
+    tangent point where exp(u) overflows, and every draw failed (second review of 2026-12-07; the point is
+    now moved back towards the mode). Every draw now succeeds, and at tau = e^7 a one-row
     bernoulli group's draws pass Kolmogorov-Smirnov against the numerical CDF (p > 1e-3)."""
     gd = _data(family, n_groups=40, sizes=(1, 3), seed=6)
     pl = integrated.plan(hp.random_intercepts(gd, collapse=False))
@@ -763,3 +766,49 @@ def test_min_ess_rounds_report_the_population_chain_and_store_the_log_likelihood
     assert dt["log_likelihood"][N.Y].shape == (4, 120, gd.n_obs)
     assert dt["posterior"][N.GROUP_EFFECT].shape == (4, 120, 60)
     assert dt["sample_stats"]["accepted"].shape == (4, 120)
+
+
+def _rare_events_plan(family: str):
+    """Rare events under a wide tau (intercept -3, tau 3; 3,000 groups of 1-3 rows, most without an event):
+    the integrand of a group of no events is a normal cut off by a cliff, far from the shape adaptive
+    Gauss-Hermite fits."""
+    df = hp.datasets.simulate(family, n_groups=3000, group_sizes=(1, 3), n_predictors=1, intercept=-3.0, beta=[0.2],
+                              tau=3.0, seed=5)
+    gd = hp.prepare(df, y="y", group="group", predictors=["x1"], family=family)
+    return integrated.plan(hp.random_intercepts(gd, collapse=False))
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "poisson"])
+def test_default_nodes_grow_where_their_error_would_tilt_the_posterior(family):
+    """check_nodes: the default nodes (12 logit, 20 poisson) vary in error by more than NODE_TOL over the
+    posterior (mode, +-2 sds per axis) of rare events at tau 3 (review of 2026-12-07: posterior means moved
+    0.4-0.9 sd); the nodes it settles on hold against 160 nodes, a reference it did not use (their error's
+    spread over the same points at most 2 x NODE_TOL: its own estimate, against twice as many nodes, is at
+    most NODE_TOL). On the usual design (tau 0.9) the default stays."""
+    pl = _rare_events_plan(family)
+    n0 = integrated.default_nodes(pl)
+    ev = integrated._Evaluator(pl, n0)
+    mode, cov, _ = integrated.posterior_mode(ev)
+    n, info = integrated.check_nodes(ev, mode, cov, n0, adapt=True)
+    trail = info["node_check"]
+    assert trail[0][0] == n0 and trail[0][1] > integrated.NODE_TOL  # the default fails here ...
+    assert n > n0 and trail[-1] == [n, trail[-1][1]] and trail[-1][1] <= integrated.NODE_TOL  # ... more nodes hold
+    assert ev.n_nodes == n
+    sd = np.sqrt(np.diag(cov))
+    pts = np.vstack([mode, mode + np.diag(2 * sd), mode - np.diag(2 * sd)])
+    err = ev(pts)[0] - integrated.log_marginal(pl, pts, n_nodes=160)
+    assert np.ptp(err) <= 2 * integrated.NODE_TOL, np.ptp(err)
+    usual = integrated.plan(hp.random_intercepts(_data(family, n_groups=400), collapse=False))
+    ev = integrated._Evaluator(usual, integrated.default_nodes(usual))
+    mode, cov, _ = integrated.posterior_mode(ev)
+    n, info = integrated.check_nodes(ev, mode, cov, integrated.default_nodes(usual), adapt=True)
+    assert n == integrated.default_nodes(usual) and len(info["node_check"]) == 1
+
+
+def test_given_nodes_that_would_tilt_the_posterior_warn():
+    """A given n_nodes is kept, and the check's failure reaches the user (HierpoolSamplingWarning)."""
+    pl = _rare_events_plan("bernoulli")
+    with pytest.warns(hp.HierpoolSamplingWarning, match="n_nodes=12: the quadrature's error"):
+        out = integrated.sample(pl, draws=4, tune=2, chains=1, random_seed=1, progressbar=False,
+                                max_group_effect_values=1e6, n_nodes=12)
+    assert out[-1]["n_nodes"] == 12 and out[-1]["node_check"][0][0] == 12

@@ -87,6 +87,9 @@ _MAX_TRIES = 10_000
 #: with the kernel, 32 of 8,000 bernoulli draws failed at log tau = 11.5, which a test now holds to none).
 _CENTRE_SLOPE = 0.05
 _CENTRE_STEP = 0.25
+#: :func:`block_draws` moves an outer tangent point towards the mode while its ``f - f(m)`` or ``f'`` is at
+#: least this large, so that the hull's arithmetic (products of slopes and points) stays finite.
+_TANGENT_MAX = 1e100
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -516,22 +519,35 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             # left and right tangent points: slopes of opposite signs (moved outwards if needed; with
             # 1 / tau^2 > 0 f' falls at least that fast, so one step almost always settles it; where f has
             # no finite mode, f' keeps one sign and the loop ends after _MAX_TRIES steps: a failed draw)
+            # A point whose f or f' is beyond _TANGENT_MAX in size (exp(u) overflowing far out: a poisson
+            # group of no events at tau ~ e^7.5 put m + dlt near u = 2,500) is moved halfway back to m,
+            # and that side's steps halved: any tangent points bound f; these keep the hull finite.
             left = right = False
-            x = m - dlt
+            step_l = dlt
+            x = m - step_l
             for _ in range(_MAX_TRIES):
                 fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+                if not (abs(fx - fm) < _TANGENT_MAX and abs(gx) < _TANGENT_MAX):
+                    step_l *= 0.5
+                    x = m - step_l
+                    continue
                 if gx > 0.0 and gx > gm:
                     left = True
                     break
-                x -= dlt
+                x -= step_l
             t[0], fv[0], dv[0] = x, fx, gx
-            x = m + dlt
+            step_r = dlt
+            x = m + step_r
             for _ in range(_MAX_TRIES if left else 0):
                 fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+                if not (abs(fx - fm) < _TANGENT_MAX and abs(gx) < _TANGENT_MAX):
+                    step_r *= 0.5
+                    x = m + step_r
+                    continue
                 if gx < 0.0 and gx < gm:
                     right = True
                     break
-                x += dlt
+                x += step_r
             if not right:
                 out[s, j] = np.nan
                 failed += 1

@@ -253,7 +253,10 @@ def fit(
     n_nodes : int, optional
         Quadrature nodes per group (glmer's ``nAGQ``) for count empirical Bayes (default 20) and the
         integrated sampler (default 12 for bernoulli/binomial, 20 for poisson:
-        :func:`hierpool.inference.integrated.default_nodes` gives the measured errors); the gaussian
+        :func:`hierpool.inference.integrated.default_nodes` gives the measured errors; after the mode
+        search the default is doubled until the quadrature's error varies by at most 0.05 over the
+        posterior, :func:`hierpool.inference.integrated.check_nodes`, while a given ``n_nodes`` that fails
+        that check warns; the report's ``integrated.node_check`` lists each step); the gaussian
         integrated sampler integrates exactly and refuses it.
     min_ess : float, optional
         Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
@@ -791,11 +794,13 @@ def _check_cells_on_workers(desc: ModelDescription, *, method, sampler, client, 
 
 def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, random_seed, progressbar, log_likelihood,
                        n_nodes, max_group_effect_values, client=None, more=None):
+    adapt = n_nodes is None  # the default nodes grow where they would bias the posterior (check_nodes)
     if n_nodes is None:
         n_nodes = integrated.default_nodes(pl)
     n_nodes = positive_int("n_nodes", n_nodes, 2)
     post, u, at, stats, info = integrated.sample(pl, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                                  progressbar=progressbar, n_nodes=n_nodes, client=client,
+                                                 adapt_nodes=adapt,
                                                  max_group_effect_values=max_group_effect_values,
                                                  more=more, min_kept=None if more is None else more.min_ess)
     post = _with_fixed_tau(post, desc)
