@@ -17,11 +17,14 @@ adaptive Gauss-Hermite quadrature (:mod:`hierpool.core.integrated_rows`, ``n_nod
    may be near 0) by *independence Metropolis-Hastings*. Proposals come from a defensive mixture: a
    multivariate Student-t (:data:`T_DF` degrees of freedom) at the mode with the Laplace covariance
    (carried to tau by the delta method) and, with weight :data:`WIDE_SHARE`, a t(:data:`WIDE_DF`)
-   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded (where the posterior's tail
-   in tau falls at least as fast as tau^-4, the t(3)'s: always with a prior on tau no heavier-tailed than
-   the default half-Student-t(3), or with a heavier one (half-Cauchy, flat) once three or more groups carry
-   information; not with a half-Cauchy and one or two groups, where the far tail of tau is undersampled
-   and only R-hat and ESS may show it: review of 2026-12-07). ``min(tune, 50)`` tuning
+   :data:`WIDE_SCALE` times wider, so that the importance weights are bounded where the posterior falls
+   off in tau at least as fast as that t, as ``tau^-(3 + D)`` along tau (D coordinates): each group that
+   carries information (outcomes not all equal) adds a factor of about 1 / tau to the prior's tail, so
+   with many groups, as here, they are. Where almost none does (one or two groups, or every group of one
+   row) the tail of tau is the prior's: with the default half-Student-t(3) the draws matched a grid
+   reference, but with a half-Cauchy or flat prior the far tail of tau is undersampled (one bernoulli group,
+   half-Cauchy(1): P(tau > 100) 0.006 in the posterior, 0 to 0.0003 in four runs of 4 x 5,000 draws; a
+   review of 2026-12-07), which R-hat and ESS need not show. ``min(tune, 50)`` tuning
    draws per chain; then, where the tuning proposals' importance weights (the exact target over the
    proposal) say the proposal fits worse than a refit from them could (:func:`refit_helps`: few groups),
    its location and covariance are re-estimated from those weights; ``draws`` draws per chain follow
@@ -80,8 +83,8 @@ __all__ = ["plan", "ineligible", "sample", "partition_blocks", "imh_chains", "ta
 #: The proposal: a mixture of a Student-t with T_DF degrees of freedom (the posterior's shape when groups
 #: are many) and, with weight WIDE_SHARE, a defensive t(WIDE_DF) WIDE_SCALE times wider, whose tails
 #: dominate the posterior's so that the importance weights are bounded (the chain is then uniformly
-#: ergodic; in tau, for tails falling at least as tau^-4: the module docstring) and a skewed posterior (few
-#: groups, tau near 0) is still explored.
+#: ergodic; in tau, for posteriors with groups that carry information: the module docstring) and a skewed
+#: posterior (few groups, tau near 0) is still explored.
 T_DF = 30.0
 WIDE_SHARE = 0.05
 WIDE_DF = 3.0
