@@ -748,7 +748,7 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
 #: A constant error cancels in Metropolis-Hastings; a spread of 0.05 across 4 sds tilts the target by
 #: about 0.0125 / sd, moving its mean by about 0.0125 sd.
 NODE_TOL = 0.05
-#: :func:`check_nodes` doubles the nodes up to this many.
+#: :func:`check_nodes` doubles the nodes up to this many (checked against twice as many).
 MAX_NODES = 160
 
 
@@ -823,11 +823,13 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
         first = info["mode_evaluations"]
         mode, cov, again = posterior_mode(ev)
         info.update(again, mode_evaluations=first + again["mode_evaluations"])
-    elif node_info["node_check"][-1][1] > NODE_TOL:
+    spread = node_info["node_check"][-1][1]
+    if spread > NODE_TOL:
+        how = ("pass more n_nodes, or leave n_nodes out to let hp.fit choose" if not adapt_nodes else
+               f"the most nodes hp.fit chooses ({n_nodes}) did not settle it; pass n_nodes above that")
         warnings.warn(
-            f"n_nodes={n_asked}: the quadrature's error in the log marginal likelihood varies by "
-            f"{node_info['node_check'][-1][1]:.3g} over the posterior (against {2 * n_asked} nodes; more than "
-            f"{NODE_TOL}), enough to bias it: pass more n_nodes, or leave n_nodes out to let hp.fit choose.",
+            f"n_nodes={n_nodes}: the quadrature's error in the log marginal likelihood varies by {spread:.3g} "
+            f"over the posterior (against {2 * n_nodes} nodes; more than {NODE_TOL}), enough to bias it: {how}.",
             HierpoolSamplingWarning, stacklevel=4)
     t_mode = time.perf_counter() - t0
     D = pl.dim
