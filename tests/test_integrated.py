@@ -805,10 +805,32 @@ def test_default_nodes_grow_where_their_error_would_tilt_the_posterior(family):
     assert n == integrated.default_nodes(usual) and len(info["node_check"]) == 1
 
 
-def test_given_nodes_that_would_tilt_the_posterior_warn():
-    """A given n_nodes is kept, and the check's failure reaches the user (HierpoolSamplingWarning)."""
+def test_given_nodes_that_would_tilt_the_posterior_are_kept_and_said():
+    """A given n_nodes is kept, and the check's failure is recorded for the report (node_problem)."""
     pl = _rare_events_plan("bernoulli")
-    with pytest.warns(hp.HierpoolSamplingWarning, match="n_nodes=12: the quadrature's error"):
-        out = integrated.sample(pl, draws=4, tune=2, chains=1, random_seed=1, progressbar=False,
-                                max_group_effect_values=1e6, n_nodes=12)
-    assert out[-1]["n_nodes"] == 12 and out[-1]["node_check"][0][0] == 12
+    out = integrated.sample(pl, draws=4, tune=2, chains=1, random_seed=1, progressbar=False,
+                            max_group_effect_values=1e6, n_nodes=12)
+    info = out[-1]
+    assert info["n_nodes"] == 12 and info["node_check"][0][0] == 12
+    assert info["node_problem"].startswith("n_nodes=12: the quadrature's error")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("min_ess", [None, 5])
+def test_hp_fit_warns_of_given_nodes_at_the_users_line_and_reports_them(min_ess):
+    """hp.fit with a given n_nodes that fails the check: a HierpoolSamplingWarning pointing at the caller's
+    line (not inside hierpool), and the message in the report's problems; also with min_ess, whose rounds'
+    warnings are silenced until the combined report (a review of 2026-12-07 found it lost there)."""
+    df = hp.datasets.simulate("bernoulli", n_groups=3000, group_sizes=(1, 3), n_predictors=1, intercept=-3.0,
+                              beta=[0.2], tau=3.0, seed=5)
+    gd = hp.prepare(df, y="y", group="group", predictors=["x1"], family="bernoulli")
+    kw = {} if min_ess is None else {"min_ess": min_ess, "max_rounds": 1}
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        dt = hp.fit(hp.random_intercepts(gd, collapse=False), sampler="integrated", n_nodes=12, draws=20, tune=5,
+                    chains=2, random_seed=1, progressbar=False, **kw)
+    ours = [w for w in rec if "the quadrature's error" in str(w.message)]
+    assert len(ours) == 1 and issubclass(ours[0].category, hp.HierpoolSamplingWarning)
+    assert ours[0].filename == __file__, ours[0].filename
+    problems = json.loads(dt.attrs["hierpool_diagnostics"])["problems"]
+    assert any(p.startswith("n_nodes=12: the quadrature's error") for p in problems)

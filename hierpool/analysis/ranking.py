@@ -194,8 +194,8 @@ def rank_groups(
         a monotone function of the second (the intercept at the average predictors is shared by all
         groups), so both give the SAME ranks, with or without predictors; ``by`` only sets the scale of
         the ``estimate`` and ``triple_goal`` columns. (Except where the inverse link saturates in float64:
-        link-scale values beyond about 37 (logit) or 709 (log) give one natural-scale value, and such
-        groups, tied by ``"estimate"``, rank in group order.)
+        link-scale values beyond about +-37 (logit: 0 or 1) or above 709 or below -745 (log: inf or 0)
+        give one natural-scale value, and such groups, tied by ``"estimate"``, rank in group order.)
     max_draws : int
         At most this many draws (evenly thinned over chains and draws) are kept for ``rank_median``,
         ``rank_low`` and ``rank_high``, in 2 bytes a rank up to 65,536 groups, 2.5 up to 1,048,576 and 4

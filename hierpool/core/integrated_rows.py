@@ -520,8 +520,9 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             # 1 / tau^2 > 0 f' falls at least that fast, so one step almost always settles it; where f has
             # no finite mode, f' keeps one sign and the loop ends after _MAX_TRIES steps: a failed draw)
             # A point whose f or f' is beyond _TANGENT_MAX in size (exp(u) overflowing far out: a poisson
-            # group of no events at tau ~ e^7.5 put m + dlt near u = 2,500) is moved halfway back to m,
-            # and that side's steps halved: any tangent points bound f; these keep the hull finite.
+            # group of no events at tau ~ e^7.5 put m + dlt near u = 2,500) is put at half its distance from
+            # m, that side's step halved with it (again while needed): any tangent points bound f; these keep
+            # the hull finite.
             left = right = False
             step_l = dlt
             x = m - step_l

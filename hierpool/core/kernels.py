@@ -10,7 +10,7 @@ numpy definitions exactly) with algorithms chosen for this shape:
   packed in 64 bits, the key being the value's float32 bits in order, then the runs of neighbours the
   keys do not decide are ordered by (float64 value, group), so the result equals the inverse of
   ``np.argsort(values, kind="stable")`` (ties in group order). Per-group sums of ranks,
-  squared ranks, top-k and best counts, values and the order statistics accumulate in the same pass, in
+  squared rank deviations, top-k and best counts, values and the order statistics accumulate in the same pass, in
   a fixed number of partial sums (results do not depend on the number of threads). The ranks a caller
   keeps go into a :class:`RankStore` (2 or 2.5 bytes a rank up to 2**20 groups), whose quantile pass
   (:func:`rank_store_order_stats`) can take over the per-group rank sums.
@@ -587,14 +587,14 @@ def column_order_stats(mat: np.ndarray, ks) -> np.ndarray:
 def rank_store_order_stats(store: RankStore, ks, top_k: int = 0, acc: dict | None = None) -> np.ndarray:
     """:func:`column_order_stats` of the ranks in ``store`` (int32, (len(ks), J)). With ``acc`` (from
     :func:`new_rank_accumulators`), the per-group sums :func:`rank_rows` leaves out when called with
-    ``rank_sums=False`` (ranks, squared ranks, counts of rank <= ``top_k`` and of rank 1) are added in
+    ``rank_sums=False`` (ranks, squared deviations from each group's pivot rank, counts of rank <= ``top_k`` and of rank 1) are added in
     the same pass, from the columns the blocks decode anyway: at 248 x 1,000,000 they add 0.1-0.2 s of one
     thread to the decode, where the separate pass of :func:`rank_rows` over the store took 0.35 s of two
     threads for int32 ranks and 0.46 s packed (the whole rank pass measured the same either way within
     noise: 2.83-2.93 s against 2.87-3.39 s on pre-touched memory)."""
     ks = np.asarray(ks, dtype=np.int64)
     S, J = store.shape
-    if acc is not None and not store.sums_fit_int64:  # the int64 sums of squared ranks could overflow
+    if acc is not None and not store.sums_fit_int64:  # the int64 sums of squared rank deviations could overflow
         raise ValueError(f"{S} draws x {J} groups: too many for the rank sums of the quantile pass; sum them in "
                          "rank_rows (rank_sums=True).")
     out = np.empty((ks.shape[0], J), dtype=np.int32)

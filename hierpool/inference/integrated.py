@@ -61,7 +61,6 @@ from __future__ import annotations
 import math
 import operator
 import time
-import warnings
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 
@@ -73,7 +72,6 @@ from scipy.special import gammaln, logsumexp
 from hierpool.core import config
 from hierpool.core import integrated_rows as R
 from hierpool.core.kernels import each_in_threads
-from hierpool.inference.diagnostics import HierpoolSamplingWarning
 from hierpool.inference.gibbs import PopulationPrior, population_dataset, population_prior
 from hierpool.models.description import ModelDescription, describe
 
@@ -824,13 +822,12 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
         mode, cov, again = posterior_mode(ev)
         info.update(again, mode_evaluations=first + again["mode_evaluations"])
     spread = node_info["node_check"][-1][1]
-    if spread > NODE_TOL:
+    if spread > NODE_TOL:  # hp.fit puts it in the report's problems and warns (hierpool.inference.sampling)
         how = ("pass more n_nodes, or leave n_nodes out to let hp.fit choose" if not adapt_nodes else
                f"the most nodes hp.fit chooses ({n_nodes}) did not settle it; pass n_nodes above that")
-        warnings.warn(
+        info["node_problem"] = (
             f"n_nodes={n_nodes}: the quadrature's error in the log marginal likelihood varies by {spread:.3g} "
-            f"over the posterior (against {2 * n_nodes} nodes; more than {NODE_TOL}), enough to bias it: {how}.",
-            HierpoolSamplingWarning, stacklevel=4)
+            f"over the posterior (against {2 * n_nodes} nodes; more than {NODE_TOL}), enough to bias it: {how}.")
     t_mode = time.perf_counter() - t0
     D = pl.dim
     mu, cov = tau_coordinates(mode, cov) if pl.has_tau else (mode, cov)
