@@ -673,9 +673,7 @@ def _fit_until_ess(model, desc: ModelDescription, *, min_ess, max_rounds, draws,
     if N.GROUP_EFFECTS_GROUP in dt.children:  # every round's kept draws (the first round's report has its own)
         kept = dt[N.GROUP_EFFECTS_GROUP]
         report["group_effect_draws"] = int(kept.sizes["chain"] * kept.sizes["draw"])
-    dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
-    _report_node_problem(dt, extra.get("integrated", {}), stacklevel=3)  # (the rounds' warnings were silenced)
-    report = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+    _report_node_problem(report, extra.get("integrated", {}), stacklevel=3)  # (the rounds' warnings were silenced)
     if not reached:
         msg = (f"min_ess={min_ess:g} not reached after {len(trail)} rounds ({last['chains']} chains of "
                f"{last['draws']} draws): min bulk ESS {last['min_ess_bulk']:.0f}, tail {last['min_ess_tail']:.0f}, "
@@ -812,21 +810,20 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
     dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     dt = finalize(dt, desc, engine="integrated", log_likelihood=log_likelihood, random_seed=random_seed,
                   group_effect=ge, extra_report={"integrated": info})
-    _report_node_problem(dt, info, stacklevel=4)  # the user's hp.fit line: _run, fit, the caller
+    if info.get("node_problem"):
+        report = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
+        _report_node_problem(report, info, stacklevel=4)  # the user's hp.fit line: _run, fit, the caller
+        dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
     return dt
 
 
-def _report_node_problem(dt: xr.DataTree, info: dict, stacklevel: int) -> None:
-    """The quadrature-node check's failure (:func:`hierpool.inference.integrated.check_nodes`), if any, in the
-    report's ``problems`` and as a :class:`HierpoolSamplingWarning`."""
+def _report_node_problem(report: dict, info: dict, stacklevel: int) -> None:
+    """The quadrature-node check's failure (:func:`hierpool.inference.integrated.check_nodes`), if any, added
+    to ``report["problems"]`` and warned (:class:`HierpoolSamplingWarning`)."""
     msg = info.get("node_problem")
-    if not msg:
-        return
-    report = json.loads(dt.attrs[N.ATTR_DIAGNOSTICS])
-    if msg not in report["problems"]:
+    if msg:
         report["problems"].append(msg)
-        dt.attrs[N.ATTR_DIAGNOSTICS] = json.dumps(report)
-    warnings.warn(msg, HierpoolSamplingWarning, stacklevel=stacklevel + 1)
+        warnings.warn(msg, HierpoolSamplingWarning, stacklevel=stacklevel + 1)
 
 
 def _seed(random_seed) -> int | None:
