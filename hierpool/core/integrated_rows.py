@@ -449,6 +449,31 @@ def block_logml(fam, starts, y, b, off, Xs, const, phis, has_tau, tau_fixed, xn,
         val[s] = total
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _outer_tangent(fam, b, q, r0, r1, c, Sy, A, m, fm, gm, dlt, side, inv_t2, tries):
+    """:func:`block_draws`' outer tangent point on one ``side`` of the centre m (-1 left, +1 right):
+    ``(found, x, f(x), f'(x))`` for the first of ``m + side dlt``, ``m + 2 side dlt``, ... whose slope has
+    the side's sign and is steeper than the centre's (``side f'(x) < 0`` and ``side f'(x) < side f'(m)``),
+    within ``tries`` evaluations. A point whose ``f - f(m)`` or ``f'`` is beyond :data:`_TANGENT_MAX` in
+    size (exp(u) overflowing far out: a poisson group of no events at tau ~ e^7.5 put m + dlt near u =
+    2,500) is put at half its distance from m, the side's step halved with it (again while needed): any
+    tangent points bound f; these keep the hull finite. ``found`` False: f' kept one sign (f has no finite
+    mode) or ``tries`` is 0."""
+    step = dlt
+    x = m + side * step
+    fx = gx = math.nan
+    for _ in range(tries):
+        fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
+        if not (abs(fx - fm) < _TANGENT_MAX and abs(gx) < _TANGENT_MAX):
+            step *= 0.5
+            x = m + side * step
+            continue
+        if side * gx < 0.0 and side * gx < side * gm:
+            return True, x, fx, gx
+        x += side * step
+    return False, x, fx, gx
+
+
 @njit(cache=True, nogil=True)
 def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, du0, seed, out):
     """One exact draw of every group's effect per row of ``phis``: ``out[s, j] ~ p(u_j | y_j, phis[s])``.
@@ -519,36 +544,10 @@ def block_draws(fam, starts, y, b, off, Xs, phis, has_tau, tau_fixed, u0, phi0, 
             # left and right tangent points: slopes of opposite signs (moved outwards if needed; with
             # 1 / tau^2 > 0 f' falls at least that fast, so one step almost always settles it; where f has
             # no finite mode, f' keeps one sign and the loop ends after _MAX_TRIES steps: a failed draw)
-            # A point whose f or f' is beyond _TANGENT_MAX in size (exp(u) overflowing far out: a poisson
-            # group of no events at tau ~ e^7.5 put m + dlt near u = 2,500) is put at half its distance from
-            # m, that side's step halved with it (again while needed): any tangent points bound f; these keep
-            # the hull finite.
-            left = right = False
-            step_l = dlt
-            x = m - step_l
-            for _ in range(_MAX_TRIES):
-                fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
-                if not (abs(fx - fm) < _TANGENT_MAX and abs(gx) < _TANGENT_MAX):
-                    step_l *= 0.5
-                    x = m - step_l
-                    continue
-                if gx > 0.0 and gx > gm:
-                    left = True
-                    break
-                x -= step_l
+            left, x, fx, gx = _outer_tangent(fam, b, q, r0, r1, c, Sy, A, m, fm, gm, dlt, -1.0, inv_t2, _MAX_TRIES)
             t[0], fv[0], dv[0] = x, fx, gx
-            step_r = dlt
-            x = m + step_r
-            for _ in range(_MAX_TRIES if left else 0):
-                fx, gx, hx = _fgh(fam, b, q, r0, r1, c, Sy, A, x, inv_t2, True)
-                if not (abs(fx - fm) < _TANGENT_MAX and abs(gx) < _TANGENT_MAX):
-                    step_r *= 0.5
-                    x = m + step_r
-                    continue
-                if gx < 0.0 and gx < gm:
-                    right = True
-                    break
-                x += step_r
+            right, x, fx, gx = _outer_tangent(fam, b, q, r0, r1, c, Sy, A, m, fm, gm, dlt, 1.0, inv_t2,
+                                              _MAX_TRIES if left else 0)
             if not right:
                 out[s, j] = np.nan
                 failed += 1
