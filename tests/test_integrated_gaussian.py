@@ -5,9 +5,14 @@ simulation-based calibration, with a wrong-model control that fails, is in test_
 from __future__ import annotations
 
 import json
+import math
+import warnings
 
+import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 from conftest import compare_posteriors, quiet_fit
 from scipy.stats import multivariate_normal
 
@@ -155,8 +160,11 @@ def test_min_ess_rounds_and_data_reduced_to_statistics():
     stats = quiet_fit(hp.random_intercepts(hp.prepare(dd.from_pandas(df, npartitions=3), **kw)),
                       sampler="integrated", draws=100, tune=20)
     assert "observed_data" not in stats.children and stats.attrs["hierpool_sampler"] == "integrated"
+    # the statistics differ by rounding, so the mode the proposal is centred on differs by the optimizer's
+    # tolerance and every draw with it: measured 8e-8 relative in tau, 1.1e-7 absolute in the group effects
+    # (posterior sd 0.87); other data or another seed differ by a tenth
     for v in (N.SIGMA, N.TAU, N.BETA, N.GROUP_EFFECT):
-        np.testing.assert_allclose(stats["posterior"][v].values, rows["posterior"][v].values, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(stats["posterior"][v].values, rows["posterior"][v].values, rtol=1e-6, atol=1e-6)
 
 
 def test_far_proposals_have_zero_density_not_errors():
@@ -267,3 +275,43 @@ def test_min_ess_in_place_keeps_the_whole_memory_budget(family):
     np.testing.assert_array_equal(u["draw"].values, np.arange(20) * n // 20)
     assert config.kept_draws(n, 4, 200, budget / 4, 100).size == 5 and config.kept_draws(n, 4, 200, 1e9, 100).size == 25
     assert dt.attrs["hierpool_thin"] == config.thin_ratio(n, 20) == pytest.approx(n / 20)
+
+
+@pytest.mark.slow
+def test_a_heavy_tail_in_tau_is_sampled(monkeypatch):
+    """Two gaussian groups of three rows under a half-Cauchy(1) prior on tau (the likelihood falls only as
+    1 / tau for large tau, so the posterior's tail is tau^-3): P(tau > 3) and P(tau > 10) of 4 x 5,000
+    draws within 4 Monte Carlo standard errors (ArviZ's MCSE of the indicator, at least the binomial one)
+    of a grid of the exact posterior (log sigma x log tau, 401 x 521 points): 0.032 and 0.0009; over 6
+    seeds within 2 MCSE. The defensive t in tau itself (log_last=False, the proposal until 2026-12-07)
+    fails it: no draw above 10 in 4 of 6 seeds (18 expected), chains stuck in a fifth."""
+    df = pd.DataFrame({"y": [0.1, -0.2, 0.3, 1.0, 1.4, 0.7], "g": ["a"] * 3 + ["b"] * 3})
+    model = hp.random_intercepts(hp.prepare(df, y="y", group="g", family="gaussian"),
+                                 priors={"tau": hp.Prior("HalfCauchy", beta=1.0)})
+    gp = integrated_gaussian.plan(model)
+    ls, lt = np.linspace(-6, 4, 401), np.linspace(-10, 16, 521)
+    S, T = np.meshgrid(ls, lt, indexing="ij")
+    lp = integrated_gaussian._log_post_s(gp, np.column_stack([S.ravel(), T.ravel()])).reshape(S.shape)
+    p = np.exp(lp - lp.max())
+    p_lt = p.sum(axis=0) / p.sum()
+    assert p_lt[0] + p_lt[-1] < 1e-5 and p[[0, -1]].sum() / p.sum() < 1e-5  # the grid holds the posterior
+    ref = {c: float(p_lt[lt > math.log(c)].sum()) for c in (3.0, 10.0)}
+
+    def tail_errors(dt):
+        tau = dt["posterior"]["tau"]
+        out = {}
+        for c, r in ref.items():
+            ind = (tau > c).astype(float)
+            se = max(float(az.mcse(xr.Dataset({"i": ind}))["i"]), math.sqrt(r * (1 - r) / ind.size))
+            out[c] = (float(ind.mean()) - r) / se
+        return out
+
+    dt = hp.fit(model, sampler="integrated", random_seed=3, draws=5000, chains=4, progressbar=False)
+    z = tail_errors(dt)
+    assert all(abs(v) < 4 for v in z.values()), z
+    orig = integrated_gaussian.imh_chains
+    monkeypatch.setattr(integrated_gaussian, "imh_chains", lambda *a, **k: orig(*a, **{**k, "log_last": False}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = hp.fit(model, sampler="integrated", random_seed=3, draws=5000, chains=4, progressbar=False)
+    assert max(abs(v) for v in tail_errors(old).values()) > 4

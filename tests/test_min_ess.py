@@ -169,8 +169,8 @@ def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch
     calls = []
     orig = integrated._t_draws
 
-    def recorded(rng, mu, L, n):
-        x = orig(rng, mu, L, n)
+    def recorded(rng, mu, L, n, log_last=False):
+        x = orig(rng, mu, L, n, log_last)
         calls.append((mu.copy(), L.copy(), x))
         return x
 

@@ -318,7 +318,8 @@ def sample(gp: GaussianPlan, *, draws: int, tune: int, chains: int, random_seed,
     psi, accepted, imh_info = imh_chains(lambda x: _log_target(gp, x), mu, cov, draws=draws, tune=tune,
                                          chains=chains, rng=np.random.default_rng(s_prop),
                                          chain_rngs=[np.random.default_rng(s) for s in s_chain.spawn(chains)],
-                                         more=None if more is None else (lambda psi: more(posterior(psi))))
+                                         more=None if more is None else (lambda psi: more(posterior(psi))),
+                                         log_last=gp.has_tau)
     info.update(imh_info)
     post = posterior(psi)
     stats = xr.Dataset({"accepted": (("chain", "draw"), accepted)}, coords=post.coords)

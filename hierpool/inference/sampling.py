@@ -256,7 +256,9 @@ def fit(
         :func:`hierpool.inference.integrated.default_nodes` gives the measured errors; after the mode
         search the default is doubled until the quadrature's error varies by at most 0.05 over the
         posterior, :func:`hierpool.inference.integrated.check_nodes`, while a given ``n_nodes`` that fails
-        that check warns; the report's ``integrated.node_check`` lists each step); the gaussian
+        that check warns; the report's ``integrated.node_check`` lists each step, and
+        ``integrated.node_check_draws`` the same spread at each parameter's extreme draws, which warns
+        above 0.05 too: :func:`hierpool.inference.integrated.check_nodes_at_draws`); the gaussian
         integrated sampler integrates exactly and refuses it.
     min_ess : float, optional
         Sample until the bulk AND tail ESS of every population-level parameter (intercept, beta, tau,
