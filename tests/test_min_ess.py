@@ -153,18 +153,21 @@ def test_min_ess_must_be_finite(model):
         hp.fit(model, min_ess=float("inf"))
 
 
-def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch):
+@pytest.mark.parametrize("log_last", [False, True])
+def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch, log_last):
     """Exact: each chain of an extended run is the independence-MH chain over its proposals of every batch
     in turn (its own uniforms going on), started where tuning left it: rebuilt here by a plain loop from
     the proposals recorded (a run that restarts a batch from its first proposal, or forgets the state,
-    differs). Tuning of 0, 1 and 50 draws; batches down to one draw; a support boundary."""
-    m = np.array([1.0, -2.0])
+    differs). Tuning of 0, 1 and 50 draws; batches down to one draw; a support boundary; with ``log_last``
+    (the last coordinate a scale, the defensive component in its log) also tau <= 0 outside the support."""
+    m = np.array([1.0, 2.0 if log_last else -2.0])
     S = np.array([[1.0, 0.6], [0.6, 2.0]])
     P = np.linalg.inv(S)
 
     def log_target(x):
         d = x - m
-        return np.where(x[:, 0] > 3.0, -np.inf, -0.5 * np.einsum("ni,ij,nj->n", d, P, d))
+        out = np.where(x[:, 0] > 3.0, -np.inf, -0.5 * np.einsum("ni,ij,nj->n", d, P, d))
+        return np.where(x[:, -1] > 0, out, -np.inf) if log_last else out
 
     calls = []
     orig = integrated._t_draws
@@ -184,7 +187,7 @@ def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch
             psi, acc, info = integrated.imh_chains(log_target, m + 1.5, 0.3 * S, draws=7, tune=tune, chains=3,
                                                    rng=np.random.default_rng(a),
                                                    chain_rngs=[np.random.default_rng(s) for s in seeds],
-                                                   more=lambda p, it=it: next(it))
+                                                   more=lambda p, it=it: next(it), log_last=log_last)
             n_tune = min(tune, integrated.MAX_TUNE)
             batches = calls[1:] if n_tune else calls
             assert info["batches"] == len(batches) == len(asks)
@@ -194,21 +197,23 @@ def test_imh_chains_extended_equal_one_chain_over_the_same_proposals(monkeypatch
                 cur = None
                 if n_tune:
                     tp = calls[0][2][c * n_tune:(c + 1) * n_tune]
-                    tw = log_target(tp) - integrated._t_logpdf(tp, calls[0][0], calls[0][1])
+                    tw = log_target(tp) - integrated._t_logpdf(tp, calls[0][0], calls[0][1], log_last)
                     u = np.log(r.random(n_tune))
-                    cur, cw = tp[0], tw[0]
-                    for i in range(1, n_tune):
+                    k = int(np.argmax(tw > -np.inf))  # the chain starts at its first proposal in the support
+                    cur, cw = tp[k], tw[k]
+                    for i in range(k + 1, n_tune):
                         if u[i] <= tw[i] - cw:
                             cur, cw = tp[i], tw[i]
                 props = np.concatenate([x[c * (len(x) // 3):(c + 1) * (len(x) // 3)] for _, _, x in batches])
-                w = log_target(props) - integrated._t_logpdf(props, mu, L)
+                w = log_target(props) - integrated._t_logpdf(props, mu, L, log_last)
                 u = np.log(r.random(len(props)))
                 want, want_acc = np.empty_like(props), np.zeros(len(props), dtype=bool)
                 start = 0
-                if cur is None:
-                    cur, cw, want[0], want_acc[0], start = props[0], w[0], props[0], True, 1
+                if cur is None:  # the first proposal in the support, repeated over the ones before it
+                    k = int(np.argmax(w > -np.inf))
+                    cur, cw, want[:k + 1], want_acc[k], start = props[k], w[k], props[k], True, k + 1
                 else:
-                    cw = log_target(cur[None])[0] - integrated._t_logpdf(cur[None], mu, L)[0]
+                    cw = log_target(cur[None])[0] - integrated._t_logpdf(cur[None], mu, L, log_last)[0]
                 for i in range(start, len(props)):
                     if u[i] <= w[i] - cw:
                         cur, cw, want_acc[i] = props[i], w[i], True

@@ -17,7 +17,8 @@ adaptive Gauss-Hermite quadrature (:mod:`hierpool.core.integrated_rows`, ``n_nod
    may be near 0) by *independence Metropolis-Hastings*. Proposals come from a defensive mixture: a
    multivariate Student-t (:data:`T_DF` degrees of freedom) at the mode with the Laplace covariance
    (carried to tau by the delta method) and, with weight :data:`WIDE_SHARE`, a t(:data:`WIDE_DF`)
-   :data:`WIDE_SCALE` times wider in ``(theta, log tau)`` (the Laplace fit in log tau), whose density in
+   :data:`WIDE_SCALE` times wider in ``(theta, log tau)`` (the proposal's location and scale carried to
+   log tau by the delta method: the Laplace fit in log tau, unless refitted), whose density in
    tau falls as ``1 / (tau log(tau)^4)``, slower than any power of tau: the importance weights are bounded
    in both tails of tau whatever the prior, also where the tail of tau is the prior's (a half-Cauchy's
    tau^-2: one or two groups, or groups whose outcomes are all equal). Until 2026-12-07 the wider t was in
@@ -629,20 +630,35 @@ def _t_logpdf(x, mu, L, log_last: bool = False) -> np.ndarray:
 
 def _imh(logw, rng, start_logw=None):
     """Independence MH over proposals with log importance weights ``logw`` (n,): the index of the state
-    after each step (-1: the chain's start) and the acceptances."""
+    after each step (-1: the chain's start) and the acceptances. Without ``start_logw`` the chain starts at
+    its first proposal inside the target's support (weight above 0), repeated over the proposals before it
+    (the first proposal was taken even outside the support until 2026-12-07: a draw of tau <= 0 with
+    ``tune=0``)."""
     n = logw.shape[0]
     idx = np.empty(n, dtype=np.int64)
     acc = np.zeros(n, dtype=bool)
-    cur, cur_w = (0, logw[0]) if start_logw is None else (-1, start_logw)
     lu = np.log(rng.random(n))
-    for i in range(n):
-        if start_logw is None and i == 0:
-            acc[0] = True
-        elif lu[i] <= logw[i] - cur_w:
+    first = 0
+    if start_logw is None:
+        inside = np.flatnonzero(logw > -np.inf)
+        first = int(inside[0]) if inside.shape[0] else 0
+        idx[:first + 1] = first
+        acc[first] = True
+    cur, cur_w = (first, logw[first]) if start_logw is None else (-1, start_logw)
+    for i in range(first + 1 if start_logw is None else 0, n):
+        if lu[i] <= logw[i] - cur_w:
             cur, cur_w = i, logw[i]
             acc[i] = True
         idx[i] = cur
     return idx, acc
+
+
+def _log_weights(lp, props, mu, L, log_last: bool) -> np.ndarray:
+    """log importance weights: the log target ``lp`` minus the proposal's log density, -inf wherever the
+    target is 0 (a tau overflowed to inf has no proposal density either: inf - inf would be NaN, which
+    would stop a chain started there and void the tuning's refit)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(lp > -np.inf, lp - _t_logpdf(props, mu, L, log_last), -np.inf)
 
 
 def tau_coordinates(mode: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -722,6 +738,9 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
     with the proposal fixed. Each chain's accept/reject decisions use its own generator of
     ``chain_rngs``.
 
+    ``log_last``: the last coordinate is tau (> 0), and the defensive component is a t in its log (the
+    module docstring); else that component is a t in the same coordinates as the other.
+
     ``more``: None, or a callable given the draws so far, ``psi`` (chains, n, D), that returns how many
     draws per chain to add (0: stop; ``hp.fit(..., min_ess=)`` asks from the ESS so far). The chains then
     go on from their last states with the same fixed proposal, exactly as if those draws had been asked
@@ -737,7 +756,7 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
     if n_tune > 0:
         props = _t_draws(rng, mu, L, chains * n_tune, log_last)
         lp = log_target(props)
-        logw = lp - _t_logpdf(props, mu, L, log_last)
+        logw = _log_weights(lp, props, mu, L, log_last)
         for c in range(chains):
             sl = slice(c * n_tune, (c + 1) * n_tune)
             idx, _ = _imh(logw[sl], chain_rngs[c])
@@ -764,7 +783,7 @@ def imh_chains(log_target, mu, cov, *, draws: int, tune: int, chains: int, rng, 
     while n > 0:
         props = _t_draws(rng, mu, L, chains * n, log_last)
         lp = log_target(props)
-        logw = lp - _t_logpdf(props, mu, L, log_last)
+        logw = _log_weights(lp, props, mu, L, log_last)
         p, a = _advance(props, lp, logw, mu, L, state, chain_rngs, n, log_last)
         psi_parts.append(p)
         acc_parts.append(a)
@@ -825,7 +844,8 @@ def check_nodes_at_draws(ev: _Evaluator, mode: np.ndarray, phi: np.ndarray) -> f
     against scipy's ``quad``, and P(tau > 30) is 0.090 at 12 nodes against 0.106 at 40 and 160; the draws
     reach tau in the thousands and this spread is 0.17-0.32 (3 seeds), against at most 0.013 on simulated
     data of 40 to 20,000 groups (bernoulli and poisson, intercept -0.5 and -3, tau 0.8). Costs 2 x (2 D +
-    1) evaluations; ``ev`` ends at n nodes.
+    1) evaluations; ``ev`` ends at n nodes. The extremes of longer chains (``min_ess``) reach further, so
+    whether it fails can depend on the number of draws, as the tails it guards are more fully drawn.
 
     A failure is said (:func:`sample`: the report's problems, a warning), not mended by sampling again with
     more nodes: that far out the adaptive rule converges erratically (the same data at intercept 0 and
@@ -925,7 +945,8 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
             f"n_nodes={n_nodes}: the quadrature's error in the log marginal likelihood varies by {tail_spread:.3g} "
             f"over the draws (the mode and each parameter's smallest and largest draw, against {2 * n_nodes} "
             f"nodes; more than {NODE_TOL}), enough to bias the posterior's tails: sample the model with NUTS "
-            "(sampler='pymc' or 'nutpie'), or pass more n_nodes and check the report's node_check_draws.")
+            "(sampler='pymc' or 'nutpie'); more n_nodes may not settle it that far out (the report's "
+            "integrated.node_check_draws gives the spread).")
     # group effects at the kept draws (config.kept_draws), exactly from their conditionals
     J = pl.n_groups
     at = config.kept_draws(draws, chains, J, max_group_effect_values, min_kept)

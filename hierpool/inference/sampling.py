@@ -187,8 +187,9 @@ def fit(
         predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors on the
         intercept and coefficients): the group effects integrated out by adaptive Gauss-Hermite quadrature
         (``n_nodes`` per group), the few population parameters drawn by independence Metropolis-Hastings
-        from a Student-t proposal fitted at the posterior mode (``min(tune, 50)`` tuning draws per chain
-        refit it), and every group effect drawn exactly from its conditional at each kept draw. For
+        from a Student-t mixture fitted at the posterior mode (``min(tune, 50)`` tuning draws per chain,
+        which refit it where that helps), and every group effect drawn exactly from its conditional at each
+        kept draw. For
         gaussian random intercepts (collapsed, as by default; any variant) it is the sampler of
         :mod:`hierpool.inference.integrated_gaussian`: the intercept, coefficients and group effects are
         integrated out exactly, sigma and tau drawn by the same independence Metropolis-Hastings, the
@@ -820,8 +821,9 @@ def _sample_integrated(pl, desc: ModelDescription, *, draws, tune, chains, rando
 
 
 def _report_node_problem(report: dict, info: dict, stacklevel: int) -> None:
-    """The quadrature-node check's failure (:func:`hierpool.inference.integrated.check_nodes`), if any, added
-    to ``report["problems"]`` and warned (:class:`HierpoolSamplingWarning`)."""
+    """The quadrature-node checks' failure (:func:`hierpool.inference.integrated.check_nodes` around the mode,
+    :func:`~hierpool.inference.integrated.check_nodes_at_draws` at the extreme draws), if any, added to
+    ``report["problems"]`` and warned (:class:`HierpoolSamplingWarning`)."""
     msg = info.get("node_problem")
     if msg:
         report["problems"].append(msg)
