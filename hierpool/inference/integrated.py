@@ -804,6 +804,22 @@ NODE_TOL = 0.05
 MAX_NODES = 160
 
 
+def _error_spread(ev: _Evaluator, pts: np.ndarray, v_n: np.ndarray) -> tuple[float, np.ndarray]:
+    """The spread over ``pts`` of the quadrature's error at ``ev``'s n nodes (``v_n``: the summed log
+    marginal likelihood there), estimated against 2n: ``(spread, values at 2n)``, inf where a value is not
+    finite. ``ev`` is left at 2n nodes."""
+    ev.set_nodes(2 * ev.n_nodes)
+    v_2n = ev(pts)[0]
+    d = v_2n - v_n
+    return (float(np.ptp(d)) if np.all(np.isfinite(d)) else math.inf), v_2n
+
+
+def _node_problem(n: int, spread: float, where: str, how: str) -> str:
+    """What the report and the warning say when the quadrature's error varies by ``spread`` ``where``."""
+    return (f"n_nodes={n}: the quadrature's error in the log marginal likelihood varies by {spread:.3g} {where} "
+            f"(against {2 * n} nodes; more than {NODE_TOL}), {how}.")
+
+
 def check_nodes(ev: _Evaluator, mode: np.ndarray, cov: np.ndarray, n_nodes: int, adapt: bool) -> tuple[int, dict]:
     """The nodes to sample with: ``n_nodes`` if the quadrature's error varies little over the posterior,
     else (``adapt``) the first of 2, 4, ... times as many (at most :data:`MAX_NODES`) that does.
@@ -823,10 +839,7 @@ def check_nodes(ev: _Evaluator, mode: np.ndarray, cov: np.ndarray, n_nodes: int,
     trail = []
     n = int(n_nodes)
     while True:
-        ev.set_nodes(2 * n)
-        v_2n = ev(pts)[0]
-        d = v_2n - v_n
-        spread = float(np.ptp(d)) if np.all(np.isfinite(d)) else math.inf
+        spread, v_2n = _error_spread(ev, pts, v_n)
         trail.append([n, spread])
         if spread <= NODE_TOL or not adapt or 2 * n > MAX_NODES:
             break
@@ -854,12 +867,9 @@ def check_nodes_at_draws(ev: _Evaluator, mode: np.ndarray, phi: np.ndarray) -> f
     flat = phi.reshape(-1, phi.shape[-1])
     pts = np.vstack([mode, flat[np.argmin(flat, axis=0)], flat[np.argmax(flat, axis=0)]])
     n = ev.n_nodes
-    v_n = ev(pts)[0]
-    ev.set_nodes(2 * n)
-    v_2n = ev(pts)[0]
+    spread, _ = _error_spread(ev, pts, ev(pts)[0])
     ev.set_nodes(n)
-    d = v_2n - v_n
-    return float(np.ptp(d)) if np.all(np.isfinite(d)) else math.inf
+    return spread
 
 
 def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progressbar: bool,
@@ -906,9 +916,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     if spread > NODE_TOL:  # hp.fit puts it in the report's problems and warns (hierpool.inference.sampling)
         how = ("pass more n_nodes, or leave n_nodes out to let hp.fit choose" if not adapt_nodes else
                f"the most nodes hp.fit chooses ({n_nodes}) did not settle it; pass n_nodes above that")
-        info["node_problem"] = (
-            f"n_nodes={n_nodes}: the quadrature's error in the log marginal likelihood varies by {spread:.3g} "
-            f"over the posterior (against {2 * n_nodes} nodes; more than {NODE_TOL}), enough to bias it: {how}.")
+        info["node_problem"] = _node_problem(n_nodes, spread, "over the posterior", f"enough to bias it: {how}")
     t_mode = time.perf_counter() - t0
     D = pl.dim
     mu, cov = tau_coordinates(mode, cov) if pl.has_tau else (mode, cov)
@@ -941,12 +949,10 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     tail_spread = check_nodes_at_draws(ev, mode, phi)
     info["node_check_draws"] = [int(n_nodes), tail_spread]
     if tail_spread > NODE_TOL and "node_problem" not in info:
-        info["node_problem"] = (
-            f"n_nodes={n_nodes}: the quadrature's error in the log marginal likelihood varies by {tail_spread:.3g} "
-            f"over the draws (the mode and each parameter's smallest and largest draw, against {2 * n_nodes} "
-            f"nodes; more than {NODE_TOL}), enough to bias the posterior's tails: sample the model with NUTS "
-            "(sampler='pymc' or 'nutpie'); more n_nodes may not settle it that far out (the report's "
-            "integrated.node_check_draws gives the spread).")
+        info["node_problem"] = _node_problem(
+            n_nodes, tail_spread, "over the draws (the mode and each parameter's smallest and largest draw)",
+            "enough to bias the posterior's tails: sample the model with NUTS (sampler='pymc' or 'nutpie'); more "
+            "n_nodes may not settle it that far out (the report's integrated.node_check_draws gives the spread)")
     # group effects at the kept draws (config.kept_draws), exactly from their conditionals
     J = pl.n_groups
     at = config.kept_draws(draws, chains, J, max_group_effect_values, min_kept)
