@@ -950,7 +950,7 @@ def sample(pl: Plan, *, draws: int, tune: int, chains: int, random_seed, progres
     info["node_check_draws"] = [int(n_nodes), tail_spread]
     if tail_spread > NODE_TOL and "node_problem" not in info:
         info["node_problem"] = _node_problem(
-            n_nodes, tail_spread, "over the draws (the mode and each parameter's smallest and largest draw)",
+            n_nodes, tail_spread, "over the draws, at the mode and each parameter's smallest and largest draw",
             "enough to bias the posterior's tails: sample the model with NUTS (sampler='pymc' or 'nutpie'); more "
             "n_nodes may not settle it that far out (the report's integrated.node_check_draws gives the spread)")
     # group effects at the kept draws (config.kept_draws), exactly from their conditionals
