@@ -72,6 +72,33 @@ def test_tau_prior_log_density_equals_pymc(prior):
         assert ours == pytest.approx(theirs, abs=1e-6, rel=1e-6), (prior, x)
 
 
+@pytest.mark.parametrize("prior", [
+    hp.Prior("HalfNormal", sigma=0.7), hp.Prior("HalfStudentT", nu=3, sigma=1.3), hp.Prior("Exponential", lam=2.0),
+    hp.Prior("Exponential", scale=0.5), hp.Prior("InverseGamma", alpha=3.0, beta=2.0), hp.Prior("HalfFlat"),
+])
+def test_pymc_logp_with_symbolic_parameters_equals_constant_evaluation(prior):
+    """The self-check's PyMC density, compiled once with the parameters as inputs, equals
+    ``pm.logp(...).eval()`` with them as constants (to 1e-7: the graphs are rewritten differently), and
+    one compiled function serves every value of the parameters (the default tau prior's scale follows
+    the data)."""
+    pts = np.array([0.05, 0.3, 1.0, 2.5, 7.0])
+    for scale in (1.0, 2.5):
+        p = hp.Prior(prior.dist, **{k: (v * scale if k in ("sigma", "lam", "scale", "beta") else v)
+                                    for k, v in prior.params.items()})
+        theirs = pm.logp(getattr(pm, p.dist).dist(**p.params), pts).eval()
+        np.testing.assert_allclose(gibbs._pymc_logp(p, pts), theirs, rtol=1e-7, atol=1e-7)
+    assert sum(key[0] == prior.dist and key[1] == tuple(sorted(prior.params)) for key in gibbs._PYMC_LOGP) == 1
+
+
+def test_tau_prior_self_check_refuses_an_invalid_scale():
+    """A scale PyMC refuses (its ParameterValueError at evaluation) fails the self-check, as with constants."""
+    code, n_par = gibbs.TAU_PRIORS["HalfNormalRV"]
+    assert gibbs._check_tau_prior(hp.Prior("HalfNormal", sigma=0.8), code, np.array([0.0, 0.8, 0.0, 0.0]))
+    assert not gibbs._check_tau_prior(hp.Prior("HalfNormal", sigma=-0.8), code, np.array([0.0, -0.8, 0.0, 0.0]))
+    # our density with a wrong parameter is caught: the check compares values, not names
+    assert not gibbs._check_tau_prior(hp.Prior("HalfNormal", sigma=0.9), code, np.array([0.0, 0.8, 0.0, 0.0]))
+
+
 # ------------------------------------------------------------------ the collapsed tau step, exactly
 def test_log_marginal_of_tau_equals_dense_gaussian_marginal():
     """Given omega, log p(tau | omega) (theta and u integrated out) equals the dense Gaussian marginal of

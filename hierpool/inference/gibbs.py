@@ -431,25 +431,52 @@ def _normal_prior(prior, shape) -> tuple[np.ndarray, np.ndarray] | None:
     return mu, sd
 
 
-#: Results of :func:`_check_tau_prior`, by prior and reading: PyMC's log density is compiled once per
-#: prior, not once per fit (a simulation-based calibration refits one model hundreds of times).
+#: Results of :func:`_check_tau_prior`, by prior and reading.
 _TAU_PRIOR_CHECKED: dict = {}
+#: PyMC's log density of a prior family, compiled once per distribution and parameter names with the
+#: parameters as inputs (:func:`_pymc_logp`).
+_PYMC_LOGP: dict = {}
+
+
+def _pymc_logp(prior, pts: np.ndarray) -> np.ndarray:
+    """``pymc.logp(pm.<dist>.dist(**prior.params), pts)``, compiled once per distribution and parameter names.
+
+    The default tau prior's scale follows the data (a new scale each data set), and evaluating
+    ``pm.logp(...).eval()`` with the values as constants compiled a function (numba mode) for every fit:
+    0.15-0.37 s of a 0.26-0.52 s fit of 30 gaussian groups (AMD EPYC, 2026-12-07). Here the parameters are
+    symbolic scalars of one function compiled in ``FAST_COMPILE`` mode (0.02-0.11 s, once per process and
+    distribution; about 1 ms a call after that). Its values equal the constant-folded ones within 2e-8
+    (HalfStudentT; the check below is at 1e-6). A parameter that is not a scalar takes the constant path.
+    """
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+
+    names = tuple(sorted(prior.params))
+    vals = [np.asarray(prior.params[k], dtype=np.float64) for k in names]
+    if any(v.ndim for v in vals):
+        rv = getattr(pm, prior.dist).dist(**prior.params)
+        return np.asarray(pm.logp(rv, pt.as_tensor_variable(pts)).eval(), dtype=np.float64)
+    key = (prior.dist, names)
+    fn = _PYMC_LOGP.get(key)
+    if fn is None:
+        syms = [pt.dscalar(k) for k in names]
+        x = pt.dvector("x")
+        rv = getattr(pm, prior.dist).dist(**{k: v for k, v in zip(names, syms, strict=True)})
+        fn = _PYMC_LOGP[key] = pytensor.function([x, *syms], pm.logp(rv, x), mode="FAST_COMPILE")
+    return np.asarray(fn(np.asarray(pts, dtype=np.float64), *vals), dtype=np.float64)
 
 
 def _check_tau_prior(prior, code, par) -> bool:
     """Our log density equals PyMC's (up to nothing: both are normalized) at a few points."""
-    import pymc as pm
-    import pytensor.tensor as pt
-
     key = (prior.dist, repr(sorted((k, np.asarray(v).tolist()) for k, v in prior.params.items())), code,
            repr(par))
     if key in _TAU_PRIOR_CHECKED:
         return _TAU_PRIOR_CHECKED[key]
-    rv = getattr(pm, prior.dist).dist(**prior.params)
     pts = np.array([0.05, 0.3, 1.0, 2.5, 7.0])
     try:
-        theirs = np.asarray(pm.logp(rv, pt.as_tensor_variable(pts)).eval(), dtype=np.float64)
-    except Exception:  # noqa: BLE001
+        theirs = _pymc_logp(prior, pts)
+    except Exception:  # noqa: BLE001 - e.g. pymc's ParameterValueError for a scale <= 0
         return False
     ours = np.array([_prior_logpdf(code, par, float(x)) for x in pts])
     ok = np.isfinite(theirs)
