@@ -2,7 +2,8 @@
 
 For each case (family, groups, rows per group, true tau) one data set is simulated (seeded: intercept
 -1 (bernoulli), 0.5 (poisson) or 0.3 (gaussian), coefficients 0.5 and -0.3 on two standard-normal
-predictors (one, 0.5, for gaussian), sigma 1), the default model ``hp.random_intercepts`` is built once,
+predictors (one, 0.5, for gaussian), sigma 1; ``*_nopred``: bernoulli, and binomial with 1-20 trials a
+row, intercept -1 and no predictors), the default model ``hp.random_intercepts`` is built once,
 and ``hp.fit`` runs it with ``sampler="integrated"`` and with ``sampler="nutpie"`` (4 chains x 1000 draws,
 1000 tuning steps, seed 3), in this order, in one process. Reported: wall seconds of the whole ``hp.fit``
 (nutpie's compilation included, as a user pays it), the smallest bulk and tail ESS over intercept,
@@ -34,6 +35,10 @@ import hierpool as hp  # noqa: E402
 
 COUNT_CASES = [(f, J, tau, sizes) for f in ("bernoulli", "poisson")
                for J, sizes in ((10, (5, 40)), (40, (5, 40)), (150, (5, 40)), (600, (1, 5))) for tau in (0.1, 0.8)]
+#: bernoulli and binomial WITHOUT predictors: the default model integrates the group effects out by
+#: (successes, trials) patterns (collapse="integrated"), which "auto" sent to nutpie before 2026-12-07
+NOPRED_CASES = [(f, J, tau, sizes) for f in ("bernoulli_nopred", "binomial_nopred")
+                for J, sizes in ((10, (5, 40)), (40, (5, 40)), (150, (5, 40)), (600, (1, 5))) for tau in (0.1, 0.8)]
 GAUSS_CASES = [("gaussian", 5, 0.05, (1, 4)), ("gaussian", 8, 0.1, (1, 5)), ("gaussian", 18, 0.3, (10, 10)),
                ("gaussian", 30, 0.0, (1, 3)), ("gaussian", 200, 0.02, (1, 3))]
 
@@ -47,6 +52,13 @@ def simulate(family: str, J: int, tau: float, sizes, seed: int) -> tuple[pd.Data
         x = r.normal(size=g.size)
         y = 0.3 + 0.5 * x + u[g] + r.normal(size=g.size)
         return pd.DataFrame({"y": y, "x": x, "group": [f"g{j}" for j in g]}), ["x"]
+    if family.endswith("_nopred"):  # intercept -1, no predictors; binomial: 1-20 trials a row
+        trials = np.ones(g.size, dtype=np.int64) if family.startswith("bernoulli") else r.integers(1, 21, g.size)
+        y = r.binomial(trials, 1 / (1 + np.exp(-(-1.0 + u[g]))))
+        df = pd.DataFrame({"y": y, "group": [f"g{j}" for j in g]})
+        if family.startswith("binomial"):
+            df["trials"] = trials
+        return df, []
     X = r.normal(size=(g.size, 2))
     eta = (-1.0 if family == "bernoulli" else 0.5) + X @ [0.5, -0.3] + u[g]
     y = r.binomial(1, 1 / (1 + np.exp(-eta))) if family == "bernoulli" else r.poisson(np.exp(eta))
@@ -88,18 +100,22 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", default="", help="raw results ('' for none)")
     p.add_argument("--from-json", default=None, help="only print the table of an earlier --json file")
-    p.add_argument("--families", nargs="*", default=["bernoulli", "poisson", "gaussian"])
+    p.add_argument("--families", nargs="*", default=["bernoulli", "poisson", "gaussian", "bernoulli_nopred",
+                                                       "binomial_nopred"])
     args = p.parse_args(argv)
     if args.from_json:
         report(json.loads(Path(args.from_json).read_text()))
         return
     results = {"machine": C.machine(), "cases": []}
-    for family, J, tau, sizes in COUNT_CASES + GAUSS_CASES:
+    for family, J, tau, sizes in COUNT_CASES + GAUSS_CASES + NOPRED_CASES:
         if family not in args.families:
             continue
         df, preds = simulate(family, J, tau, sizes, J + int(10 * tau))
-        model = hp.random_intercepts(hp.prepare(df, y="y", group="group", predictors=preds, family=family))
-        case = {"family": family, "groups": J, "sizes": f"{sizes[0]}-{sizes[1]}", "tau": tau, "n_obs": len(df)}
+        fam = family.removesuffix("_nopred")
+        model = hp.random_intercepts(hp.prepare(df, y="y", group="group", predictors=preds, family=fam,
+                                                **({"trials": "trials"} if "trials" in df else {})))
+        case = {"family": family, "groups": J, "sizes": f"{sizes[0]}-{sizes[1]}", "tau": tau, "n_obs": len(df),
+                "collapse": hp.describe(model).collapse}
         for s in ("integrated", "nutpie"):
             case[s] = one(model, s)
         print(json.dumps(case), flush=True)

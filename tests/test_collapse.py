@@ -284,13 +284,18 @@ def test_integrated_conditional_draws_match_quadrature():
 
 
 @pytest.mark.slow
-def test_integrated_bernoulli_posterior_equals_full():
-    """Integrated-out group effects give the posterior of the row-level model (intercept, tau, effects)."""
+@pytest.mark.parametrize("sampler", ["nutpie", "auto"])
+def test_integrated_bernoulli_posterior_equals_full(sampler):
+    """Integrated-out group effects give the posterior of the row-level model (intercept, tau, effects):
+    NUTS over the pattern-collapsed likelihood, and ``sampler="auto"``, which runs the integrated sampler
+    (its own adaptive quadrature per group) on the same model."""
     df = hp.datasets.simulate("bernoulli", n_groups=40, group_sizes=(2, 7), n_predictors=0, seed=9)
     gd = hp.prepare(df, y="y", group="group", family="bernoulli")
     full = quiet_fit(hp.random_intercepts(gd, collapse=False), draws=1000, tune=700, random_seed=3)
-    integ = quiet_fit(hp.random_intercepts(gd, collapse="integrated"), draws=1000, tune=700, random_seed=4)
+    integ = quiet_fit(hp.random_intercepts(gd, collapse="integrated"), draws=1000, tune=700, random_seed=4,
+                      sampler=sampler)
     assert integ.attrs["hierpool_settings"].count('"collapse": "integrated"') == 1
+    assert integ.attrs["hierpool_sampler"] == {"nutpie": "nutpie", "auto": "integrated"}[sampler]
     compare_posteriors(full, integ, [N.INTERCEPT, N.TAU, N.GROUP_EFFECT])
 
 

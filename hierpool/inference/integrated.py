@@ -1,8 +1,10 @@
-"""The integrated sampler: count random intercepts with predictors, the group effects integrated out.
+"""The integrated sampler: count random intercepts, the group effects integrated out.
 
 What ``hp.fit(model, sampler="integrated")`` runs, and ``sampler="auto"`` for every model it can run
 (:func:`hierpool.inference.sampling.fit` gives the measurements behind that choice). For bernoulli, binomial and poisson random intercepts (also the ridge and the ridge-penalized
-hierarchical variant) the population-level parameters ``phi = (intercept_c, beta_std[, log tau])`` are a
+hierarchical variant; with or without predictors: a model collapsed by (successes, trials) patterns,
+``collapse="integrated"``, has the same marginal posterior, which this sampler integrates group by group
+with its own quadrature) the population-level parameters ``phi = (intercept_c, beta_std[, log tau])`` are a
 handful, whatever the number of groups, and their marginal posterior
 
     p(phi | y)  ∝  prior(phi) * prod_j  integral of  p(y_j | phi, u) Normal(u | 0, tau) du
@@ -201,7 +203,7 @@ def _prior_or_reason(desc: ModelDescription) -> PopulationPrior | str:
         return f"random slopes {list(desc.slopes)}: the integrated sampler integrates one effect per group"
     if getattr(gd, "factors", ()):
         return f"the model has several grouping factors ({', '.join(gd.factor_names)})"
-    if desc.collapse not in (None, "counts"):
+    if desc.collapse not in (None, "counts", "integrated"):  # "integrated": the same marginal, by patterns
         return f"collapse={desc.collapse!r} integrates the group effects out already"
     if not hasattr(gd, "cells"):
         return "data reduced to sufficient statistics has no rows to integrate"

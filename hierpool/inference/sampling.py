@@ -183,9 +183,11 @@ def fit(
         several).
     sampler : {"auto", "pymc", "nutpie", "numpyro", "gibbs", "integrated"}
         ``"pymc"``, ``"nutpie"``, ``"numpyro"``: NUTS implementations. ``"integrated"``: the sampler of
-        :mod:`hierpool.inference.integrated` for bernoulli, binomial and poisson random intercepts (with
-        predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors on the
-        intercept and coefficients): the group effects integrated out by adaptive Gauss-Hermite quadrature
+        :mod:`hierpool.inference.integrated` for bernoulli, binomial and poisson random intercepts (with or
+        without predictors, exposure, the ridge and the ridge-penalized hierarchical variant; Normal priors
+        on the intercept and coefficients; also the pattern-collapsed models, ``collapse="integrated"``,
+        the default for bernoulli and binomial without predictors, whose marginal posterior it integrates by
+        its own quadrature per group): the group effects integrated out by adaptive Gauss-Hermite quadrature
         (``n_nodes`` per group), the few population parameters drawn by independence Metropolis-Hastings
         from a Student-t mixture fitted at the posterior mode (``min(tune, 50)`` tuning draws per chain,
         which refit it where that helps), and every group effect drawn exactly from its conditional at each

@@ -443,7 +443,9 @@ def random_intercepts(
         from its exact conditional afterwards), always with "auto". bernoulli/binomial WITHOUT
         predictors: "auto" (or "integrated") integrates the group effects out by adaptive Gauss-Hermite
         quadrature over the (successes, trials) patterns (:mod:`hierpool.models.integrated`; the sampler sees
-        intercept and tau) and draws them exactly afterwards. Other counts: rows sharing a group and a
+        intercept and tau) and draws them exactly afterwards; ``hp.fit``'s default sampler runs the
+        integrated sampler on it (:mod:`hierpool.inference.integrated`, the same marginal posterior by its
+        own quadrature per group), ``sampler="nutpie"`` NUTS over the pattern likelihood. Other counts: rows sharing a group and a
         predictor pattern are pooled into one binomial/Poisson cell (``True``, or "auto" when that removes
         at least 20% of the rows). The posterior is the same either way; ``False`` forces the row-level
         model.
