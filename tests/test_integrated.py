@@ -728,7 +728,7 @@ def test_cells_on_workers_with_more_partitions_than_groups(dask_client):
 def test_cells_on_workers_without_predictors_integrate_by_patterns(dask_client):
     """Without predictors a binomial-type model integrates every group effect out by (successes, trials)
     patterns, read from the group totals that came back: the same patterns as from the rows, so the
-    model is fitted in this process by any sampler."""
+    model is fitted in this process by any NUTS sampler, and by the integrated sampler on the workers."""
     from hierpool.models.collapse import integrated_patterns
 
     dd = pytest.importorskip("dask.dataframe")
@@ -742,6 +742,13 @@ def test_cells_on_workers_without_predictors_integrate_by_patterns(dask_client):
     pw, pr = integrated_patterns(gw), integrated_patterns(gr)
     np.testing.assert_array_equal(pw.group_pattern, pr.group_pattern)
     np.testing.assert_array_equal(pw.counts, pr.counts)
+    # the default sampler is the integrated one, its blocks on the workers: the draws of the rows in this
+    # process (same seed), up to the order of the sums (measured 1e-11)
+    fw, fr = (hp.fit(hp.random_intercepts(g), draws=100, tune=50, chains=2, random_seed=5, progressbar=False)
+              for g in (gw, gr))
+    assert fw.attrs["hierpool_sampler"] == fr.attrs["hierpool_sampler"] == "integrated"
+    for v in ("intercept", "tau", "group_effect"):
+        np.testing.assert_allclose(fw.posterior[v].values, fr.posterior[v].values, rtol=1e-8, atol=1e-8)
 
 
 def test_progressbar_shows_progress(capsys):
