@@ -443,7 +443,8 @@ def _pymc_logp(prior, pts: np.ndarray) -> np.ndarray:
 
     The default tau prior's scale follows the data (a new scale each data set), and evaluating
     ``pm.logp(...).eval()`` with the values as constants compiled a function (numba mode) for every fit:
-    0.15-0.37 s of a 0.26-0.52 s fit of 30 gaussian groups (AMD EPYC, 2026-12-07). Here the parameters are
+    fits of 30 gaussian groups on fresh data sets took 0.29-0.38 s, 0.067-0.075 s now (AMD EPYC,
+    2026-12-07; profiled, the compilation was 0.32-0.37 s of the first such fit). Here the parameters are
     symbolic scalars of one function compiled in ``FAST_COMPILE`` mode (0.02-0.11 s, once per process and
     distribution; about 1 ms a call after that). Its values equal the constant-folded ones within 2e-8
     (HalfStudentT; the check below is at 1e-6). A parameter that is not a scalar takes the constant path.

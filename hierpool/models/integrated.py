@@ -28,7 +28,8 @@ conditional to the prior sd (one half or more for groups of a few rows).
 
 Which sampler: ``hp.fit``'s default (``sampler="auto"``) runs :mod:`hierpool.inference.integrated` on
 such a model since 2026-12-07 (the same marginal posterior, integrated group by group by its own
-quadrature: 0.4 s against nutpie's 6.1 s for 30 binomial groups, ``benchmarks/bench_auto_sampler.py``);
+quadrature: 0.21-2.73 s against nutpie's 5.71-21.93 s at 10 to 600 groups, 4 x 1000 draws,
+``benchmarks/bench_auto_sampler.py``);
 this likelihood is what NUTS samples (``sampler="nutpie"``, ``"pymc"``, ``"numpyro"``, or NUTS settings).
 """
 
