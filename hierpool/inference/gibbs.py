@@ -447,17 +447,15 @@ def _pymc_logp(prior, pts: np.ndarray) -> np.ndarray:
     2026-12-07; profiled, the compilation was 0.32-0.37 s of the first such fit). Here the parameters are
     symbolic scalars of one function compiled in ``FAST_COMPILE`` mode (0.02-0.11 s, once per process and
     distribution; about 1 ms a call after that). Its values equal the constant-folded ones within 2e-8
-    (HalfStudentT; the check below is at 1e-6). A parameter that is not a scalar takes the constant path.
+    (HalfStudentT; the check below is at 1e-6). A :class:`~hierpool.models.priors.Prior`'s parameters are
+    numbers (it refuses others), so scalars serve every prior.
     """
     import pymc as pm
     import pytensor
     import pytensor.tensor as pt
 
     names = tuple(sorted(prior.params))
-    vals = [np.asarray(prior.params[k], dtype=np.float64) for k in names]
-    if any(v.ndim for v in vals):
-        rv = getattr(pm, prior.dist).dist(**prior.params)
-        return np.asarray(pm.logp(rv, pt.as_tensor_variable(pts)).eval(), dtype=np.float64)
+    vals = [float(prior.params[k]) for k in names]
     key = (prior.dist, names)
     fn = _PYMC_LOGP.get(key)
     if fn is None:
