@@ -92,7 +92,7 @@ def test_pymc_logp_with_symbolic_parameters_equals_constant_evaluation(prior):
 
 def test_tau_prior_self_check_refuses_an_invalid_scale():
     """A scale PyMC refuses (its ParameterValueError at evaluation) fails the self-check, as with constants."""
-    code, n_par = gibbs.TAU_PRIORS["HalfNormalRV"]
+    code = gibbs.TAU_PRIORS["HalfNormalRV"][0]
     assert gibbs._check_tau_prior(hp.Prior("HalfNormal", sigma=0.8), code, np.array([0.0, 0.8, 0.0, 0.0]))
     assert not gibbs._check_tau_prior(hp.Prior("HalfNormal", sigma=-0.8), code, np.array([0.0, -0.8, 0.0, 0.0]))
     # our density with a wrong parameter is caught: the check compares values, not names
