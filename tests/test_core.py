@@ -266,6 +266,11 @@ def test_factory_bad_arguments():
         hp.random_intercepts(gd, priors={"tau": 1.0, "tau_sq": 1.0})
     with pytest.raises(ValueError, match="Prior dist='Foo'"):
         hp.Prior("Foo", x=1)
+    # a mistyped parameter: PyMC's .dist() would take it into **kwargs and build HalfNormal(sigma=1)
+    with pytest.raises(TypeError, match=r"Prior\('HalfNormal'\) has no parameter 'sigm'; valid: sigma, tau"):
+        hp.Prior("HalfNormal", sigm=5.0)
+    with pytest.raises(TypeError, match="has no parameter 'scale'"):
+        hp.random_intercepts(gd, priors={"tau": {"dist": "HalfCauchy", "scale": 2.0}})
     with pytest.raises(ValueError, match="beta's prior is set by penalty"):
         hp.regularized_hierarchical(gd, priors={"beta": hp.Prior("Normal", mu=0, sigma=1)})
     m = hp.random_intercepts(gd)

@@ -11,7 +11,9 @@ scale of its predictor.
 
 from __future__ import annotations
 
+import inspect
 import math
+from functools import cache
 from numbers import Real
 
 import numpy as np
@@ -51,7 +53,10 @@ class Prior:
         if not isinstance(dist, str) or not hasattr(pm, dist) or dist not in POSITIVE | REAL:
             valid = ", ".join(sorted(POSITIVE | REAL))
             raise ValueError(f"Prior dist={dist!r} is not supported; valid choices: {valid}.")
+        valid = _param_names(dist)
         for k, v in params.items():
+            if k not in valid:  # PyMC's .dist() would swallow it in **kwargs and use its default instead
+                raise TypeError(f"Prior({dist!r}) has no parameter {k!r}; valid: {', '.join(valid) or 'none'}.")
             if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(float(v)):
                 raise TypeError(f"Prior({dist!r}) parameter {k}={v!r} must be a finite number.")
         self.dist = dist
@@ -80,6 +85,14 @@ class Prior:
     def __repr__(self):
         args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return f"Prior({self.dist!r}{', ' if args else ''}{args})"
+
+
+@cache
+def _param_names(dist: str) -> tuple[str, ...]:
+    """The named parameters of PyMC's ``dist`` (those of its ``.dist``): PyMC 6 takes any other keyword
+    into ``**kwargs`` without a word, so ``HalfNormal(sigm=5)`` would be HalfNormal(sigma=1)."""
+    sig = inspect.signature(getattr(pm, dist).dist)
+    return tuple(n for n, q in sig.parameters.items() if q.kind not in (q.VAR_POSITIONAL, q.VAR_KEYWORD))
 
 
 def _shown(key: str) -> str:
