@@ -194,6 +194,27 @@ def test_analysis_functions_take_the_factor():
     assert hp.select_factor(dt, None) is dt
 
 
+@pytest.mark.parametrize("factor,other", [(None, "hospital"), ("hospital", "member")])
+def test_ridge_path_holds_the_other_factor_in_the_fixed_part(factor, other):
+    """Gaussian ridge path, exact: u_j(lam) = sum_i r_ij / (n_j + sigma^2 lam), r = y - a - x b - u_other at
+    the posterior means (until 2026-12-08 the other factor's effects were left out of r)."""
+    df = _crossed_df()
+    gd = hp.prepare(df, y="y", group=["member", "hospital"], predictors=["x"])
+    dt = _fake_fit(gd)
+    p = dt["posterior"].mean(("chain", "draw"))
+    mine = factor or "member"
+    u_other = p[f"group_effect__{other}"] if other == "hospital" else p["group_effect"]
+    u_other = pd.Series(u_other.values, index=u_other[u_other.dims[0]].values)
+    a, b, sig2 = float(p["intercept"]), float(p["beta"].sel(predictor="x")), float(p["sigma"]) ** 2
+    r = df["y"] - a - b * df["x"] - df[other].map(u_other)
+    lam = 1.7
+    u = r.groupby(df[mine], sort=False).sum() / (r.groupby(df[mine], sort=False).size() + sig2 * lam)
+    path = hp.ridge_path(dt, lams=[lam], factor=factor).set_index("group")["estimate"]
+    np.testing.assert_allclose(path.loc[u.index].to_numpy(), a + b * df["x"].mean() + u.to_numpy(), atol=1e-8)
+    tg = hp.triple_goal(dt, factor=factor)
+    assert tg["group"].tolist() == list(u.index)
+
+
 def test_predict_known_and_new_levels():
     gd = hp.prepare(_crossed_df(), y="y", group=["member", "hospital"], predictors=["x"])
     dt = _fake_fit(gd)

@@ -268,7 +268,7 @@ def rank_groups(
     return out
 
 
-def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
+def triple_goal(dt: xr.DataTree, by: str = "estimate", factor: str | None = None) -> pd.DataFrame:
     """Shen & Louis (1998) triple-goal ("GR") estimates of the group values.
 
     Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
@@ -286,6 +286,9 @@ def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
         A fit of any variant.
     by : {"estimate", "effect"}
         Natural-scale group mean response at the average predictors, or the link-scale ``group_effect``.
+    factor : str, optional
+        Grouping factor to analyse, for fits with several (default: the first), as in
+        :func:`rank_groups`.
 
     Returns
     -------
@@ -301,6 +304,7 @@ def triple_goal(dt: xr.DataTree, by: str = "estimate") -> pd.DataFrame:
     True
     """
     one_of("by", by, _BY)
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     acc = _rank_pass(view, by, True, 1, None)
     order = _best_first(acc["rank_sum"])

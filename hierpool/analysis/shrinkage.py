@@ -30,7 +30,7 @@ from hierpool.core import names as N
 from hierpool.core.quadrature import group_modes
 from hierpool.core.validate import positive_finite, positive_int, probability
 from hierpool.data.stats import unique_sizes
-from hierpool.inference.predictive import design_from_constant
+from hierpool.inference.predictive import design_from_constant, factor_names
 
 __all__ = ["shrinkage", "implied_ridge", "ridge_path"]
 
@@ -359,11 +359,18 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None =
 
 # ------------------------------------------------------------------------------------------------------
 def _fixed_part(view: FitView):
-    """Posterior-mean plug-ins: eta of each row without its group effect, and the intercept at center."""
+    """Posterior-mean plug-ins: eta of each row without its group effect, and the intercept at center.
+
+    With several grouping factors, each row's eta includes the posterior-mean effects of the other
+    factors' levels (they are part of the fixed part of the chosen factor's penalized regression)."""
     X, gidx, offset, trials = design_from_constant(view.const)
     a = float(view.post[N.INTERCEPT].mean())
     n_obs = view.const.sizes[N.OBS]
     eta0 = np.full(n_obs, a)
+    for f in factor_names(view.post, view.const):  # the mean of a sum of effects: the sum of their means
+        u_f = view.post[N.factor_var(N.GROUP_EFFECT, f)].mean(dim=N.SAMPLE_DIMS).values
+        eta0 += np.asarray(u_f, dtype=float)[np.asarray(view.const[N.factor_var(N.GROUP_IDX, f)].values,
+                                                        dtype=np.int64)]
     iac = a
     if X is not None and N.BETA in view.post and X.sizes.get(N.PREDICTOR, 0):
         beta = view.post[N.BETA].mean(dim=N.SAMPLE_DIMS)
@@ -376,7 +383,7 @@ def _fixed_part(view: FitView):
     return eta0, iac, np.asarray(gidx.values, dtype=np.int64), m
 
 
-def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
+def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50, factor: str | None = None) -> pd.DataFrame:
     """Each group's estimate as a ridge penalty on its effect runs from 0 (raw mean) to infinity (overall).
 
     Random-slopes fits (``(1 + x | g)``): uses the intercept deviations ``group_effect`` (and ``tau``)
@@ -411,6 +418,9 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
         implied ``lam`` (posterior median of ``1/tau^2``), or times ``settings["lam"]`` for a ridge fit.
     n_lams : int
         Length of the default grid.
+    factor : str, optional
+        Grouping factor to penalize, for fits with several (default: the first). The other factors'
+        effects enter each row's fixed part at their posterior means.
 
     Returns
     -------
@@ -425,6 +435,7 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50) -> pd.DataFrame:
     >>> path = hp.ridge_path(dt, n_lams=20)           # doctest: +SKIP
     >>> path.pivot(index="lam", columns="group", values="estimate").head()  # doctest: +SKIP
     """
+    dt = select_factor(dt, factor)
     view = as_fit(dt)
     n_lams = positive_int("n_lams", n_lams, 2)
     if N.GROUP_IDX not in view.const:
