@@ -145,6 +145,13 @@ def test_thinning_keeps_group_effects_within_budget(sim_gaussian, monkeypatch):
     assert ge.dtype == np.float32  # thinned: stored in float32
     tab = hp.shrinkage(dt)  # the analysis reads float32 posteriors as they are
     assert np.all(np.isfinite(tab["estimate"])) and len(hp.rank_groups(dt)) == 60
+    # implied_ridge needs no group effects: it reads every draw of tau and sigma, not the kept quarter
+    imp = hp.implied_ridge(dt).set_index("units")
+    post = dt["posterior"]
+    lam = 1.0 / post[N.TAU].values.ravel() ** 2
+    assert imp.loc["lam", "estimate"] == pytest.approx(np.median(lam), rel=1e-12)
+    alpha = (post[N.SIGMA].values.ravel() ** 2) * lam  # sigma^2 / tau^2, paired draw by draw
+    assert imp.loc["alpha_sklearn", "estimate"] == pytest.approx(np.median(alpha), rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -54,10 +54,11 @@ def _flat(da: xr.DataArray) -> np.ndarray:
     return vals.reshape(n, -1) if N.GROUP in da.dims else vals.reshape(n)
 
 
-def _tau_sq(view: FitView) -> np.ndarray:
-    """Draws of tau^2 (flattened samples); for a ridge fit the constant 1/lam."""
+def _tau_sq(view: FitView, every: bool = False) -> np.ndarray:
+    """Draws of tau^2 (flattened samples); for a ridge fit the constant 1/lam. ``every``: every stored
+    draw (:attr:`FitView.population_post`), not only those kept with the group effects of a thinned fit."""
     if view.hierarchical:
-        return _flat(view.post[N.TAU]) ** 2
+        return _flat((view.population_post if every else view.post)[N.TAU]) ** 2
     if view.lam is None:
         raise ValueError(
             "this fit has neither a 'tau' in its posterior nor settings['lam']; hierpool cannot tell how "
@@ -66,10 +67,11 @@ def _tau_sq(view: FitView) -> np.ndarray:
     return np.full(_n_samples(view), 1.0 / float(view.lam))
 
 
-def _sigma(view: FitView) -> np.ndarray:
+def _sigma(view: FitView, every: bool = False) -> np.ndarray:
+    """Draws of sigma (flattened samples); ``every`` as in :func:`_tau_sq` (the same draws, in order)."""
     if N.SIGMA not in view.post:
         raise ValueError("a gaussian fit needs 'sigma' (the residual SD) in its posterior; none was found.")
-    return _flat(view.post[N.SIGMA])
+    return _flat((view.population_post if every else view.post)[N.SIGMA])
 
 
 def _within_variance(view: FitView, mean_response: np.ndarray, group_slice: slice) -> np.ndarray:
@@ -330,13 +332,13 @@ def implied_ridge(dt: xr.DataTree, ci_prob: float = 0.9, *, factor: str | None =
             "posterior): there is no ridge penalty to imply. implied_ridge needs a hierarchical fit "
             "(random_intercepts or regularized_hierarchical)."
         )
-    tau_sq = _tau_sq(view)
+    tau_sq = _tau_sq(view, every=True)  # every draw: no group effects needed (a thinned fit keeps them all)
     with np.errstate(divide="ignore"):
         lam = 1.0 / tau_sq
     n_rows, n_note = _n_rows_for_software(view)
     sig2, s_y = None, np.nan
     if view.fam.has_sigma and not view.summary_level:
-        sig2 = _sigma(view) ** 2
+        sig2 = _sigma(view, every=True) ** 2
         if "observed_data" in view.dt.children:
             s_y = float(np.std(view.y.values))
         else:  # a fit of sufficient statistics: the reduction recorded sd(y) (NaN if nothing did)
@@ -469,7 +471,7 @@ def ridge_path(dt: xr.DataTree, lams=None, n_lams: int = 50, factor: str | None 
     if view.summary_level:  # the known se of each row (= group)
         sigma = np.asarray(view.const[N.SE].values, dtype=float)[None, :]
     else:
-        sigma = float(_sigma(view).mean()) if fam.has_sigma else None
+        sigma = float(_sigma(view, every=True).mean()) if fam.has_sigma else None
     est = np.empty((J, lam_grid.size))
     u = np.zeros((1, J))
     for k in np.argsort(lam_grid)[::-1]:  # large lam first: warm starts move outward from 0
