@@ -126,6 +126,9 @@ def test_feature_and_top_k_arguments():
         top_k_count(0, 10)
     with pytest.raises(TypeError, match="top_k"):
         top_k_count("5", 10)
+    with pytest.raises(ValueError, match=r"top_k=11 is out of range.*number of groups \(10\)"):
+        top_k_count(11, 10)  # as rank_groups refuses it; a fold's fit clips it (clip=True)
+    assert top_k_count(11, 10, clip=True) == 10
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -179,6 +182,21 @@ def test_unseen_groups_get_the_population(plugin):
     # GroupKFold holds whole members out: every cross-fitted row gets its fold's population features
     Zc = _enc(features=["effect_mean", "n"], cv=GroupKFold(3)).fit_transform(df[["member"]], df["y"])
     np.testing.assert_array_equal(Zc, 0.0)
+
+
+def test_group_ids_of_another_kind_than_training_are_refused(plugin):
+    df = episodes(30, seed=6)
+    codes = pd.factorize(df["member"])[0]
+    enc = _enc(features=["effect_mean", "n"]).fit(pd.DataFrame({"member": codes}), df["y"])
+    # "1" against the training ids 1, 2, ...: no row would match, each would get the population silently
+    with pytest.raises(TypeError, match=r"X: group column 'member' holds str labels \(e.g. '1'\)"):
+        enc.transform(pd.DataFrame({"member": ["1", "2"]}))
+    np.testing.assert_array_equal(enc.transform(pd.DataFrame({"member": [1.0, 10**6]}))[:, 1],
+                                  [(codes == 1).sum(), 0.0])  # numbers match numbers by value; unseen: n = 0
+    # a count of top groups above the training groups is refused; in the smaller folds it is all of them
+    with pytest.raises(ValueError, match="top_k=31 is out of range"):
+        _enc(top_k=31).fit(df[["member"]], df["y"])
+    assert np.isfinite(_enc(top_k=30, features=["p_top_k"]).fit_transform(df[["member"]], df["y"])).all()
 
 
 def test_string_and_integer_group_columns_give_the_same_features(plugin):

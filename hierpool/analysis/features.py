@@ -72,14 +72,19 @@ def check_features(features) -> tuple[str, ...]:
     return tuple(f for f in FEATURES if f in chosen)
 
 
-def top_k_count(top_k, n_groups: int) -> int:
-    """The number of top groups: ``top_k`` itself (an integer >= 1, at most ``n_groups``), or a fraction in
-    (0, 1) of the groups, rounded (at least 1)."""
+def top_k_count(top_k, n_groups: int, clip: bool = False) -> int:
+    """The number of top groups: ``top_k`` itself (an integer from 1 to ``n_groups``), or a fraction in
+    (0, 1) of the groups, rounded (at least 1). A count above ``n_groups`` is refused (as
+    :func:`hierpool.rank_groups` refuses it), or with ``clip`` taken as ``n_groups`` (the fits of
+    :class:`hierpool.GroupEncoder`'s folds, which hold fewer groups than the data it was given)."""
     if isinstance(top_k, bool) or not isinstance(top_k, Real):
         raise TypeError(f"top_k must be a fraction in (0, 1) or an integer >= 1; got {top_k!r}.")
     if isinstance(top_k, Integral) or float(top_k).is_integer() and top_k >= 1:
         if top_k < 1:
             raise ValueError(f"top_k must be a fraction in (0, 1) or an integer >= 1; got {top_k!r}.")
+        if int(top_k) > n_groups and not clip:
+            raise ValueError(f"top_k={top_k!r} is out of range: a count of top groups must be from 1 to the number "
+                             f"of groups ({n_groups}), or give a fraction in (0, 1).")
         return int(min(int(top_k), n_groups))
     if not 0.0 < float(top_k) < 1.0:
         raise ValueError(f"top_k must be a fraction in (0, 1) or an integer >= 1; got {top_k!r}.")
@@ -97,7 +102,7 @@ def _population_estimate(family: str, iac: np.ndarray, sd: np.ndarray) -> float:
 
 
 def group_features(dt: xr.DataTree, features="all", *, ci_prob: float = 0.9, top_k=0.1,
-                   max_draws: int = 1000) -> tuple[pd.DataFrame, pd.Series]:
+                   max_draws: int = 1000, clip_top_k: bool = False) -> tuple[pd.DataFrame, pd.Series]:
     """The features of every group of a fit, and those of a group it has not seen.
 
     Parameters
@@ -110,9 +115,11 @@ def group_features(dt: xr.DataTree, features="all", *, ci_prob: float = 0.9, top
         Probability of the rank interval behind ``rank_pct_width``, in (0, 1).
     top_k : float or int
         ``p_top_k`` is the probability of being among the ``top_k`` largest effects: a fraction in (0, 1)
-        of the groups (default 0.1, rounded, at least 1) or a count.
+        of the groups (default 0.1, rounded, at least 1) or a count (at most the fit's groups).
     max_draws : int
         Draws kept for the rank quantiles (:func:`hierpool.rank_groups`).
+    clip_top_k : bool
+        Take a count above the fit's groups as all of them instead of refusing it (:func:`top_k_count`).
 
     Returns
     -------
@@ -129,7 +136,7 @@ def group_features(dt: xr.DataTree, features="all", *, ci_prob: float = 0.9, top
     ci_prob = probability("ci_prob", ci_prob)
     view = as_fit(dt)
     J = view.n_groups
-    k = top_k_count(top_k, J)
+    k = top_k_count(top_k, J, clip=clip_top_k)
     post = view.post
     S = post.sizes["chain"] * post.sizes["draw"]
     cols: dict[str, np.ndarray] = {}

@@ -117,7 +117,7 @@ def _label_kind(v) -> str:
     return type(v).__name__
 
 
-def _check_label_kinds(known: pd.Index, labels: np.ndarray, arg: str, group: str) -> None:
+def check_label_kinds(known: pd.Index, labels: np.ndarray, arg: str, group: str) -> None:
     """Refuse group labels of another kind than the fit's (str ids against int ids would match nothing,
     and every row would silently become a new group). Numbers match numbers by value (3 == 3.0)."""
     fit_kinds = {_label_kind(v) for v in known[:1000]}
@@ -172,7 +172,7 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
     X = design_matrix(new_df, terms, context=arg)
     labels = gs.to_numpy(dtype=object)
     known = pd.Index(fv.groups.to_numpy(), dtype=object)
-    _check_label_kinds(known, labels, arg, group)
+    check_label_kinds(known, labels, arg, group)
     known_idx = known.get_indexer(pd.Index(labels, dtype=object))
     share_new = float((known_idx < 0).mean())
     if warn_new and share_new > NEW_GROUP_WARN_SHARE:
@@ -342,7 +342,7 @@ def other_factors_eta(fv: FitView, new_df: pd.DataFrame, S: int, rng: np.random.
         dim = N.factor_var(N.GROUP, f)
         labels = factor_labels(new_df, f, arg)
         known = pd.Index(fv.post[dim].to_numpy(), dtype=object)
-        _check_label_kinds(known, labels, arg, f)
+        check_label_kinds(known, labels, arg, f)
         kidx = known.get_indexer(pd.Index(labels, dtype=object))
         mat = u.transpose(*N.SAMPLE_DIMS, dim).values.reshape(S, -1)
         ok = kidx >= 0

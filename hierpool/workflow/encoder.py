@@ -31,6 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from hierpool.analysis.features import check_features, group_features, row_features, top_k_count
+from hierpool.analysis.predict import check_label_kinds
 from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import one_of, positive_int, probability
@@ -107,7 +108,8 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         Probability of the rank interval behind ``rank_pct_width``.
     top_k : float or int
         ``p_top_k`` is P(the group is among the ``top_k`` largest effects): a fraction of the groups in
-        (0, 1) (default 0.1; the same fraction in every fold) or a count.
+        (0, 1) (default 0.1; the same fraction in every fold) or a count, from 1 to the number of training
+        groups (in a fold's fit that holds fewer groups, the count is all of them).
     model_kwargs : dict, optional
         Keywords of the factory, e.g. ``{"lam": 4.0}`` for the ridge, ``{"priors": {...}}``.
 
@@ -300,8 +302,10 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         return y, family, None
 
     # ------------------------------------------------------------------------------------------------
-    def _fit_rows(self, frame: pd.DataFrame, gname: str, pnames: list[str], y: np.ndarray, seed: int):
-        """Prepare, build and fit the model on these rows; returns (group-feature table, population)."""
+    def _fit_rows(self, frame: pd.DataFrame, gname: str, pnames: list[str], y: np.ndarray, seed: int,
+                  fold: bool = False):
+        """Prepare, build and fit the model on these rows; returns (group-feature table, population). A
+        ``fold``'s fit may hold fewer groups than a ``top_k`` count: there the count is all of them."""
         df = frame.assign(**{_Y: y})
         n_groups = pd.unique(df[gname]).shape[0]
         if n_groups < 2:
@@ -312,7 +316,8 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         model = _FACTORIES[self.variant](gd, **(self.model_kwargs or {}))
         dt = _sample(model, draws=self.draws, tune=self.tune, chains=self.chains, sampler=self.sampler,
                      random_seed=int(seed))
-        table, population = group_features(dt, self._features, ci_prob=self.ci_prob, top_k=self.top_k)
+        table, population = group_features(dt, self._features, ci_prob=self.ci_prob, top_k=self.top_k,
+                                           clip_top_k=fold)
         return dt, table, population
 
     def _fit_all(self, X, y):
@@ -358,7 +363,11 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "encodings_")
         frame, gname, _ = self._frame(X, reset=False)
-        return row_features(self.encodings_, self.population_, frame[gname].to_numpy())
+        labels = frame[gname].to_numpy()
+        # ids of another kind than the training groups' ("1" against 1) would match none: every row would
+        # silently get the population features
+        check_label_kinds(self.groups_, labels, "X", gname)
+        return row_features(self.encodings_, self.population_, labels)
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit on all rows, and return cross-fitted features of the rows of ``X`` (leak-free).
@@ -391,7 +400,8 @@ class GroupEncoder(TransformerMixin, BaseEstimator):
             folds = list(splitter.split(np.zeros((n, 1)), yv, groups=labels))
         for k, (train, test) in enumerate(folds):
             _, table, population = self._fit_rows(frame.iloc[train].reset_index(drop=True), gname, pnames,
-                                                  yv[train], (seed + 7919 * (k + 1)) % np.iinfo(np.int32).max)
+                                                  yv[train], (seed + 7919 * (k + 1)) % np.iinfo(np.int32).max,
+                                                  fold=True)
             out[test] = row_features(table, population, labels[test])
             seen[test] += 1
         if not np.all(seen == 1):
