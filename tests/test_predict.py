@@ -175,6 +175,14 @@ def test_input_errors_name_the_column():
         hp.predict(dt, good, kind="median")
     with pytest.raises(ValueError, match=r"use 0.9, not 90"):
         hp.predict(dt, good, ci_prob=90)
+    with pytest.raises(ValueError, match=r"got 1.5\.$"):  # no percentage hint below 50 ('use 0.015' misleads)
+        hp.predict(dt, good, ci_prob=1.5)
+    for seed in ("a", 1.5, -1):
+        with pytest.raises(TypeError, match=r"random_seed must be None, a non-negative integer"):
+            hp.predict(dt, good, random_seed=seed)
+    with pytest.warns(UserWarning, match="groups the fit has not seen") as rec:  # pointed at this line
+        hp.predict(dt, good.assign(group=["never seen"] * len(good)))
+    assert rec[0].filename == __file__
     with pytest.raises(ValueError, match="no rows"):
         hp.predict(dt, good.iloc[:0])
     with pytest.raises(TypeError, match="DataTree"):

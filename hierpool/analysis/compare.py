@@ -50,7 +50,7 @@ from hierpool.analysis.predict import eta_block, flat_draws, new_group_sd, new_r
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.quadrature import log_marginal
-from hierpool.core.validate import one_of, positive_int
+from hierpool.core.validate import generator, one_of, positive_int
 
 __all__ = ["compare", "cross_validate", "CVResult", "heldout_log_density"]
 
@@ -541,7 +541,7 @@ def cross_validate(
         raise ValueError(f"group={group!r} is not a column of data; columns are: {list(data.columns)[:20]}.")
     if data[group].isna().any():
         raise ValueError(f"group={group!r} has missing labels; every row must belong to a group.")
-    rng = np.random.default_rng(random_seed)
+    rng = generator("random_seed", random_seed)
     fold = fold_ids(data[group].to_numpy(dtype=object), folds, by, rng)
 
     parts, per_fold = [], []

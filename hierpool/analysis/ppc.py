@@ -25,7 +25,7 @@ from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
 from hierpool.core.families import get_family
-from hierpool.core.validate import positive_int, probability
+from hierpool.core.validate import generator, positive_int, probability
 from hierpool.inference.predictive import design_from_constant, linear_predictor, other_factor_effects
 
 __all__ = ["ppc", "ppc_plot", "PPCResult", "STATISTICS"]
@@ -343,7 +343,7 @@ def ppc(
         max_stored = float(config.stored_values() if max_stored is None else max_stored)
         if not max_stored >= 1:
             raise ValueError(f"max_stored={max_stored!r} must be a number >= 1 (replicated values kept).")
-        y_rep, t_rep = _replicate_and_summarize(fv, funcs, ctx, n_draws, np.random.default_rng(random_seed),
+        y_rep, t_rep = _replicate_and_summarize(fv, funcs, ctx, n_draws, generator("random_seed", random_seed),
                                                 max_stored, chunk_values=config.chunk_values())
         out_dt = dt.copy()
         out_dt["posterior_predictive"] = xr.DataTree(y_rep.to_dataset())

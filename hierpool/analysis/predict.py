@@ -29,7 +29,7 @@ import xarray as xr
 from hierpool.analysis.fitview import FitView, as_fit
 from hierpool.core import config
 from hierpool.core import names as N
-from hierpool.core.validate import one_of, probability
+from hierpool.core.validate import generator, one_of, probability
 from hierpool.data.terms import design_matrix, term_columns
 
 __all__ = ["predict"]
@@ -180,7 +180,7 @@ def new_rows(fv: FitView, new_df, arg: str = "new_df", warn_new: bool = True) ->
             f"{arg}: {share_new:.0%} of the rows ({int((known_idx < 0).sum())} of {len(labels)}) belong to groups "
             f"the fit has not seen; they are predicted as new groups (the population's effect, sd tau). If "
             f"they are members the fit knows, check that {group!r} holds the same ids as in the training data.",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=3)
     if (known_idx == -1).any() and not known.is_unique:  # pragma: no cover - fits always have unique groups
         raise ValueError("the fit's group labels are not unique.")
     new_code = np.full(len(labels), -1, dtype=np.int64)
@@ -440,7 +440,7 @@ def predict(
     rows = new_rows(fv, new_df)
     d = flat_draws(fv)
     S = d.S
-    rng = np.random.default_rng(random_seed)
+    rng = generator("random_seed", random_seed)
     new_u = new_v = None
     if include_group_effect and rows.new_labels and d.group_slope is not None:
         from hierpool.inference.slopes import cov_factor

@@ -41,6 +41,21 @@ def probability(name: str, value) -> float:
         raise TypeError(f"{name} must be a number in (0, 1); got {value!r} ({type(value).__name__}).")
     value = float(value)
     if not (0.0 < value < 1.0):
-        hint = f" (use {value / 100:g}, not {value:g})" if 1.0 < value < 100.0 else ""
+        hint = f" (use {value / 100:g}, not {value:g})" if 50.0 <= value < 100.0 else ""  # a percentage
         raise ValueError(f"{name} must be in the open interval (0, 1); got {value!r}{hint}.")
     return value
+
+
+def generator(name: str, value):
+    """``numpy.random.default_rng(value)`` for a seed argument: None, a non-negative integer (or a sequence
+    of them), a ``SeedSequence`` or a ``Generator``; anything else is refused naming ``name`` (numpy's own
+    message does not say which argument)."""
+    import numpy as np
+
+    if isinstance(value, (bool, float, str)):  # numpy refuses these, in words that name no argument
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator; got {value!r}.")
+    try:
+        return np.random.default_rng(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator; got {value!r} "
+                        f"({err}).") from None
