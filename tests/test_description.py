@@ -114,6 +114,6 @@ def test_from_trace_draws_the_integrated_out_group_effects(gauss_df):
                                      post[N.SIGMA].values)
     z = ((u.values - m) / s).reshape(-1, 30)
     assert np.abs(z.mean(axis=0) * np.sqrt(z.shape[0])).max() < 4.5
-    assert abs(z.std() - 1) < 0.05  # 24,000 standard normals: sd of the sd is 0.0046
+    assert abs(z.std() - 1) < 0.021  # 24,000 standard normals: sd of the sd is 0.0046 (4.5 of them)
     assert dt.attrs[N.ATTR_SAMPLER] == "external"
     hp.shrinkage(dt)  # every analysis function reads it

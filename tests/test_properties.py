@@ -261,4 +261,7 @@ def test_spec_loader_errors_name_the_key(spec):
 def test_record_how_many_cases_ran():
     """Runs last in this module: print the count of generated cases per property (issue 16 asks for it)."""
     print("hypothesis cases run:", _RUNS)
-    assert all(v > 0 for v in _RUNS.values()) or not _RUNS
+    if not _RUNS:
+        pytest.skip("run without the properties (e.g. alone with -k): nothing to count")
+    assert set(_RUNS) == {"prepare", "factories", "predict", "spec"}, _RUNS  # every property ran ...
+    assert min(_RUNS.values()) >= EXAMPLES // 2, _RUNS  # ... on most of its examples (250 each when measured)
