@@ -12,6 +12,9 @@ from hierpool.core import names as N
 
 
 def _interval(da, prob=0.95):
+    """Central posterior interval. Each containment check below fails with probability 1 - prob = 5% under a
+    calibrated posterior (the seeds are fixed; the SBC tests calibrate over many data sets), and with
+    certainty under a biased one: a sign or scale error moves the truth many posterior sds out."""
     q = da.quantile([(1 - prob) / 2, (1 + prob) / 2], dim=("chain", "draw"))
     return q.values
 
@@ -32,7 +35,8 @@ def test_gaussian_recovery():
     assert lo < truth["sigma"] < hi
     est = post[N.GROUP_EFFECT].mean(("chain", "draw")).to_series()
     true_u = np.array([truth["group_effect"][g] for g in est.index])
-    # with tau = sigma = 1 and 1-5 rows per group the shrunken estimates explain most of the truth
+    # corr(E[u | y], u) = sqrt(mean rho_j) = 0.841 for these sizes (tau = sigma = 1, rho_j = n_j / (n_j + 1)),
+    # sampling sd (1 - 0.708) / sqrt(200) = 0.021: 0.75 is 4.4 sd below (measured 0.829)
     assert np.corrcoef(est.values, true_u)[0, 1] > 0.75
 
 
@@ -52,7 +56,9 @@ def test_bernoulli_recovery():
     assert lo < truth["tau"] < hi
     est = post[N.GROUP_EFFECT].mean(("chain", "draw")).to_series()
     true_u = np.array([truth["group_effect"][g] for g in est.index])
-    assert np.corrcoef(est.values, true_u)[0, 1] > 0.55
+    # linearized as the gaussian case: rho_j = n_j w / (n_j w + 1), w = E[p(1 - p)] = 0.184 over this design,
+    # sqrt(mean rho_j) = 0.743, sampling sd (1 - 0.552) / sqrt(300) = 0.026: 0.63 is 4.4 sd below (measured 0.742)
+    assert np.corrcoef(est.values, true_u)[0, 1] > 0.63
 
 
 @pytest.mark.slow
