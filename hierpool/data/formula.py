@@ -43,6 +43,8 @@ Decisions where lme4 and formulae leave a choice:
   nothing is dropped silently.
 - Interaction columns and transforms are scaled by their standard deviation inside the models like numeric
   columns; products of indicators stay 0/1 (scale 1), like indicators.
+- A number where a column belongs is refused, not read as a column: ``2*x`` and ``+ 2`` in the fixed part
+  (write ``I(2 * x)``; the intercept is always there), ``(1 | 2)``, ``(1 + 2 | g)`` and ``2 ~ ...``.
 - ``C(x)`` takes a column only; to choose the reference level, order the categories of a ``category``
   column (its first category is the reference), as with ``predictors=``.
 - Transforms and interactions are stored as terms of the fit (the transform's text and the training mean and
@@ -131,6 +133,8 @@ def _call_parts(name: str):
     """``(callee, [argument texts])`` of a call written like ``f(a, b)``, or ``None``."""
     import ast
 
+    if not isinstance(name, str):  # a number (formulae's Variable(2))
+        return None
     try:
         node = ast.parse(name, mode="eval").body
     except SyntaxError:
@@ -146,9 +150,21 @@ def _plain_names(args) -> list[str] | None:
     return [a.id for a in args] if all(isinstance(a, ast.Name) for a in args) else None
 
 
-def _factor(text: str, comp) -> Factor:
+def _not_a_number(text: str, comp, where: str, fix: str) -> None:
+    """Refuse a number where a column belongs (formulae reads ``2`` in ``2*x`` or ``(1 | 2)`` as a Variable
+    whose name is the number)."""
+    from formulae.terms import Variable
+
+    if isinstance(comp, Variable) and not isinstance(comp.name, str):
+        raise _bad(text, f"the number {comp.name!r} {where} is not a column; {fix}")
+
+
+def _factor(text: str, comp, term: str = "") -> Factor:
     from formulae.terms import Call, Variable
 
+    _not_a_number(text, comp, f"in the fixed term {term!r}" if term and term != str(comp.name) else "in the fixed part",
+                  "to multiply a column by a number write I(2 * x), and leave constants out (the model always has "
+                  "an intercept).")
     if isinstance(comp, Variable):
         return Factor("column", comp.name, (comp.name,))
     if not isinstance(comp, Call):  # pragma: no cover - formulae has no other components
@@ -181,6 +197,8 @@ def _response(text: str, model) -> tuple[str, str | None]:
     from formulae.terms import Call, Variable
 
     comps = model.response.term.components if model.response is not None else []
+    for c in comps:
+        _not_a_number(text, c, "on the left of '~'", "the response must be a column, e.g. 'y ~ x + (1 | g)'.")
     if len(comps) == 1 and isinstance(comps[0], Variable):
         return comps[0].name, None
     if len(comps) == 1 and isinstance(comps[0], Call):
@@ -206,6 +224,8 @@ def _group(text: str, gterms) -> list[str]:
                          "'y ~ x + (1 | group)'.")
     for gt in gterms:
         for comp in gt.factor.components:
+            _not_a_number(text, comp, "after '|' (the grouping factor)",
+                          "write a column of group labels there, e.g. (1 | g).")
             if not isinstance(comp, Variable):
                 raise _bad(text, f"the grouping factor {comp.name!r} must be a column; make a column of it first.")
     factors = list(dict.fromkeys(":".join(c.name for c in gt.factor.components) for gt in gterms))
@@ -236,6 +256,9 @@ def _slopes(text: str, gterms, group: str) -> tuple[str, ...]:
         if isinstance(gt.expr, Intercept):
             continue
         comps = gt.expr.components
+        for c in comps:
+            _not_a_number(text, c, f"before '| {group}' (a random slope)",
+                          f"a random slope is a numeric column of the fixed part, e.g. (1 + x | {group}).")
         if len(comps) != 1 or not isinstance(comps[0], Variable):
             shown = ":".join(getattr(c, "name", str(c)) for c in comps)
             raise _bad(text, f"the random slope {shown!r} must be a numeric column of the fixed part; interactions, "
@@ -291,7 +314,8 @@ def parse_formula(text: str) -> Formula:
                 raise _bad(text, "has two offsets; give one, offset(log(exposure)).")
             exposure = _offset(text, comps[0].name)
             continue
-        fixed.append(tuple(_factor(text, c) for c in comps))
+        shown = ":".join(str(c.name) for c in comps)
+        fixed.append(tuple(_factor(text, c, shown) for c in comps))
     f = Formula(text=text, response=response, group=group, terms=tuple(fixed), failures=failures,
                 exposure=exposure, factors=tuple(factors), slopes=slopes)
     fixed_columns = [t[0].columns[0] for t in fixed if len(t) == 1 and t[0].kind == "column"]

@@ -23,9 +23,9 @@ from hierpool.data.terms import (
     build_terms,
     check_finite,
     check_group_labels,
+    check_numeric_dtype,
     design_matrix,
     indicator_term,
-    numeric_column,
     predictor_list,
     require_columns,
     require_roles,
@@ -63,8 +63,11 @@ def prepare(
         sufficient statistics with Dask (:func:`hierpool.data.reduce`), returning a ``GroupedStats`` that
         the factories fit exactly without keeping rows.
     y : str
-        Response column. gaussian: real; bernoulli: 0/1 (or boolean); binomial: success counts;
-        poisson: non-negative integer counts. A string with ``~`` is a formula (as ``formula=``).
+        Response column. gaussian: real numbers; bernoulli: 0/1 (or boolean); binomial: success counts;
+        poisson: non-negative integer counts. A boolean column is read as 0/1 for bernoulli, and for
+        gaussian when ``family="gaussian"`` is given explicitly (a linear-probability model on purpose);
+        binomial and poisson refuse it, and every family refuses complex numbers and text. A string with
+        ``~`` is a formula (as ``formula=``).
     group : str or list of str
         Column of group labels (any hashable: member id, county, ...). At least two groups. Several
         grouping factors: a list, ``["member", "hospital"]`` (crossed; the first is ``group``), and
@@ -72,18 +75,24 @@ def prepare(
         column is the interaction of columns ``a`` and ``b``, its levels named ``"<a>:<b>"``); formulas say
         the same with ``(1 | member) + (1 | hospital)`` and ``(1 | hospital/ward)``. See
         :mod:`hierpool.data.factors`. Needs a pandas DataFrame.
-    predictors : sequence of str, str or None
-        Columns used as population-level predictors (``None`` or ``()``: none). Numeric columns are used on their scale; category,
-        string and boolean columns become treatment-coded indicators named ``column[level]``.
+    predictors : list, tuple or pandas.Index of str, a str, or None
+        Columns used as population-level predictors (``None`` or ``()``: none), in the order of the
+        coefficients; a set, a dict or a generator is refused (a list, tuple, ``pandas.Index`` or 1-d array
+        is taken). Numeric columns are used on their scale; category, string and boolean columns become
+        treatment-coded indicators named ``column[level]``. The levels of a category column must be str, int,
+        float or bool (not Timestamps, Periods or tuples: convert them with
+        ``.astype(str).astype("category")``).
     family : {"gaussian", "bernoulli", "binomial", "poisson"}, optional
         Response family; links are identity, logit, logit and log. Default: gaussian, except that a
         response of only 0 and 1 (or booleans) without ``family=`` is an error: say ``"bernoulli"`` for a
         logistic model, or ``"gaussian"`` for a linear-probability model on purpose (data beyond memory
         too: the reduction's first pass checks it).
     trials : str or int, optional
-        binomial only: column of trial counts, or one integer for every row.
+        binomial only: column of trial counts (whole numbers >= 1; a boolean column is refused), or one
+        integer >= 1 for every row.
     exposure : str, optional
-        poisson only: column of positive exposures; ``log(exposure)`` enters as an offset.
+        poisson only: column of positive exposures (numeric; a boolean column is refused); ``log(exposure)``
+        enters as an offset.
     formula : str, optional
         An lme4-style formula instead of ``y``, ``group`` and ``predictors`` (which must then not be
         given); ``family``, and ``trials``/``exposure`` unless the formula gives them, stay keywords. The
@@ -101,7 +110,8 @@ def prepare(
         (lme4's ``(1 + x | g)``; the formula ``"y ~ x + (1 + x | g)"`` builds the same data). Each must also
         be in ``predictors`` (the slopes vary around the population slope); a slope without the fixed term,
         a categorical column, or slopes with ``se=`` or data beyond memory are refused
-        (:mod:`hierpool.data.slope_stats`). Kept as ``gd.slopes``.
+        (:mod:`hierpool.data.slope_stats`), and so are slopes with several grouping factors (lme4's
+        ``(1 + x | g) + (1 | c)`` is not supported yet). Kept as ``gd.slopes``.
     client : dask.distributed.Client, optional
         Count data beyond memory (bernoulli, binomial, poisson; a Dask DataFrame or a path) whose cells
         should stay on this cluster's workers: the rows are shuffled by group there and each partition
@@ -150,6 +160,11 @@ def prepare(
 
         names = factor_names(group)
         if len(names) > 1:
+            if slope_list(slopes):  # as the formula path refuses (1 + x | g) + (1 | c)
+                raise ValueError(f"slopes={list(slope_list(slopes))!r} with group={group!r}: random slopes take one "
+                                 "grouping factor, lme4's (1 + x | g); random slopes with several grouping factors, "
+                                 "(1 + x | g) + (1 | c), are not supported yet. Give one group= column, or drop "
+                                 "slopes=.")
             if se is not None:
                 raise ValueError(f"se= (summary-level data, one row per group) takes one grouping factor; got "
                                  f"group={group!r}.")
@@ -171,6 +186,68 @@ def prepare(
         with_slopes(None, slopes)
     gd = _prepare(df, y, group, predictors, family, trials, exposure, client=client)
     return with_slopes(gd, slopes)
+
+
+#: The error for a response of only 0 and 1 (or booleans) without ``family=`` (pandas and Dask paths).
+ZERO_ONE_WITHOUT_FAMILY = (
+    "y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "
+    "(a logistic model), or family='gaussian' to fit a linear-probability model on purpose."
+)
+
+
+def check_columns(df, y, group, predictors, family: str, trials, exposure) -> list:
+    """The checks of :func:`prepare`'s arguments that read only the columns' names and dtypes, shared by
+    the pandas path and :func:`hierpool.data.reduce.reduce` (so both say the same): ``y`` and ``group`` are
+    names of columns, the predictors a list of distinct columns, ``trials`` an integer >= 1 or a column,
+    ``exposure`` a column; no column has two roles; the response is real numbers (booleans for bernoulli, and
+    for gaussian given on purpose), trials and exposure columns numeric (not boolean). ``df`` is a pandas or
+    Dask DataFrame (its values are checked by the caller). Returns the predictors as a list."""
+    fam = get_family(family)
+    for arg, val in (("y", y), ("group", group)):
+        if not isinstance(val, str):
+            raise TypeError(f"{arg} must be a column name (str); got {val!r}.")
+    predictors = predictor_list(predictors)
+    for p in predictors:
+        if not isinstance(p, str):
+            raise TypeError(f"predictors must be column names (str); got {p!r}.")
+    dup = sorted({p for p in predictors if predictors.count(p) > 1})
+    if dup:
+        raise ValueError(f"predictors lists {dup[0]!r} more than once; each predictor may appear once.")
+    fam.check_arguments(trials, exposure)
+    if fam.uses_trials:
+        if isinstance(trials, bool) or not isinstance(trials, (str, Integral)):
+            raise TypeError(f"trials must be a column name (str) or an integer >= 1; got {trials!r} "
+                            f"({type(trials).__name__}).")
+        if not isinstance(trials, str) and trials < 1:
+            raise ValueError(f"trials={trials!r} must be an integer >= 1.")
+    if exposure is not None and not isinstance(exposure, str):
+        raise TypeError(f"exposure must be a column name (str); got {exposure!r} ({type(exposure).__name__}).")
+    sizes = {"trials": trials if isinstance(trials, str) else None, "exposure": exposure}
+    require_unique_columns(df, [y, group, *predictors, *[c for c in sizes.values() if c is not None]])
+    require_roles(df, y, group, predictors)
+    if y == group:
+        raise ValueError(f"y and group are the same column {y!r}.")
+    for arg, col in sizes.items():
+        if col is None:
+            continue
+        require_columns(df, arg, [col])
+        if col in (y, group) or col in predictors:
+            raise ValueError(f"{arg}={col!r} is already used as y, group or a predictor.")
+
+    ydt = df[y].dtype
+    if pd.api.types.is_bool_dtype(ydt):
+        if not (fam.accepts_bool or fam.has_sigma):
+            raise TypeError(f"y={y!r} is boolean (dtype {ydt}); family={family!r} needs numeric counts. For a "
+                            "binary outcome use family='bernoulli'; to count True as 1 on purpose, convert it: "
+                            f"df[{y!r}].astype(int).")
+    elif pd.api.types.is_complex_dtype(ydt):
+        raise TypeError(f"y={y!r} must be real numbers for family={family!r}; got complex dtype {ydt}.")
+    elif not pd.api.types.is_numeric_dtype(ydt):
+        raise TypeError(f"y={y!r} must be numeric for family={family!r}; got dtype {ydt}." + fam.response_hint())
+    for arg, col in sizes.items():
+        if col is not None:
+            check_numeric_dtype(df[col].dtype, arg, col, allow_bool=False)
+    return predictors
 
 
 def with_slopes(gd, slopes: tuple[str, ...]):
@@ -231,64 +308,27 @@ def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dic
     fam = get_family(family)
     if len(df) == 0:
         raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
-    for arg, val in (("y", y), ("group", group)):
-        if not isinstance(val, str):
-            raise TypeError(f"{arg} must be a column name (str); got {val!r}.")
-    predictors = predictor_list(predictors)
-    require_unique_columns(df, [y, group, *predictors, *[c for c in (trials, exposure) if isinstance(c, str)]])
-    for p in predictors:
-        if not isinstance(p, str):
-            raise TypeError(f"predictors must be column names (str); got {p!r}.")
-    dup = sorted({p for p in predictors if predictors.count(p) > 1})
-    if dup:
-        raise ValueError(f"predictors lists {dup[0]!r} more than once; each predictor may appear once.")
-    require_roles(df, y, group, predictors)
-    if y == group:
-        raise ValueError(f"y and group are the same column {y!r}.")
+    predictors = check_columns(df, y, group, predictors, family, trials, exposure)
 
     # response ---------------------------------------------------------------------------------------
     ys = df[y]
-    if not family_given and len(ys) and (pd.api.types.is_bool_dtype(ys) or (
-            pd.api.types.is_numeric_dtype(ys) and ys.isin((0, 1)).all())):
-        raise ValueError(
-            f"y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "
-            "(a logistic model), or family='gaussian' to fit a linear-probability model on purpose."
-        )
-    if fam.accepts_bool and pd.api.types.is_bool_dtype(ys):
-        yv = ys.to_numpy(dtype=float)
-    elif not pd.api.types.is_numeric_dtype(ys) or pd.api.types.is_bool_dtype(ys):
-        raise TypeError(
-            f"y={y!r} must be numeric for family={family!r}; got dtype {ys.dtype}." + fam.response_hint()
-        )
-    else:
-        yv = ys.to_numpy(dtype=float)
+    if not family_given and len(ys) and (pd.api.types.is_bool_dtype(ys) or ys.isin((0, 1)).all()):
+        raise ValueError(ZERO_ONE_WITHOUT_FAMILY.format(y=y))
+    yv = ys.to_numpy(dtype=float)  # booleans (bernoulli, or gaussian given on purpose) as 0/1
     check_finite(yv, "y", y, df.index)
 
     # trials / exposure --------------------------------------------------------------------------------
     tv = ev = None
-    fam.check_arguments(trials, exposure)
     if fam.uses_trials:
-        if isinstance(trials, Integral) and not isinstance(trials, bool):
-            if trials < 1:
-                raise ValueError(f"trials={trials!r} must be an integer >= 1.")
-            tv = np.full(len(df), float(trials))
-        elif isinstance(trials, str):
-            require_columns(df, "trials", [trials])
-            if trials in (y, group) or trials in predictors:
-                raise ValueError(f"trials={trials!r} is already used as y, group or a predictor.")
-            tv = numeric_column(df[trials], "trials")
+        if isinstance(trials, str):
+            tv = df[trials].to_numpy(dtype=float)
             check_finite(tv, "trials", trials, df.index)
             if (tv < 1).any() or (np.mod(tv, 1) != 0).any():
                 raise ValueError(f"trials={trials!r} must hold integers >= 1.")
         else:
-            raise TypeError(f"trials must be a column name or an integer; got {trials!r}.")
+            tv = np.full(len(df), float(trials))
     if exposure is not None:
-        if not isinstance(exposure, str):
-            raise TypeError(f"exposure must be a column name; got {exposure!r}.")
-        require_columns(df, "exposure", [exposure])
-        if exposure in (y, group) or exposure in predictors:
-            raise ValueError(f"exposure={exposure!r} is already used as y, group or a predictor.")
-        ev = numeric_column(df[exposure], "exposure")
+        ev = df[exposure].to_numpy(dtype=float)
         check_finite(ev, "exposure", exposure, df.index)
         if (ev <= 0).any():
             raise ValueError(f"exposure={exposure!r} must be positive; found {int((ev <= 0).sum())} rows <= 0.")

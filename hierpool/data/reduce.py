@@ -19,8 +19,14 @@ analysis (shrinkage, ranks, implied ridge, predictions), but no row-level log-li
 posterior predictive checks of rows are not available for it.
 
 Group labels keep their first-seen order (partitions in order), as the pandas path does; categorical
-predictor levels are found in a first pass. Validation matches :func:`hierpool.prepare`: NaN or infinite
-values, responses outside the family's support and single groups raise.
+predictor levels are found in a first pass. Validation matches :func:`hierpool.prepare`: the arguments, the
+columns' roles and their dtypes are checked by the same function before any row is read
+(:func:`hierpool.data.prepare.check_columns`, so the messages are the same: ``trials`` an integer >= 1 or a
+numeric column, required columns present, no column in two roles, a real (not text, not complex) response, booleans
+only for bernoulli or an explicit gaussian, numeric non-boolean trials and exposure columns); then the values,
+partition by partition, with the same rules (the messages count the bad rows instead of listing them): NaN or
+infinite values, trials and exposures out of range, responses outside the family's support, missing group labels,
+an empty frame (before the check of a 0/1 response without ``family=``) and single groups raise.
 """
 
 from __future__ import annotations
@@ -36,14 +42,12 @@ from hierpool.core import names as N
 from hierpool.core.families import get_family
 from hierpool.core.validate import one_of
 from hierpool.data.grouped import GroupedStats
+from hierpool.data.prepare import ZERO_ONE_WITHOUT_FAMILY, check_columns
 from hierpool.data.stats import CellsOnWorkers, CountPatterns, GaussianStats
 from hierpool.data.terms import (
     build_terms,
     check_group_labels,
     design_matrix,
-    predictor_list,
-    require_columns,
-    require_roles,
 )
 
 #: What ``client=`` with a pandas DataFrame says (:func:`reduce`, and :func:`hierpool.prepare` before it
@@ -167,14 +171,14 @@ def _row_sizes(pdf: pd.DataFrame, fam, trials, exposure) -> np.ndarray:
 def _size_problem(pdf: pd.DataFrame, trials, exposure) -> str:
     """What is wrong with a partition's trials or exposure column, as the pandas path says it ("" if
     nothing): trials must be whole numbers >= 1, exposures finite and positive."""
-    if isinstance(trials, str):
-        tv = pd.to_numeric(pdf[trials], errors="coerce").to_numpy(dtype=float)
+    if isinstance(trials, str):  # numeric, not boolean (check_columns)
+        tv = pdf[trials].to_numpy(dtype=float)
         bad = ~np.isfinite(tv) | (tv < 1) | (np.mod(tv, 1) != 0)
         if bad.any():
             return (f"trials={trials!r} must hold integers >= 1; found {int(bad.sum())} rows that are not (NaN, "
                     "fractional or < 1).")
     if isinstance(exposure, str):
-        ev = pd.to_numeric(pdf[exposure], errors="coerce").to_numpy(dtype=float)
+        ev = pdf[exposure].to_numpy(dtype=float)
         bad = ~np.isfinite(ev) | (ev <= 0)
         if bad.any():
             return f"exposure={exposure!r} must be finite and positive; found {int(bad.sum())} rows that are not."
@@ -224,16 +228,12 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
     family_given = family is not None  # without family=: gaussian, unless y holds only 0 and 1 (pass 1 checks)
     family = "gaussian" if family is None else family
     one_of("family", family, N.FAMILIES)
-    get_family(family).check_arguments(trials, exposure)
-    predictors = predictor_list(predictors)
-    if len(predictors) != len(set(predictors)):
-        raise ValueError(f"predictors lists a column more than once: {predictors}.")
     if client is not None:
         _check_client(client, df, family, family_given)
     if isinstance(df, pd.DataFrame):
         if len(df) == 0:
             raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
-        require_roles(df, y, group, predictors)
+        predictors = check_columns(df, y, group, predictors, family, trials, exposure)
         try:
             import dask.dataframe as dd
 
@@ -242,11 +242,14 @@ def reduce(df, y: str, group: str, predictors=(), family: str | None = None, tri
             ddf, source = None, "pandas DataFrame"
     else:
         ddf, source = _open(df)
+        if not hasattr(ddf, "columns") or not hasattr(ddf, "to_delayed"):
+            raise TypeError(f"df must be a pandas or Dask DataFrame, or a path to Parquet/CSV files; got "
+                            f"{type(ddf).__module__}.{type(ddf).__name__}.")
+        # the same checks of the arguments, the columns and their dtypes as the pandas path
+        predictors = check_columns(ddf, y, group, predictors, family, trials, exposure)
     if ddf is None:
         return _reduce_partitions([df], df, y, group, predictors, family, trials, exposure, source,
                                   family_given=family_given)
-    cols = list(ddf.columns)
-    require_roles(pd.DataFrame(columns=cols), y, group, predictors)
     import dask
 
     parts = ddf.to_delayed()
@@ -278,9 +281,6 @@ def _check_client(client, df, family: str, family_given: bool) -> None:
 def _reduce_partitions(parts, frame, y, group, predictors, family, trials, exposure, source,
                        compute=None, delayed=None, family_given=True, client=None):
     is_dask = compute is not None
-    if len(frame.columns) and not (y in frame.columns and group in frame.columns):
-        require_columns(pd.DataFrame(columns=list(frame.columns)), "y", [y])
-        require_columns(pd.DataFrame(columns=list(frame.columns)), "group", [group])
     # pass 1: validation, group order, predictor levels, centers and scales
     if is_dask:
         checks = compute(*[delayed(_validate_partition)(p, y, group, family, trials, exposure) for p in parts])
@@ -294,6 +294,8 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
         labels = pd.Index(pd.unique(pdf[group].to_numpy()), name=N.GROUP)
         levels = pdf[predictors]
         n_obs = len(pdf)
+    if n_obs == 0:  # before the checks of the values, as the pandas path
+        raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
     if int(checks["y_bad"].sum()):
         raise ValueError(f"y={y!r} has {int(checks['y_bad'].sum())} NaN or infinite values; hierpool drops "
                          "nothing silently: remove or impute these rows first.")
@@ -307,12 +309,7 @@ def _reduce_partitions(parts, frame, y, group, predictors, family, trials, expos
         raise ValueError(support[0])
     check_group_labels(pd.Series(labels, dtype=object), group)  # one label type across partitions and files
     if not family_given and int(checks["y_not01"].sum()) == 0:
-        raise ValueError(
-            f"y={y!r} holds only 0 and 1 and no family was given: pass family='bernoulli' for a binary outcome "
-            "(a logistic model), or family='gaussian' to fit a linear-probability model on purpose."
-        )
-    if n_obs == 0:
-        raise ValueError("df is empty (0 rows); hierpool needs rows nested in at least two groups.")
+        raise ValueError(ZERO_ONE_WITHOUT_FAMILY.format(y=y))
     if len(labels) < 2:
         raise ValueError(f"group={group!r} has a single group ({labels[0]!r}); partial pooling needs at least two groups.")
     terms = build_terms(levels, predictors)

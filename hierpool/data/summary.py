@@ -14,7 +14,8 @@ so it has no ``sigma``. Decisions, where the issue is silent:
 - predictors are allowed (meta-regression: ``x_j`` describes group j); they cost nothing extra.
 - one row per group: a repeated group label is an error naming it (averaging two estimates of one group
   needs their correlation, which the data do not carry).
-- ``se`` must be finite and > 0; an ``se`` of 0 would make the estimate the truth.
+- ``se`` must be finite and > 0 (numbers, not booleans); an ``se`` of 0 would make the estimate the truth.
+  The estimates ``y`` are real numbers (a boolean column is refused).
 - ``trials=``/``exposure=`` belong to count families and are refused; so are Dask frames and paths
   (summary data has one row per group and fits in memory).
 """
@@ -72,6 +73,9 @@ def prepare_summary(df, y: str, se: str, group: str, predictors=(), family: str 
     if int((df.columns == se).sum()) > 1:
         raise ValueError(f"df has {int((df.columns == se).sum())} columns named {se!r} (the se column); rename or "
                          "drop the duplicates first.")
+    if isinstance(y, str) and y in df.columns and pd.api.types.is_bool_dtype(df[y].dtype):
+        raise TypeError(f"y={y!r} is boolean (dtype {df[y].dtype}); summary-level data (se={se!r}) takes each "
+                        "group's estimate, a real number.")
     gd = prepare(df, y=y, group=group, predictors=predictors, family="gaussian")
     if gd.group_n.max() > 1:
         dup = gd.group_n > 1
@@ -81,7 +85,7 @@ def prepare_summary(df, y: str, se: str, group: str, predictors=(), family: str 
             f"{int(gd.group_n[np.argmax(dup)])} rows ({int(dup.sum())} groups repeat). Combine each group's "
             "estimates into one (with its standard error) first, or pass the rows without se=."
         )
-    sv = numeric_column(df[se], "se")
+    sv = numeric_column(df[se], "se", allow_bool=False)
     check_finite(sv, "se", se, df.index)
     bad = sv <= 0
     if bad.any():

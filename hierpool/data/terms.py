@@ -7,7 +7,9 @@ Decisions, stated once:
 - Categorical predictors (pandas ``category``, string or boolean columns) are expanded to treatment-coded
   0/1 indicators named ``column[level]``. The reference level is the first category of a ``category``
   column, the first level in sorted order of a string column (as R does), and ``False`` for booleans.
-  Category levels that never occur in the data get no indicator. Integer columns are numeric; convert them
+  Category levels that never occur in the data get no indicator; levels must be str, int, float or bool (a
+  fit stores them and codes new data against them), so a category of Timestamps, Periods or tuples is
+  refused (convert it with ``.astype(str).astype("category")``). Integer columns are numeric; convert them
   to ``category`` to treat them as levels.
 - Nothing is dropped or coerced silently: a NaN or infinite value anywhere in a used column is an error.
 - A formula (:mod:`hierpool.data.formula`) adds two kinds of term, built from the column terms above (so
@@ -32,20 +34,25 @@ def require_columns(df: pd.DataFrame, arg: str, cols: Sequence[str]) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         shown = ", ".join(repr(c) for c in list(df.columns)[:20])
-        more = "" if df.shape[1] <= 20 else f", ... ({df.shape[1]} in all)"
+        more = "" if len(df.columns) <= 20 else f", ... ({len(df.columns)} in all)"
         raise ValueError(f"{arg}={missing[0]!r} is not a column of the data; columns are: {shown}{more}.")
 
 
 def predictor_list(predictors) -> list:
-    """``predictors=`` as a list: a str is one column, ``None`` or ``()`` none."""
+    """``predictors=`` as a list: a str is one column, ``None`` or ``()`` none; a list, tuple, ``pd.Index`` or
+    1-d array keeps its order. A set, a dict (its values would be dropped) or another iterable is refused:
+    the order of the predictors is the order of the coefficients."""
     if predictors is None:
         return []
     if isinstance(predictors, str):
         return [predictors]
-    try:
-        return list(predictors)
-    except TypeError:
-        raise TypeError(f"predictors must be a list of column names (or None); got {predictors!r}.") from None
+    if isinstance(predictors, (list, tuple, pd.Index)) or (isinstance(predictors, np.ndarray)
+                                                            and predictors.ndim == 1):
+        return predictors.tolist() if isinstance(predictors, (pd.Index, np.ndarray)) else list(predictors)
+    raise TypeError(f"predictors must be a list (or tuple, pd.Index) of column names, one name, or None; got "
+                    f"{type(predictors).__name__} {predictors!r}. The order of the predictors is the order of the "
+                    "coefficients (a set has none, and a dict's values would be ignored): pass a list, e.g. "
+                    "predictors=['x1', 'x2'].")
 
 
 def require_unique_columns(df: pd.DataFrame, cols: Sequence) -> None:
@@ -114,11 +121,25 @@ def check_finite(values: np.ndarray, arg: str, col: str, index: pd.Index) -> Non
         )
 
 
-def numeric_column(s: pd.Series, arg: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(s):
-        return s.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_complex_dtype(s):
-        raise TypeError(f"{arg}={s.name!r} must be numeric; got dtype {s.dtype}.")
+def check_numeric_dtype(dtype, arg: str, name, *, allow_bool: bool = True) -> None:
+    """Refuse a column of ``dtype`` (pandas or Dask) that is not real numbers: text, dates, category and
+    complex numbers; booleans too unless ``allow_bool`` (they are read as 0/1 where that is documented,
+    never for counts such as trials, or for exposures and standard errors)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        if allow_bool:
+            return
+        raise TypeError(f"{arg}={name!r} is boolean (dtype {dtype}); {arg} takes numbers, not True/False. If "
+                        f"the values are meant as numbers, convert the column on purpose: "
+                        f"df[{name!r}].astype(int).")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise TypeError(f"{arg}={name!r} must be real numbers; got complex dtype {dtype}.")
+    if not pd.api.types.is_numeric_dtype(dtype):
+        raise TypeError(f"{arg}={name!r} must be numeric; got dtype {dtype}.")
+
+
+def numeric_column(s: pd.Series, arg: str, *, allow_bool: bool = True) -> np.ndarray:
+    """A column as float (checked by :func:`check_numeric_dtype`; booleans are 0/1 if ``allow_bool``)."""
+    check_numeric_dtype(s.dtype, arg, s.name, allow_bool=allow_bool)
     return s.to_numpy(dtype=float)
 
 
@@ -211,6 +232,8 @@ def build_terms(df: pd.DataFrame, predictors: list[str]) -> list[dict]:
             terms.append({"column": col, "kind": "numeric", "names": [col]})
             continue
         levels = _levels(s, kind)
+        if kind == "categorical":
+            _check_category_levels(levels, col)
         if len(levels) < 2 or s.nunique() < 2:
             raise ValueError(
                 f"predictors: column {col!r} is constant (only level {levels[0]!r}); a constant predictor "
@@ -220,6 +243,22 @@ def build_terms(df: pd.DataFrame, predictors: list[str]) -> list[dict]:
         terms.append({"column": col, "kind": kind, "levels": [_json_level(lv) for lv in levels],
                       "names": names})
     return terms
+
+
+#: Types a category level may have: a fit stores levels as they are (JSON) and codes new data against them.
+_LEVEL_TYPES = (str, bool, int, float, np.integer, np.floating, np.bool_)
+
+
+def _check_category_levels(levels: list, col) -> None:
+    """Refuse levels that a fit cannot store and compare again (Timestamp, Period, tuple, ...): turned into
+    text when stored, new data of the same column would no longer match them."""
+    odd = [lv for lv in levels if not isinstance(lv, _LEVEL_TYPES)]
+    if odd:
+        raise TypeError(
+            f"predictors: column {col!r} is a category whose levels are of type {type(odd[0]).__name__} (e.g. "
+            f"{odd[0]!r}); category levels must be str, int, float or bool, which a fit stores and matches in "
+            f"new data. Convert the levels to text first: df[{col!r}] = df[{col!r}].astype(str).astype('category')."
+        )
 
 
 def _json_level(level):
