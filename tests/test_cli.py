@@ -167,7 +167,7 @@ def test_force_overwrites(tmp_path, capsys):
         (lambda t: t.replace('family = "gaussian"', 'family = "normal"'),
          "[data] family = 'normal' is not valid; valid choices: 'gaussian', 'bernoulli', 'binomial', 'poisson'"),
         (lambda t: t.replace('kind = "random_intercepts"', 'kind = "random_intercepts"\nlam = 3'),
-         "has unknown key 'lam'; valid keys: kind, name, priors, intercept_at, collapse, target_accept, centered, lkj_eta, method"),
+         "has unknown key 'lam'; valid keys: kind, priors, intercept_at, collapse, target_accept, centered, lkj_eta, method"),
         (lambda t: t + "[sampling]\nsampler = 'stan'\n",
          "[sampling] sampler = 'stan' is not valid; valid choices: 'auto', 'pymc', 'nutpie', 'numpyro'"),
         (lambda t: t.replace('kind = "random_intercepts"', 'kind = "random_intercepts"\npriors = {tau = '

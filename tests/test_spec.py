@@ -174,7 +174,7 @@ def test_with_sampling_overrides_and_checks():
          r"\[variants.ri\] kind = 'mixed' is not valid; valid choices: 'random_intercepts', 'ridge_fixed_effects'"),
         (BASE.replace('kind = "random_intercepts"', ""), r"\[variants.ri\] is missing the required key 'kind'"),
         (BASE + "lam = 2.0\n",
-         r"\[variants.ri\] \(kind = 'random_intercepts'\) has unknown key 'lam'; valid keys: kind, name, priors"),
+         r"\[variants.ri\] \(kind = 'random_intercepts'\) has unknown key 'lam'; valid keys: kind, priors"),
         (BASE + '[variants.reg]\nkind = "regularized_hierarchical"\npenalty = "elastic"\n',
          r"penalty = 'elastic' is not valid; valid choices: 'horseshoe', 'laplace', 'ridge'"),
         (BASE + '[variants.r]\nkind = "ridge_fixed_effects"\nlam = -1\n', r"lam = -1 must be a positive number"),

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import json
 import math
@@ -31,7 +32,7 @@ from hierpool.models.collapse import ON_WORKERS
 from hierpool.models.crossed import posterior_names
 from hierpool.models.description import ModelDescription, describe
 
-__all__ = ["fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
+__all__ = ["fit", "check_fit", "from_trace", "finalize", "resolve_sampler", "constant_data", "pointwise_log_likelihood"]
 
 _INSTALL = {
     "nutpie": "pip install 'hierpool[nutpie]'  (or: pip install nutpie)",
@@ -149,6 +150,45 @@ def pointwise_log_likelihood(post: xr.Dataset, const: xr.Dataset, y: xr.DataArra
         None if offset is None else offset.values, None if trials is None else trials.values)
     return xr.DataArray(ll.reshape(C, D, -1), dims=(*N.SAMPLE_DIMS, N.OBS),
                         coords={"chain": post["chain"].values, "draw": post["draw"].values, N.OBS: y[N.OBS].values})
+
+
+class _DryRun(Exception):
+    """Raised by :func:`_stop_if_dry` where :func:`fit` would start sampling, under :func:`check_fit`."""
+
+
+_DRY = contextvars.ContextVar("hierpool_fit_dry_run", default=False)
+
+
+def _stop_if_dry() -> None:
+    """The point of no return of :func:`fit`: every check passed, the sampling starts next."""
+    if _DRY.get():
+        raise _DryRun
+
+
+def check_fit(model: pm.Model, *args, random_seed=None, **kwargs) -> None:
+    """Run :func:`fit`'s checks with :func:`fit`'s arguments, and stop where it would start sampling.
+
+    Raises what :func:`fit` raises before it samples (the same code raises it: :func:`fit` itself runs up
+    to the sampler's call and stops there): an argument out of range, a sampler that is not installed or
+    cannot run the model (``"gibbs"``, ``"integrated"``), settings the chosen sampler or method refuses,
+    a model empirical Bayes cannot fit. Returns None where :func:`fit` would sample. The ``hierpool``
+    command line calls it for every variant before it writes anything.
+
+    Costs what :func:`fit` pays before sampling: the integrated and Gibbs samplers' plans are built (the
+    data's per-group statistics; milliseconds for the data of a spec, seconds at a million groups). A numpy
+    ``Generator`` given as ``random_seed`` is not drawn from. What PyMC checks only when it samples (the
+    keywords passed on to :func:`pymc.sample`) is left to :func:`fit`.
+    """
+    if isinstance(random_seed, np.random.Generator):  # fit draws an integer from it: not from the caller's
+        random_seed = None
+    token = _DRY.set(True)
+    try:
+        fit(model, *args, random_seed=random_seed, **kwargs)
+    except _DryRun:
+        return None
+    finally:
+        _DRY.reset(token)
+    raise AssertionError("fit returned under check_fit without reaching the sampler")  # pragma: no cover
 
 
 def fit(
@@ -428,10 +468,12 @@ def _run(model, desc: ModelDescription, *, draws, tune, chains, sampler, random_
             if n_nodes is not None:
                 raise TypeError(f"n_nodes={n_nodes!r} sets the quadrature of the count models' integrated sampler; "
                                 "gaussian random intercepts are integrated exactly and take no n_nodes.")
+            _stop_if_dry()
             return _sample_integrated_gaussian(ip, desc, draws=draws, tune=tune, chains=chains,
                                                random_seed=random_seed, log_likelihood=log_likelihood,
                                                max_group_effect_values=budget, more=more)
         if isinstance(ip, integrated.Plan):
+            _stop_if_dry()
             return _sample_integrated(ip, desc, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                       progressbar=progressbar, log_likelihood=log_likelihood, n_nodes=n_nodes,
                                       max_group_effect_values=budget, client=client, more=more)
@@ -445,11 +487,13 @@ def _run(model, desc: ModelDescription, *, draws, tune, chains, sampler, random_
         if isinstance(pl, gibbs.Plan):
             if kwargs:
                 raise TypeError(f"sampler='gibbs' takes no NUTS or pymc.sample settings; got {sorted(kwargs)}.")
+            _stop_if_dry()
             return _sample_gibbs(pl, desc, draws=draws, tune=tune, chains=chains, cores=cores,
                                  random_seed=random_seed, progressbar=progressbar, log_likelihood=log_likelihood,
                                  max_group_effect_values=max_group_effect_values)
         raise ValueError(f"sampler='gibbs' cannot sample this model: {pl}. Use sampler='auto', 'nutpie', "
                          "'pymc' or 'numpyro'.")
+    _stop_if_dry()
     advice = integrated_advice(desc)
     var_names = [v for v in (*_POSTERIOR_VARS, *posterior_names(desc.data)) if v in model.named_vars]
     small = _sample_small(model, desc, engine, var_names, draws=draws, tune=tune, chains=chains, cores=cores,
@@ -733,6 +777,7 @@ def _fit_empirical_bayes(desc: ModelDescription, *, draws, chains, random_seed, 
         given = (["sampler"] if sampler != "auto" else []) + (["target_accept"] if target_accept is not None else [])
         raise TypeError(f"method='empirical_bayes' samples nothing; it takes no sampler settings; got "
                         f"{given + sorted(kwargs)}.")
+    _stop_if_dry()
     post, info = eb.estimate(desc, draws=draws, chains=chains, random_seed=random_seed, criterion=criterion,
                              n_nodes=n_nodes, max_group_effect_values=max_group_effect_values)
     dt = xr.DataTree.from_dict({"posterior": post})

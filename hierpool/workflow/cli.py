@@ -3,12 +3,12 @@
 ::
 
     hierpool run SPEC [--out DIR] [--force] [--draws N] [--tune N] [--chains N] [--seed N]
-                      [--sampler NAME] [--quiet]
-    hierpool demo [--out DIR] [--force] [--draws N] [--tune N] [--chains N] [--seed N] [--print-spec]
-    hierpool validate SPEC
+                      [--sampler NAME] [--quiet] [--debug]
+    hierpool demo [--out DIR] [--force] [--draws N] [--tune N] [--chains N] [--seed N] [--print-spec] [--debug]
+    hierpool validate SPEC [--debug]
 
 Exit codes: 0 success, 2 a bad spec, bad arguments or output files in the way (nothing is written), 1 any
-other failure. The spec format is documented in :mod:`hierpool.workflow.spec`; the pipeline (fit, analyse,
+other failure (reported as ``hierpool: error: ...``; ``--debug`` shows its traceback instead). The spec format is documented in :mod:`hierpool.workflow.spec`; the pipeline (fit, analyse,
 plot, write) is :mod:`hierpool.workflow.run`. A bad spec or an existing output folder is refused before
 PyMC, ArviZ or the analysis layer is imported (they are imported by the pipeline's steps that use them).
 """
@@ -36,21 +36,32 @@ spec files (TOML), in short:
   [data]        dataset = NAME | path = "file.csv|.parquet" | simulate = "episodes"|"grouped" (+ parameters = {...});
                 response, group, family (required); predictors, trials (binomial), exposure (poisson);
                 or formula = "y ~ x + C(c) + (1 | group)" in place of response, group and predictors
-  [variants.N]  kind = "random_intercepts" | "ridge_fixed_effects" (lam = ...) |
-                "regularized_hierarchical" (penalty = "horseshoe"|"laplace"|"ridge");
-                priors = {tau = {dist = "HalfNormal", sigma = 1.0}}; collapse; target_accept
-  [sampling]    draws, tune, chains, sampler ("auto"|"pymc"|"nutpie"|"numpyro"|"gibbs"|"integrated"), seed, target_accept, cores
+  [variants.N]  kind = "random_intercepts" (centered, lkj_eta, method = "full_bayes"|"empirical_bayes") |
+                "ridge_fixed_effects" (lam = ...) |
+                "regularized_hierarchical" (penalty = "horseshoe"|"laplace"|"ridge"|"elastic_net"; tau_scale,
+                centered, lkj_eta; penalty_scale: ridge, laplace, elastic_net; l1_ratio: elastic_net;
+                expected_nonzero, slab_scale, slab_df: horseshoe); every kind: priors = {tau = {dist =
+                "HalfNormal", sigma = 1.0}}, intercept_at, collapse, target_accept ([[variants]]: also name);
+                lkj_eta needs random slopes (a formula with (1 + x | group)); empirical_bayes takes no
+                priors, intercept_at, centered, collapse or target_accept
+  [sampling]    draws, tune, chains, sampler ("auto"|"pymc"|"nutpie"|"numpyro"|"gibbs"|"integrated"), seed,
+                target_accept, cores, min_ess (sample until every population parameter's ESS reaches it),
+                max_rounds (with min_ess)
   [output]      dir, ci_prob, top_k, plots, ppc, loo
+`validate` and `run` also check that hp.fit accepts each variant's sampling settings (the sampler is
+installed and can run the model: gibbs, integrated; NUTS settings only with NUTS) before anything is written.
 See `hierpool demo --print-spec` for a complete example and the docstring of hierpool.workflow.spec for all keys.
 
 output folder of `run` and `demo`:
   summary.txt (what was printed), spec.toml (the spec file), run.json (the sampling used, with overrides,
   timings, diagnostics),
-  compare_loo.csv (PSIS-LOO comparison, with two or more variants) and one folder per variant:
+  compare_loo.csv (PSIS-LOO comparison, with two or more variants) and one folder per variant (so no
+  variant may be named like one of these four files):
   fit.nc (hp.load reads it), parameters.csv, shrinkage.csv, ranks.csv, implied_ridge.csv (hierarchical
   variants), ppc.csv, and the plots shrinkage.png, ranks.png, ridge_path.png, ppc.png.
 
-exit codes: 0 success; 2 bad spec, bad arguments or existing output files (nothing written); 1 other errors.
+exit codes: 0 success; 2 bad spec, bad arguments or existing output files (nothing written); 1 other errors
+(printed as "hierpool: error: ..."; --debug shows the traceback).
 """
 
 
@@ -103,6 +114,12 @@ def _add_output_flags(sp: argparse.ArgumentParser, default: str) -> None:
     sp.add_argument("--force", action="store_true", help="overwrite existing output files")
     sp.add_argument("--quiet", "-q", action="store_true",
                     help="print only warnings and the final line (the summary is in DIR/summary.txt)")
+    _add_debug_flag(sp)
+
+
+def _add_debug_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--debug", action="store_true",
+                    help="on an unexpected error, show its Python traceback (default: one line, exit code 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "the named columns with valid values, and that every variant's model builds. Exit code "
                      "0 when valid, 2 otherwise."))
     val.add_argument("spec", metavar="SPEC", help="TOML model spec")
+    _add_debug_flag(val)
     return parser
 
 
@@ -159,6 +177,8 @@ def _validate(path: str) -> int:
     print(f"{path}: valid. spec {spec.name!r}; data {gd!r}")
     for name, v in spec.variants.items():
         print(f"  variant {name}: {v['kind']}; fit with {spec.fit_kwargs(name)}")
+    for m in run.sampling_notes(spec):
+        print(f"  note: {m}")
     return 0
 
 
@@ -181,6 +201,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     os.environ.setdefault("MPLBACKEND", "Agg")
+    out = None
     try:
         if args.command == "validate":
             return _validate(args.spec)
@@ -200,6 +221,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("hierpool: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a failure of the run itself, not of the spec: one line, or --debug's traceback
+        if args.debug:
+            raise
+        print(f"hierpool: error: {type(err).__name__}: {err}", file=sys.stderr)
+        written = out is not None and out.is_dir() and any(out.iterdir())
+        kept = f"; {out}/ keeps what was written before it: rerun with --force to overwrite it" if written else ""
+        print(f"hierpool: an unexpected error; rerun with --debug to see its traceback{kept}.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

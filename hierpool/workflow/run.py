@@ -4,14 +4,15 @@ Each step is one function taking a checked :class:`~hierpool.workflow.spec.Model
 :func:`run_spec` chains them::
 
     check_output(spec, out)          # refuse files in the way: cheap, before anything heavy is imported
-    gd, models = check(spec)         # load_data -> prepare_data -> build_model for every variant
+    gd, models = check(spec)         # load_data -> prepare_data -> build_model -> check_fit_settings, per variant
     for each variant:
         dt = fit_variant(...)        # hp.fit, its sampler warnings caught
         res = analyse_variant(...)   # summary, shrinkage, ranks, implied ridge, ppc
         write_tables(res, dir); draw_plots(res, dt, dir)
     compare_variants(fits)           # PSIS-LOO, with two or more variants
 
-Nothing is written unless the whole spec (data, columns, every model) is valid and, without ``force``, no
+Nothing is written unless the whole spec (data, columns, every model, the sampler and sampling settings
+of every variant as :func:`hierpool.fit` checks them before sampling) is valid and, without ``force``, no
 file to write exists yet. PyMC, ArviZ and the analysis layer are imported inside the functions that need
 them, so that refusing a run costs no more than reading the spec.
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hierpool.core.version import __version__
-from hierpool.workflow.schema import SOURCE_KEYS, SpecError, simulator
+from hierpool.workflow.schema import OUTPUT_FILES, SOURCE_KEYS, SamplingTable, SpecError, simulator
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,9 +46,9 @@ if TYPE_CHECKING:
     from hierpool.data.grouped import GroupedData
     from hierpool.workflow.spec import ModelSpec
 
-__all__ = ["RunPrinter", "VariantResults", "analyse_variant", "build_model", "check", "check_output",
-           "compare_variants", "draw_plots", "fit_variant", "load_data", "planned_files", "prepare_data",
-           "run_spec", "write_tables"]
+__all__ = ["RunPrinter", "VariantResults", "analyse_variant", "build_model", "check", "check_fit_settings",
+           "check_output", "compare_variants", "draw_plots", "fit_variant", "load_data", "planned_files",
+           "prepare_data", "run_spec", "sampling_notes", "write_tables"]
 
 #: Rows of the rank table drawn in ranks.png.
 RANKS_SHOWN = 30
@@ -140,8 +141,78 @@ def build_model(spec: ModelSpec, variant: str, gd: GroupedData) -> pm.Model:
         raise SpecError(f"[variants.{variant}] (kind = {kind!r}): {err}", spec.where) from err
 
 
+#: ``[sampling]`` keys that only sampling uses (``method = "empirical_bayes"`` takes draws, chains and seed).
+SAMPLING_ONLY = ("sampler", "tune", "target_accept", "cores", "min_ess", "max_rounds")
+#: ``[sampling]`` keys that the ``run`` and ``demo`` commands can override.
+_FLAGS = ("draws", "tune", "chains", "seed", "sampler")
+
+
+def _from_sampling(key: str) -> str:
+    """Where a ``[sampling]`` value comes from, as messages name it."""
+    return f"from [sampling] or --{key}" if key in _FLAGS else "from [sampling]"
+
+
+def _setting_sources(spec: ModelSpec, variant: str, kw: dict) -> str:
+    """The settings of a variant's fit that decide how it is sampled, each with where it was given."""
+    v = spec.variants[variant]
+    if kw.get("method") == "empirical_bayes":
+        return f"method = 'empirical_bayes' (from [variants.{variant}])"
+    parts = [f"sampler = {kw['sampler']!r} ({_from_sampling('sampler')})"]
+    for k in ("target_accept", "cores", "min_ess", "max_rounds"):
+        if k in kw:
+            where = f"from [variants.{variant}]" if k in v else _from_sampling(k)
+            parts.append(f"{k} = {kw[k]!r} ({where})")
+    return ", ".join(parts)
+
+
+def check_fit_settings(spec: ModelSpec, variant: str, model: pm.Model) -> str | None:
+    """The problem, if any, that :func:`hierpool.fit` would refuse this variant's model with, before sampling.
+
+    Runs :func:`hierpool.inference.sampling.check_fit` (the same checks, nothing sampled) with the variant's
+    fit settings: the sampler is installed and can run the model (``gibbs``, ``integrated``), the settings
+    suit the sampler and the method. Returns one line naming the variant, the settings and hp.fit's reason.
+    """
+    from hierpool.inference.sampling import check_fit
+
+    kw = spec.fit_kwargs(variant)
+    try:
+        check_fit(model, **kw)
+    except (ImportError, TypeError, ValueError) as err:
+        kind = spec.variants[variant]["kind"]
+        settings = _setting_sources(spec, variant, kw)
+        return f"[variants.{variant}] (kind = {kind!r}) cannot be fitted with {settings}: {err}"
+    return None
+
+
+def _sampling_only_given(spec: ModelSpec) -> list[str]:
+    """The :data:`SAMPLING_ONLY` keys of ``[sampling]`` given (those always present: when not the default)."""
+    s, fields = spec.sampling, SamplingTable.model_fields
+    return [k for k in SAMPLING_ONLY if k in s and (k not in SamplingTable.ALWAYS or s[k] != fields[k].default)]
+
+
+def sampling_notes(spec: ModelSpec) -> list[str]:
+    """Which ``[sampling]`` settings an empirical-Bayes variant does not use, when other variants sample (with
+    no variant sampling, :func:`check` refuses them): one line per such variant, for the printed output."""
+    given = _sampling_only_given(spec)
+    if not given:
+        return []
+    return [f"variant {n} (method = 'empirical_bayes') samples nothing: it does not use [sampling] "
+            f"{', '.join(given)}, which apply to the other variants." for n, v in spec.variants.items()
+            if v.get("method") == "empirical_bayes"]
+
+
+def _unused_sampling(spec: ModelSpec) -> list[str]:
+    """``[sampling]`` keys that no variant uses: every variant is empirical Bayes, which samples nothing."""
+    if any(v.get("method") != "empirical_bayes" for v in spec.variants.values()):
+        return []
+    return [f"[sampling] {k} = {spec.sampling[k]!r} ({_from_sampling(k)}) applies to no variant: every variant "
+            "has method = 'empirical_bayes', which samples nothing (it takes draws, chains and seed only); "
+            "remove it." for k in _sampling_only_given(spec)]
+
+
 def check(spec: ModelSpec) -> tuple[GroupedData, dict[str, pm.Model]]:
-    """Check everything that can be checked without sampling: the data (columns, values), every model.
+    """Check everything that can be checked without sampling: the data (columns, values), every model, and
+    that :func:`hierpool.fit` takes each variant's fit settings (:func:`check_fit_settings`).
 
     Returns
     -------
@@ -159,11 +230,16 @@ def check(spec: ModelSpec) -> tuple[GroupedData, dict[str, pm.Model]]:
     if top_k and top_k > gd.n_groups:  # every group would be in the top k: P(top k) = 1 says nothing
         problems.append(f"[output] top_k = {top_k} exceeds the number of groups in the data ({gd.n_groups}); "
                         f"choose top_k <= {gd.n_groups}.")
+    problems += _unused_sampling(spec)
     for name in spec.variants:
         try:
             models[name] = build_model(spec, name, gd)
         except SpecError as err:
             problems.extend(err.problems)
+            continue
+        problem = check_fit_settings(spec, name, models[name])
+        if problem:
+            problems.append(problem)
     if problems:
         raise SpecError(problems, spec.where)
     return gd, models
@@ -174,7 +250,7 @@ def check(spec: ModelSpec) -> tuple[GroupedData, dict[str, pm.Model]]:
 def planned_files(spec: ModelSpec) -> list[str]:
     """The files a run of ``spec`` writes, relative to its output folder (``compare_loo.csv`` and ``ppc.png``
     may be missing in the end: no pointwise log-likelihood, or a plot that failed)."""
-    files = ["summary.txt", "spec.toml", "run.json"]
+    files = [f for f in OUTPUT_FILES if f != "compare_loo.csv"]
     out = spec.output
     if out["loo"] and len(spec.variants) >= 2:
         files.append("compare_loo.csv")
@@ -192,7 +268,8 @@ def planned_files(spec: ModelSpec) -> list[str]:
 
 
 def check_output(spec: ModelSpec, out_dir, *, force: bool = False) -> Path:
-    """Refuse an output folder that already holds a file of this run (unless ``force``) or is a file.
+    """Refuse an output folder that already holds a file of this run (unless ``force``), that is a file or
+    lies under one, or where a variant's folder would be a file.
 
     Imports nothing: :func:`run_spec` calls it before it imports PyMC, ArviZ or the analysis layer.
 
@@ -203,6 +280,17 @@ def check_output(spec: ModelSpec, out_dir, *, force: bool = False) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"--out {str(out_dir)!r} exists and is not a folder.")
+    parent = out_dir.parent  # the nearest one that exists (or is a link) must be a folder to create it in
+    while not (parent.exists() or parent.is_symlink()) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "is a broken link"
+        raise FileExistsError(f"--out {str(out_dir)!r} cannot be created: {str(parent)!r} {what}.")
+    blocked = [n for n in spec.variants if (out_dir / n).exists() and not (out_dir / n).is_dir()]
+    if blocked:
+        raise FileExistsError(f"{str(out_dir)!r} holds a file where a variant's folder goes: "
+                              f"{', '.join(blocked)}; move it or choose another --out (--force overwrites files "
+                              "inside the variants' folders, not a file in place of one).")
     existing = [f for f in planned_files(spec) if (out_dir / f).exists()]
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f", ... ({len(existing)} in all)" if len(existing) > 5 else "")
@@ -423,6 +511,8 @@ def _run(spec: ModelSpec, out_dir: Path, *, quiet: bool, progressbar: bool) -> d
     p.summary(f"sampling: {s['chains']} chains x {s['draws']} draws (tune {s['tune']}), sampler {s['sampler']}, "
               f"seed {s['seed']}" + (f", until ESS {s['min_ess']:g}" if "min_ess" in s else ""))
     p.summary(f"variants: {', '.join(f'{n} ({v['kind']})' for n, v in spec.variants.items())}")
+    for m in sampling_notes(spec):
+        p.summary(f"note: {m}")
     p.progress(f"checked in {time.perf_counter() - t0:.1f} s; writing to {out_dir}/")
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ from pydantic_core import PydanticCustomError
 from hierpool.core import names as N
 
 __all__ = ["SpecError", "SpecFile", "DataTable", "SamplingTable", "OutputTable", "KIND_MODELS", "KINDS",
-           "SIMULATORS", "SOURCE_KEYS", "DATA_SUFFIXES", "check_spec", "check_sampling", "simulator"]
+           "SIMULATORS", "SOURCE_KEYS", "DATA_SUFFIXES", "OUTPUT_FILES", "check_spec", "check_sampling", "simulator"]
 
 #: Simulators usable as ``[data] simulate = ...``, with the function of :mod:`hierpool.data.datasets` each runs.
 _SIMULATOR_FUNCTIONS = {"episodes": "simulate_episodes", "grouped": "simulate"}
@@ -62,6 +62,16 @@ SOURCE_KEYS = ("dataset", "path", "simulate")
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PRIOR_EXAMPLE = '{dist = "HalfNormal", sigma = 1.0}'
+#: The files `hierpool run` writes at the top of its output folder (:func:`hierpool.workflow.run.planned_files`);
+#: each variant writes into a folder of its name, so these names are refused as variant names.
+OUTPUT_FILES = ("summary.txt", "spec.toml", "run.json", "compare_loo.csv")
+#: A variant's settings that ``method = "empirical_bayes"`` does not use: it samples nothing (no NUTS
+#: setting) and estimates tau, the intercept and beta by (RE)ML from the likelihood alone (no prior, nor a
+#: parameterization or collapse of the model it would sample).
+_NOT_EMPIRICAL_BAYES = ("target_accept", "priors", "intercept_at", "centered", "collapse")
+#: Settings of regularized_hierarchical used by some penalties only (the factory's docstring).
+_PENALTY_KEYS = {"penalty_scale": ("ridge", "laplace", "elastic_net"), "l1_ratio": ("elastic_net",),
+                 "expected_nonzero": ("horseshoe",), "slab_scale": ("horseshoe",), "slab_df": ("horseshoe",)}
 
 
 class SpecError(ValueError):
@@ -99,9 +109,25 @@ def _problems_error(problems: list[str]) -> PydanticCustomError:
     return PydanticCustomError("spec_problems", "{problems}", {"problems": problems})
 
 
+def _lines_error(problems: list[str]) -> PydanticCustomError:
+    """Problems between tables (raised by :class:`SpecFile`), each line naming its own table."""
+    return PydanticCustomError("spec_lines", "{problems}", {"problems": problems})
+
+
 def _show(value) -> str:
     """A choice as it is written in TOML."""
     return ("true" if value else "false") if isinstance(value, bool) else repr(value)
+
+
+def _toml(value) -> str:
+    """A value as the spec wrote it (TOML), for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def _same(a, b) -> bool:
@@ -286,6 +312,18 @@ class RandomIntercepts(_Variant):
     def _centered(cls, v):
         return _centered_choice(v)
 
+    @model_validator(mode="after")
+    def _empirical_bayes_settings(self):
+        if self.method != "empirical_bayes":
+            return self
+        unused = [k for k in _NOT_EMPIRICAL_BAYES if k in self.model_fields_set]
+        if unused:
+            raise _problems_error([
+                f"{k} = {_toml(getattr(self, k))} does not apply with method = 'empirical_bayes', which samples "
+                "nothing and estimates tau, the intercept and beta from the likelihood alone (no prior, no "
+                f"sampler setting): remove {k} or use method = 'full_bayes'." for k in unused])
+        return self
+
 
 class RidgeFixedEffects(_Variant):
     """``kind = "ridge_fixed_effects"``: :func:`hierpool.ridge_fixed_effects`."""
@@ -312,6 +350,17 @@ class RegularizedHierarchical(_Variant):
     @classmethod
     def _centered(cls, v):
         return _centered_choice(v)
+
+    @model_validator(mode="after")
+    def _penalty_settings(self):
+        penalty = self.penalty or "horseshoe"
+        said = f"penalty = {penalty!r}" + ("" if self.penalty else " (the default)")
+        problems = [f"{k} = {_toml(getattr(self, k))} does not apply with {said}: it is a setting of "
+                    f"penalty = {' or '.join(map(repr, used_by))} only; remove it or change penalty."
+                    for k, used_by in _PENALTY_KEYS.items() if k in self.model_fields_set and penalty not in used_by]
+        if problems:
+            raise _problems_error(problems)
+        return self
 
 
 #: The model of each variant kind (the kinds are :data:`hierpool.core.names.VARIANTS`).
@@ -396,6 +445,25 @@ class SpecFile(_Table):
     sampling: SamplingTable = SamplingTable()
     output: OutputTable = OutputTable()
 
+    @model_validator(mode="after")
+    def _slope_settings(self):
+        """``lkj_eta`` is the prior of random slopes' correlation: only with slopes, which only a formula gives."""
+        with_eta = [n for n, v in self.variants.items() if "lkj_eta" in v.model_fields_set]
+        if not with_eta:
+            return self
+        slopes = ()
+        if self.data.formula is not None:
+            from hierpool.data.formula import parse_formula
+
+            slopes = parse_formula(self.data.formula).slopes
+        if slopes:
+            return self
+        why = (f"the formula {self.data.formula!r} has none" if self.data.formula is not None
+               else "[data] has no formula with one, like 'y ~ x + (1 + x | group)'")
+        raise _lines_error([f"[variants.{n}] lkj_eta = {self.variants[n].lkj_eta!r} does not apply: it is the prior "
+                            f"of the random slopes' correlation, and {why}; remove lkj_eta or give the slopes."
+                            for n in with_eta])
+
 
 _SECTIONS: dict[str, type[_Table]] = {"data": DataTable, "sampling": SamplingTable, "output": OutputTable}
 
@@ -444,6 +512,9 @@ def _variants_table(vs, problems: list[str]):
         if not isinstance(name, str) or not _NAME_RE.match(name):
             problems.append(f"variant name {name!r} must be letters, digits, '_', '-' or '.' (it names output "
                             "files).")
+        elif name.casefold() in OUTPUT_FILES:
+            problems.append(f"variant name {name!r} is the name of a file `hierpool run` writes next to the "
+                            f"variants' folders ({', '.join(OUTPUT_FILES)}); choose another name.")
     return vs
 
 
@@ -478,13 +549,15 @@ def _value(raw, path: tuple):
     return raw
 
 
-def _message(err: dict, raw: dict) -> list[str]:
+def _message(err: dict, raw: dict, array_form: bool = False) -> list[str]:
     """The lines of :class:`SpecError` for one pydantic error: the key, the value and what is valid."""
     kind, ctx = err["type"], err.get("ctx") or {}
     section, model, key, path = _locate(err["loc"])
     top = model is SpecFile
     if kind == "spec_problems":  # rules between the keys of one table
         return [f"{section} {p}" for p in ctx["problems"]]
+    if kind == "spec_lines":  # rules between tables, each line naming its table
+        return list(ctx["problems"])
     if kind == "union_tag_not_found":  # a variant without a kind
         if not isinstance(err["input"], dict):
             return [f"{section} must be a table; got {err['input']!r}."]
@@ -499,8 +572,13 @@ def _message(err: dict, raw: dict) -> list[str]:
     if kind == "extra_forbidden":
         if top:
             return [f"the spec has unknown top-level key {key!r}; valid keys: {', '.join(SpecFile.model_fields)}."]
-        of_kind = f" (kind = {_value(raw, path[:2])['kind']!r})" if path[0] == "variants" else ""
-        return [f"{section}{of_kind} has unknown key {key!r}; valid keys: {', '.join(model.model_fields)}."]
+        valid = list(model.model_fields)
+        of_kind = ""
+        if path[0] == "variants":
+            of_kind = f" (kind = {_value(raw, path[:2])['kind']!r})"
+            if not array_form:  # in [variants.<name>] form the table's name is the variant's name
+                valid.remove("name")
+        return [f"{section}{of_kind} has unknown key {key!r}; valid keys: {', '.join(valid)}."]
     field = model.model_fields[key]
     choices = ctx.get("choices") or _choices_of(field.annotation)
     if kind == "missing":
@@ -520,14 +598,16 @@ def _message(err: dict, raw: dict) -> list[str]:
     return [f"{said}: {err['msg']}."]
 
 
-def _problems(err: ValidationError, raw: dict, *, skip: tuple = (), prefix: tuple = ()) -> list[str]:
-    """The lines of :class:`SpecError` for a pydantic error (``prefix``: where the model sits in the spec)."""
+def _problems(err: ValidationError, raw: dict, *, skip: tuple = (), prefix: tuple = (),
+              array_form: bool = False) -> list[str]:
+    """The lines of :class:`SpecError` for a pydantic error (``prefix``: where the model sits in the spec;
+    ``array_form``: the variants were given as ``[[variants]]``, where ``name`` is a key)."""
     out: list[str] = []
     for e in err.errors(include_url=False):
         e["loc"] = prefix + tuple(e["loc"])
         if e["loc"] in skip:
             continue
-        for line in _message(e, raw):
+        for line in _message(e, raw, array_form):
             if line not in out:  # a union of types reports once per member
                 out.append(line)
     return out
@@ -549,6 +629,7 @@ def check_spec(raw: dict, source: str | None = None) -> SpecFile:
     """
     raw = dict(raw)
     problems: list[str] = []
+    array_form = isinstance(raw.get("variants"), list)
     if "variants" in raw:
         raw["variants"] = _variants_table(raw["variants"], problems)
     spec = None
@@ -556,7 +637,7 @@ def check_spec(raw: dict, source: str | None = None) -> SpecFile:
         spec = SpecFile.model_validate(raw)
     except ValidationError as err:
         # once [[variants]] entries were left out with their problem, "no variants" would say it twice
-        problems += _problems(err, raw, skip=(("variants",),) if problems else ())
+        problems += _problems(err, raw, skip=(("variants",),) if problems else (), array_form=array_form)
     if problems or spec is None:
         raise SpecError(problems, source)
     return spec

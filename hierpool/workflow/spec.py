@@ -2,8 +2,9 @@
 
 A spec is read by :func:`load_spec` (or :func:`parse_spec`), checked against the format
 (:mod:`hierpool.workflow.schema`: keys, types, choices), and becomes a :class:`ModelSpec`, which only
-describes the run. The pipeline (:mod:`hierpool.workflow.run`) checks the data's columns and builds every
-model (:func:`hierpool.workflow.run.check`) before it fits and writes; the ``hierpool`` command line
+describes the run. The pipeline (:mod:`hierpool.workflow.run`) checks the data's columns, builds every
+model and checks that :func:`hierpool.fit` takes its sampling settings (:func:`hierpool.workflow.run.check`)
+before it fits and writes; the ``hierpool`` command line
 (:mod:`hierpool.workflow.cli`) calls it. Every problem is reported at once, each naming the key, the value
 and the valid choices, before anything is fitted or written.
 
@@ -39,7 +40,12 @@ Format
     #                                   # {dist = "Normal", mu = 0.7, sigma = 0.5}}}
     # intercept_at = "means"            # where the intercept's prior sits: "means" or "zero" (x = 0)
     # collapse = "auto"                 # "auto", true, false, "integrated" (the factories' choices)
-    # method = "empirical_bayes"        # tau at its (RE)ML estimate instead of full Bayes (lme4's view)
+    # centered = "auto"                # true, false or "auto": how the group effects are parameterized
+    # lkj_eta = 2.0                     # only with random slopes (a formula with (1 + x | county))
+    # method = "empirical_bayes"        # tau at its (RE)ML estimate instead of full Bayes (lme4's view);
+    #                                   # it samples nothing: no priors, intercept_at, centered, collapse
+    #                                   # or target_accept, and [sampling] sampler, tune, target_accept,
+    #                                   # cores, min_ess, max_rounds do not apply to it
 
     [variants.ridge]
     kind = "ridge_fixed_effects"
@@ -47,14 +53,19 @@ Format
 
     [variants.regularized]
     kind = "regularized_hierarchical"
-    penalty = "horseshoe"               # horseshoe, laplace, ridge
+    penalty = "horseshoe"               # horseshoe (default), laplace, ridge, elastic_net
+    # expected_nonzero = 1              # horseshoe only: with slab_scale, slab_df
+    # penalty_scale = 1.0               # ridge, laplace and elastic_net only: the prior sd of beta_std
+    # l1_ratio = 0.5                    # elastic_net only: glmnet's alpha (0 ridge, 1 laplace)
+    # tau_scale = 0.5                   # every penalty: P(tau > tau_scale) = 0.05
     target_accept = 0.95                # a sampling setting for this variant only
 
     [sampling]                          # all optional
     draws = 1000
     tune = 1000
     chains = 4
-    sampler = "auto"                    # auto, pymc, nutpie, numpyro, gibbs, integrated
+    sampler = "auto"                    # auto, pymc, nutpie, numpyro, gibbs, integrated (checked
+    #                                   # against every variant before anything is written, as hp.fit does)
     seed = 1
     # target_accept = 0.9
     # cores = 2
@@ -73,9 +84,12 @@ Format
 Settings of each variant ``kind`` are the keyword arguments of the factory of that name
 (:func:`hierpool.random_intercepts`, :func:`hierpool.ridge_fixed_effects`,
 :func:`hierpool.regularized_hierarchical`), plus ``target_accept`` (and, for random intercepts,
-``method``: :func:`hierpool.fit`'s ``"full_bayes"`` or ``"empirical_bayes"``). The format is written once, as
-pydantic models, in :mod:`hierpool.workflow.schema`; ``hierpool demo --print-spec`` prints a complete
-example.
+``method``: :func:`hierpool.fit`'s ``"full_bayes"`` or ``"empirical_bayes"``). A setting that would have no
+effect is refused, naming it and why: a penalty's setting with another penalty, ``lkj_eta`` without random
+slopes, a prior or sampling setting with empirical Bayes. ``name`` is a key in ``[[variants]]`` form only, and
+a variant may not be named like a file the run writes beside the variants' folders (``summary.txt``,
+``spec.toml``, ``run.json``, ``compare_loo.csv``). The format is written once, as pydantic models, in
+:mod:`hierpool.workflow.schema`; ``hierpool demo --print-spec`` prints a complete example.
 """
 
 from __future__ import annotations
