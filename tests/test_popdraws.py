@@ -9,7 +9,8 @@ gaussian model goes through :func:`hierpool.from_trace` (the same ``finalize`` a
 small ``max_group_effect_values`` to force thinning. Every analysis function is checked against an
 independent reference: the same fit laid out the old way, its posterior thinned by hand
 (``posterior.isel(draw=slice(None, None, k))`` plus ``group_effect``), which the results must equal
-exactly (same draws, same arithmetic). The Gibbs path is run for real (a few seconds, no compilation).
+exactly (same draws, same arithmetic); ``implied_ridge``, which reads no group effects, uses every draw of
+tau and sigma, as the same fit unthinned. The Gibbs path is run for real (a few seconds, no compilation).
 """
 
 from __future__ import annotations
