@@ -112,7 +112,7 @@ def test_prepare_codes_groups_and_predictors():
         "g": ["b", "a", "b", "c", "a", "c"],
         "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         "s": ["lo", "hi", "lo", "mid", "hi", "lo"],
-        "flag": [True, False, True, False, False, True],
+        "flag": [True, False, False, False, True, True],  # not s == "lo" (a collinear design is refused)
     })
     gd = hp.prepare(df, y="y", group="g", predictors=["x", "s", "flag"])
     assert gd.groups.tolist() == ["b", "a", "c"]

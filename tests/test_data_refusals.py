@@ -256,3 +256,29 @@ def test_summary_level_refuses_booleans():
         hp.prepare(s.assign(est=[True, False, True, False]), y="est", se="se", group="sch")
     np.testing.assert_array_equal(hp.prepare(s.assign(est=[0, 1, 0, 1]), y="est", se="se", group="sch").y,
                                   [0.0, 1.0, 0.0, 1.0])
+
+
+# ------------------------------------------------------------------------------------------------------
+# 7. collinear predictors: the keywords refuse what the formula refuses
+@pytest.mark.parametrize(("extra", "cols", "bad"), [
+    ({"o": lambda d: 2 * d["x"] + 1}, ["x", "o"], "o"),  # an affine copy of x
+    ({"c2": lambda d: d["c"]}, ["c", "c2"], "c2[v]"),  # the same categorical twice
+    ({"s": lambda d: d["x"] + (d["c"] == "v")}, ["x", "c", "s"], "s"),  # a sum of a number and an indicator
+])
+def test_collinear_predictors_refused_by_keywords_as_by_formula(extra, cols, bad):
+    df = _frame().assign(**extra)
+    with pytest.raises(ValueError, match=re.escape(f"predictors: the column {bad!r} is a linear combination of the "
+                                                   "intercept and the columns before it")):
+        hp.prepare(df, y="y", group="g", predictors=cols)
+    with pytest.raises(ValueError, match=re.escape(f"the column {bad!r} is a linear combination")):
+        hp.prepare(df, f"y ~ {' + '.join(cols)} + (1 | g)")
+    assert hp.prepare(df, y="y", group="g", predictors=cols[:-1]).n_predictors >= 1  # without it: fine
+
+
+# ------------------------------------------------------------------------------------------------------
+# 8. a nested factor's parts: one label type each (1 and "1" would merge into one level "a:1")
+def test_nested_factor_parts_refuse_mixed_label_types():
+    df = _frame().assign(w=pd.Series([1, "1"] * 20, dtype=object))
+    with pytest.raises(TypeError, match=r"group='w' mixes label types \(int, str\)"):
+        hp.prepare(df, y="y", group="g/w")
+    assert hp.prepare(df.assign(w=df["w"].astype(str)), y="y", group="g/w").n_groups == 4

@@ -111,8 +111,8 @@ def factor_labels(df: pd.DataFrame, name: str, arg: str = "group") -> np.ndarray
 def grouping_factor(df: pd.DataFrame, name: str, arg: str = "group") -> GroupingFactor:
     """Code factor ``name`` of ``df``: levels in first-seen order, at least two."""
     labels = factor_labels(df, name, arg)
-    if name in df.columns:
-        check_group_labels(df[name], name)
+    for c in [name] if name in df.columns else factor_columns(df.columns, name, arg):  # a nested factor: each
+        check_group_labels(df[c], c)  # part ("1" and 1 in one column would merge into one level "a:1")
     codes, uniques = pd.factorize(pd.Index(labels, dtype=object), sort=False)
     levels = pd.Index(np.asarray(uniques), name=name)
     if len(levels) < 2:

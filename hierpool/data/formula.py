@@ -69,7 +69,14 @@ import numpy as np
 import pandas as pd
 
 from hierpool.data.expressions import evaluate, expression_columns
-from hierpool.data.terms import _json_level, build_terms, check_finite, indicator_term, numeric_column
+from hierpool.data.terms import (
+    _json_level,
+    build_terms,
+    check_finite,
+    check_full_rank,
+    indicator_term,
+    numeric_column,
+)
 
 __all__ = ["Factor", "Formula", "parse_formula", "formula_terms", "prepare_formula"]
 
@@ -396,15 +403,8 @@ def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
     """Refuse columns that are combinations of the intercept and the columns before them."""
     if Xs.shape[1] == 0:
         return
-    cross = Xs.T @ Xs / Xs.shape[0]  # centered and scaled columns: the intercept is already projected out
-    tol = 1e-9 * max(1.0, float(np.trace(cross)))
-    if np.linalg.matrix_rank(cross, tol=tol) == Xs.shape[1]:
-        return
-    for k in range(1, Xs.shape[1] + 1):  # find the first column that adds nothing
-        if np.linalg.matrix_rank(cross[:k, :k], tol=tol) < k:
-            raise _bad(text, f"the column {names[k - 1]!r} is a linear combination of the intercept and the "
-                             f"columns before it ({', '.join(names[:k - 1]) or 'none'}); its coefficient is not "
-                             "identified. Include the main effects of an interaction (a*b), or drop the term.")
+    check_full_rank(Xs.T @ Xs / Xs.shape[0], names, f"formula {text!r}",  # centered: the intercept projected out
+                    "Include the main effects of an interaction (a*b), or drop the term.")
 
 
 def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), family=None, trials=None,

@@ -22,6 +22,7 @@ from hierpool.data.slope_stats import check_slopes, slope_list
 from hierpool.data.terms import (
     build_terms,
     check_finite,
+    check_full_rank,
     check_group_labels,
     check_numeric_dtype,
     design_matrix,
@@ -351,16 +352,18 @@ def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dic
         )
 
     # predictors ---------------------------------------------------------------------------------------
+    from_formula = terms is not None  # the formula path checks the rank itself, in its own words
     terms = build_terms(df, predictors) if terms is None else terms
     X = design_matrix(df, terms)
     names = [n for t in terms for n in t["names"]]
     center = X.mean(axis=0) if X.shape[1] else np.zeros(0)
     scale = np.ones(X.shape[1])
+    sds = np.ones(X.shape[1])
     col = 0
     for t in terms:
         k = len(t["names"])
         for c in range(col, col + k):
-            sd = X[:, c].std()
+            sd = sds[c] = X[:, c].std()
             if not sd > 0:
                 what = f"column {t['column']!r}" if t["kind"] == "numeric" else f"the column {names[c]!r}"
                 raise ValueError(
@@ -373,6 +376,10 @@ def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dic
     dup_names = sorted({n for n in names if names.count(n) > 1})
     if dup_names:
         raise ValueError(f"predictors produce the name {dup_names[0]!r} twice; rename a column.")
+    if not from_formula and X.shape[1] > 1:  # the correlation matrix, from X'X (no centered copy of X)
+        cross = (X.T @ X / X.shape[0] - np.outer(center, center)) / np.outer(sds, sds)
+        check_full_rank(cross, names, "predictors", "Drop one of them (a column, or a level of a categorical "
+                        "that another column repeats).")
 
     return GroupedData(
         family=family,

@@ -376,3 +376,17 @@ def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predic
         _fill_term(df, t, context, X[:, col:col + w])
         col += w
     return X
+
+
+def check_full_rank(cross: np.ndarray, names: list[str], where: str, advice: str) -> None:
+    """Refuse predictors whose columns are a linear combination of the intercept and the columns before them
+    (a coefficient the data cannot identify). ``cross``: the cross-products of the centered columns (the
+    intercept already projected out), any scaling; ``where`` starts the message, ``advice`` ends it."""
+    tol = 1e-9 * max(1.0, float(np.trace(cross)))
+    if np.linalg.matrix_rank(cross, tol=tol) == cross.shape[0]:
+        return
+    for k in range(1, cross.shape[0] + 1):  # find the first column that adds nothing
+        if np.linalg.matrix_rank(cross[:k, :k], tol=tol) < k:
+            raise ValueError(f"{where}: the column {names[k - 1]!r} is a linear combination of the intercept and "
+                             f"the columns before it ({', '.join(names[:k - 1]) or 'none'}); its coefficient is not "
+                             f"identified. {advice}")
