@@ -82,7 +82,9 @@ def prepare(
         is taken). Numeric columns are used on their scale; category, string and boolean columns become
         treatment-coded indicators named ``column[level]``. The levels of a category column must be str, int,
         float or bool (not Timestamps, Periods or tuples: convert them with
-        ``.astype(str).astype("category")``).
+        ``.astype(str).astype("category")``). A constant column, or one that is a linear combination of the
+        intercept and the columns before it (a copy of another, in other units), is refused: its
+        coefficient would not be identified (lme4 drops such a column with a message; a formula refuses it too).
     family : {"gaussian", "bernoulli", "binomial", "poisson"}, optional
         Response family; links are identity, logit, logit and log. Default: gaussian, except that a
         response of only 0 and 1 (or booleans) without ``family=`` is an error: say ``"bernoulli"`` for a
