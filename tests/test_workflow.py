@@ -116,7 +116,7 @@ def test_variant_names_and_tables():
                                                 "x": {"name": "x", "kind": "random_intercepts"}}}) == [
         "[variants.x] has the key 'name'; in [variants.<name>] form the table's name is the variant's name: "
         "remove it.",
-        "variant name 'a b' must be letters, digits, '_', '-' or '.' (it names output files).",
+        "[variants] name 'a b' must be letters, digits, '_', '-' or '.' (it names output files).",
     ]
     assert problems({"data": DATA, "variants": {"v": 5}}) == ["[variants.v] must be a table; got 5."]
     assert problems({"data": DATA, "variants": []}) == [

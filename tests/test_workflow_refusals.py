@@ -237,7 +237,7 @@ def test_variant_names_of_output_files_are_refused(name, tmp_path, capsys):
     for body in (f'[variants."{name}"]\nkind = "random_intercepts"\n',
                  f'[[variants]]\nname = "{name}"\nkind = "random_intercepts"\n'):
         spec = _spec(tmp_path, body)
-        _refused(capsys, spec, tmp_path / "out", f"variant name {name!r} is the name of a file `hierpool run` writes")
+        _refused(capsys, spec, tmp_path / "out", f"[variants] name {name!r} is the name of a file `hierpool run` writes")
 
 
 def test_run_output_files_are_the_reserved_names(tmp_path):

@@ -510,10 +510,10 @@ def _variants_table(vs, problems: list[str]):
         return vs
     for name in vs:
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            problems.append(f"variant name {name!r} must be letters, digits, '_', '-' or '.' (it names output "
+            problems.append(f"[variants] name {name!r} must be letters, digits, '_', '-' or '.' (it names output "
                             "files).")
         elif name.casefold() in OUTPUT_FILES:
-            problems.append(f"variant name {name!r} is the name of a file `hierpool run` writes next to the "
+            problems.append(f"[variants] name {name!r} is the name of a file `hierpool run` writes next to the "
                             f"variants' folders ({', '.join(OUTPUT_FILES)}); choose another name.")
     return vs
 
