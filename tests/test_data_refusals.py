@@ -282,3 +282,14 @@ def test_nested_factor_parts_refuse_mixed_label_types():
     with pytest.raises(TypeError, match=r"group='w' mixes label types \(int, str\)"):
         hp.prepare(df, y="y", group="g/w")
     assert hp.prepare(df.assign(w=df["w"].astype(str)), y="y", group="g/w").n_groups == 4
+
+
+def test_rank_check_of_columns_far_from_zero():
+    """The correlations are formed from centered rows: X'X/n - mean^2 would round them away for columns
+    near 1e6 (a -1.5e-3 eigenvalue where the truth is 2e-6, and a copy 3x - 7 of x passed as full rank)."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"y": rng.normal(size=400), "g": np.repeat(np.arange(100), 4), "x": 1e6 + rng.normal(size=400)})
+    df["z"] = 1e6 + rng.normal(size=400) * 1e-3 + (df["x"] - 1e6) * 0.5  # correlated 0.999998, not collinear
+    assert hp.prepare(df, y="y", group="g", predictors=["x", "z"]).predictors == ["x", "z"]
+    with pytest.raises(ValueError, match="the column 'o' is a linear combination"):
+        hp.prepare(df.assign(o=3 * df["x"] - 7), y="y", group="g", predictors=["x", "o"])
