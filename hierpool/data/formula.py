@@ -399,14 +399,6 @@ def formula_terms(df: pd.DataFrame, f: Formula) -> list[dict]:
     return out
 
 
-def _check_rank(text: str, Xs: np.ndarray, names: list[str]) -> None:
-    """Refuse columns that are combinations of the intercept and the columns before them."""
-    if Xs.shape[1] == 0:
-        return
-    check_full_rank(Xs.T @ Xs / Xs.shape[0], names, f"formula {text!r}",  # centered: the intercept projected out
-                    "Include the main effects of an interaction (a*b), or drop the term.")
-
-
 def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), family=None, trials=None,
                     exposure=None, client=None):
     """:func:`hierpool.prepare` for a formula (see this module's docstring for what a formula may say)."""
@@ -468,6 +460,7 @@ def prepare_formula(df, formula: str, *, y=None, group=None, predictors=(), fami
         gd = prepare_factors(data, f.response, list(f.factors), f.columns, family, trials, exposure, terms=terms)
     else:
         gd = _prepare(data, f.response, f.group, f.columns, family, trials, exposure, terms=terms)
-    _check_rank(formula, gd.Xs, gd.predictors)
+    check_full_rank(gd.X, gd.x_center, gd.x_scale, gd.predictors, f"formula {formula!r}",  # the model's scaling
+                    "Include the main effects of an interaction (a*b), or drop the term.")
     gd = with_slopes(gd, f.slopes)
     return replace(gd, formula=formula, **({"trials_name": [f.response, f.failures]} if f.failures else {}))

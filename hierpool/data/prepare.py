@@ -378,14 +378,9 @@ def _prepare(df, y, group, predictors, family, trials, exposure, terms: list[dic
     dup_names = sorted({n for n in names if names.count(n) > 1})
     if dup_names:
         raise ValueError(f"predictors produce the name {dup_names[0]!r} twice; rename a column.")
-    if not from_formula and X.shape[1] > 1:  # the correlation matrix, centered in blocks of rows: no copy of
-        cross = np.zeros((X.shape[1], X.shape[1]))  # X, and no cancellation of X'X/n - mean^2 (a column
-        for r0 in range(0, X.shape[0], 1 << 16):  # far from 0, e.g. years, would round its variance away)
-            Z = (X[r0:r0 + (1 << 16)] - center) / sds
-            cross += Z.T @ Z
-        cross /= X.shape[0]
-        check_full_rank(cross, names, "predictors", "Drop one of them (a column, or a level of a categorical "
-                        "that another column repeats).")
+    if not from_formula and X.shape[1] > 1:  # on the correlation scale (every column by its sd)
+        check_full_rank(X, center, sds, names, "predictors", "Drop one of them (a column, or a level of a "
+                        "categorical that another column repeats).")
 
     return GroupedData(
         family=family,

@@ -378,14 +378,26 @@ def design_matrix(df: pd.DataFrame, terms: list[dict], *, context: str = "predic
     return X
 
 
-def check_full_rank(cross: np.ndarray, names: list[str], where: str, advice: str) -> None:
+def check_full_rank(X: np.ndarray, center: np.ndarray, scale: np.ndarray, names: list[str], where: str,
+                    advice: str) -> None:
     """Refuse predictors whose columns are a linear combination of the intercept and the columns before them
-    (a coefficient the data cannot identify). ``cross``: the cross-products of the centered columns (the
-    intercept already projected out), any scaling; ``where`` starts the message, ``advice`` ends it."""
-    tol = 1e-9 * max(1.0, float(np.trace(cross)))
-    if np.linalg.matrix_rank(cross, tol=tol) == cross.shape[0]:
+    (a coefficient the data cannot identify), from the cross-products of the columns of ``X`` centered at
+    ``center`` and divided by ``scale`` (the intercept projected out). They are formed in blocks of rows: no
+    copy of ``X``, and no cancellation as in ``X'X / n - center^2``, which rounds the variance of a column far
+    from 0 away (a copy ``3x - 7`` of a column near 1e6 passed as full rank). ``where`` starts the message,
+    ``advice`` ends it."""
+    p = X.shape[1]
+    if p == 0:
         return
-    for k in range(1, cross.shape[0] + 1):  # find the first column that adds nothing
+    cross = np.zeros((p, p))
+    for r0 in range(0, X.shape[0], 1 << 16):
+        Z = (X[r0:r0 + (1 << 16)] - center) / scale
+        cross += Z.T @ Z
+    cross /= X.shape[0]
+    tol = 1e-9 * max(1.0, float(np.trace(cross)))
+    if np.linalg.matrix_rank(cross, tol=tol) == p:
+        return
+    for k in range(1, p + 1):  # find the first column that adds nothing
         if np.linalg.matrix_rank(cross[:k, :k], tol=tol) < k:
             raise ValueError(f"{where}: the column {names[k - 1]!r} is a linear combination of the intercept and "
                              f"the columns before it ({', '.join(names[:k - 1]) or 'none'}); its coefficient is not "
