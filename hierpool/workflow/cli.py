@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args) -> dict:
-    return {k: getattr(args, k) for k in ("draws", "tune", "chains", "seed", "sampler")}
+    return {k: getattr(args, k) for k in run.OVERRIDE_KEYS}
 
 
 def _validate(path: str) -> int:

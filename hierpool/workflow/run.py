@@ -143,13 +143,13 @@ def build_model(spec: ModelSpec, variant: str, gd: GroupedData) -> pm.Model:
 
 #: ``[sampling]`` keys that only sampling uses (``method = "empirical_bayes"`` takes draws, chains and seed).
 SAMPLING_ONLY = ("sampler", "tune", "target_accept", "cores", "min_ess", "max_rounds")
-#: ``[sampling]`` keys that the ``run`` and ``demo`` commands can override.
-_FLAGS = ("draws", "tune", "chains", "seed", "sampler")
+#: ``[sampling]`` keys that the ``run`` and ``demo`` commands can override (``--draws``, ...).
+OVERRIDE_KEYS = ("draws", "tune", "chains", "seed", "sampler")
 
 
 def _from_sampling(key: str) -> str:
     """Where a ``[sampling]`` value comes from, as messages name it."""
-    return f"from [sampling] or --{key}" if key in _FLAGS else "from [sampling]"
+    return f"from [sampling] or --{key}" if key in OVERRIDE_KEYS else "from [sampling]"
 
 
 def _setting_sources(spec: ModelSpec, variant: str, kw: dict) -> str:
