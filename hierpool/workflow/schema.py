@@ -115,18 +115,12 @@ def _lines_error(problems: list[str]) -> PydanticCustomError:
 
 
 def _show(value) -> str:
-    """A choice as it is written in TOML."""
-    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
-
-
-def _toml(value) -> str:
-    """A value as the spec wrote it (TOML), for messages."""
+    """A value (or a choice) as it is written in TOML, for messages: booleans as true/false, tables as
+    ``{k = v, ...}``, the rest as Python writes them."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 
@@ -319,7 +313,7 @@ class RandomIntercepts(_Variant):
         unused = [k for k in _NOT_EMPIRICAL_BAYES if k in self.model_fields_set]
         if unused:
             raise _problems_error([
-                f"{k} = {_toml(getattr(self, k))} does not apply with method = 'empirical_bayes', which samples "
+                f"{k} = {_show(getattr(self, k))} does not apply with method = 'empirical_bayes', which samples "
                 "nothing and estimates tau, the intercept and beta from the likelihood alone (no prior, no "
                 f"sampler setting): remove {k} or use method = 'full_bayes'." for k in unused])
         return self
@@ -355,7 +349,7 @@ class RegularizedHierarchical(_Variant):
     def _penalty_settings(self):
         penalty = self.penalty or "horseshoe"
         said = f"penalty = {penalty!r}" + ("" if self.penalty else " (the default)")
-        problems = [f"{k} = {_toml(getattr(self, k))} does not apply with {said}: it is a setting of "
+        problems = [f"{k} = {_show(getattr(self, k))} does not apply with {said}: it is a setting of "
                     f"penalty = {' or '.join(map(repr, used_by))} only; remove it or change penalty."
                     for k, used_by in _PENALTY_KEYS.items() if k in self.model_fields_set and penalty not in used_by]
         if problems:
